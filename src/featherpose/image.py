@@ -1,0 +1,135 @@
+"""Image loading and letterboxing shared by every estimator.
+
+Images cross this module as HxWx3 uint8 RGB. ``load_image`` accepts what users have
+(paths of any format OpenCV reads, grayscale, RGBA, 16-bit, numpy arrays) and fails with one
+clear line naming the file when it cannot.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+f32 = np.float32
+# Extensions read by OpenCV that folder runs pick up.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2", ".exr", ".hdr"}
+
+
+class ImageError(ValueError):
+    """An image that cannot be used: missing, empty, corrupt or of an unusable shape."""
+
+
+def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit or float) to HxWx3 uint8 RGB.
+
+    Arrays are taken as RGB(A) channel order; floats as 0..1 if their maximum is <= 1, else 0..255.
+    """
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)) or a.size == 0:
+        raise ImageError(f"{name}: expected an HxW or HxWx{{1,3,4}} image, got shape {a.shape}")
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    elif a.dtype.kind == "f":
+        scale = 255.0 if np.nanmax(a) <= 1.0 else 1.0
+        a = np.clip(np.nan_to_num(a) * scale + 0.5, 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=2)
+    if a.shape[2] == 2:  # gray + alpha
+        return np.repeat(a[..., :1], 3, axis=2)
+    return np.ascontiguousarray(a[..., :3])
+
+
+def load_image(source: str | Path | np.ndarray) -> np.ndarray:
+    """Read an image file (or take an array) as HxWx3 uint8 RGB.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ImageError: the file is empty, not an image, or corrupt.
+    """
+    if isinstance(source, np.ndarray):
+        return to_rgb8(source)
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"image not found: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a folder, not an image")
+    data = np.fromfile(path, np.uint8)
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
+    if img.ndim == 3:  # OpenCV decodes to BGR(A)
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return to_rgb8(img, str(path))
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Geometry of an aspect-preserving resize into a padded ``input_hw`` canvas.
+
+    The image (``image_hw``) is resized to ``resized_hw`` and placed at (``top``, ``left``).
+    """
+
+    image_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    top: int
+    left: int
+
+    def to_image(self, xy_input: np.ndarray) -> np.ndarray:
+        """Map (..., 2) x, y in input pixels back to pixels of the original image."""
+        scale = np.array([self.image_hw[1] / self.resized_hw[1], self.image_hw[0] / self.resized_hw[0]], f32)
+        return ((xy_input - np.array([self.left, self.top], f32)) * scale).astype(f32)
+
+
+def _axis(out_n: int, in_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a half-pixel bilinear resize along one axis, in TF's float32 arithmetic."""
+    x = (np.arange(out_n, dtype=f32) + f32(0.5)) * (f32(in_n) / f32(out_n)) - f32(0.5)
+    lo = np.floor(x)
+    return (np.maximum(lo, 0).astype(np.intp), np.minimum(np.ceil(x), in_n - 1).astype(np.intp),
+            (x - lo).astype(f32))
+
+
+@lru_cache(maxsize=16)
+def _resize_plan(h: int, w: int, th: int, tw: int):
+    """Everything of ``resize_with_pad`` that depends only on the sizes (cached: video frames repeat it)."""
+    r = max(f32(w) / f32(tw), f32(h) / f32(th))
+    rh, rw = f32(h) / r, f32(w) / r
+    oh, ow = max(1, int(np.floor(rh))), max(1, int(np.floor(rw)))
+    top = max(0, int(np.floor((f32(th) - rh) / f32(2))))
+    left = max(0, int(np.floor((f32(tw) - rw) / f32(2))))
+    y0, y1, wy = _axis(oh, h)
+    x0, x1, wx = _axis(ow, w)
+    corners = [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
+    return Letterbox((h, w), (th, tw), (oh, ow), top, left), corners, wx[None, :, None], wy[:, None, None]
+
+
+def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+    """TensorFlow's ``tf.image.resize_with_pad`` followed by ``tf.cast(int32)``, bit for bit.
+
+    Aspect-preserving bilinear resize (half-pixel centres, no antialias) of an HxWx3 uint8 image
+    to fit ``input_hw``, zero padding split top/bottom and left/right with the odd pixel at the
+    bottom/right, truncated toward zero. This is the preprocessing of Google's MoveNet; the
+    arithmetic (float32, lerp along x first, then y, each as ``a + (b - a) * t``) is TF's.
+
+    Returns:
+        (int32 array (Hi, Wi, 3), the letterbox geometry).
+    """
+    h, w = image.shape[:2]
+    box, corners, wx, wy = _resize_plan(h, w, *input_hw)
+    oh, ow = box.resized_hw
+    flat = np.ascontiguousarray(image).reshape(-1, 3)
+    tl, tr, bl, br = (flat.take(i, axis=0).reshape(oh, ow, 3).astype(f32) for i in corners)
+    t = tl + (tr - tl) * wx
+    b = bl + (br - bl) * wx
+    out = np.zeros((*input_hw, 3), np.int32)
+    out[box.top:box.top + oh, box.left:box.left + ow] = t + (b - t) * wy
+    return out, box

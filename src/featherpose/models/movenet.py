@@ -1,0 +1,194 @@
+"""MoveNet network: MobileNetV2 backbone + 3-level FPN (stride 4) + CenterNet-style heads.
+
+Shapes (batch B, keypoints K, input [H, W], grid [h, w] = [H/4, W/4]):
+    input   (B, 3, H, W) float RGB in 0..255 (normalised inside, as Google's graph does)
+    output  dict of raw head tensors, NCHW, no activation:
+        heatmap (B, K, h, w)   keypoint logits
+        center  (B, 1, h, w)   person-centre logits
+        regress (B, 2K, h, w)  centre -> keypoint displacement in grid cells, (y, x) interleaved
+        offset  (B, 2K, h, w)  sub-cell keypoint offset, (y, x) interleaved
+        box_scale, box_offset (B, 2, h, w)  only when ``box_heads`` (Google's MultiPose graph)
+
+The layer sizes follow Google's published graphs (movenet/singlepose/lightning/4: width 1.0,
+thunder/4: width 1.75, multipose/lightning/1: width 1.5). Convolutions with stride 2 pad like
+TensorFlow's ``SAME`` (zero rows/columns at the bottom/right only), so imported weights
+reproduce Google's outputs. H and W must be multiples of 32.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# MobileNetV2 inverted-residual settings: (expansion t, output channels c, repeats n, first stride s)
+MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+# Indices (0-based, as Keras names them block_N) of the blocks whose outputs feed the FPN at strides 4, 8, 16.
+FPN_TAPS = (2, 5, 9)
+FPN_CHANNELS = (64, 32, 24)  # top-down: stride 32 -> 16 -> 8 -> 4 (the last is the feature width)
+HEAD_CHANNELS = 96
+# fp16 rounding of 1/127.5 as stored in Google's graphs: x_float = x * INPUT_SCALE - 1
+INPUT_SCALE = 0.007843017578125
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` without dropping more than 10 %."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+@dataclass
+class MoveNetConfig:
+    """Hyper-parameters of a MoveNet network (everything needed to rebuild it).
+
+    Attributes:
+        width: MobileNetV2 width multiplier (alpha).
+        num_keypoints: K.
+        input_size: default square input side in pixels (multiple of 32).
+        box_heads: add the box_scale / box_offset heads of Google's MultiPose graph.
+        batch_norm: BatchNorm after each convolution (for training from scratch); Google's
+            imported graphs have it folded into the convolution biases, so they use False.
+    """
+
+    width: float = 1.0
+    num_keypoints: int = 17
+    input_size: int = 192
+    box_heads: bool = False
+    batch_norm: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ConvAct(nn.Sequential):
+    """Conv2d (+ BatchNorm) (+ activation) with TensorFlow ``SAME`` padding."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 act: type[nn.Module] | None = nn.ReLU6, batch_norm: bool = False, bias: bool = True):
+        layers: list[nn.Module] = []
+        if kernel > 1 and stride == 2:  # TF SAME on an even input: the extra row/column goes bottom/right
+            layers.append(nn.ZeroPad2d((kernel // 2 - 1, kernel // 2, kernel // 2 - 1, kernel // 2)))
+            padding = 0
+        else:
+            padding = kernel // 2
+        layers.append(nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=bias and not batch_norm))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(cout))
+        if act is not None:
+            layers.append(act(inplace=True))
+        super().__init__(*layers)
+
+    @property
+    def conv(self) -> nn.Conv2d:
+        return next(m for m in self if isinstance(m, nn.Conv2d))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand (ReLU6) -> 3x3 depthwise (ReLU6) -> 1x1 project (linear)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expansion: int, batch_norm: bool):
+        super().__init__()
+        hidden = cin * expansion
+        self.expand = ConvAct(cin, hidden, batch_norm=batch_norm) if expansion != 1 else nn.Identity()
+        self.depthwise = ConvAct(hidden, hidden, 3, stride, groups=hidden, batch_norm=batch_norm)
+        self.project = ConvAct(hidden, cout, act=None, batch_norm=batch_norm)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.depthwise(self.expand(x)))
+        return x + y if self.residual else y
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 returning the features at strides 4, 8, 16 (taps) and 32 (after the 1x1 conv)."""
+
+    def __init__(self, width: float = 1.0, batch_norm: bool = False):
+        super().__init__()
+        stem = make_divisible(32 * width)
+        self.stem = ConvAct(3, stem, 3, 2, batch_norm=batch_norm)
+        blocks, cin = [], stem
+        for t, c, n, s in MOBILENET_V2_BLOCKS:
+            cout = make_divisible(int(c * width))
+            for i in range(n):
+                blocks.append(InvertedResidual(cin, cout, s if i == 0 else 1, t, batch_norm))
+                cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.last = ConvAct(cin, 1280, batch_norm=batch_norm)
+        self.tap_channels = tuple(blocks[i].project.conv.out_channels for i in FPN_TAPS) + (1280,)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        taps = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in FPN_TAPS:
+                taps.append(x)
+        taps.append(self.last(x))
+        return taps
+
+
+class SeparableConv(nn.Sequential):
+    """3x3 depthwise (no bias, no activation) -> 1x1 pointwise with bias -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, batch_norm: bool = False):
+        super().__init__(ConvAct(cin, cin, 3, groups=cin, act=None, bias=False),
+                         ConvAct(cin, cout, act=nn.ReLU, batch_norm=batch_norm))
+
+
+class FPN(nn.Module):
+    """Top-down feature pyramid from stride 32 to stride 4: upsample x2 (bilinear), add lateral, separable conv."""
+
+    def __init__(self, tap_channels: tuple[int, ...], batch_norm: bool = False):
+        super().__init__()
+        c4, c8, c16, c32 = tap_channels
+        f32, f16, f8 = FPN_CHANNELS[0], FPN_CHANNELS[0], FPN_CHANNELS[1]
+        self.lateral32 = ConvAct(c32, f32, act=None)
+        self.lateral16 = ConvAct(c16, f16, act=None)
+        self.lateral8 = ConvAct(c8, f8, act=None)
+        self.lateral4 = ConvAct(c4, FPN_CHANNELS[2], act=None)
+        self.smooth16 = SeparableConv(f16, FPN_CHANNELS[1], batch_norm)
+        self.smooth8 = SeparableConv(f8, FPN_CHANNELS[2], batch_norm)
+        self.smooth4 = SeparableConv(FPN_CHANNELS[2], FPN_CHANNELS[2], batch_norm)
+        self.out_channels = FPN_CHANNELS[2]
+
+    @staticmethod
+    def _up(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+    def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
+        c4, c8, c16, c32 = taps
+        x = self.smooth16(self._up(self.lateral32(c32)) + self.lateral16(c16))
+        x = self.smooth8(self._up(x) + self.lateral8(c8))
+        return self.smooth4(self._up(x) + self.lateral4(c4))
+
+
+class Head(nn.Sequential):
+    """Separable conv to 96 channels (ReLU) -> 1x1 conv to the head's outputs."""
+
+    def __init__(self, cin: int, cout: int, batch_norm: bool = False):
+        super().__init__(SeparableConv(cin, HEAD_CHANNELS, batch_norm), ConvAct(HEAD_CHANNELS, cout, act=None))
+
+
+class MoveNet(nn.Module):
+    """MoveNet: backbone + FPN + heads; ``forward`` returns raw head tensors (see module docstring)."""
+
+    def __init__(self, config: MoveNetConfig | None = None, **overrides):
+        super().__init__()
+        self.config = config or MoveNetConfig(**overrides)
+        cfg, k = self.config, self.config.num_keypoints
+        self.register_buffer("input_scale", torch.tensor(INPUT_SCALE), persistent=False)
+        self.backbone = MobileNetV2(cfg.width, cfg.batch_norm)
+        self.fpn = FPN(self.backbone.tap_channels, cfg.batch_norm)
+        outputs = {"heatmap": k, "center": 1, "regress": 2 * k, "offset": 2 * k}
+        if cfg.box_heads:
+            outputs.update(box_scale=2, box_offset=2)
+        self.heads = nn.ModuleDict({name: Head(self.fpn.out_channels, c, cfg.batch_norm) for name, c in outputs.items()})
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """FPN features (B, 24, H/4, W/4) of an image batch in 0..255."""
+        return self.fpn(self.backbone(image * self.input_scale - 1.0))
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.features(image)
+        return {name: head(feats) for name, head in self.heads.items()}

@@ -1,0 +1,76 @@
+"""Inference backends: a backend turns an int32 (1, H, W, 3) RGB batch into raw head arrays.
+
+Every backend is a callable ``backend(x) -> {head name: (C, h, w) float32}`` (batch axis dropped),
+so the Estimator does not care which one runs. ``onnxruntime`` is imported only when used.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+Backend = Callable[[np.ndarray], dict]
+BACKENDS = ("onnxruntime", "torch")
+
+
+def default_backend() -> str:
+    """onnxruntime when installed (measured 3-4x faster than eager torch on CPU), else torch."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnxruntime"
+
+
+class TorchBackend:
+    """Eager PyTorch on the CPU."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, threads: int | None = None):
+        self.model = model.eval()
+        self.threads = threads
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(x).permute(0, 3, 1, 2).float())
+        return {k: v[0].numpy() for k, v in out.items()}
+
+
+class OnnxBackend:
+    """onnxruntime's CPU execution provider on the model exported to ONNX (int32 NHWC input)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx_model: bytes | str, threads: int | None = None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, {self.input_name: x})
+        return {k: v[0] for k, v in zip(self.output_names, outs)}
+
+
+def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: str = "auto",
+                   threads: int | None = None) -> TorchBackend | OnnxBackend:
+    """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``."""
+    backend = default_backend() if backend == "auto" else backend
+    if backend == "torch":
+        return TorchBackend(model, threads)
+    if backend == "onnxruntime":
+        from .export import export_onnx
+
+        return OnnxBackend(export_onnx(model, input_hw), threads)
+    raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

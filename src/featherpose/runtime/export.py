@@ -1,0 +1,44 @@
+"""ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph."""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..fileio import atomic_path
+
+
+class NHWCInput(nn.Module):
+    """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model(image.permute(0, 3, 1, 2).float()).values())
+
+
+def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None) -> bytes | Path:
+    """Export ``model`` for a fixed input size; outputs are named after the heads.
+
+    Returns:
+        The ONNX bytes when ``path`` is None, else the path written (atomically).
+    """
+    model = model.eval()
+    with torch.no_grad():
+        names = list(model(torch.zeros(1, 3, *input_hw)).keys())
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(NHWCInput(model), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
+                          dynamo=False, opset_version=17, input_names=["image"], output_names=names)
+    data = buf.getvalue()
+    if path is None:
+        return data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)

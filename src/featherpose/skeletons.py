@@ -1,0 +1,135 @@
+"""Keypoint sets: names, left/right flip pairs, limbs to draw, OKS sigmas.
+
+A new keypoint set is a data change: add a :class:`Skeleton` to ``SKELETONS``. Flip pairs are
+derived from the ``left_`` / ``right_`` name prefixes, so they cannot disagree with the names.
+Sigmas are the per-keypoint OKS constants (COCO's, and mmpose's dataset configs for the others,
+as carried in the ``oks_sigmas`` field of ``shared/data`` jsons).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """One keypoint set.
+
+    Attributes:
+        name: registry key, e.g. ``"coco17"``.
+        keypoints: K names in model output order.
+        limbs: pairs of keypoint indices (0-based) joined when drawing.
+        sigmas: K OKS sigmas.
+    """
+
+    name: str
+    keypoints: tuple[str, ...]
+    limbs: tuple[tuple[int, int], ...]
+    sigmas: tuple[float, ...]
+    flip_pairs: tuple[tuple[int, int], ...] = field(init=False)
+
+    def __post_init__(self):
+        if len(self.sigmas) != len(self.keypoints):
+            raise ValueError(f"skeleton {self.name}: {len(self.sigmas)} sigmas for {len(self.keypoints)} keypoints")
+        index = {n: i for i, n in enumerate(self.keypoints)}
+        pairs = tuple((i, index["right_" + n[5:]]) for i, n in enumerate(self.keypoints)
+                      if n.startswith("left_") and "right_" + n[5:] in index)
+        object.__setattr__(self, "flip_pairs", pairs)
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoints)
+
+    def flip_index(self) -> np.ndarray:
+        """Permutation that swaps left and right keypoints: ``flipped[:, flip_index()]``."""
+        perm = np.arange(self.num_keypoints)
+        for a, b in self.flip_pairs:
+            perm[a], perm[b] = b, a
+        return perm
+
+    def index(self, name: str) -> int:
+        return self.keypoints.index(name)
+
+
+def _limbs(names: tuple[str, ...], pairs: list[tuple[str, str]]) -> tuple[tuple[int, int], ...]:
+    return tuple((names.index(a), names.index(b)) for a, b in pairs)
+
+
+_SIDES = ("left", "right")
+_ARM_LEG = [("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"), ("knee", "ankle"), ("shoulder", "hip")]
+
+
+def _side_limbs() -> list[tuple[str, str]]:
+    return [(f"{s}_{a}", f"{s}_{b}") for s in _SIDES for a, b in _ARM_LEG] + [
+        ("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")]
+
+
+_COCO_NAMES = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+               "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+               "left_knee", "right_knee", "left_ankle", "right_ankle")
+COCO17 = Skeleton(
+    "coco17", _COCO_NAMES,
+    _limbs(_COCO_NAMES, _side_limbs() + [("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+                                         ("right_eye", "right_ear")]),
+    (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
+     0.087, 0.087, 0.089, 0.089),
+)
+
+_OPENPOSE_NAMES = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+                   "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
+                   "right_eye", "left_eye", "right_ear", "left_ear")
+_COCO_SIGMA = dict(zip(_COCO_NAMES, COCO17.sigmas))
+OPENPOSE18 = Skeleton(
+    "openpose18", _OPENPOSE_NAMES,
+    _limbs(_OPENPOSE_NAMES, [(f"{s}_{a}", f"{s}_{b}") for s in _SIDES for a, b in _ARM_LEG[:4]]
+           + [("neck", f"{s}_{j}") for s in _SIDES for j in ("shoulder", "hip")]
+           + [("neck", "nose"), ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+              ("right_eye", "right_ear")]),
+    # OpenPose's neck (midpoint of the shoulders) has no COCO sigma; we use the shoulders' 0.079.
+    tuple(_COCO_SIGMA.get(n, 0.079) for n in _OPENPOSE_NAMES),
+)
+
+_CROWDPOSE_NAMES = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+                    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck")
+CROWDPOSE14 = Skeleton(
+    "crowdpose14", _CROWDPOSE_NAMES,
+    _limbs(_CROWDPOSE_NAMES, _side_limbs() + [("head", "neck"), ("neck", "left_shoulder"), ("neck", "right_shoulder")]),
+    (0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089, 0.079, 0.079),
+)
+
+_MPII_NAMES = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
+               "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder",
+               "left_elbow", "left_wrist")
+_TORSO_LIMBS = [(f"{s}_{a}", f"{s}_{b}") for s in _SIDES for a, b in _ARM_LEG[:4]]
+MPII16 = Skeleton(
+    "mpii16", _MPII_NAMES,
+    _limbs(_MPII_NAMES, _TORSO_LIMBS + [("right_hip", "pelvis"), ("left_hip", "pelvis"), ("pelvis", "thorax"),
+                                        ("thorax", "upper_neck"), ("upper_neck", "head_top"),
+                                        ("thorax", "right_shoulder"), ("thorax", "left_shoulder")]),
+    (0.089, 0.083, 0.107, 0.107, 0.083, 0.089, 0.026, 0.026, 0.026, 0.026, 0.062, 0.072, 0.179, 0.179, 0.072, 0.062),
+)
+
+_LSP_NAMES = ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "right_wrist",
+              "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist", "neck", "head_top")
+LSP14 = Skeleton(
+    "lsp14", _LSP_NAMES,
+    _limbs(_LSP_NAMES, _side_limbs() + [("neck", "head_top"), ("neck", "left_shoulder"), ("neck", "right_shoulder")]),
+    (0.089, 0.087, 0.107, 0.107, 0.087, 0.089, 0.062, 0.072, 0.079, 0.079, 0.072, 0.062, 0.079, 0.079),
+)
+
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, OPENPOSE18, CROWDPOSE14, MPII16, LSP14)}
+
+
+def get_skeleton(name: str) -> Skeleton:
+    """Look up a skeleton by name; the error lists the known ones."""
+    try:
+        return SKELETONS[name]
+    except KeyError:
+        raise ValueError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}") from None
+
+
+def skeleton_for(names: list[str] | tuple[str, ...]) -> Skeleton | None:
+    """The registered skeleton with exactly these keypoint names (in this order), if any."""
+    names = tuple(names)
+    return next((s for s in SKELETONS.values() if s.keypoints == names), None)

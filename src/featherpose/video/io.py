@@ -1,0 +1,77 @@
+"""Video and webcam frames in, annotated video out (OpenCV)."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from ..fileio import atomic_path
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+_FOURCC = {".avi": "MJPG", ".mkv": "MJPG"}  # everything else: mp4v
+
+
+class VideoError(ValueError):
+    """A video or camera that cannot be read."""
+
+
+class VideoReader:
+    """Frames of a video file or camera as HxWx3 uint8 RGB.
+
+    Args:
+        source: a video path, or an int camera index.
+    """
+
+    def __init__(self, source: str | Path | int):
+        self.source = source
+        is_camera = isinstance(source, int)
+        if not is_camera and not Path(source).is_file():
+            raise FileNotFoundError(f"video not found: {source}")
+        if not is_camera and Path(source).stat().st_size == 0:
+            raise VideoError(f"{source}: empty file (0 bytes)")
+        self.cap = cv2.VideoCapture(source if is_camera else str(source))
+        if not self.cap.isOpened():
+            what = f"camera {source}" if is_camera else f"{source}: not a readable video"
+            raise VideoError(f"cannot open {what}")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = count if count > 0 and not is_camera else None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            while True:
+                ok, frame = self.cap.read()
+                if not ok:
+                    return
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            self.cap.release()
+
+
+@contextmanager
+def video_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
+    """Context yielding ``write(rgb_frame)``; the file appears (atomically) only when the block completes.
+
+    The frame size is taken from the first frame written.
+    """
+    path = Path(path)
+    fourcc = cv2.VideoWriter_fourcc(*_FOURCC.get(path.suffix.lower(), "mp4v"))
+    with atomic_path(path) as tmp:
+        writer = None
+
+        def write(rgb: np.ndarray) -> None:
+            nonlocal writer
+            if writer is None:
+                writer = cv2.VideoWriter(str(tmp), fourcc, fps, (rgb.shape[1], rgb.shape[0]))
+                if not writer.isOpened():
+                    raise VideoError(f"cannot write video {path} (container {path.suffix!r}; use .mp4 or .avi)")
+            writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+        try:
+            yield write
+        finally:
+            if writer is not None:
+                writer.release()

@@ -1,0 +1,86 @@
+"""Self-describing weight files: safetensors tensors + JSON metadata that rebuilds model and codec.
+
+Metadata keys (all strings, as safetensors requires):
+    featherpose   format version ("1")
+    name          model name, e.g. "movenet-lightning"
+    architecture  "movenet"
+    config        JSON of the architecture's config dataclass
+    codec         JSON of the codec's keyword arguments (arrays are stored as tensors "codec.<key>")
+    source, license, notes   provenance shown by ``featherpose models --detail``
+
+Tensors are stored in float16 when every value is exactly representable (Google's MoveNet weights
+are fp16 at the source, so this is lossless) and in float32 otherwise.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .fileio import atomic_path
+
+FORMAT_VERSION = "1"
+CODEC_TENSOR_PREFIX = "codec."
+
+
+@dataclass
+class WeightsFile:
+    """A loaded weight file: the model's state dict, codec arrays and metadata."""
+
+    state_dict: dict[str, torch.Tensor]
+    codec_arrays: dict[str, np.ndarray]
+    meta: dict[str, str]
+    config: dict = field(default_factory=dict)
+    codec: dict = field(default_factory=dict)
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    if t.dtype == torch.float32:
+        half = t.half()
+        if torch.equal(half.float(), t):
+            return half
+    return t.contiguous()
+
+
+def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], *, name: str, architecture: str,
+                 config: dict, codec: dict, codec_arrays: dict[str, np.ndarray] | None = None,
+                 **provenance: str) -> Path:
+    """Write a weight file atomically (temporary file in the same folder, then rename)."""
+    tensors = {k: _compact(v.detach().cpu()) for k, v in state_dict.items()}
+    for key, arr in (codec_arrays or {}).items():
+        tensors[CODEC_TENSOR_PREFIX + key] = _compact(torch.from_numpy(np.ascontiguousarray(arr, np.float32)))
+    meta = {"featherpose": FORMAT_VERSION, "name": name, "architecture": architecture,
+            "config": json.dumps(config), "codec": json.dumps(codec), **{k: str(v) for k, v in provenance.items()}}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def load_weights(path: str | Path) -> WeightsFile:
+    """Read a weight file written by :func:`save_weights` (tensors widened to float32).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a featherpose weight file, or corrupt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights not found: {path}")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
+    if meta.get("featherpose") != FORMAT_VERSION:
+        raise ValueError(f"{path}: not a featherpose weight file (no 'featherpose' metadata); "
+                         "convert published weights with `featherpose convert`")
+    state = {k: v.float() for k, v in tensors.items() if not k.startswith(CODEC_TENSOR_PREFIX)}
+    arrays = {k[len(CODEC_TENSOR_PREFIX):]: v.float().numpy() for k, v in tensors.items()
+              if k.startswith(CODEC_TENSOR_PREFIX)}
+    return WeightsFile(state, arrays, meta, json.loads(meta.get("config", "{}")), json.loads(meta.get("codec", "{}")))

