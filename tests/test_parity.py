@@ -1,0 +1,84 @@
+"""Imported MoveNet reproduces Google's TensorFlow outputs on every golden sample."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import featherpose
+from featherpose.image import load_image, resize_with_pad
+
+from conftest import GOLDEN, SAMPLES, VARIANT_SIZE, golden_image_path, golden_input
+
+HEAD_FILES = {"heatmap": "kpt_heatmap", "center": "center", "regress": "kpt_regress", "offset": "kpt_offset"}
+
+
+@pytest.fixture(scope="module")
+def estimators():
+    return {v: featherpose.load(f"movenet-{v}", backend="torch") for v in VARIANT_SIZE}
+
+
+def graph_output(est, x: np.ndarray) -> np.ndarray:
+    """Network + decoder on a saved int32 input, in the graph's output layout."""
+    return est.codec.decode_graph_layout(est.infer(x))
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+@pytest.mark.parametrize("variant", list(VARIANT_SIZE))
+def test_outputs_match_golden(estimators, variant, sample):
+    est = estimators[variant]
+    out = graph_output(est, golden_input(sample, VARIANT_SIZE[variant]))
+    ref = np.load(GOLDEN / sample / f"{variant}_output.npy")
+    assert out.shape == ref.shape
+    assert np.abs(out - ref).max() <= 1e-4
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_lightning_heads_match_golden(estimators, sample):
+    net = estimators["lightning"].network
+    x = torch.from_numpy(golden_input(sample, 192)).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        heads = net(x)
+        feats = net.features(x)
+    for name, file in HEAD_FILES.items():
+        ref = np.load(GOLDEN / sample / f"lightning_{file}.npy")
+        got = heads[name].permute(0, 2, 3, 1).numpy()
+        assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), name
+    fpn = GOLDEN / sample / "lightning_fpn_features.npy"
+    if fpn.exists():  # saved for the still photos only
+        ref = np.load(fpn)
+        assert np.abs(feats.permute(0, 2, 3, 1).numpy() - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_preprocessing_reproduces_saved_inputs(sample):
+    image = load_image(golden_image_path(sample))
+    for size in (192, 256):
+        x, _ = resize_with_pad(image, (size, size))
+        np.testing.assert_array_equal(x[None], golden_input(sample, size))
+
+
+def test_perturbed_weight_breaks_parity():
+    est = featherpose.load("movenet-lightning", backend="torch")
+    x = golden_input("messi5", 192)
+    ref = np.load(GOLDEN / "messi5" / "lightning_output.npy")
+    assert np.abs(graph_output(est, x) - ref).max() <= 1e-4
+    with torch.no_grad():  # one weight of one early pointwise conv, nudged by 1 %
+        w = est.network.backbone.blocks[3].expand.conv.weight
+        w[0, 0, 0, 0] *= 1.01
+    assert np.abs(graph_output(est, x) - ref).max() > 1e-4
+
+
+def test_keypoints_map_back_to_image_pixels(estimators):
+    """The Estimator's pixel output is the graph's normalised output undone through the letterbox."""
+    est = estimators["lightning"]
+    image = load_image(golden_image_path("messi5"))
+    poses = est(image)
+    ref = np.load(GOLDEN / "messi5" / "lightning_output.npy")[0, 0]  # (17, 3) y, x, score
+    h, w = image.shape[:2]
+    _, box = resize_with_pad(image, (192, 192))
+    x = (ref[:, 1] * 192 - box.left) * w / box.resized_hw[1]
+    y = (ref[:, 0] * 192 - box.top) * h / box.resized_hw[0]
+    np.testing.assert_allclose(poses.keypoints[0, :, 0], x, atol=1e-3)
+    np.testing.assert_allclose(poses.keypoints[0, :, 1], y, atol=1e-3)
+    np.testing.assert_allclose(poses.keypoints[0, :, 2], ref[:, 2], atol=1e-5)
