@@ -70,8 +70,9 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         model: zoo name or weight file; None picks by source kind (see module docstring).
         multi: prefer the multi-person model when ``model`` is None.
         save: folder for drawn images / the annotated video.
-        json_path: keypoints file: one image -> Poses JSON; folder -> COCO results list (``image_id`` =
-            index in sorted order, plus ``file_name``); video -> one entry per frame.
+        json_path: keypoints file: one image -> Poses JSON; folder (searched recursively) -> COCO results
+            list (``image_id`` = index in sorted order, plus ``file_name`` relative to the folder);
+            video -> one entry per frame.
         min_score: people scoring below this are not drawn or written.
         max_frames: stop a video or webcam after this many frames.
 
@@ -100,21 +101,25 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
 
 
 def _predict_folder(est, folder: Path, save, json_path, min_score, progress, report: PredictReport) -> None:
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Every image under ``folder`` (recursively); drawn copies keep the sub-folder layout under ``save``."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
     results = []
     for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
+        rel = path.relative_to(folder)
         try:
             image = load_image(path)
             poses = est(image).filter(min_score)
             if save:
-                report.written.append(_save_image(save / f"{path.stem}.jpg", poses.draw(image)))
+                report.written.append(_save_image((save / rel).with_suffix(".jpg"), poses.draw(image)))
         except (OSError, ValueError) as exc:  # a bad file is reported and skipped
             report.failed.append((str(path), str(exc)))
-            log.warning("skipped %s: %s", path, exc)
+            log.debug("skipped %s: %s", path, exc)
             continue
         report.processed += 1
         report.people += len(poses)
-        results += [{**r, "file_name": path.name} for r in poses.to_coco(image_id)]
+        results += [{**r, "file_name": rel.as_posix()} for r in poses.to_coco(image_id)]
     if json_path:
         report.written.append(write_text(json_path, json.dumps(results)))
 

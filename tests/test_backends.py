@@ -1,0 +1,60 @@
+"""onnxruntime and torch give the same keypoints; ONNX export works for every zoo model."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import featherpose
+from featherpose.image import load_image
+from featherpose.runtime import default_backend
+from featherpose.runtime.export import export_onnx
+
+from conftest import GOLDEN, MEDIA, golden_image_path
+
+IMAGES = [golden_image_path("basketball1"), golden_image_path("vtest_f090"), MEDIA / "messi5.jpg"]
+
+
+@pytest.mark.parametrize("name", featherpose.models())
+def test_backends_agree(name):
+    torch_est = featherpose.load(name, backend="torch")
+    onnx_est = featherpose.load(name, backend="onnxruntime")
+    assert onnx_est.backend.name == "onnxruntime" and torch_est.backend.name == "torch"
+    for path in IMAGES:
+        image = load_image(path)
+        a, b = torch_est(image), onnx_est(image)
+        assert len(a) == len(b)
+        np.testing.assert_allclose(a.keypoints, b.keypoints, atol=1e-2)
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", featherpose.models())
+def test_onnx_export_runs_on_golden_input(name, tmp_path):
+    est = featherpose.load(name, backend="torch")
+    path = export_onnx(est.network, est.input_hw, tmp_path / f"{name}.onnx")
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    size = est.input_hw[0]
+    x = np.load(GOLDEN / "messi5" / f"input_{size}.npz")["input"]
+    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
+    assert set(outs) == set(est.network.heads)
+    ref = est.infer(x)
+    for k, v in outs.items():
+        assert np.abs(v[0] - ref[k]).max() <= 1e-4 * max(1.0, np.abs(ref[k]).max()), k
+
+
+def test_default_backend_is_onnxruntime():
+    assert default_backend() == "onnxruntime"
+    assert featherpose.load("movenet-lightning").backend.name == "onnxruntime"
+
+
+def test_multipose_larger_input():
+    """MultiPose accepts other multiples of 32 and still finds the players."""
+    est = featherpose.load("movenet-multipose", input_size=384, backend="onnxruntime")
+    assert est.input_hw == (384, 384)
+    poses = est(MEDIA / "basketball1.png").filter(0.2)
+    assert len(poses) >= 2
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of"):
+        featherpose.load("movenet-lightning", backend="tensorrt")

@@ -1,0 +1,107 @@
+"""Skeleton metadata against the real datasets, and the Poses result type."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import featherpose
+from featherpose.image import ImageError, load_image, to_rgb8
+from featherpose.poses import Poses
+from featherpose.skeletons import COCO17, SKELETONS, get_skeleton, skeleton_for
+
+from conftest import DATA, MEDIA
+
+DATASET_SKELETONS = {
+    "labeled_dev/person_keypoints_coco17.json": "coco17",
+    "labeled_dev/crowdpose14.json": "crowdpose14",
+    "labeled_dev/mpii16.json": "mpii16",
+    "lsp/lsp_test.json": "lsp14",
+    "coco_mini/person_keypoints_val2017.json": "coco17",
+}
+
+
+@pytest.mark.parametrize("file, name", DATASET_SKELETONS.items())
+def test_skeletons_match_dataset_files(file, name):
+    data = json.loads((DATA / file).read_text())
+    category = data["categories"][0]
+    skeleton = SKELETONS[name]
+    assert skeleton_for(category["keypoints"]) is skeleton
+    sigmas = data.get("oks_sigmas") or category.get("oks_sigmas")
+    np.testing.assert_allclose(skeleton.sigmas, sigmas)
+
+
+@pytest.mark.parametrize("skeleton", SKELETONS.values(), ids=list(SKELETONS))
+def test_flip_pairs_swap_left_and_right(skeleton):
+    perm = skeleton.flip_index()
+    assert sorted(perm) == list(range(skeleton.num_keypoints)) and (perm[perm] == np.arange(len(perm))).all()
+    for i, name in enumerate(skeleton.keypoints):
+        flipped = skeleton.keypoints[perm[i]]
+        assert flipped == name.replace("left_", "@").replace("right_", "left_").replace("@", "right_")
+    assert all(0 <= a < skeleton.num_keypoints and 0 <= b < skeleton.num_keypoints for a, b in skeleton.limbs)
+
+
+def test_openpose_has_neck_and_18_points():
+    op = get_skeleton("openpose18")
+    assert op.num_keypoints == 18 and op.keypoints[1] == "neck"
+    with pytest.raises(ValueError, match="unknown skeleton 'coco18'; known: coco17"):
+        get_skeleton("coco18")
+
+
+@pytest.fixture(scope="module")
+def poses():
+    return featherpose.load("movenet-multipose")(MEDIA / "basketball1.png")
+
+
+def test_poses_shapes_and_indexing(poses):
+    assert poses.keypoints.shape == (6, 17, 3) and poses.boxes.shape == (6, 4) and poses.scores.shape == (6,)
+    strong = poses.filter(0.2)
+    assert 2 <= len(strong) <= 3 and isinstance(strong[0], Poses) and len(strong[0]) == 1
+    assert poses.image_size == (480, 640)
+    np.testing.assert_allclose(poses.xyn * [640, 480], poses.xy, rtol=1e-6)
+
+
+def test_poses_never_modify_input():
+    kp = np.random.default_rng(0).uniform(0, 100, (2, 17, 3)).astype(np.float32)
+    kp[..., 2] = 0.1
+    before = kp.copy()
+    p = Poses.create(kp, image_size=(100, 100))
+    p.draw(np.zeros((100, 100, 3), np.uint8), min_score=0, min_keypoint_score=0)
+    p.summary(min_keypoint_score=0.5)
+    np.testing.assert_array_equal(kp, before)
+
+
+def test_draw_marks_keypoints(poses):
+    image = load_image(MEDIA / "basketball1.png")
+    drawn = poses.draw(image, boxes=True)
+    assert drawn.shape == image.shape and not np.shares_memory(drawn, image)
+    best = poses.filter(0.2)[0]
+    x, y = best.keypoints[0, best.conf[0].argmax(), :2].astype(int)
+    assert np.abs(drawn[y, x].astype(int) - image[y, x]).max() > 50
+
+
+def test_json_and_coco(poses):
+    data = json.loads(poses.to_json(file_name="b.png"))
+    assert data["image_size"] == {"height": 480, "width": 640} and len(data["people"]) == 6
+    assert list(data["people"][0]["keypoints"]) == list(COCO17.keypoints)
+    coco = poses.to_coco(image_id=7)
+    assert len(coco) == 6 and coco[0]["image_id"] == 7 and len(coco[0]["keypoints"]) == 51
+
+
+def test_to_rgb8_conversions():
+    gray16 = np.full((4, 5), 65535, np.uint16)
+    assert to_rgb8(gray16).shape == (4, 5, 3) and to_rgb8(gray16).max() == 255
+    assert to_rgb8(np.ones((2, 2, 3), np.float32)).max() == 255
+    assert to_rgb8(np.zeros((3, 3, 4), np.uint8)).shape == (3, 3, 3)
+    with pytest.raises(ImageError, match="expected an HxW"):
+        to_rgb8(np.zeros((2, 2, 5), np.uint8))
+    with pytest.raises(ImageError, match="expected an HxW"):
+        to_rgb8(np.zeros((0, 3), np.uint8))
+
+
+def test_estimator_on_array_and_path_agree():
+    est = featherpose.load("movenet-lightning")
+    a = est(MEDIA / "messi5.jpg")
+    b = est(load_image(MEDIA / "messi5.jpg"))
+    np.testing.assert_array_equal(a.keypoints, b.keypoints)
