@@ -38,7 +38,7 @@ def _compare(graph, consts, heads):
     heads = {k: np.ascontiguousarray(v, dtype=f32) for k, v in heads.items()}
     ref = go.run_decoder(graph, {k: v[None] for k, v in heads.items()})
     assert ref.shape == (1, 6, 56) and ref.dtype == np.float32
-    got = decode_multipose(**heads, consts=consts)
+    got = decode_multipose(**{k: np.ascontiguousarray(v.transpose(2, 0, 1)) for k, v in heads.items()}, consts=consts)
     assert got.shape == (6, 56) and got.dtype == np.float32
     diff = np.abs(got - ref[0]).max()
     assert diff <= TOL, f"max abs diff {diff}"
@@ -204,5 +204,5 @@ def test_keypoint_threshold_is_strict(graph, consts):
 def test_real_heads(graph, consts, sample):
     est = featherpose.load("movenet-multipose", backend="torch")
     heads = est.infer(golden_input(sample, 256))
-    got, _ = _compare(graph, consts, {k: v.transpose(1, 2, 0) for k, v in heads.items()})
+    got, _ = _compare(graph, consts, {k: v.transpose(1, 2, 0) for k, v in heads.items()})  # HWC, as the graph
     assert got[:, 55].max() > 0.2  # somebody was found

@@ -119,9 +119,8 @@ class MoveNetCodec:
     def decode_graph_layout(self, heads: dict[str, np.ndarray]) -> np.ndarray:
         """Heads (batch axis dropped) -> the graph's own output: [1, 1, K, 3] or [1, M, 3K + 5]."""
         if self.multi:
-            hwc = {name: np.ascontiguousarray(v.transpose(1, 2, 0)) for name, v in heads.items()}
-            return decode_multipose(hwc["heatmap"], hwc["center"], hwc["regress"], hwc["offset"],
-                                    hwc["box_scale"], hwc["box_offset"], self.multipose)[None]
+            return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
+                                    heads["box_scale"], heads["box_offset"], self.multipose)[None]
         out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
                                  self.prior, self.distance_bias, self.grid_scale)
         return out[None, None]

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .ops import sigmoid
@@ -96,11 +97,9 @@ GOOGLE_MULTIPOSE = MultiposeConstants(nms_kernel=5, peak_tolerance=f32(1.0132789
 
 
 def _max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
-    """k x k max pool, stride 1, TF 'SAME' padding (pad value -inf), on a [h, w] map."""
-    lo = (k - 1) // 2
-    xp = np.pad(x, ((lo, k - 1 - lo), (lo, k - 1 - lo)), constant_values=-np.inf)
-    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k))  # [h, w, k, k]
-    return win.max(axis=(2, 3))
+    """k x k max pool, stride 1, TF 'SAME' padding (pads never win), on an (h, w) map; k odd."""
+    assert k % 2 == 1, "centre NMS window must be odd"
+    return cv2.dilate(x, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
 
 
 def decode_multipose(
@@ -114,41 +113,43 @@ def decode_multipose(
 ) -> np.ndarray:
     """Decode MoveNet MultiPose heads into the graph's ``[M, 56]`` output (see module docstring).
 
+    Step 5 is evaluated only inside each instance's box: outside it the graph's score is 0, so
+    the box holds the first maximum unless the whole box scores 0, when the graph's argmax is
+    cell (0, 0). Step 8 re-evaluates the same expression at the chosen cells for every instance.
+    Both give the full-grid result bit for bit at a fraction of the cost (tests/graph_oracle.py).
+
     Args:
-        heatmap: [h, w, K] keypoint heatmap logits.
-        center: [h, w, 1] centre logits.
-        regress: [h, w, 2K] centre-to-keypoint displacements, interleaved (y, x).
-        offset: [h, w, 2K] keypoint sub-cell offsets, interleaved (y, x).
-        box_scale: [h, w, 2] box size (y, x) in cells.
-        box_offset: [h, w, 2] box-centre offset (y, x) in cells.
+        heatmap: (K, h, w) keypoint heatmap logits.
+        center: (1, h, w) centre logits.
+        regress: (2K, h, w) centre-to-keypoint displacements, interleaved (y, x).
+        offset: (2K, h, w) keypoint sub-cell offsets, interleaved (y, x).
+        box_scale: (2, h, w) box size (y, x) in cells.
+        box_offset: (2, h, w) box-centre offset (y, x) in cells.
         consts: the graph's decoder constants (saved by ``featherpose convert``).
 
     Returns:
-        float32 [M, 56]: per instance 17 x (y, x, score), box (ymin, xmin, ymax, xmax), score;
+        float32 (M, 56): per instance 17 x (y, x, score), box (ymin, xmin, ymax, xmax), score;
         coordinates normalised to the (4h x 4w) model input.
     """
-    heatmap, center, regress, offset, box_scale, box_offset = (
-        np.asarray(a, dtype=f32) for a in (heatmap, center, regress, offset, box_scale, box_offset)
-    )
-    h, w, K = heatmap.shape
+    K, h, w = heatmap.shape
     M = consts.num_instances
     half = consts.box_half
 
-    # 1. centre NMS -------------------------------------------------------------- [h, w]
-    c = sigmoid(center[..., 0])
+    # 1. centre NMS --------------------------------------------------------------- (h, w)
+    c = sigmoid(center[0])
     is_peak = np.abs(c - _max_pool_same(c, consts.nms_kernel)) < consts.peak_tolerance
     c = c * is_peak.astype(f32)
 
-    # 2. top-M centres, descending, ties -> lower flat index ---------------------- [M]
+    # 2. top-M centres, descending, ties -> lower flat index ----------------------- (M,)
     flat = c.reshape(-1)
     order = np.argsort(-flat, kind="stable")[:M]
     centre_score = flat[order]
     cy, cx = np.divmod(order, w)
     cyf, cxf = cy.astype(f32), cx.astype(f32)
 
-    # 3. boxes in grid units, clipped to [0, h] x [0, w] ------------------------- [M, 4]
-    oy, ox = box_offset[cy, cx].T
-    sy, sx = np.maximum(box_scale[cy, cx], f32(0)).T
+    # 3. boxes in grid units, clipped to [0, h] x [0, w] ----------------------------- (M,)
+    oy, ox = box_offset[:, cy, cx]
+    sy, sx = np.maximum(box_scale[:, cy, cx], f32(0))
     by, bx = cyf + oy, cxf + ox
     ymin = np.maximum(np.minimum(by - sy * half, f32(h)), f32(0))
     xmin = np.maximum(np.minimum(bx - sx * half, f32(w)), f32(0))
@@ -158,44 +159,51 @@ def decode_multipose(
     input_hw = np.array([h, w, h, w], dtype=np.int32) * consts.stride_int
     box = np.clip((box_grid * consts.stride) / input_hw.astype(f32), f32(0), f32(1))
 
-    # 4. regressed keypoints --------------------------------------------------- [M, K]
-    reg = regress[cy, cx].reshape(M, K, 2)
-    ry = cyf[:, None] + reg[..., 0]
-    rx = cxf[:, None] + reg[..., 1]
+    # 4. regressed keypoints ------------------------------------------------------ (M, K)
+    reg = regress[:, cy, cx].reshape(K, 2, M)
+    ry = cyf[:, None] + reg[:, 0].T
+    rx = cxf[:, None] + reg[:, 1].T
 
-    # 5. candidate scores ------------------------------------------------- [h, w, M, K]
-    gy = np.arange(h, dtype=f32)[:, None, None, None]
-    gx = np.arange(w, dtype=f32)[None, :, None, None]
-    d2 = np.square(gy - ry) + np.square(gx - rx)
+    # 5.-6. best cell per (m, k) inside the instance's box ---------------------------- (M, K)
+    heat = sigmoid(heatmap)
     sigma = f32(min(h, w)) * consts.sigma_scale
-    weight = np.exp(-d2 / sigma)
-    gy3, gx3 = gy[..., 0], gx[..., 0]  # [h, 1, 1], [1, w, 1]
-    inside = (gy3 >= ymin) & (gy3 < ymax) & (gx3 >= xmin) & (gx3 < xmax)  # [h, w, M]
-    s = sigmoid(heatmap)[:, :, None, :] * weight * inside[..., None].astype(f32)
-
-    # 6. best cell per (m, k), first maximum in row-major order ----------------- [M, K]
-    best = np.argmax(s.reshape(h * w, M, K), axis=0)
-    ky, kx = np.divmod(best, w)
+    rows0, rows1 = np.ceil(ymin).astype(int), np.ceil(ymax).astype(int)  # cells with ymin <= i < ymax
+    cols0, cols1 = np.ceil(xmin).astype(int), np.ceil(xmax).astype(int)
+    ky = np.zeros((M, K), np.intp)
+    kx = np.zeros((M, K), np.intp)
+    for m in range(M):
+        (i0, i1), (j0, j1) = (rows0[m], rows1[m]), (cols0[m], cols1[m])
+        if i1 <= i0 or j1 <= j0:
+            continue  # empty box: every score is 0 and the graph's argmax is cell (0, 0)
+        gy = np.arange(i0, i1, dtype=f32)[None, :, None]
+        gx = np.arange(j0, j1, dtype=f32)[None, None, :]
+        d2 = np.square(gy - ry[m, :, None, None]) + np.square(gx - rx[m, :, None, None])
+        s = (heat[:, i0:i1, j0:j1] * np.exp(-d2 / sigma)).reshape(K, -1)
+        best = np.argmax(s, axis=1)
+        found = s[np.arange(K), best] > 0
+        ky[m] = np.where(found, i0 + best // (j1 - j0), 0)
+        kx[m] = np.where(found, j0 + best % (j1 - j0), 0)
     kidx = np.arange(K)
 
-    # 7. refined, normalised coordinates ----------------------------------------- [M, K]
-    off = offset.reshape(h, w, K, 2)[ky, kx, kidx]  # [M, K, 2]
+    # 7. refined, normalised coordinates ------------------------------------------- (M, K)
+    off = offset.reshape(K, 2, h, w)
     scale_y = consts.stride / f32(h * consts.stride_int)
     scale_x = consts.stride / f32(w * consts.stride_int)
-    y = (ky.astype(f32) + off[..., 0]) * scale_y
-    x = (kx.astype(f32) + off[..., 1]) * scale_x
+    y = (ky.astype(f32) + off[kidx, 0, ky, kx]) * scale_y
+    x = (kx.astype(f32) + off[kidx, 1, ky, kx]) * scale_x
 
-    # 8. keypoint score = max over instances at the chosen cell --------------------- [M, K]
-    score = s.max(axis=2)[ky, kx, kidx]
+    # 8. keypoint score = max over all instances m' of step 5's score at the chosen cell - (M, K)
+    gy, gx = ky.astype(f32)[..., None], kx.astype(f32)[..., None]  # (M, K, 1) against m' on the last axis
+    d2 = np.square(gy - ry.T[None]) + np.square(gx - rx.T[None])
+    inside = (gy >= ymin) & (gy < ymax) & (gx >= xmin) & (gx < xmax)
+    score = (heat[kidx, ky, kx][..., None] * np.exp(-d2 / sigma) * inside.astype(f32)).max(axis=2)
 
-    # 9. instance score --------------------------------------------------------------- [M]
+    # 9. instance score -------------------------------------------------------------- (M,)
     keep = score > consts.keypoint_threshold
     count = np.maximum(keep.astype(f32).sum(axis=-1), f32(1))
     total = (centre_score[:, None] * np.where(keep, score, f32(0))).sum(axis=-1)
     instance = (f32(1) / count) * total
 
-    # 10. layout ------------------------------------------------------------------ [M, 56]
+    # 10. layout --------------------------------------------------------------------- (M, 56)
     kpts = np.stack([y, x, score], axis=-1).reshape(M, 3 * K)
-    out = np.concatenate([kpts, box, instance[:, None]], axis=1)
-    assert out.dtype == np.float32
-    return out
+    return np.concatenate([kpts, box, instance[:, None]], axis=1).astype(f32)
