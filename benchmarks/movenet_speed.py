@@ -19,7 +19,7 @@ machine conditions; each runner reports its best round (lowest mean total).
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/movenet_speed.py --out /tmp/speed.md --plot /tmp/speed.png
+    python benchmarks/movenet_speed.py --out benchmarks/RESULTS-movenet.md --plot benchmarks/movenet_speed.png
 
 The markdown on stdout (progress goes to stderr) can be pasted into benchmarks/RESULTS.md.
 """
@@ -34,7 +34,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +42,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", "/work/shared"))
+from featherpose.fileio import atomic_path, write_text
+
+SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 VIDEO = SHARED / "media" / "vtest.avi"
 PHOTO = SHARED / "media" / "messi5.jpg"
 PEERS = SHARED / "peers" / "movenet_tflite"
@@ -261,20 +262,6 @@ def target_lines(results: dict, inputs: dict, models: list[str], default: str) -
     return lines
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then move it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def plot(path: Path, results: dict, input_name: str, models: list[str], runners: list[str]) -> str | None:
     """Stacked bars (preprocess / network / decode, mean ms of the best round) per model and runner.
 
@@ -307,7 +294,8 @@ def plot(path: Path, results: dict, input_name: str, models: list[str], runners:
     ax.set_title(f"MoveNet on {input_name}: total time per frame by stage")
     ax.legend()
     fig.tight_layout()
-    atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return None
 
@@ -405,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(out) + "\n"
     print(text, end="")
     if args.out:
-        atomic_write(args.out, lambda tmp: tmp.write_text(text))
+        write_text(args.out, text)
     return 0
 
 
