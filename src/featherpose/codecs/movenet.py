@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ops import sigmoid
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
+from .ops import sigmoid
 
 f32 = np.float32
 
@@ -127,15 +127,12 @@ class MoveNetCodec:
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
         """Heads (batch axis dropped) -> instances in input pixels (x, y, score)."""
-        raw = self.decode_graph_layout(heads)[0]
+        raw = self.decode_graph_layout(heads)[0]  # (1, K, 3) or (M, 3K + 5)
         k = self.num_keypoints
-        size_yx = np.array(self.input_hw, f32)
+        yxs = raw[:, :3 * k].reshape(-1, k, 3) if self.multi else raw  # (N, K, 3) y, x, score normalised
+        size_xy = np.array(self.input_hw[::-1], f32)
+        kpts = np.concatenate([yxs[..., 1::-1] * size_xy, yxs[..., 2:]], axis=-1).astype(f32)
         if not self.multi:
-            yxs = raw[0]
-            kpts = np.concatenate([yxs[:, 1::-1] * size_yx[::-1], yxs[:, 2:]], axis=1)[None]
-            return Decoded(kpts.astype(f32), None, np.array([yxs[:, 2].mean()], f32))
-        yxs = raw[:, :3 * k].reshape(-1, k, 3)
-        kpts = np.concatenate([yxs[..., 1::-1] * size_yx[::-1], yxs[..., 2:]], axis=2)
-        box = raw[:, 3 * k:3 * k + 4]  # ymin, xmin, ymax, xmax normalised
-        boxes = box[:, [1, 0, 3, 2]] * np.tile(size_yx[::-1], 2)
-        return Decoded(kpts.astype(f32), boxes.astype(f32), raw[:, 3 * k + 4].astype(f32))
+            return Decoded(kpts, None, yxs[..., 2].mean(axis=1).astype(f32))
+        boxes = raw[:, [3 * k + 1, 3 * k, 3 * k + 3, 3 * k + 2]] * np.tile(size_xy, 2)  # from ymin, xmin, ymax, xmax
+        return Decoded(kpts, boxes.astype(f32), raw[:, 3 * k + 4].astype(f32))
