@@ -18,6 +18,12 @@ def estimators():
     return {v: featherpose.load(f"movenet-{v}", backend="torch") for v in VARIANT_SIZE}
 
 
+@pytest.fixture(scope="module")
+def onnx_estimators():
+    """onnxruntime runs the single-pose decoder inside the graph, as Google's graph does."""
+    return {v: featherpose.load(f"movenet-{v}", backend="onnxruntime") for v in VARIANT_SIZE}
+
+
 def graph_output(est, x: np.ndarray) -> np.ndarray:
     """Network + decoder on a saved int32 input, in the graph's output layout."""
     return est.codec.decode_graph_layout(est.infer(x))
@@ -25,8 +31,9 @@ def graph_output(est, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("sample", SAMPLES)
 @pytest.mark.parametrize("variant", list(VARIANT_SIZE))
-def test_outputs_match_golden(estimators, variant, sample):
-    est = estimators[variant]
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_outputs_match_golden(estimators, onnx_estimators, backend, variant, sample):
+    est = (estimators if backend == "torch" else onnx_estimators)[variant]
     out = graph_output(est, golden_input(sample, VARIANT_SIZE[variant]))
     ref = np.load(GOLDEN / sample / f"{variant}_output.npy")
     assert out.shape == ref.shape
@@ -56,6 +63,23 @@ def test_preprocessing_reproduces_saved_inputs(sample):
     for size in (192, 256):
         x, _ = resize_with_pad(image, (size, size))
         np.testing.assert_array_equal(x[None], golden_input(sample, size))
+
+
+@pytest.mark.parametrize("variant", ["lightning", "thunder"])
+def test_in_graph_decoder_matches_numpy(estimators, variant):
+    """The torch decoder exported into the ONNX graph equals the NumPy codec on every golden sample."""
+    from featherpose.codecs.movenet import decode_single_pose_torch
+
+    est = estimators[variant]
+    codec = est.codec
+    for sample in SAMPLES:
+        x = torch.from_numpy(golden_input(sample, VARIANT_SIZE[variant])).permute(0, 3, 1, 2).float()
+        with torch.no_grad():
+            heads = est.network(x)
+            got = decode_single_pose_torch(heads, torch.from_numpy(codec.prior), float(codec.distance_bias),
+                                           torch.from_numpy(codec.grid_scale)).numpy()
+        ref = codec.decode_graph_layout({k: v[0].numpy() for k, v in heads.items()})
+        assert np.abs(got - ref).max() <= 1e-6, sample
 
 
 def test_perturbed_weight_breaks_parity():

@@ -35,7 +35,7 @@ class Estimator:
         self.skeleton = skeleton
         self.input_hw = codec.input_hw
         self.multi_person = codec.multi
-        self.backend = create_backend(network, self.input_hw, backend, threads)
+        self.backend = create_backend(network, self.input_hw, backend, threads, codec.torch_decoder())
 
     def __repr__(self) -> str:
         return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"

@@ -1,7 +1,8 @@
 """Inference backends: a backend turns an int32 (1, H, W, 3) RGB batch into raw head arrays.
 
 Every backend is a callable ``backend(x) -> {head name: (C, h, w) float32}`` (batch axis dropped),
-so the Estimator does not care which one runs. ``onnxruntime`` is imported only when used.
+or ``{"decoded": ...}`` when the codec's decoder runs in the graph; the codec's ``decode`` takes
+either, so the Estimator does not care which one runs. ``onnxruntime`` is imported only when used.
 """
 from __future__ import annotations
 
@@ -64,13 +65,18 @@ class OnnxBackend:
 
 
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: str = "auto",
-                   threads: int | None = None) -> TorchBackend | OnnxBackend:
-    """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``."""
+                   threads: int | None = None, decoder: torch.nn.Module | None = None) -> TorchBackend | OnnxBackend:
+    """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
+
+    Args:
+        decoder: a codec's torch decoder; onnxruntime then runs it inside the graph (as Google's
+            graphs do) and returns ``{"decoded": ...}`` instead of the heads.
+    """
     backend = default_backend() if backend == "auto" else backend
     if backend == "torch":
         return TorchBackend(model, threads)
     if backend == "onnxruntime":
         from .export import export_onnx
 
-        return OnnxBackend(export_onnx(model, input_hw), threads)
+        return OnnxBackend(export_onnx(model, input_hw, decoder=decoder), threads)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

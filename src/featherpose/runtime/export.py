@@ -12,29 +12,37 @@ from ..fileio import atomic_path
 
 
 class NHWCInput(nn.Module):
-    """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces."""
+    """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces,
+    optionally followed by an in-graph decoder (heads dict -> one ``decoded`` tensor)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
         super().__init__()
         self.model = model
+        self.decoder = decoder
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model(image.permute(0, 3, 1, 2).float()).values())
+        heads = self.model(image.permute(0, 3, 1, 2).float())
+        return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
 
 
-def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None) -> bytes | Path:
-    """Export ``model`` for a fixed input size; outputs are named after the heads.
+def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
+                decoder: nn.Module | None = None) -> bytes | Path:
+    """Export ``model`` for a fixed input size.
+
+    Args:
+        decoder: a codec's torch decoder (``codec.torch_decoder()``); when given, the graph outputs
+            the decoded keypoints as ``decoded`` instead of the raw heads.
 
     Returns:
         The ONNX bytes when ``path`` is None, else the path written (atomically).
     """
     model = model.eval()
     with torch.no_grad():
-        names = list(model(torch.zeros(1, 3, *input_hw)).keys())
+        names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(NHWCInput(model), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
+        torch.onnx.export(NHWCInput(model, decoder).eval(), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
                           dynamo=False, opset_version=17, input_names=["image"], output_names=names)
     data = buf.getvalue()
     if path is None:
