@@ -176,3 +176,8 @@ def test_labeled_dev_folder(tmp_path, capsys):
 def test_empty_folder(capsys, tmp_path):
     assert main(["predict", str(tmp_path)]) == 2
     assert "no images in this folder" in capsys.readouterr().err
+
+
+def test_missing_webcam(capsys):
+    assert main(["predict", "7", "--max-frames", "1"]) == 2
+    assert "cannot open camera 7" in capsys.readouterr().err
