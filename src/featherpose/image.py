@@ -84,10 +84,17 @@ class Letterbox:
     top: int
     left: int
 
+    def _scale(self) -> np.ndarray:
+        """Image pixels per input pixel, (x, y)."""
+        return np.array([self.image_hw[1] / self.resized_hw[1], self.image_hw[0] / self.resized_hw[0]], f32)
+
     def to_image(self, xy_input: np.ndarray) -> np.ndarray:
         """Map (..., 2) x, y in input pixels back to pixels of the original image."""
-        scale = np.array([self.image_hw[1] / self.resized_hw[1], self.image_hw[0] / self.resized_hw[0]], f32)
-        return ((xy_input - np.array([self.left, self.top], f32)) * scale).astype(f32)
+        return ((xy_input - np.array([self.left, self.top], f32)) * self._scale()).astype(f32)
+
+    def to_input(self, xy_image: np.ndarray) -> np.ndarray:
+        """Map (..., 2) x, y in image pixels into the network input (inverse of :meth:`to_image`)."""
+        return (xy_image / self._scale() + np.array([self.left, self.top], f32)).astype(f32)
 
 
 def _axis(out_n: int, in_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

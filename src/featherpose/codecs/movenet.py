@@ -1,4 +1,5 @@
-"""MoveNet codec: decode raw head tensors into keypoints (Google's in-graph decoders, in NumPy).
+"""MoveNet codec: decode raw head tensors into keypoints (Google's in-graph decoders, in NumPy),
+and ``encode`` keypoints into training targets (:mod:`.movenet_targets`).
 
 Dimensions: K keypoints, grid [h, w] (input / 4), M instances (6 in Google's MultiPose graph).
 Heads are channel-first float32 arrays with the batch axis dropped:
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
+from .movenet_targets import TargetConfig, encode_movenet
 from .ops import sigmoid
 
 f32 = np.float32
@@ -89,7 +91,7 @@ def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndar
 
 
 class MoveNetCodec:
-    """Decoder for MoveNet heads (single-pose, or MultiPose with box heads).
+    """Encoder / decoder for MoveNet heads (single-pose, or multi-person; box heads optional).
 
     Args:
         input_hw: network input (H, W) in pixels.
@@ -99,11 +101,12 @@ class MoveNetCodec:
         center_prior: (h, w) centre prior read from the graph by the importer; computed when absent.
         multipose: MultiPose decoder constants (default: those of Google's graph).
         stride: input pixels per grid cell.
+        targets: how ``encode`` draws training targets.
     """
 
     def __init__(self, input_hw: tuple[int, int], num_keypoints: int = 17, multi: bool = False,
                  fp16_constants: bool = True, center_prior: np.ndarray | None = None,
-                 multipose: MultiposeConstants | None = None, stride: int = 4):
+                 multipose: MultiposeConstants | None = None, stride: int = 4, targets: TargetConfig | None = None):
         self.input_hw = tuple(input_hw)
         self.num_keypoints = num_keypoints
         self.multi = multi
@@ -116,6 +119,13 @@ class MoveNetCodec:
         self.distance_bias = round_(1.8)
         self.grid_scale = round_([1.0 / h, 1.0 / w])
         self.multipose = multipose or GOOGLE_MULTIPOSE
+        self.targets = targets or TargetConfig()
+
+    def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,
+               config: TargetConfig | None = None) -> dict[str, np.ndarray]:
+        """Training targets for one image: keypoints (N, K, 3) x, y, v in input pixels (see
+        :func:`~featherpose.codecs.movenet_targets.encode_movenet`)."""
+        return encode_movenet(keypoints, self.input_hw, self.stride, config or self.targets, ignore)
 
     def torch_decoder(self) -> torch.nn.Module | None:
         """The single-pose decoder as a torch module (heads -> ``decoded``), to export into the ONNX
@@ -131,8 +141,11 @@ class MoveNetCodec:
         if "decoded" in heads:
             return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)
         if self.multi:
+            h, w = heads["center"].shape[1:]
+            whole_grid = np.full((2, h, w), 2 * max(h, w), f32)  # models without box heads: boxes = whole grid
             return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
-                                    heads["box_scale"], heads["box_offset"], self.multipose)[None]
+                                    heads.get("box_scale", whole_grid), heads.get("box_offset", 0 * whole_grid),
+                                    self.multipose)[None]
         out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
                                  self.prior, self.distance_bias, self.grid_scale)
         return out[None, None]

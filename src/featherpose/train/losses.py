@@ -1,0 +1,95 @@
+"""MoveNet losses (seed 003): weighted MSE for heatmap and centre, masked L1 for regression and offset.
+
+Shapes: B images, K keypoints, grid [h, w]. Predictions are the raw heads (logits for heatmap and
+centre); targets and masks come from :func:`featherpose.codecs.movenet_targets.encode_movenet`,
+stacked over the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def soft_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """The seed's cheaper sigmoid replacement ``0.5 * x / (1 + |x|) + 0.5`` (range (0, 1))."""
+    return 0.5 * x / (1 + x.abs()) + 0.5
+
+
+ACTIVATIONS = {"sigmoid": torch.sigmoid, "soft_sigmoid": soft_sigmoid}
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, k: float, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """``mean((pred - target)^2 * (target * k + 1))``: positives (target 1) count k + 1 times a background cell.
+
+    Args:
+        pred, target: (B, C, h, w) probabilities.
+        k: extra weight of the peaks.
+        weight: optional (B, 1, h, w) 0/1 mask of cells that count (ignored regions are 0).
+    """
+    loss = (pred - target) ** 2 * (target * k + 1)
+    if weight is not None:
+        loss = loss * weight
+        return loss.sum() / (weight.sum() * pred.shape[1]).clamp(min=1)
+    return loss.mean()
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - target| over the cells where ``mask`` is 1 (0 when none is)."""
+    return ((pred - target).abs() * mask).sum() / mask.sum().clamp(min=1)
+
+
+def bone_loss(pred_regress: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+              limbs: list[tuple[int, int]]) -> torch.Tensor:
+    """L1 between predicted and true bone vectors (keypoint b - keypoint a) from the regression head.
+
+    Args:
+        pred_regress, target, mask: (B, 2K, h, w), (y, x) interleaved per keypoint.
+        limbs: (a, b) keypoint index pairs.
+    """
+    a = torch.tensor([i for l in limbs for i in (2 * l[0], 2 * l[0] + 1)], device=pred_regress.device)
+    b = torch.tensor([i for l in limbs for i in (2 * l[1], 2 * l[1] + 1)], device=pred_regress.device)
+    bone_mask = mask[:, a] * mask[:, b]
+    return masked_l1(pred_regress[:, b] - pred_regress[:, a], target[:, b] - target[:, a], bone_mask)
+
+
+@dataclass
+class MoveNetLoss:
+    """The total MoveNet loss.
+
+    Attributes:
+        head_weights: heatmap, centre, regression, offset weights. The seed uses 1:1:0.1:1 early
+            in training (regression values are in cells, hence larger) and 1:1:1:1 later.
+        k: peak weight of the weighted MSE (the seed suggests 5-10).
+        activation: ``sigmoid`` or the seed's ``soft_sigmoid`` replacement.
+        bone_weight: weight of the optional bone loss (0 = off); needs ``limbs``.
+        limbs: keypoint pairs for the bone loss (a skeleton's ``limbs``).
+    """
+
+    head_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    k: float = 5.0
+    activation: str = "sigmoid"
+    bone_weight: float = 0.0
+    limbs: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        if self.bone_weight and not self.limbs:
+            raise ValueError("bone_weight > 0 needs the skeleton's limbs")
+
+    def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """Returns (total loss, {part name: float}) for logging."""
+        act = ACTIVATIONS[self.activation]
+        weight = targets.get("weight")
+        parts = {
+            "heatmap": weighted_mse(act(heads["heatmap"]), targets["heatmap"], self.k, weight),
+            "center": weighted_mse(act(heads["center"]), targets["center"], self.k, weight),
+            "regress": masked_l1(heads["regress"], targets["regress"], targets["regress_mask"]),
+            "offset": masked_l1(heads["offset"], targets["offset"], targets["offset_mask"]),
+        }
+        total = sum(w * parts[n] for w, n in zip(self.head_weights, ("heatmap", "center", "regress", "offset")))
+        if self.bone_weight:
+            parts["bone"] = bone_loss(heads["regress"], targets["regress"], targets["regress_mask"], self.limbs)
+            total = total + self.bone_weight * parts["bone"]
+        return total, {n: float(v.detach()) for n, v in parts.items()}
