@@ -1,4 +1,4 @@
-"""Command line: ``featherpose predict | models | convert | export``.
+"""Command line: ``featherpose predict | models | convert | export | eval``.
 
 Each verb parses its flags and calls the public function of the same name, so the CLI cannot
 do anything the Python API cannot. Errors a user can fix are printed as one line
@@ -69,6 +69,21 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train.trainer import train
+
+    result = train(args.config, resume=args.resume, dry_run=args.dry_run, progress=not args.quiet)
+    if args.dry_run:
+        print(f"dry run: one batch, loss {result.last_loss:.4f}; nothing written")
+        return 0
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+    print(f"trained {result.epochs_done} epochs ({result.step} steps), loss {result.first_loss:.4f} -> "
+          f"{result.last_loss:.4f}{'; ' + metrics if metrics else ''}")
+    print(f"wrote {result.out / 'checkpoints' / 'last.safetensors'} (featherpose.load / eval / export take it), "
+          f"{result.out / 'metrics.csv'}, {result.out / 'curves.png'}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .runtime.export import export_onnx
     from .zoo import load
@@ -77,6 +92,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     path = export_onnx(est.network, est.input_hw, args.onnx)
     print(f"wrote {path} (input 'image': int32 [1, {est.input_hw[0]}, {est.input_hw[1]}, 3] RGB 0..255; "
           f"outputs: raw heads {', '.join(est.network.heads)})")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+
+    report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
+                      threads=args.threads, results_path=args.results, progress=not args.quiet)
+    print(report.table())
+    if report.results_path:
+        print(f"wrote {report.results_path}")
     return 0
 
 
@@ -112,11 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="output folder (default: current)")
     p.set_defaults(func=_cmd_convert)
 
+    p = sub.add_parser("train", help="train a model from a YAML recipe (configs/); DDP under torchrun")
+    p.add_argument("config", help="recipe YAML, e.g. configs/movenet_lightning_coco.yaml")
+    p.add_argument("--resume", action="store_true", help="continue after the last completed epoch in the run's out/")
+    p.add_argument("--dry-run", action="store_true", help="one batch, then stop; writes nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("model", help="model name or .safetensors file")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
     p.add_argument("--input-size", type=int, help="input side, multiple of 32 (multi-person models)")
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("eval", help="OKS AP and PCK of a model on COCO-keypoints data")
+    p.add_argument("--model", required=True, help="model name or .safetensors file")
+    p.add_argument("--data", required=True, metavar="COCO.json",
+                   help="COCO keypoints json (file_name relative to its folder)")
+    p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
+    p.add_argument("--results", metavar="FILE", help="also write the COCO results json")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
     return parser
 
 
@@ -126,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, OSError) as exc:
+    except (FileNotFoundError, ValueError, OSError, FloatingPointError) as exc:
         print(f"featherpose: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,367 @@
+"""Evaluation of a pose model on COCO-keypoints data: OKS AP (pycocotools) and PCK / PCKh / AUC.
+
+    report = evaluate("movenet-multipose", "person_keypoints_val2017.json")
+    report.coco["AP"], report.metrics(), print(report.table())
+
+How predictions are made (``evaluate``):
+
+- Multi-person models run on every whole image of the data, people included or not (detections
+  on an image without people are false positives, as in COCO). Every instance the model returns
+  is kept, with no score threshold; its ``score`` is the model's instance score.
+- Single-person models run top-down on the ground-truth boxes: for each annotated person
+  (``iscrowd`` 0, at least one labelled keypoint) a square of side ``CROP_EXPAND`` (1.25) x
+  ``max(w, h)`` of its box is cut around the box centre; parts outside the image are zero (black,
+  like the letterbox padding), so the person stays in the middle of the network input, where
+  MoveNet's centre prior looks. Keypoints are mapped back to the image and the result gets that
+  person's ``image_id``: exactly one result per annotated person. Its ``score`` is the box score
+  (1 for a ground-truth box) x the mean keypoint score over the evaluated keypoints.
+
+PCK needs each ground-truth person paired with one prediction. Top-down, that is the prediction
+made from the person's own box. Multi-person, pairs are taken greedily by OKS (the highest
+remaining OKS pair of an image first, each prediction and person used once); a person left
+without a prediction counts as all keypoints wrong.
+
+When the model's keypoints differ from the data's (a COCO-17 model on LSP-14 data), keypoints
+are matched by name and only the shared ones are scored, for AP (COCOeval on the data reduced
+to those keypoints, with their sigmas) and for PCK; ``EvalReport.notes`` says which.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..estimator import Estimator
+from ..fileio import write_text
+from ..image import load_image
+from ..skeletons import Skeleton, skeleton_for
+from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
+from .pck import (PCKScore, auc_from_distances, box_size, head_size, normalized_distances, pck, pck_auc,
+                  pck_from_distances, pckh, torso_size)
+
+__all__ = ["CROP_EXPAND", "EvalReport", "PCKResult", "PCKScore", "coco_keypoint_ap", "crop_square", "evaluate",
+           "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size", "head_size", "torso_size"]
+
+log = logging.getLogger(__name__)
+
+#: Top-down crops are squares of this many times the longer side of the person box.
+CROP_EXPAND = 1.25
+#: (normaliser, annotation field, alpha, AUC range end): the PCK variants, when the data allows them.
+PCK_VARIANTS = (("box", "bbox", 0.2, 0.2), ("torso", "torso_size", 0.2, 0.2), ("head", "head_box", 0.5, 0.5))
+
+
+@dataclass(frozen=True)
+class PCKResult:
+    """PCK at ``alpha`` and the AUC of the PCK curve over [0, ``auc_max``], for one normaliser.
+
+    ``normaliser``: ``box`` (max side of the person box), ``torso`` (the ``torso_size`` field) or
+    ``head`` (0.6 x diagonal of the ``head_box`` field, x, y, w, h: PCKh).
+    """
+
+    normaliser: str
+    alpha: float
+    pck: PCKScore
+    auc_max: float
+    auc: PCKScore
+
+    @property
+    def name(self) -> str:
+        return f"PCKh@{self.alpha:g}" if self.normaliser == "head" else f"PCK@{self.alpha:g} ({self.normaliser})"
+
+    @property
+    def auc_name(self) -> str:
+        return f"AUC 0-{self.auc_max:g} ({'PCKh' if self.normaliser == 'head' else self.normaliser})"
+
+
+@dataclass
+class EvalReport:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        model: model name. data: the annotation file. mode: how predictions were made.
+        joints: names of the evaluated keypoints (data order).
+        images: images run (top-down: images with annotated people). persons: ground-truth people scored
+            by PCK. detections: results submitted to COCOeval.
+        coco: AP, AP50, AP75, APm, APl, AR (NaN where COCOeval has nothing to measure).
+        pck: normaliser -> :class:`PCKResult` (``box`` always; ``torso`` / ``head`` when the data has them).
+        coco_summary: COCOeval's printed summary. notes: caveats (e.g. keypoints not evaluated).
+        results: the COCO results list, keypoints in the data's layout (unevaluated keypoints 0, 0, 0).
+        results_path: where they were written, if asked. seconds: wall time.
+    """
+
+    model: str
+    data: Path
+    mode: str
+    joints: tuple[str, ...]
+    images: int
+    persons: int
+    detections: int
+    coco: dict[str, float]
+    pck: dict[str, PCKResult]
+    coco_summary: str = ""
+    notes: list[str] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list, repr=False)
+    results_path: Path | None = None
+    seconds: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """Every headline number by name: AP ... AR, then each PCK variant and its AUC (fractions)."""
+        out = dict(self.coco)
+        for result in self.pck.values():
+            out[result.name] = result.pck.mean
+            out[result.auc_name] = result.auc.mean
+        return out
+
+    def table(self) -> str:
+        """A small two-column text table of :meth:`metrics` in percent, with the caveats below it."""
+        rows = [f"{self.model} on {self.data.name}: {self.mode}; {self.images} images, {self.persons} people, "
+                f"{self.detections} detections, {self.seconds:.1f} s",
+                f"{'metric':<20} {'value':>7}", f"{'-' * 20} {'-' * 7}"]
+        for name, value in self.metrics().items():
+            rows.append(f"{name:<20} {'n/a' if np.isnan(value) else f'{100 * value:.1f}':>7}")
+        return "\n".join(rows + [f"note: {n}" for n in self.notes])
+
+
+def crop_square(image: np.ndarray, bbox_xywh, expand: float = CROP_EXPAND) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the square of side ``expand * max(w, h)`` centred on a box; outside the image is zero.
+
+    Args:
+        image: (H, W, 3) uint8.
+        bbox_xywh: x, y, w, h of the person box in image pixels.
+
+    Returns:
+        (crop (S, S, 3), (2,) x, y of the crop's top-left corner in image pixels: add it to
+        crop coordinates to get image coordinates).
+    """
+    x, y, w, h = (float(v) for v in bbox_xywh)
+    side = max(2, int(np.ceil(expand * max(w, h))))
+    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    crop = np.zeros((side, side, 3), np.uint8)
+    ih, iw = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return crop, np.array([x0, y0], np.float32)
+
+
+def greedy_match(similarity: np.ndarray) -> np.ndarray:
+    """Pair ground-truth people with predictions, highest similarity first, each used once.
+
+    Args:
+        similarity: (N, M) e.g. OKS of N predictions with M ground-truth people.
+
+    Returns:
+        (M,) index of the prediction paired with each person, -1 where none is left.
+    """
+    n, m = similarity.shape
+    match = np.full(m, -1, np.intp)
+    used = np.zeros(n, bool)
+    for flat in np.argsort(-similarity, axis=None, kind="stable"):
+        i, j = divmod(int(flat), m)
+        if not used[i] and match[j] < 0:
+            used[i], match[j] = True, i
+    return match
+
+
+def _shared_joints(data_names: list[str], skeleton: Skeleton) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(data indices, model indices, notes) of the keypoints both have, matched by name, in data order."""
+    model_names = list(skeleton.keypoints)
+    shared = [n for n in data_names if n in model_names]
+    if not shared:
+        raise ValueError(f"the model predicts {skeleton.name} keypoints ({', '.join(model_names)}) and the data has "
+                         f"({', '.join(data_names)}): no keypoint names in common, so nothing can be evaluated; "
+                         "use data with the model's keypoints")
+    notes = []
+    if len(shared) != len(model_names) or len(shared) != len(data_names):
+        data_sk = skeleton_for(data_names)
+        only_data = [n for n in data_names if n not in shared]
+        only_model = [n for n in model_names if n not in shared]
+        notes.append(f"model keypoints ({skeleton.name}, {len(model_names)}) differ from the data's "
+                     f"({data_sk.name if data_sk else 'custom'}, {len(data_names)}): evaluated the {len(shared)} "
+                     f"shared by name; not evaluated: {', '.join(only_data) or 'none'} (data only), "
+                     f"{', '.join(only_model) or 'none'} (model only)")
+    return (np.array([data_names.index(n) for n in shared]), np.array([model_names.index(n) for n in shared]),
+            notes)
+
+
+@dataclass
+class _GroundTruth:
+    """The people PCK scores (non-crowd, >= 1 labelled evaluated keypoint), as arrays; M people."""
+
+    image_ids: np.ndarray          # (M,)
+    keypoints: np.ndarray          # (M, Ks, 3) evaluated keypoints x, y, v
+    boxes: np.ndarray              # (M, 4) x, y, w, h
+    areas: np.ndarray              # (M,)
+    fields: dict[str, np.ndarray]  # optional normaliser fields present on every person: torso_size, head_box
+
+    @classmethod
+    def from_dataset(cls, dataset: dict, category_id: int, data_idx: np.ndarray) -> "_GroundTruth":
+        k = len(person_category(dataset)["keypoints"])
+        anns = [a for a in dataset["annotations"] if a.get("category_id", category_id) == category_id
+                and not a.get("iscrowd", 0) and len(a.get("keypoints", ())) == 3 * k
+                and (np.asarray(a["keypoints"], np.float64).reshape(k, 3)[data_idx, 2] > 0).any()]
+        if not anns:
+            raise ValueError("no annotated person (non-crowd, with labelled keypoints the model predicts) in the "
+                             "data: nothing to evaluate")
+        missing = [a.get("id") for a in anns if "bbox" not in a]
+        if missing:
+            raise ValueError(f"{len(missing)} annotations have no 'bbox' (ids {missing[:5]}); evaluation needs each "
+                             "person's box (x, y, w, h)")
+        boxes = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        fields = {}
+        for name in ("torso_size", "head_box"):
+            if all(name in a for a in anns):
+                fields[name] = np.array([a[name] for a in anns], np.float64)
+        return cls(np.array([a["image_id"] for a in anns]),
+                   np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), k, 3)[:, data_idx],
+                   boxes, np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)], np.float64), fields)
+
+
+def _reduce_dataset(dataset: dict, data_idx: np.ndarray) -> dict:
+    """A shallow copy of ``dataset`` whose keypoints are only ``data_idx`` (num_keypoints recounted)."""
+    cat = person_category(dataset)
+    k = len(cat["keypoints"])
+    anns = []
+    for a in dataset["annotations"]:
+        if len(a.get("keypoints", ())) == 3 * k:
+            kp = np.asarray(a["keypoints"], np.float64).reshape(k, 3)[data_idx]
+            a = dict(a, keypoints=kp.reshape(-1).tolist(), num_keypoints=int((kp[:, 2] > 0).sum()))
+        anns.append(a)
+    cats = [dict(c, keypoints=[c["keypoints"][i] for i in data_idx], skeleton=[]) if c is cat else c
+            for c in dataset["categories"]]
+    return dict(dataset, annotations=anns, categories=cats)
+
+
+def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progress: bool):
+    """Run the model over the data.
+
+    Returns:
+        image_ids (R,), keypoints (R, K_model, 3) in image pixels, instance scores (R,) (multi-person;
+        empty top-down), and owner (R,): the ground-truth person a top-down result was cropped from (-1 otherwise).
+    """
+    ids, kpts, scores, owner = [], [], [], []
+    k = est.skeleton.num_keypoints
+    if est.multi_person:
+        for img in tqdm(dataset["images"], desc="evaluate", unit="img", disable=not progress):
+            poses = est(load_image(root / img["file_name"]))
+            ids += [img["id"]] * len(poses)
+            kpts.append(poses.keypoints)
+            scores.append(poses.scores)
+        owner = [-1] * len(ids)
+    else:
+        files = {img["id"]: img["file_name"] for img in dataset["images"]}
+        order = np.argsort(gt.image_ids, kind="stable")
+        current, image = None, None
+        for m in tqdm(order, desc="evaluate", unit="person", disable=not progress):
+            if gt.image_ids[m] != current:
+                current = gt.image_ids[m]
+                if current not in files:
+                    raise ValueError(f"an annotation names image_id {current}, which is not in the file's 'images'")
+                image = load_image(root / files[current])
+            crop, corner = crop_square(image, gt.boxes[m])
+            poses = est(crop)
+            if not len(poses):
+                continue
+            kp = poses.keypoints[int(np.argmax(poses.scores))].copy()
+            kp[:, :2] += corner
+            ids.append(current)
+            kpts.append(kp[None])
+            owner.append(int(m))  # no score here: evaluate() scores from the evaluated keypoints
+    kpts = np.concatenate(kpts) if kpts else np.zeros((0, k, 3), np.float32)
+    scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    return np.array(ids, np.int64), kpts, scores, np.array(owner, np.intp)
+
+
+def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int | None = None, backend: str = "auto",
+             threads: int | None = None, results_path: str | Path | None = None, progress: bool = True) -> EvalReport:
+    """Evaluate a model on COCO-keypoints data: OKS AP through COCOeval, and PCK / PCKh / AUC.
+
+    Args:
+        model: zoo name, featherpose weight file, or a loaded :class:`~featherpose.estimator.Estimator`.
+        data: COCO keypoints json; each ``file_name`` is relative to the json's folder. The
+            category's ``oks_sigmas`` are used for OKS when present (see :mod:`.coco`).
+        input_size, backend, threads: passed to :func:`featherpose.load` (not for an Estimator).
+        results_path: also write the COCO results json here (atomically).
+        progress: show a progress bar.
+
+    Returns:
+        An :class:`EvalReport`; how predictions are made and matched is in the module docstring.
+
+    Raises:
+        FileNotFoundError: the json or one of its images is missing.
+        ValueError: not a COCO keypoints file, no person to evaluate, or no keypoint shared with the model.
+    """
+    from ..zoo import load
+
+    start = time.perf_counter()
+    if isinstance(model, Estimator):
+        if input_size is not None or threads is not None or backend != "auto":
+            raise ValueError("input_size, backend and threads apply when evaluate() loads the model; for an "
+                             "Estimator pass them to featherpose.load() instead")
+        est = model
+    else:
+        est = load(model, backend=backend, threads=threads, input_size=input_size)
+    path = Path(data)
+    dataset = load_coco(path)
+    cat = person_category(dataset)
+    data_names = list(cat["keypoints"])
+    sigmas = dataset_sigmas(dataset)
+    data_idx, model_idx, notes = _shared_joints(data_names, est.skeleton)
+    gt = _GroundTruth.from_dataset(dataset, cat["id"], data_idx)
+
+    ids, kpts, scores, owner = _predict(est, dataset, path.parent, gt, progress)
+    kpts = kpts[:, model_idx].astype(np.float64)                              # (R, Ks, 3), data order
+    if not est.multi_person:
+        scores = kpts[..., 2].mean(axis=1)
+    results = [{"image_id": int(i), "category_id": cat["id"], "keypoints": np.round(kp, 3).reshape(-1).tolist(),
+                "score": round(float(s), 5)} for i, kp, s in zip(ids, kpts, scores)]
+    full = len(data_idx) == len(data_names)
+    coco, summary = run_cocoeval(dataset if full else _reduce_dataset(dataset, data_idx), results, sigmas[data_idx])
+
+    pred_for_gt = np.full(gt.keypoints.shape[:2] + (2,), np.nan)
+    if est.multi_person:
+        for image_id in np.unique(gt.image_ids):
+            people, preds = np.flatnonzero(gt.image_ids == image_id), np.flatnonzero(ids == image_id)
+            if len(preds):
+                match = greedy_match(oks(kpts[preds], gt.keypoints[people], gt.areas[people], sigmas[data_idx]))
+                pred_for_gt[people[match >= 0]] = kpts[preds[match[match >= 0]], :, :2]
+    elif len(owner):
+        pred_for_gt[owner] = kpts[:, :, :2]
+    normalisers = {"bbox": box_size(gt.boxes)}
+    if "torso_size" in gt.fields:
+        normalisers["torso_size"] = gt.fields["torso_size"]
+    if "head_box" in gt.fields:
+        normalisers["head_box"] = head_size(gt.fields["head_box"])
+    pck_results = {}
+    for name, key, alpha, auc_max in PCK_VARIANTS:
+        if key in normalisers:
+            dist = normalized_distances(pred_for_gt, gt.keypoints[..., :2], gt.keypoints[..., 2], normalisers[key])
+            pck_results[name] = PCKResult(name, alpha, pck_from_distances(dist, alpha), auc_max,
+                                          auc_from_distances(dist, auc_max))
+    if "torso_size" in normalisers and not full:
+        notes.append("PCK (torso) is over the shared keypoints only, so it is not comparable with published "
+                     "14-joint LSP numbers")
+
+    if full:
+        written = results
+    else:  # the data's layout, so the file pairs with the original json; unevaluated keypoints are 0, 0, 0
+        layout = np.zeros((len(kpts), len(data_names), 3))
+        layout[:, data_idx] = np.round(kpts, 3)
+        written = [dict(r, keypoints=kp.reshape(-1).tolist()) for r, kp in zip(results, layout)]
+    if results_path is not None:
+        write_text(results_path, json.dumps(written))
+    mode = ("multi-person, whole images" if est.multi_person
+            else f"top-down on ground-truth boxes (square crops x{CROP_EXPAND:g})")
+    mode += f", input {est.input_hw[1]}x{est.input_hw[0]}"
+    images = len(dataset["images"]) if est.multi_person else len(np.unique(gt.image_ids))
+    report = EvalReport(est.name, path, mode, tuple(data_names[i] for i in data_idx), images, len(gt.image_ids),
+                        len(results), coco, pck_results, summary, notes, written,
+                        Path(results_path) if results_path is not None else None, time.perf_counter() - start)
+    for note in notes:
+        log.info("%s", note)
+    return report

@@ -1,0 +1,127 @@
+"""Training recipes: one YAML file per model x dataset under ``configs/``, read into dataclasses.
+
+Unknown keys are errors (a typo must not silently train the default), and every error names the
+file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class ModelSection:
+    """Network: architecture + its hyper-parameters, and optional starting weights."""
+
+    architecture: str = "movenet"
+    width: float = 1.0
+    input_size: int = 192
+    batch_norm: bool = True
+    multi: bool = False
+    init: str | None = None  # a zoo name (e.g. movenet-lightning, to fine-tune) or a weight file
+
+
+@dataclass
+class DataSection:
+    """COCO-format keypoint data; paths relative to the YAML file unless absolute."""
+
+    train: str = ""
+    val: str | None = None
+    image_root: str | None = None
+    workers: int = 2
+    min_keypoints: int = 1
+
+
+def default_augment() -> list[dict]:
+    """The default pipeline (featherpose.data.transforms names), seed 003's recipe."""
+    return [{"RandomAffine": {"scale": [0.75, 1.25], "rotation": 30, "translate": 0.1}},
+            {"ZoomSmallPeople": {"target": [2000, 12000], "p": 0.3}},
+            {"RandomFlip": {"p": 0.5}},
+            {"ColorJitter": {}}]
+
+
+@dataclass
+class LossSection:
+    head_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    early_head_weights: tuple[float, float, float, float] | None = (1.0, 1.0, 0.1, 1.0)
+    early_epochs: int = 0
+    k: float = 5.0
+    activation: str = "sigmoid"
+    bone_weight: float = 0.0
+    kernel: str = "exponential"
+    center: str = "box"
+
+
+@dataclass
+class OptimSection:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    """A whole recipe."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    augment: list = field(default_factory=default_augment)  # [{TransformName: {arguments}}, ...]
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 0
+    out: str = "runs/train"
+    eval_every: int = 1
+    max_steps_per_epoch: int | None = None
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = getattr(cls(), name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """Read a recipe; relative data paths are resolved against the YAML's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    for key, value in (overrides or {}).items():
+        raw[key] = value
+    cfg = _build(TrainConfig, raw, path.name)
+    base = path.parent
+    for attr in ("train", "val", "image_root"):
+        value = getattr(cfg.data, attr)
+        if value and not Path(value).is_absolute():
+            setattr(cfg.data, attr, str((base / value).resolve()))
+    if not cfg.data.train:
+        raise ValueError(f"{path.name}: data.train (a COCO keypoints json) is required")
+    return cfg

@@ -1,0 +1,126 @@
+"""Trainer: recipes, checkpoints loadable by the rest of featherpose, resume after a kill, DDP on 2 CPU processes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import featherpose
+from featherpose.train.config import load_config
+from featherpose.train.trainer import get_lr, train
+
+from conftest import DATA, MEDIA, ROOT
+
+LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
+
+
+def write_recipe(tmp_path: Path, **overrides) -> Path:
+    recipe = {
+        "model": {"width": 0.5, "input_size": 96, "batch_norm": True, "multi": True},
+        "data": {"train": str(LABELED), "workers": 0},
+        "augment": [{"RandomAffine": {"rotation": 10}}, {"RandomFlip": {}}],
+        "optim": {"lr": 0.002, "warmup_steps": 2},
+        "epochs": 2, "batch_size": 2, "out": str(tmp_path / "run"), "seed": 1,
+    }
+    for key, value in overrides.items():
+        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) else value
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_config_errors(tmp_path):
+    path = write_recipe(tmp_path)
+    text = path.read_text()
+    path.write_text(text + "epochz: 3\n")
+    with pytest.raises(ValueError, match="unknown key.*epochz"):
+        load_config(path)
+    path.write_text(text.replace("width: 0.5", "widht: 0.5"))
+    with pytest.raises(ValueError, match=r"recipe.yaml.model: unknown key\(s\) widht"):
+        load_config(path)
+    path.write_text("model: [1, 2\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError, match="training config not found"):
+        load_config(tmp_path / "none.yaml")
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    result = train(write_recipe(tmp_path), dry_run=True, progress=False)
+    assert result.step == 1 and np.isfinite(result.last_loss)
+    assert not (tmp_path / "run").exists()
+
+
+def test_checkpoint_resume_same_step_and_optimizer(tmp_path):
+    recipe = write_recipe(tmp_path)
+    first = train(recipe, progress=False)
+    ck = tmp_path / "run" / "checkpoints"
+    state = json.loads((ck / "state.json").read_text())
+    assert first.epochs_done == 2 and state["epoch"] == 1 and state["step"] == first.step == 4
+    saved_optim = torch.load(ck / "last.optim.pt")
+    # the checkpoint is an ordinary featherpose weight file
+    est = featherpose.load(ck / "last.safetensors", backend="torch")
+    assert est.multi_person and len(est(MEDIA / "messi5.jpg")) == 6
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,epoch,lr,loss") and len(rows) == 1 + 4
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+
+    cfg = load_config(recipe)
+    cfg.epochs = 3
+    resumed = train(cfg, resume=True, progress=False)
+    assert resumed.epochs_done == 3 and resumed.step == 6
+    rows = [r.split(",") for r in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    total = 3 * 2  # the schedule of the longer run
+    assert float(rows[4][2]) == pytest.approx(get_lr(4, total, cfg.optim), rel=1e-5)
+    # the optimizer state was restored: Adam's step counters continue from 4
+    resumed_optim = torch.load(ck / "last.optim.pt")
+    first_param = next(iter(saved_optim["state"]))
+    assert float(saved_optim["state"][first_param]["step"]) == 4
+    assert float(resumed_optim["state"][first_param]["step"]) == 6
+
+
+def test_resume_without_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        train(write_recipe(tmp_path), resume=True, progress=False)
+
+
+def test_kill_mid_epoch_loses_at_most_that_epoch(tmp_path):
+    recipe = write_recipe(tmp_path, epochs=50, batch_size=1)
+    proc = subprocess.Popen([sys.executable, "-m", "featherpose", "train", str(recipe), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = tmp_path / "run" / "checkpoints" / "state.json"
+    deadline = time.time() + 240
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert state.exists(), proc.stderr.read().decode()[-2000:] if proc.poll() is not None else "no checkpoint"
+    time.sleep(1.0)  # now somewhere inside a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state.read_text())
+    steps_per_epoch = 4  # 4 images with people, batch 1
+    assert saved["step"] == (saved["epoch"] + 1) * steps_per_epoch
+    cfg = load_config(recipe)
+    cfg.epochs = saved["epoch"] + 2
+    result = train(cfg, resume=True, progress=False)
+    assert result.epochs_done == saved["epoch"] + 2 and result.step == saved["step"] + steps_per_epoch
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    recipe = write_recipe(tmp_path, epochs=1)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29517", "-m", "featherpose", "train", str(recipe), "--quiet"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    assert state["step"] == 1  # 4 images, 2 processes x batch 2: one step per epoch
