@@ -1,4 +1,4 @@
-"""Command line: ``featherpose predict | models | convert | export | eval``.
+"""Command line: ``featherpose predict | models | convert | export | eval | train``.
 
 Each verb parses its flags and calls the public function of the same name, so the CLI cannot
 do anything the Python API cannot. Errors a user can fix are printed as one line

@@ -213,11 +213,12 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             optimizer.step()
             step += 1
             ips = images.shape[0] * world / (time.perf_counter() - t0)
-            result.last_loss = float(loss.detach())
-            result.first_loss = result.last_loss if result.first_loss is None else result.first_loss
-            rows.append({"step": step, "epoch": epoch + 1, "lr": f"{lr:.6g}", "loss": f"{float(loss):.6g}",
+            value = float(loss.detach())
+            result.step, result.last_loss = step, value
+            result.first_loss = value if result.first_loss is None else result.first_loss
+            rows.append({"step": step, "epoch": epoch + 1, "lr": f"{lr:.6g}", "loss": f"{value:.6g}",
                          **{n: f"{v:.6g}" for n, v in parts.items()}, "images_per_s": f"{ips:.1f}"})
-            bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
             bar.update()
             if dry_run:
                 break
