@@ -28,6 +28,8 @@ MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2
 FPN_TAPS = (2, 5, 9)
 FPN_CHANNELS = (64, 32, 24)  # top-down: stride 32 -> 16 -> 8 -> 4 (the last is the feature width)
 HEAD_CHANNELS = 96
+# Initial bias of the heatmap and centre logits, sigmoid(-2.19) = 0.1 (CenterNet; Google's centre bias is -2.22)
+HEATMAP_PRIOR_BIAS = -2.19
 # fp16 rounding of 1/127.5 as stored in Google's graphs: x_float = x * INPUT_SCALE - 1
 INPUT_SCALE = 0.007843017578125
 
@@ -184,6 +186,8 @@ class MoveNet(nn.Module):
         if cfg.box_heads:
             outputs.update(box_scale=2, box_offset=2)
         self.heads = nn.ModuleDict({name: Head(self.fpn.out_channels, c, cfg.batch_norm) for name, c in outputs.items()})
+        for name in ("heatmap", "center"):  # CenterNet's prior: start every cell at probability 0.1
+            nn.init.constant_(self.heads[name][-1].conv.bias, HEATMAP_PRIOR_BIAS)
 
     def features(self, image: torch.Tensor) -> torch.Tensor:
         """FPN features (B, 24, H/4, W/4) of an image batch in 0..255."""
