@@ -88,6 +88,13 @@ class Letterbox:
         """Image pixels per input pixel, (x, y)."""
         return np.array([self.image_hw[1] / self.resized_hw[1], self.image_hw[0] / self.resized_hw[0]], f32)
 
+    @property
+    def matrix(self) -> np.ndarray:
+        """(3, 3) affine from image pixels to input pixels (pixel centres at integers, as in TF's and
+        OpenCV's half-pixel resizing): warping an image with it reproduces this letterbox's geometry."""
+        sx, sy = self.resized_hw[1] / self.image_hw[1], self.resized_hw[0] / self.image_hw[0]
+        return np.array([[sx, 0.0, self.left + 0.5 * sx - 0.5], [0.0, sy, self.top + 0.5 * sy - 0.5], [0, 0, 1.0]])
+
     def to_image(self, xy_input: np.ndarray) -> np.ndarray:
         """Map (..., 2) x, y in input pixels back to pixels of the original image."""
         return ((xy_input - np.array([self.left, self.top], f32)) * self._scale()).astype(f32)
@@ -117,6 +124,11 @@ def _resize_plan(h: int, w: int, th: int, tw: int):
     x0, x1, wx = _axis(ow, w)
     corners = [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
     return Letterbox((h, w), (th, tw), (oh, ow), top, left), corners, wx[None, :, None], wy[:, None, None]
+
+
+def letterbox(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
+    """The geometry :func:`resize_with_pad` uses for an image of ``image_hw`` (without resizing anything)."""
+    return _resize_plan(*image_hw, *input_hw)[0]
 
 
 def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from ..image import letterbox
 from ..skeletons import Skeleton
 from .coco import Sample
 
@@ -39,14 +40,11 @@ _LUMA = np.array([0.299, 0.587, 0.114], f32)
 def letterbox_matrix(image_hw: tuple[int, int], output_hw: tuple[int, int]) -> np.ndarray:
     """(3, 3) affine that fits a whole [H, W] image into an [Ho, Wo] canvas, centred, aspect kept.
 
-    Pixel edges map to pixel edges: [-0.5, W - 0.5] -> [left - 0.5, left + r * W - 0.5] with
-    r = min(Wo / W, Ho / H) (the half-pixel convention of ``cv2.resize``). Equal sizes give the identity.
+    Exactly the geometry of inference's :func:`featherpose.image.resize_with_pad` (TF's
+    resize_with_pad: whole-pixel padding, resized size floored), so a model sees people at the
+    same place and scale in training as when it runs.
     """
-    (h, w), (ho, wo) = image_hw, output_hw
-    r = min(wo / w, ho / h)
-    tx = (wo - r * w) / 2 + 0.5 * r - 0.5
-    ty = (ho - r * h) / 2 + 0.5 * r - 0.5
-    return np.array([[r, 0.0, tx], [0.0, r, ty], [0.0, 0.0, 1.0]])
+    return letterbox(image_hw, output_hw).matrix
 
 
 def scale_rotate_matrix(center: tuple[float, float], scale: float = 1.0, angle: float = 0.0) -> np.ndarray:
