@@ -186,6 +186,7 @@ def test_keypoint_threshold_is_strict(graph, consts):
             break
         lo, hi = (mid, hi) if s < thr else (lo, mid)
     cands = [x for x in (lo, mid, hi) if sigmoid(x) == thr]
+    assert cands, "no float32 logit has sigmoid exactly at the threshold: the test would not test strictness"
     h, w = 48, 48
     heads = _scene(np.random.default_rng(15), h, w, [(24, 24, 12.0)])
     heads["regress"][24, 24] = np.round(heads["regress"][24, 24])  # integer -> distance 0 at best cell

@@ -47,6 +47,11 @@ def test_config_errors(tmp_path):
     path.write_text(text.replace("width: 0.5", "widht: 0.5"))
     with pytest.raises(ValueError, match=r"recipe.yaml.model: unknown key\(s\) widht"):
         load_config(path)
+    path.write_text(text.replace("lr: 0.002", "lr: 2e-3"))
+    assert load_config(path).optim.lr == 0.002  # YAML reads 2e-3 as text
+    path.write_text(text.replace("epochs: 2", "epochs: many"))
+    with pytest.raises(ValueError, match="recipe.yaml.epochs: expected a number, got 'many'"):
+        load_config(path)
     path.write_text("model: [1, 2\n")
     with pytest.raises(ValueError, match="not valid YAML"):
         load_config(path)
@@ -92,6 +97,18 @@ def test_checkpoint_resume_same_step_and_optimizer(tmp_path):
 def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(write_recipe(tmp_path), resume=True, progress=False)
+
+
+def test_lsp_checkpoint_keeps_its_skeleton(tmp_path):
+    """A model trained on LSP-14 reloads as a 14-keypoint LSP model, not COCO-17."""
+    recipe = write_recipe(tmp_path, data={"train": str(DATA / "lsp" / "lsp_train.json")}, epochs=1,
+                          max_steps_per_epoch=1)
+    train(recipe, progress=False)
+    est = featherpose.load(tmp_path / "run" / "checkpoints" / "last.safetensors", backend="torch")
+    poses = est(MEDIA / "messi5.jpg")
+    assert est.skeleton.name == "lsp14" and poses.keypoints.shape[1:] == (14, 3)
+    with pytest.raises(ValueError, match="nothing to resume.*already finished 1 of 1 epochs"):
+        train(recipe, resume=True, progress=False)
 
 
 def test_kill_mid_epoch_loses_at_most_that_epoch(tmp_path):

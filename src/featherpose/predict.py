@@ -52,6 +52,14 @@ def default_model(kind: str, multi: bool) -> str:
     return "movenet-multipose" if multi or kind in ("video", "webcam") else "movenet-lightning"
 
 
+def _output_path(save: Path, stem: str, source: Path | str) -> Path:
+    """``save/<stem>.jpg``, refusing to overwrite the source image itself."""
+    out = save / f"{stem}.jpg"
+    if out.resolve() == Path(source).resolve():
+        raise ValueError(f"--save would overwrite the input {source}; choose another folder")
+    return out
+
+
 def _save_image(path: Path, rgb) -> Path:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
@@ -89,7 +97,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         poses = est(image).filter(min_score)
         report.processed, report.people, report.poses = 1, len(poses), [poses]
         if save:
-            report.written.append(_save_image(save / f"{Path(source).stem}.jpg", poses.draw(image)))
+            report.written.append(_save_image(_output_path(save, Path(source).stem, source), poses.draw(image, min_score=0)))
         if json_path:
             report.written.append(write_text(json_path, poses.to_json(file_name=Path(source).name, model=est.name)))
     elif kind == "folder":
@@ -112,7 +120,7 @@ def _predict_folder(est, folder: Path, save, json_path, min_score, progress, rep
             image = load_image(path)
             poses = est(image).filter(min_score)
             if save:
-                report.written.append(_save_image((save / rel).with_suffix(".jpg"), poses.draw(image)))
+                report.written.append(_save_image(_output_path(save, rel.with_suffix("").as_posix(), path), poses.draw(image, min_score=0)))
         except (OSError, ValueError) as exc:  # a bad file is reported and skipped
             report.failed.append((str(path), str(exc)))
             log.debug("skipped %s: %s", path, exc)
@@ -133,16 +141,21 @@ def _predict_stream(est, source, kind, save, json_path, min_score, max_frames, p
 
     def run(write=None):
         bar = tqdm(reader, total=total, desc="predict", unit="frame", disable=not progress)
-        for i, frame in enumerate(bar):
-            if max_frames is not None and i >= max_frames:
-                break
-            poses = est(frame).filter(min_score)
-            report.processed += 1
-            report.people += len(poses)
-            if write:
-                write(poses.draw(frame))
-            if json_path:
-                frames_json.append({"frame": i, "people": poses.summary()})
+        try:
+            for i, frame in enumerate(bar):
+                if max_frames is not None and i >= max_frames:
+                    break
+                poses = est(frame).filter(min_score)
+                report.processed += 1
+                report.people += len(poses)
+                if write:
+                    write(poses.draw(frame, min_score=0))
+                if json_path:
+                    frames_json.append({"frame": i, "people": poses.summary()})
+        except KeyboardInterrupt:
+            if kind != "webcam":
+                raise
+            log.info("stopped by Ctrl-C after %d frames", report.processed)  # a webcam ends this way
         bar.close()
         if report.processed == 0:  # raised inside the writer's block: no empty video is left behind
             raise VideoError(f"{source}: no frames could be read (empty or undecodable video)")

@@ -129,6 +129,23 @@ def get_skeleton(name: str) -> Skeleton:
         raise ValueError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}") from None
 
 
+def skeleton_to_json(skeleton: Skeleton) -> str:
+    """JSON of a skeleton (stored in weight files, so a model trained on any keypoint set reloads with it)."""
+    import json
+
+    return json.dumps({"name": skeleton.name, "keypoints": list(skeleton.keypoints),
+                       "limbs": [list(l) for l in skeleton.limbs], "sigmas": list(skeleton.sigmas)})
+
+
+def skeleton_from_json(text: str) -> Skeleton:
+    """The skeleton written by :func:`skeleton_to_json` (the registered one when it is identical)."""
+    import json
+
+    d = json.loads(text)
+    s = Skeleton(d["name"], tuple(d["keypoints"]), tuple(tuple(l) for l in d["limbs"]), tuple(d["sigmas"]))
+    return SKELETONS.get(s.name) if SKELETONS.get(s.name) == s else s
+
+
 def skeleton_for(names: list[str] | tuple[str, ...]) -> Skeleton | None:
     """The registered skeleton with exactly these keypoint names (in this order), if any."""
     names = tuple(names)

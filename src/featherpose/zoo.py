@@ -16,7 +16,7 @@ from .codecs.movenet import MoveNetCodec
 from .codecs.movenet_multipose import MultiposeConstants
 from .estimator import Estimator
 from .models.movenet import MoveNet, MoveNetConfig
-from .skeletons import COCO17
+from .skeletons import COCO17, skeleton_from_json
 from .weights_io import WeightsFile, load_weights
 
 
@@ -90,9 +90,13 @@ def weights_path(info: ModelInfo) -> Path:
 
 def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
     """Rebuild a MoveNet network and its codec from a weight file."""
-    config = MoveNetConfig(**weights.config)
-    model = MoveNet(config)
-    model.load_state_dict(weights.state_dict)
+    try:
+        config = MoveNetConfig(**weights.config)
+        model = MoveNet(config)
+        model.load_state_dict(weights.state_dict)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a MoveNet "
+                         f"({str(exc).splitlines()[0]})") from None
     codec_args = dict(weights.codec)
     multipose = codec_args.pop("multipose", None)
     hw = tuple(input_size or (config.input_size, config.input_size))
@@ -134,4 +138,8 @@ def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads
         raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     hw = (input_size, input_size) if isinstance(input_size, int) else input_size
     network, codec = ARCHITECTURES[arch](weights, hw)
-    return Estimator(name or weights.meta.get("name", path.stem), network, codec, COCO17, backend, threads)
+    skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
+    if skeleton.num_keypoints != network.config.num_keypoints:
+        raise ValueError(f"{path}: skeleton {skeleton.name} has {skeleton.num_keypoints} keypoints, the network "
+                         f"{network.config.num_keypoints}")
+    return Estimator(name or weights.meta.get("name", path.stem), network, codec, skeleton, backend, threads)

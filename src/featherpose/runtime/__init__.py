@@ -6,12 +6,9 @@ either, so the Estimator does not care which one runs. ``onnxruntime`` is import
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
-Backend = Callable[[np.ndarray], dict]
 BACKENDS = ("onnxruntime", "torch")
 
 
@@ -31,11 +28,10 @@ class TorchBackend:
 
     def __init__(self, model: torch.nn.Module, threads: int | None = None):
         self.model = model.eval()
-        self.threads = threads
+        if threads:  # process-wide in torch: set once here, not on every call
+            torch.set_num_threads(threads)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        if self.threads:
-            torch.set_num_threads(self.threads)
         with torch.inference_mode():
             out = self.model(torch.from_numpy(x).permute(0, 3, 1, 2).float())
         return {k: v[0].numpy() for k, v in out.items()}

@@ -86,6 +86,25 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+def _coerce(value, default, where: str):
+    """Numbers written as strings (YAML reads ``1e-3`` as text) become numbers; wrong types are errors."""
+    if isinstance(default, bool) or default is None or value is None:
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, (int, float)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(default, int) and not number.is_integer():
+            raise ValueError(f"{where}: expected a whole number, got {value!r}")
+        return int(number) if isinstance(default, int) else number
+    if isinstance(default, str) and not isinstance(value, str):
+        raise ValueError(f"{where}: expected text, got {value!r}")
+    return value
+
+
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
@@ -101,11 +120,11 @@ def _build(cls, values: dict, where: str):
         elif isinstance(default, tuple) and isinstance(value, list):
             kwargs[name] = tuple(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
     return cls(**kwargs)
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
+def load_config(path: str | Path) -> TrainConfig:
     """Read a recipe; relative data paths are resolved against the YAML's folder."""
     path = Path(path)
     if not path.is_file():
@@ -114,8 +133,6 @@ def load_config(path: str | Path, overrides: dict | None = None) -> TrainConfig:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    for key, value in (overrides or {}).items():
-        raw[key] = value
     cfg = _build(TrainConfig, raw, path.name)
     base = path.parent
     for attr in ("train", "val", "image_root"):

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from ..codecs.movenet import MoveNetCodec
 from ..fileio import atomic_path, write_text
 from ..models.movenet import MoveNet, MoveNetConfig
+from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
 from .config import TrainConfig, load_config
 from .data import TrainDataset
@@ -92,14 +93,13 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet:
                                  input_size=cfg.model.input_size, batch_norm=cfg.model.batch_norm))
 
 
-def _save_checkpoint(out: Path, model: MoveNet, optimizer, cfg: TrainConfig, codec: MoveNetCodec, epoch: int,
+def _save_checkpoint(out: Path, model: MoveNet, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
                      step: int, metrics: dict) -> None:
     ck = out / "checkpoints"
-    name = f"{Path(cfg.out).name}"
-    save_weights(ck / "last.safetensors", model.state_dict(), name=name, architecture="movenet",
-                 config=model.config.to_dict(),
-                 codec={"multi": codec.multi, "fp16_constants": False},
-                 source=f"featherpose train, epoch {epoch + 1}, step {step}", license="see training data")
+    save_weights(ck / "last.safetensors", model.state_dict(), name=out.resolve().name, architecture="movenet",
+                 config=model.config.to_dict(), codec={"multi": cfg.model.multi, "fp16_constants": False},
+                 skeleton=skeleton_to_json(skeleton), source=f"featherpose train, epoch {epoch + 1}, step {step}",
+                 license="see the training data's licence")
     with atomic_path(ck / "last.optim.pt") as tmp:
         torch.save(optimizer.state_dict(), tmp)
     write_text(ck / "state.json", json.dumps({"epoch": epoch, "step": step, "metrics": metrics,
@@ -112,7 +112,8 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = list(csv.DictReader(csv_path.open()))
+    with csv_path.open() as f:
+        rows = list(csv.DictReader(f))
     steps = [int(r["step"]) for r in rows if r["loss"]]
     if not steps:
         return
@@ -168,6 +169,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         model.load_state_dict(load_weights(out / "checkpoints" / "last.safetensors").state_dict)
         optimizer.load_state_dict(torch.load(out / "checkpoints" / "last.optim.pt", map_location=device))
         start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics", {})
+        if start_epoch >= cfg.epochs:
+            raise ValueError(f"nothing to resume: {out} already finished {start_epoch} of {cfg.epochs} epochs; "
+                             "raise epochs in the recipe to train longer")
         log.info("resuming after epoch %d at step %d", state["epoch"] + 1, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
@@ -229,9 +233,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             if cfg.data.val and (epoch + 1) % cfg.eval_every == 0:
                 metrics = _evaluate(model, codec, dataset.skeleton, cfg)
                 rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}"})
-            with csv_path.open("a", newline="") as f:
+            _save_checkpoint(out, model, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
+            with csv_path.open("a", newline="") as f:  # after the checkpoint: a resumed run never repeats rows
                 csv.DictWriter(f, CSV_FIELDS).writerows(rows)
-            _save_checkpoint(out, model, optimizer, cfg, codec, epoch, step, metrics)
             if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
                 _plot_curves(csv_path, out / "curves.png")
                 last_plot = time.monotonic()
