@@ -21,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/movenet_speed.py
+	$(PY) benchmarks/movenet_eval.py
+	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/movenet_memorise.py
 
 clean:
 	rm -rf $(VENV) out
