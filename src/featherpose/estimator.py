@@ -9,6 +9,7 @@ from torch import nn
 from .image import Letterbox, load_image, resize_with_pad
 from .poses import Poses
 from .runtime import create_backend
+from .runtime.graph_decoders import graph_decoder
 from .skeletons import Skeleton
 
 
@@ -35,7 +36,7 @@ class Estimator:
         self.skeleton = skeleton
         self.input_hw = codec.input_hw
         self.multi_person = codec.multi
-        self.backend = create_backend(network, self.input_hw, backend, threads, codec.torch_decoder())
+        self.backend = create_backend(network, self.input_hw, backend, threads, graph_decoder(codec))
 
     def __repr__(self) -> str:
         return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"

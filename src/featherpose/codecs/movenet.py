@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
 from .movenet_targets import TargetConfig, encode_movenet
@@ -127,16 +126,11 @@ class MoveNetCodec:
         :func:`~featherpose.codecs.movenet_targets.encode_movenet`)."""
         return encode_movenet(keypoints, self.input_hw, self.stride, config or self.targets, ignore)
 
-    def torch_decoder(self) -> torch.nn.Module | None:
-        """The single-pose decoder as a torch module (heads -> ``decoded``), to export into the ONNX
-        graph; None for MultiPose, which is decoded in NumPy."""
-        return None if self.multi else SinglePoseDecoder(self)
-
     def decode_graph_layout(self, heads: dict[str, np.ndarray]) -> np.ndarray:
         """Heads (batch axis dropped) -> the graph's own output: [1, 1, K, 3] or [1, M, 3K + 5].
 
-        A backend whose graph already decoded (output ``decoded``, see :meth:`torch_decoder`)
-        passes that through.
+        A backend whose graph already decoded (output ``decoded``, see
+        :mod:`featherpose.runtime.graph_decoders`) passes that through.
         """
         if "decoded" in heads:
             return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)
@@ -162,43 +156,3 @@ class MoveNetCodec:
         boxes = raw[:, [3 * k + 1, 3 * k, 3 * k + 3, 3 * k + 2]] * np.tile(size_xy, 2)  # from ymin, xmin, ymax, xmax
         return Decoded(kpts, boxes.astype(f32), raw[:, 3 * k + 4].astype(f32))
 
-
-def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
-                             grid_scale: torch.Tensor) -> torch.Tensor:
-    """:func:`decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's graph has it).
-
-    Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
-    normalised. The tests check it against the NumPy decoder on the golden samples.
-    """
-    heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
-    k, h, w = heatmap.shape
-    c = torch.argmax((torch.sigmoid(center) * prior).reshape(-1))
-    cy, cx = c // w, c % w
-    reg = regress[:, cy, cx].reshape(k, 2)
-    ky0 = cy.to(torch.float32) + reg[:, 0]
-    kx0 = cx.to(torch.float32) + reg[:, 1]
-    rows = torch.arange(h, dtype=torch.float32).reshape(1, h, 1)
-    cols = torch.arange(w, dtype=torch.float32).reshape(1, 1, w)
-    dist = torch.sqrt((rows - ky0.reshape(k, 1, 1)) ** 2 + (cols - kx0.reshape(k, 1, 1)) ** 2) + distance_bias
-    heat = torch.sigmoid(heatmap).reshape(k, h * w)
-    best = torch.argmax(heat / dist.reshape(k, h * w), dim=1)
-    ky, kx = best // w, best % w
-    off = torch.gather(offset.reshape(k, 2, h * w), 2, best.reshape(k, 1, 1).expand(k, 2, 1)).reshape(k, 2)
-    y = (ky.to(torch.float32) + off[:, 0]) * grid_scale[0]
-    x = (kx.to(torch.float32) + off[:, 1]) * grid_scale[1]
-    score = torch.gather(heat, 1, best.reshape(k, 1)).reshape(k)
-    return torch.stack([y, x, score], dim=1).reshape(1, 1, k, 3)
-
-
-
-class SinglePoseDecoder(torch.nn.Module):
-    """A codec's single-pose decoder as a module (heads dict -> (1, 1, K, 3)), for ONNX export."""
-
-    def __init__(self, codec: MoveNetCodec):
-        super().__init__()
-        self.register_buffer("prior", torch.from_numpy(codec.prior.copy()))
-        self.register_buffer("grid_scale", torch.from_numpy(np.asarray(codec.grid_scale, f32).copy()))
-        self.distance_bias = float(codec.distance_bias)
-
-    def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
-        return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale)

@@ -71,11 +71,14 @@ def render_kernels(grid_hw: tuple[int, int], cells: np.ndarray, radius: float, k
 
 def person_centres(yx: np.ndarray, visible: np.ndarray, how: str) -> np.ndarray:
     """(N, 2) centre of each person's visible keypoints (grid units): bounding-box centre or mean."""
-    big = np.where(visible[..., None], yx, np.nan)
-    with np.errstate(invalid="ignore"):
-        if how == "mean":
-            return np.nanmean(big, axis=1)
-        return (np.nanmin(big, axis=1) + np.nanmax(big, axis=1)) / 2
+    centres = np.full((len(yx), 2), np.nan, f32)
+    seen = visible.any(axis=1)  # people without a visible keypoint have no centre
+    big = np.where(visible[seen, :, None], yx[seen], np.nan)
+    if how == "mean":
+        centres[seen] = np.nanmean(big, axis=1)
+    else:
+        centres[seen] = (np.nanmin(big, axis=1) + np.nanmax(big, axis=1)) / 2
+    return centres
 
 
 def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int = 4,

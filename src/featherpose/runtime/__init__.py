@@ -65,7 +65,7 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: s
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
-        decoder: a codec's torch decoder; onnxruntime then runs it inside the graph (as Google's
+        decoder: an in-graph decoder (see :mod:`.graph_decoders`); onnxruntime then runs it inside the graph (as Google's
             graphs do) and returns ``{"decoded": ...}`` instead of the heads.
     """
     backend = default_backend() if backend == "auto" else backend

@@ -30,7 +30,7 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     """Export ``model`` for a fixed input size.
 
     Args:
-        decoder: a codec's torch decoder (``codec.torch_decoder()``); when given, the graph outputs
+        decoder: an in-graph decoder (:func:`featherpose.runtime.graph_decoders.graph_decoder`); when given, the graph outputs
             the decoded keypoints as ``decoded`` instead of the raw heads.
 
     Returns:

@@ -1,0 +1,62 @@
+"""Decoders that run inside the exported graph, as Google's MoveNet graphs do.
+
+The NumPy codecs stay the reference: each function here mirrors one of them op for op (same
+float32 order), and the tests check the two agree on the golden samples. onnxruntime then returns
+the decoded keypoints (output ``decoded``) instead of the raw heads, which the codec passes through.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..codecs.movenet import MoveNetCodec
+
+f32 = np.float32
+
+
+def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
+                             grid_scale: torch.Tensor) -> torch.Tensor:
+    """:func:`featherpose.codecs.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's graph has it).
+
+    Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
+    normalised. The tests check it against the NumPy decoder on the golden samples.
+    """
+    heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
+    k, h, w = heatmap.shape
+    c = torch.argmax((torch.sigmoid(center) * prior).reshape(-1))
+    cy, cx = c // w, c % w
+    reg = regress[:, cy, cx].reshape(k, 2)
+    ky0 = cy.to(torch.float32) + reg[:, 0]
+    kx0 = cx.to(torch.float32) + reg[:, 1]
+    rows = torch.arange(h, dtype=torch.float32).reshape(1, h, 1)
+    cols = torch.arange(w, dtype=torch.float32).reshape(1, 1, w)
+    dist = torch.sqrt((rows - ky0.reshape(k, 1, 1)) ** 2 + (cols - kx0.reshape(k, 1, 1)) ** 2) + distance_bias
+    heat = torch.sigmoid(heatmap).reshape(k, h * w)
+    best = torch.argmax(heat / dist.reshape(k, h * w), dim=1)
+    ky, kx = best // w, best % w
+    off = torch.gather(offset.reshape(k, 2, h * w), 2, best.reshape(k, 1, 1).expand(k, 2, 1)).reshape(k, 2)
+    y = (ky.to(torch.float32) + off[:, 0]) * grid_scale[0]
+    x = (kx.to(torch.float32) + off[:, 1]) * grid_scale[1]
+    score = torch.gather(heat, 1, best.reshape(k, 1)).reshape(k)
+    return torch.stack([y, x, score], dim=1).reshape(1, 1, k, 3)
+
+
+
+class SinglePoseDecoder(torch.nn.Module):
+    """A MoveNet codec's single-pose decoder as a module (heads dict -> (1, 1, K, 3)), for ONNX export."""
+
+    def __init__(self, codec: MoveNetCodec):
+        super().__init__()
+        self.register_buffer("prior", torch.from_numpy(codec.prior.copy()))
+        self.register_buffer("grid_scale", torch.from_numpy(np.asarray(codec.grid_scale, f32).copy()))
+        self.distance_bias = float(codec.distance_bias)
+
+    def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+        return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale)
+
+
+def graph_decoder(codec) -> torch.nn.Module | None:
+    """The in-graph decoder for a codec, or None where decoding stays in NumPy (MultiPose, other families)."""
+    if isinstance(codec, MoveNetCodec) and not codec.multi:
+        return SinglePoseDecoder(codec)
+    return None
