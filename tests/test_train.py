@@ -32,7 +32,7 @@ def write_recipe(tmp_path: Path, **overrides) -> Path:
         "epochs": 2, "batch_size": 2, "out": str(tmp_path / "run"), "seed": 1,
     }
     for key, value in overrides.items():
-        recipe[key] = {**recipe[key], **value} if isinstance(value, dict) else value
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path

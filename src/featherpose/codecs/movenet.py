@@ -23,7 +23,7 @@ import numpy as np
 
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
 from .movenet_targets import TargetConfig, encode_movenet
-from .ops import sigmoid
+from .ops import ACTIVATIONS, sigmoid
 
 f32 = np.float32
 
@@ -55,7 +55,8 @@ class Decoded:
 
 
 def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndarray, offset: np.ndarray,
-                       prior: np.ndarray, distance_bias: float, grid_scale: np.ndarray) -> np.ndarray:
+                       prior: np.ndarray, distance_bias: float, grid_scale: np.ndarray,
+                       activation=sigmoid) -> np.ndarray:
     """Google's single-pose decoder.
 
     1. centre = argmax of sigmoid(center) * prior (row-major, first maximum wins);
@@ -66,12 +67,13 @@ def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndar
     Args:
         heatmap (K, h, w), center (1, h, w), regress (2K, h, w), offset (2K, h, w): raw heads.
         prior: (h, w) centre prior. distance_bias: the 1.8 of step 3. grid_scale: (2,) y, x factors.
+        activation: logits -> probabilities (Google's: sigmoid).
 
     Returns:
         (K, 3) y, x, score with y, x normalised to the input (the graph's output layout).
     """
     k, h, w = heatmap.shape
-    c = int(np.argmax(sigmoid(center[0]) * prior))
+    c = int(np.argmax(activation(center[0]) * prior))
     cy, cx = divmod(c, w)
     reg = regress[:, cy, cx].reshape(k, 2)
     ky0 = f32(cy) + reg[:, 0]
@@ -79,7 +81,7 @@ def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndar
     rows = np.arange(h, dtype=f32)[None, :, None]
     cols = np.arange(w, dtype=f32)[None, None, :]
     dist = np.sqrt((rows - ky0[:, None, None]) ** 2 + (cols - kx0[:, None, None]) ** 2) + f32(distance_bias)
-    heat = sigmoid(heatmap)
+    heat = activation(heatmap)
     best = np.argmax((heat / dist).reshape(k, -1), axis=1)
     ky, kx = np.divmod(best, w)
     kidx = np.arange(k)
@@ -101,11 +103,17 @@ class MoveNetCodec:
         multipose: MultiPose decoder constants (default: those of Google's graph).
         stride: input pixels per grid cell.
         targets: how ``encode`` draws training targets.
+        activation: ``sigmoid`` (Google's) or ``soft_sigmoid`` (seed 003's stand-in); must be the
+            one the model was trained with.
     """
 
     def __init__(self, input_hw: tuple[int, int], num_keypoints: int = 17, multi: bool = False,
                  fp16_constants: bool = True, center_prior: np.ndarray | None = None,
-                 multipose: MultiposeConstants | None = None, stride: int = 4, targets: TargetConfig | None = None):
+                 multipose: MultiposeConstants | None = None, stride: int = 4, targets: TargetConfig | None = None,
+                 activation: str = "sigmoid"):
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+        self.activation = activation
         self.input_hw = tuple(input_hw)
         self.num_keypoints = num_keypoints
         self.multi = multi
@@ -139,9 +147,9 @@ class MoveNetCodec:
             whole_grid = np.full((2, h, w), 2 * max(h, w), f32)  # models without box heads: boxes = whole grid
             return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
                                     heads.get("box_scale", whole_grid), heads.get("box_offset", 0 * whole_grid),
-                                    self.multipose)[None]
+                                    self.multipose, ACTIVATIONS[self.activation])[None]
         out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
-                                 self.prior, self.distance_bias, self.grid_scale)
+                                 self.prior, self.distance_bias, self.grid_scale, ACTIVATIONS[self.activation])
         return out[None, None]
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:

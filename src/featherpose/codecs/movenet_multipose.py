@@ -110,6 +110,7 @@ def decode_multipose(
     box_scale: np.ndarray,
     box_offset: np.ndarray,
     consts: MultiposeConstants,
+    activation=sigmoid,
 ) -> np.ndarray:
     """Decode MoveNet MultiPose heads into the graph's ``[M, 56]`` output (see module docstring).
 
@@ -126,6 +127,7 @@ def decode_multipose(
         box_scale: (2, h, w) box size (y, x) in cells.
         box_offset: (2, h, w) box-centre offset (y, x) in cells.
         consts: the graph's decoder constants (saved by ``featherpose convert``).
+        activation: logits -> probabilities for the centre and heatmap heads (Google's: sigmoid).
 
     Returns:
         float32 (M, 56): per instance 17 x (y, x, score), box (ymin, xmin, ymax, xmax), score;
@@ -136,7 +138,7 @@ def decode_multipose(
     half = consts.box_half
 
     # 1. centre NMS --------------------------------------------------------------- (h, w)
-    c = sigmoid(center[0])
+    c = activation(center[0])
     is_peak = np.abs(c - _max_pool_same(c, consts.nms_kernel)) < consts.peak_tolerance
     c = c * is_peak.astype(f32)
 
@@ -165,7 +167,7 @@ def decode_multipose(
     rx = cxf[:, None] + reg[:, 1].T
 
     # 5.-6. best cell per (m, k) inside the instance's box ---------------------------- (M, K)
-    heat = sigmoid(heatmap)
+    heat = activation(heatmap)
     sigma = f32(min(h, w)) * consts.sigma_scale
     rows0, rows1 = np.ceil(ymin).astype(int), np.ceil(ymax).astype(int)  # cells with ymin <= i < ymax
     cols0, cols1 = np.ceil(xmin).astype(int), np.ceil(xmax).astype(int)

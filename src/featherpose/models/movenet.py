@@ -1,4 +1,4 @@
-"""MoveNet network: MobileNetV2 backbone + 3-level FPN (stride 4) + CenterNet-style heads.
+"""MoveNet network: MobileNetV2 (or ShuffleNetV2) backbone + FPN to stride 4 + CenterNet-style heads.
 
 Shapes (batch B, keypoints K, input [H, W], grid [h, w] = [H/4, W/4]):
     input   (B, 3, H, W) float RGB in 0..255 (normalised inside, as Google's graph does)
@@ -51,6 +51,8 @@ class MoveNetConfig:
         box_heads: add the box_scale / box_offset heads of Google's MultiPose graph.
         batch_norm: BatchNorm after each convolution (for training from scratch); Google's
             imported graphs have it folded into the convolution biases, so they use False.
+        backbone: ``mobilenetv2`` (Google's, 4-level FPN) or ``shufflenetv2`` (seed 003's faster
+            variant, 3-level FPN).
     """
 
     width: float = 1.0
@@ -58,6 +60,11 @@ class MoveNetConfig:
     input_size: int = 192
     box_heads: bool = False
     batch_norm: bool = False
+    backbone: str = "mobilenetv2"
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown MoveNet backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,6 +137,66 @@ class MobileNetV2(nn.Module):
         return taps
 
 
+def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNetV2 unit: split (stride 1) or duplicate (stride 2) the channels, one branch
+    1x1 -> 3x3 depthwise -> 1x1, concatenate, shuffle."""
+
+    def __init__(self, cin: int, cout: int, stride: int, batch_norm: bool):
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        self.left = nn.Sequential(ConvAct(cin, cin, 3, stride, groups=cin, act=None, batch_norm=batch_norm),
+                                  ConvAct(cin, half, act=nn.ReLU, batch_norm=batch_norm)) if stride == 2 else None
+        rin = cin if stride == 2 else cin // 2
+        self.right = nn.Sequential(ConvAct(rin, half, act=nn.ReLU, batch_norm=batch_norm),
+                                   ConvAct(half, half, 3, stride, groups=half, act=None, batch_norm=batch_norm),
+                                   ConvAct(half, half, act=nn.ReLU, batch_norm=batch_norm))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.left is None:
+            keep, x = x.chunk(2, dim=1)
+            return channel_shuffle(torch.cat([keep, self.right(x)], dim=1))
+        return channel_shuffle(torch.cat([self.left(x), self.right(x)], dim=1))
+
+
+class ShuffleNetV2(nn.Module):
+    """ShuffleNetV2 (stages of 4, 8, 4 units) returning the features at strides 8, 16 and 32.
+
+    Stage widths scale 116 / 232 / 464 (the 1.0x network) by ``width``, rounded to multiples of 8:
+    0.75 gives 88 / 176 / 352, the seed's choice for a MoveNet backbone. The final 1x1 conv of the
+    classifier is dropped: the FPN takes the stage outputs.
+    """
+
+    def __init__(self, width: float = 0.75, batch_norm: bool = True):
+        super().__init__()
+        self.stem = nn.Sequential(ConvAct(3, 24, 3, 2, act=nn.ReLU, batch_norm=batch_norm),
+                                  nn.MaxPool2d(3, 2, 1))
+        stages, cin = [], 24
+        for repeats, base in zip((4, 8, 4), (116, 232, 464)):
+            cout = make_divisible(base * width)
+            stages.append(nn.Sequential(*[ShuffleUnit(cin if i == 0 else cout, cout, 2 if i == 0 else 1, batch_norm)
+                                          for i in range(repeats)]))
+            cin = cout
+        self.stages = nn.ModuleList(stages)
+        self.tap_channels = tuple(make_divisible(b * width) for b in (116, 232, 464))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        taps = []
+        for stage in self.stages:
+            x = stage(x)
+            taps.append(x)
+        return taps
+
+
+BACKBONES = {"mobilenetv2": MobileNetV2, "shufflenetv2": ShuffleNetV2}
+
+
 class SeparableConv(nn.Sequential):
     """3x3 depthwise (no bias, no activation) -> 1x1 pointwise with bias -> ReLU."""
 
@@ -139,30 +206,35 @@ class SeparableConv(nn.Sequential):
 
 
 class FPN(nn.Module):
-    """Top-down feature pyramid from stride 32 to stride 4: upsample x2 (bilinear), add lateral, separable conv."""
+    """Top-down feature pyramid from stride 32 to stride 4: upsample x2 (bilinear), add lateral, separable conv.
+
+    Four taps (strides 4, 8, 16, 32: Google's MobileNetV2 MoveNet) or three (strides 8, 16, 32: the
+    seed's ShuffleNetV2 variant, whose last step to stride 4 upsamples without a lateral).
+    """
 
     def __init__(self, tap_channels: tuple[int, ...], batch_norm: bool = False):
         super().__init__()
-        c4, c8, c16, c32 = tap_channels
-        f32, f16, f8 = FPN_CHANNELS[0], FPN_CHANNELS[0], FPN_CHANNELS[1]
-        self.lateral32 = ConvAct(c32, f32, act=None)
-        self.lateral16 = ConvAct(c16, f16, act=None)
-        self.lateral8 = ConvAct(c8, f8, act=None)
-        self.lateral4 = ConvAct(c4, FPN_CHANNELS[2], act=None)
-        self.smooth16 = SeparableConv(f16, FPN_CHANNELS[1], batch_norm)
-        self.smooth8 = SeparableConv(f8, FPN_CHANNELS[2], batch_norm)
-        self.smooth4 = SeparableConv(FPN_CHANNELS[2], FPN_CHANNELS[2], batch_norm)
-        self.out_channels = FPN_CHANNELS[2]
+        *c4, c8, c16, c32 = tap_channels
+        top, mid, out = FPN_CHANNELS
+        self.lateral32 = ConvAct(c32, top, act=None)
+        self.lateral16 = ConvAct(c16, top, act=None)
+        self.lateral8 = ConvAct(c8, mid, act=None)
+        self.lateral4 = ConvAct(c4[0], out, act=None) if c4 else None
+        self.smooth16 = SeparableConv(top, mid, batch_norm)
+        self.smooth8 = SeparableConv(mid, out, batch_norm)
+        self.smooth4 = SeparableConv(out, out, batch_norm)
+        self.out_channels = out
 
     @staticmethod
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
     def forward(self, taps: list[torch.Tensor]) -> torch.Tensor:
-        c4, c8, c16, c32 = taps
+        *c4, c8, c16, c32 = taps
         x = self.smooth16(self._up(self.lateral32(c32)) + self.lateral16(c16))
         x = self.smooth8(self._up(x) + self.lateral8(c8))
-        return self.smooth4(self._up(x) + self.lateral4(c4))
+        x = self._up(x)
+        return self.smooth4(x + self.lateral4(c4[0]) if self.lateral4 is not None else x)
 
 
 class Head(nn.Sequential):
@@ -180,7 +252,7 @@ class MoveNet(nn.Module):
         self.config = config or MoveNetConfig(**overrides)
         cfg, k = self.config, self.config.num_keypoints
         self.register_buffer("input_scale", torch.tensor(INPUT_SCALE), persistent=False)
-        self.backbone = MobileNetV2(cfg.width, cfg.batch_norm)
+        self.backbone = BACKBONES[cfg.backbone](cfg.width, cfg.batch_norm)
         self.fpn = FPN(self.backbone.tap_channels, cfg.batch_norm)
         outputs = {"heatmap": k, "center": 1, "regress": 2 * k, "offset": 2 * k}
         if cfg.box_heads:

@@ -10,12 +10,13 @@ import numpy as np
 import torch
 
 from ..codecs.movenet import MoveNetCodec
+from ..train.losses import soft_sigmoid
 
 f32 = np.float32
 
 
 def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
-                             grid_scale: torch.Tensor) -> torch.Tensor:
+                             grid_scale: torch.Tensor, activation: str = "sigmoid") -> torch.Tensor:
     """:func:`featherpose.codecs.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's graph has it).
 
     Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
@@ -23,7 +24,8 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     """
     heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
     k, h, w = heatmap.shape
-    c = torch.argmax((torch.sigmoid(center) * prior).reshape(-1))
+    act = torch.sigmoid if activation == "sigmoid" else soft_sigmoid
+    c = torch.argmax((act(center) * prior).reshape(-1))
     cy, cx = c // w, c % w
     reg = regress[:, cy, cx].reshape(k, 2)
     ky0 = cy.to(torch.float32) + reg[:, 0]
@@ -31,7 +33,7 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     rows = torch.arange(h, dtype=torch.float32).reshape(1, h, 1)
     cols = torch.arange(w, dtype=torch.float32).reshape(1, 1, w)
     dist = torch.sqrt((rows - ky0.reshape(k, 1, 1)) ** 2 + (cols - kx0.reshape(k, 1, 1)) ** 2) + distance_bias
-    heat = torch.sigmoid(heatmap).reshape(k, h * w)
+    heat = act(heatmap).reshape(k, h * w)
     best = torch.argmax(heat / dist.reshape(k, h * w), dim=1)
     ky, kx = best // w, best % w
     off = torch.gather(offset.reshape(k, 2, h * w), 2, best.reshape(k, 1, 1).expand(k, 2, 1)).reshape(k, 2)
@@ -50,9 +52,10 @@ class SinglePoseDecoder(torch.nn.Module):
         self.register_buffer("prior", torch.from_numpy(codec.prior.copy()))
         self.register_buffer("grid_scale", torch.from_numpy(np.asarray(codec.grid_scale, f32).copy()))
         self.distance_bias = float(codec.distance_bias)
+        self.activation = codec.activation
 
     def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
-        return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale)
+        return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale, self.activation)
 
 
 def graph_decoder(codec) -> torch.nn.Module | None:

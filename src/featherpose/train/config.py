@@ -17,6 +17,7 @@ class ModelSection:
     """Network: architecture + its hyper-parameters, and optional starting weights."""
 
     architecture: str = "movenet"
+    backbone: str = "mobilenetv2"  # or shufflenetv2 (seed 003: width 0.75, 3-level FPN)
     width: float = 1.0
     input_size: int = 192
     batch_norm: bool = True

@@ -28,7 +28,8 @@ class TrainDataset(Dataset):
         if len(self.coco) == 0:
             raise ValueError(f"{cfg.data.train}: no usable images (see the warnings above)")
         self.codec = MoveNetCodec(hw, self.skeleton.num_keypoints, multi=cfg.model.multi, fp16_constants=False,
-                                  targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center))
+                                  targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center),
+                                  activation=cfg.loss.activation)
 
     @property
     def num_keypoints(self) -> int:

@@ -89,15 +89,15 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet:
         model = MoveNet(mcfg)
         model.load_state_dict(weights.state_dict)
         return model
-    return MoveNet(MoveNetConfig(width=cfg.model.width, num_keypoints=num_keypoints,
-                                 input_size=cfg.model.input_size, batch_norm=cfg.model.batch_norm))
+    return MoveNet(MoveNetConfig(width=cfg.model.width, num_keypoints=num_keypoints, input_size=cfg.model.input_size,
+                                 batch_norm=cfg.model.batch_norm, backbone=cfg.model.backbone))
 
 
 def _save_checkpoint(out: Path, model: MoveNet, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
                      step: int, metrics: dict) -> None:
     ck = out / "checkpoints"
     save_weights(ck / "last.safetensors", model.state_dict(), name=out.resolve().name, architecture="movenet",
-                 config=model.config.to_dict(), codec={"multi": cfg.model.multi, "fp16_constants": False},
+                 config=model.config.to_dict(), codec={"multi": cfg.model.multi, "fp16_constants": False, "activation": cfg.loss.activation},
                  skeleton=skeleton_to_json(skeleton), source=f"featherpose train, epoch {epoch + 1}, step {step}",
                  license="see the training data's licence")
     with atomic_path(ck / "last.optim.pt") as tmp:
