@@ -113,6 +113,15 @@ def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = Non
 ARCHITECTURES = {"movenet": build_movenet}
 
 
+def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
+    """(weight file, zoo name or None) for a zoo name or the path of a featherpose weight file."""
+    text = str(model)
+    if text.endswith(".safetensors") or Path(text).is_file():
+        return Path(text), None
+    info = model_info(text)
+    return weights_path(info), info.name
+
+
 def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads: int | None = None,
          input_size: int | tuple[int, int] | None = None) -> Estimator:
     """A ready-to-run estimator.
@@ -126,12 +135,7 @@ def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
     """
-    text = str(model)
-    if text.endswith(".safetensors") or Path(text).is_file():
-        path, name = Path(text), None
-    else:
-        info = model_info(text)
-        path, name = weights_path(info), info.name
+    path, name = resolve_weights(model)
     weights = load_weights(path)
     arch = weights.meta.get("architecture")
     if arch not in ARCHITECTURES:

@@ -78,10 +78,9 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet:
     if cfg.model.architecture != "movenet":
         raise ValueError(f"model.architecture {cfg.model.architecture!r} is not trainable yet; use movenet")
     if cfg.model.init:
-        from ..zoo import ZOO, weights_path
+        from ..zoo import resolve_weights
 
-        path = weights_path(ZOO[cfg.model.init]) if cfg.model.init in ZOO else Path(cfg.model.init)
-        weights = load_weights(path)
+        weights = load_weights(resolve_weights(cfg.model.init)[0])
         mcfg = MoveNetConfig(**{**weights.config, "input_size": cfg.model.input_size})
         if mcfg.num_keypoints != num_keypoints:
             raise ValueError(f"model.init {cfg.model.init} predicts {mcfg.num_keypoints} keypoints, "
