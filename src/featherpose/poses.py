@@ -45,7 +45,7 @@ class Poses:
     @classmethod
     def create(cls, keypoints: np.ndarray, scores: np.ndarray | None = None, boxes: np.ndarray | None = None,
                image_size: tuple[int, int] = (0, 0), skeleton: Skeleton = COCO17) -> "Poses":
-        kp = np.asarray(keypoints, np.float32).reshape(-1, skeleton.num_keypoints, 3)
+        kp = np.array(keypoints, np.float32).reshape(-1, skeleton.num_keypoints, 3)  # a copy: never the caller's
         sc = kp[..., 2].mean(axis=1) if scores is None else np.asarray(scores, np.float32).reshape(-1)
         bx = _boxes_from_keypoints(kp, 0.2) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
         return cls(kp, sc, bx, tuple(int(v) for v in image_size), skeleton)

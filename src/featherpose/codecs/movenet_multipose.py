@@ -87,7 +87,10 @@ class MultiposeConstants:
     @classmethod
     def from_dict(cls, values: dict) -> "MultiposeConstants":
         types = {"nms_kernel": int, "num_instances": int, "stride_int": int}
-        return cls(**{k: types.get(k, f32)(values[k]) for k in cls.__dataclass_fields__})
+        consts = cls(**{k: types.get(k, f32)(values[k]) for k in cls.__dataclass_fields__})
+        if consts.nms_kernel % 2 == 0 or consts.num_instances < 1:
+            raise ValueError(f"MultiPose constants need an odd nms_kernel and num_instances >= 1, got {values}")
+        return consts
 
 
 # The values stored in Google's movenet/multipose/lightning/1 graph (fp16-rounded where float).
@@ -98,7 +101,6 @@ GOOGLE_MULTIPOSE = MultiposeConstants(nms_kernel=5, peak_tolerance=f32(1.0132789
 
 def _max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
     """k x k max pool, stride 1, TF 'SAME' padding (pads never win), on an (h, w) map; k odd."""
-    assert k % 2 == 1, "centre NMS window must be odd"
     return cv2.dilate(x, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
 
 

@@ -142,4 +142,8 @@ def load_config(path: str | Path) -> TrainConfig:
             setattr(cfg.data, attr, str((base / value).resolve()))
     if not cfg.data.train:
         raise ValueError(f"{path.name}: data.train (a COCO keypoints json) is required")
+    choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd")), "device": (cfg.device, ("auto", "cpu", "cuda"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"{path.name}: {key} {value!r} is not one of {', '.join(allowed)}")
     return cfg

@@ -60,9 +60,14 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw)}
+
+
 def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: cuda was asked for but torch sees no GPU; use auto or cpu")
     use_cuda = torch.cuda.is_available() and cfg.device in ("auto", "cuda")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -146,7 +151,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     Args:
         config: a TrainConfig or the path of its YAML.
         resume: continue from ``out/checkpoints`` after the last completed epoch.
-        dry_run: one training batch (and one evaluation) then stop, writing nothing.
+        dry_run: one training batch, then stop, writing nothing.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
     rank, world, device = _dist_setup(cfg)
@@ -158,7 +163,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     codec = dataset.codec
     loss_fn = MoveNetLoss(head_weights=tuple(cfg.loss.head_weights), k=cfg.loss.k, activation=cfg.loss.activation,
                           bone_weight=cfg.loss.bone_weight, limbs=list(dataset.skeleton.limbs))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = OPTIMIZERS[cfg.optim.name](model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, step, metrics = 0, 0, {}
     state_path = out / "checkpoints" / "state.json"
     if resume:
