@@ -20,53 +20,20 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.metadata
 import logging
-import os
-import platform
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from featherpose.fileio import write_text
+from _common import SHARED, emit, machine_lines
 
-SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 COCO_VAL = SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"
 DEV_COCO = SHARED / "data" / "labeled_dev" / "person_keypoints_coco17.json"
 LSP_TEST = SHARED / "data" / "lsp" / "lsp_test.json"
 MODELS = ("movenet-lightning", "movenet-thunder", "movenet-multipose")
 SIZES = (256, 320, 384, 448, 512)
 COLUMNS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "PCK@0.2 (box)", "AUC 0-0.2 (box)")
-
-
-def header(threads: int) -> list[str]:
-    """Markdown bullets: date, command, machine, versions."""
-    import onnxruntime
-    import torch
-
-    import featherpose
-
-    cpu = platform.processor() or "unknown"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        rev = "?"
-    return [f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-            f"- command: `{shlex.join([sys.executable.rsplit('/', 1)[-1]] + sys.argv)}`",
-            f"- machine: {cpu}, {os.cpu_count()} cores; threads: {threads}",
-            f"- versions: Python {platform.python_version()}, featherpose {featherpose.__version__} ({rev}), "
-            f"numpy {np.__version__}, torch {torch.__version__}, onnxruntime {onnxruntime.__version__}, "
-            f"pycocotools {importlib.metadata.version('pycocotools')}"]
 
 
 def row(report, extra: str = "") -> str:
@@ -106,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     def run(model: str, data: Path, size: int | None = None):
         return evaluate(model, data, input_size=size, threads=args.threads, progress=False)
 
-    out = ["## MoveNet accuracy: OKS AP and PCK (featherpose evaluate)", ""] + header(args.threads)
+    out = ["## MoveNet accuracy: OKS AP and PCK (featherpose evaluate)", ""] + machine_lines(args.threads, ("numpy", "torch", "onnxruntime", "pycocotools"))
     out += ["- protocol: pycocotools COCOeval 'keypoints' with the json's oks_sigmas; MultiPose on whole images "
             "(resize_with_pad, all 6 instances, instance score); Lightning / Thunder top-down on ground-truth "
             "boxes (square crop 1.25 x longer side, zero padding; score = mean keypoint score); PCK@0.2 "
@@ -132,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         out += table("LSP test (1000 people; 12 shared joints)", lsp)
         out += ["", "| model | PCK@0.2 (torso, 12 joints) | AUC 0-0.2 (torso) |", "|---|---:|---:|"]
         out += [f"| {r.model} | {r.pck['torso'].pck.mean:.3f} | {r.pck['torso'].auc.mean:.3f} |" for r in lsp]
-    text = "\n".join(out) + "\n"
-    print(text, end="")
-    if args.out:
-        write_text(args.out, text)
+    emit("\n".join(out) + "\n", args.out)
     return 0
 
 

@@ -10,15 +10,17 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 from featherpose.evaluation import evaluate
-from featherpose.fileio import write_text
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
+
+from _common import emit, machine_lines
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -28,9 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="override the memorise recipe's epochs")
     p.add_argument("--out", help="also write the markdown here")
     args = p.parse_args(argv)
-    lines = ["## MoveNet proof of learning", "",
-             f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-             f"- command: `python benchmarks/movenet_memorise.py {' '.join(sys.argv[1:])}`".rstrip(), ""]
+    lines = ["## MoveNet proof of learning", "", *machine_lines(torch.get_num_threads(), ("torch",)), ""]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(CONFIGS / "movenet_memorise.yaml")
         cfg.out = str(Path(tmp) / "memorise")
@@ -55,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                   "| target |", "|---|---:|---:|---|",
                   f"| {tuned.step} steps, top-down on labeled_dev coco17 | {before:.3f} | {after:.3f} | "
                   f"within 0.05: {'PASS' if ok else 'MISS'} |", ""]
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        write_text(args.out, text)
+    emit("\n".join(lines), args.out)
     return 0
 
 

@@ -26,13 +26,8 @@ The markdown on stdout (progress goes to stderr) can be pasted into benchmarks/R
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import importlib.metadata
 import os
-import platform
-import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,9 +37,10 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from featherpose.fileio import atomic_path, write_text
+from featherpose.fileio import atomic_path
 
-SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from _common import SHARED, emit, machine_lines
+
 VIDEO = SHARED / "media" / "vtest.avi"
 PHOTO = SHARED / "media" / "messi5.jpg"
 PEERS = SHARED / "peers" / "movenet_tflite"
@@ -171,44 +167,6 @@ def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> np.ndarr
     return out * 1e3
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def machine_lines(threads: int) -> list[str]:
-    """Markdown bullet lines describing the machine, versions, date and command line."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    import torch
-
-    import featherpose
-
-    try:
-        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "?"
-    except (OSError, subprocess.SubprocessError):
-        rev = "?"
-    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    return [
-        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"- command: `{shlex.join([sys.executable.rsplit('/', 1)[-1]] + sys.argv)}`",
-        f"- machine: {cpu}, {os.cpu_count()} cores; threads per runtime: {threads}; "
-        f"load average (1/5/15 min) at start: {load}",
-        f"- versions: Python {platform.python_version()}, featherpose {featherpose.__version__} ({rev}), "
-        f"numpy {np.__version__}, opencv {cv2.__version__}, torch {torch.__version__}, "
-        f"onnxruntime {_version('onnxruntime')}, ai-edge-litert {_version('ai-edge-litert')}",
-    ]
-
-
 def best_round(rounds: list[np.ndarray]) -> np.ndarray:
     """The round (N, 3) with the lowest mean total."""
     return min(rounds, key=lambda r: r.sum(axis=1).mean())
@@ -331,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    out = ["## MoveNet speed: featherpose vs Google TFLite", ""] + machine_lines(args.threads)
+    out = ["## MoveNet speed: featherpose vs Google TFLite", ""] + machine_lines(args.threads, ("numpy", "opencv-python-headless", "torch", "onnxruntime", "ai-edge-litert"))
     notes = []
 
     frames = read_frames(VIDEO, args.frames)
@@ -390,10 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         reason = plot(args.plot, results, "vtest.avi", args.models, names)
         out += ["", f"Plot: {reason}" if reason else f"Plot: `{args.plot}`"]
-    text = "\n".join(out) + "\n"
-    print(text, end="")
-    if args.out:
-        write_text(args.out, text)
+    emit("\n".join(out) + "\n", args.out)
     return 0
 
 

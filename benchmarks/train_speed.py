@@ -10,9 +10,6 @@ so one can see whether data loading would be the bottleneck. Uses the GPU when o
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,13 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from featherpose.fileio import write_text
 from featherpose.train.config import TrainConfig
 from featherpose.train.data import TrainDataset
 from featherpose.train.losses import MoveNetLoss
 from featherpose.train.trainer import build_model
 
-SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+from _common import SHARED, emit, machine_lines
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,23 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.cuda.synchronize()
     step_ips = args.steps * images.shape[0] / (time.perf_counter() - t)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    where = f"{args.threads} (device {device}" + (f", {torch.cuda.get_device_name()})" if device.type == "cuda" else ")")
     text = "\n".join([
-        "## MoveNet Lightning training speed", "",
-        f"- date: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
-        f"- command: `python {' '.join(['benchmarks/train_speed.py', *sys.argv[1:]])}`",
-        f"- machine: {cpu}, {os.cpu_count()} cores; device {device}"
-        + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else f", {args.threads} threads"),
-        f"- torch {torch.__version__}; data {Path(args.data).name} ({len(dataset)} images), default augmentation",
+        "## MoveNet Lightning training speed", "", *machine_lines(where, ("torch",)),
+        f"- data {Path(args.data).name} ({len(dataset)} images), default augmentation",
         "",
         "| what | images/s |", "|---|---:|",
         f"| training step (192x192, batch {args.batch}, forward + backward + AdamW) | {step_ips:.1f} |",
         f"| data loader alone ({args.workers} workers: read, augment, encode, collate) | {loader_ips:.1f} |",
         "",
     ])
-    print(text)
-    if args.out:
-        write_text(args.out, text)
+    emit(text, args.out)
     return 0
 
 

@@ -1,0 +1,54 @@
+"""What every benchmark script prints at the top, and how it writes its output."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from featherpose.fileio import write_text
+
+SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+def cpu_name() -> str:
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def machine_lines(threads: int | str, packages: tuple[str, ...] = ("numpy", "torch", "onnxruntime")) -> list[str]:
+    """Markdown bullets: date, command line, machine and load, versions (featherpose with its git revision)."""
+    try:
+        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or "?"
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    versions = ", ".join(f"{p} {_version(p)}" for p in packages)
+    return [
+        f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"- command: `{shlex.join(['python'] + sys.argv)}`",
+        f"- machine: {cpu_name()}, {os.cpu_count()} cores; threads: {threads}; load average at start: {load}",
+        f"- versions: Python {platform.python_version()}, featherpose {_version('featherpose')} ({rev}), {versions}",
+    ]
+
+
+def emit(text: str, out: str | Path | None) -> None:
+    """Print the markdown, and write it (atomically) to ``out`` when given."""
+    print(text, end="" if text.endswith("\n") else "\n")
+    if out:
+        write_text(out, text)
