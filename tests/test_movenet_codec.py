@@ -31,7 +31,9 @@ def labelled_people(json_name: str, size: int):
         kp = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, k, 3)
         _, box = resize_with_pad(np.zeros((img["height"], img["width"], 3), np.uint8), (size, size))
         kp[..., :2] = np.where(kp[..., 2:] > 0, box.to_input(kp[..., :2]), 0)
-        yield k, kp
+        xywh = np.array([a["bbox"] for a in anns], np.float32)
+        corners = box.to_input(np.stack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1))
+        yield k, kp, corners.reshape(-1, 4)
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -41,15 +43,22 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("json_name", LABELED)
 @pytest.mark.parametrize("kernel", ["exponential", "gaussian"])
-def test_round_trip_every_person(json_name, kernel):
+@pytest.mark.parametrize("box_heads", [False, True])
+def test_round_trip_every_person(json_name, kernel, box_heads):
     size = 256
-    for k, kp in labelled_people(json_name, size):
+    for k, kp, boxes in labelled_people(json_name, size):
         consts = dataclasses.replace(GOOGLE_MULTIPOSE, num_instances=len(kp))
         codec = MoveNetCodec((size, size), k, multi=True, fp16_constants=False, multipose=consts,
                              targets=TargetConfig(kernel=kernel))
-        t = codec.encode(kp)
+        t = codec.encode(kp, boxes=boxes if box_heads else None)
         heads = {"heatmap": logit(t["heatmap"]), "center": logit(t["center"]), "regress": t["regress"],
                  "offset": t["offset"]}
+        if box_heads:
+            heads.update(box_scale=t["box_scale"], box_offset=t["box_offset"])
+            decoded_boxes = codec.decode(heads).boxes  # each person box comes back (grown to its keypoints)
+            for b in boxes:
+                inside = (decoded_boxes[:, :2] <= b[:2] + 0.5) & (decoded_boxes[:, 2:] >= np.minimum(b[2:], size) - 0.5)
+                assert inside.all(axis=1).any()
         decoded = codec.decode(heads).keypoints
         for person in kp:
             vis = person[:, 2] > 0
@@ -60,7 +69,7 @@ def test_round_trip_every_person(json_name, kernel):
 def test_single_pose_round_trip_central_person():
     """The single-pose decoder recovers the person its centre prior prefers."""
     size = 192
-    k, kp = next(labelled_people("person_keypoints_coco17.json", size))
+    k, kp, _ = next(labelled_people("person_keypoints_coco17.json", size))
     codec = MoveNetCodec((size, size), k, fp16_constants=False)
     t = codec.encode(kp[:1])
     heads = {"heatmap": logit(t["heatmap"]), "center": logit(t["center"]), "regress": t["regress"], "offset": t["offset"]}

@@ -129,10 +129,10 @@ class MoveNetCodec:
         self.targets = targets or TargetConfig()
 
     def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,
-               config: TargetConfig | None = None) -> dict[str, np.ndarray]:
-        """Training targets for one image: keypoints (N, K, 3) x, y, v in input pixels (see
-        :func:`~featherpose.codecs.movenet_targets.encode_movenet`)."""
-        return encode_movenet(keypoints, self.input_hw, self.stride, config or self.targets, ignore)
+               boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Training targets for one image: keypoints (N, K, 3) x, y, v in input pixels, and person
+        boxes (N, 4) for models with box heads (see :func:`~.movenet_targets.encode_movenet`)."""
+        return encode_movenet(keypoints, self.input_hw, self.stride, self.targets, ignore, boxes)
 
     def decode_graph_layout(self, heads: dict[str, np.ndarray]) -> np.ndarray:
         """Heads (batch axis dropped) -> the graph's own output: [1, 1, K, 3] or [1, M, 3K + 5].

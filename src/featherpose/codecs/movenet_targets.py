@@ -13,6 +13,10 @@ Targets (all float32, channel-first, (y, x) interleaved like the heads):
                          neighbourhood (each cell gets its own displacement; centre cells win overlaps)
     offset  (2K, h, w)   keypoint - nearest cell (in [-0.5, 0.5]) at that cell
     regress_mask, offset_mask (2K, h, w)  1 where the two above are defined
+    box_scale, box_offset, box_mask (2, h, w)  only when person boxes are given (the box heads of
+                         Google's MultiPose): box height, width in cells and box centre - cell,
+                         written where the regression is; the box is grown to hold every
+                         labelled keypoint with a cell to spare
     weight  (1, h, w)    0 on ignored regions (crowds, unlabelled people), else 1
 """
 from __future__ import annotations
@@ -82,7 +86,8 @@ def person_centres(yx: np.ndarray, visible: np.ndarray, how: str) -> np.ndarray:
 
 
 def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int = 4,
-                   config: TargetConfig | None = None, ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                   config: TargetConfig | None = None, ignore: np.ndarray | None = None,
+                   boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Build MoveNet targets for one image.
 
     Args:
@@ -91,6 +96,7 @@ def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int
         stride: input pixels per grid cell.
         config: kernel and centre choices.
         ignore: optional (H, W) bool mask of regions whose heatmap / centre loss is ignored.
+        boxes: optional (N, 4) x1, y1, x2, y2 person boxes in input pixels, for box-head targets.
 
     Returns:
         The target dict described in the module docstring.
@@ -113,6 +119,16 @@ def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int
         "regress_mask": np.zeros((2 * k, h, w), f32), "offset_mask": np.zeros((2 * k, h, w), f32),
         "weight": np.ones((1, h, w), f32),
     }
+    if boxes is not None:
+        # The box must hold every labelled keypoint's cell (the decoder looks only inside it): the
+        # person box, grown to the visible keypoints' extent plus one cell.
+        box_yx = np.asarray(boxes, f32).reshape(-1, 4)[:, [1, 0, 3, 2]].reshape(-1, 2, 2) / f32(stride)
+        lo = np.where(visible[..., None], yx, np.inf).min(axis=1) - 1
+        hi = np.where(visible[..., None], yx, -np.inf).max(axis=1) + 1
+        box_yx = np.stack([np.minimum(box_yx[:, 0], lo), np.maximum(box_yx[:, 1], hi)], axis=1)
+        box_size, box_mid = box_yx[:, 1] - box_yx[:, 0], box_yx.mean(axis=1)  # (N, 2) y, x in cells
+        for name in ("box_scale", "box_offset", "box_mask"):
+            out[name] = np.zeros((2, h, w), f32)
     people = [i for i in range(n) if visible[i].any()]
     centres = person_centres(yx, visible, cfg.center)
     steps = np.arange(-cfg.neighbourhood, cfg.neighbourhood + 1)
@@ -126,6 +142,10 @@ def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int
             for cy, cx in nbrs:
                 out["regress"][:, cy, cx] = (yx[i] - f32([cy, cx])).reshape(-1)
                 out["regress_mask"][:, cy, cx] = vis2
+                if boxes is not None:
+                    out["box_scale"][:, cy, cx] = box_size[i]
+                    out["box_offset"][:, cy, cx] = box_mid[i] - f32([cy, cx])
+                    out["box_mask"][:, cy, cx] = 1
     for i in people:
         ys, xs = yx[i, visible[i], 0], yx[i, visible[i], 1]
         area = max(float(ys.max() - ys.min()), 1.0) * max(float(xs.max() - xs.min()), 1.0)

@@ -21,7 +21,7 @@ class ModelSection:
     width: float = 1.0
     input_size: int = 192
     batch_norm: bool = True
-    multi: bool = False
+    multi: bool = False  # several people: Google's MultiPose box heads, every centre decoded
     init: str | None = None  # a zoo name (e.g. movenet-lightning, to fine-tune) or a weight file
 
 

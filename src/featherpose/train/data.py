@@ -27,6 +27,7 @@ class TrainDataset(Dataset):
         self.coco.transform = build_transforms(cfg.augment, hw, self.skeleton)
         if len(self.coco) == 0:
             raise ValueError(f"{cfg.data.train}: no usable images (see the warnings above)")
+        self.box_heads = cfg.model.multi  # multi-person models get Google's MultiPose box heads
         self.codec = MoveNetCodec(hw, self.skeleton.num_keypoints, multi=cfg.model.multi, fp16_constants=False,
                                   targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center),
                                   activation=cfg.loss.activation)
@@ -43,7 +44,8 @@ class TrainDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         sample = self.coco[index]
-        targets = self.codec.encode(sample.keypoints, ignore=sample.ignore)
+        targets = self.codec.encode(sample.keypoints, ignore=sample.ignore,
+                                    boxes=sample.boxes if self.box_heads else None)
         image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))).float()
         return image, {k: torch.from_numpy(v) for k, v in targets.items()}
 

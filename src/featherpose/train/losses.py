@@ -63,6 +63,7 @@ class MoveNetLoss:
         k: peak weight of the weighted MSE (the seed suggests 5-10).
         activation: ``sigmoid`` or the seed's ``soft_sigmoid`` replacement.
         bone_weight: weight of the optional bone loss (0 = off); needs ``limbs``.
+        box_weight: weight of the box-head L1 (box size and centre, in cells) for models with box heads.
         limbs: keypoint pairs for the bone loss (a skeleton's ``limbs``).
     """
 
@@ -70,6 +71,7 @@ class MoveNetLoss:
     k: float = 5.0
     activation: str = "sigmoid"
     bone_weight: float = 0.0
+    box_weight: float = 0.1
     limbs: list[tuple[int, int]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -89,6 +91,10 @@ class MoveNetLoss:
             "offset": masked_l1(heads["offset"], targets["offset"], targets["offset_mask"]),
         }
         total = sum(w * parts[n] for w, n in zip(self.head_weights, ("heatmap", "center", "regress", "offset")))
+        if "box_scale" in heads and "box_scale" in targets:  # Google's MultiPose box heads
+            parts["box"] = (masked_l1(heads["box_scale"], targets["box_scale"], targets["box_mask"])
+                            + masked_l1(heads["box_offset"], targets["box_offset"], targets["box_mask"]))
+            total = total + self.box_weight * parts["box"]
         if self.bone_weight:
             parts["bone"] = bone_loss(heads["regress"], targets["regress"], targets["regress_mask"], self.limbs)
             total = total + self.bone_weight * parts["bone"]

@@ -94,7 +94,8 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet:
         model.load_state_dict(weights.state_dict)
         return model
     return MoveNet(MoveNetConfig(width=cfg.model.width, num_keypoints=num_keypoints, input_size=cfg.model.input_size,
-                                 batch_norm=cfg.model.batch_norm, backbone=cfg.model.backbone))
+                                 batch_norm=cfg.model.batch_norm, backbone=cfg.model.backbone,
+                                 box_heads=cfg.model.multi))
 
 
 def _save_checkpoint(out: Path, model: MoveNet, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
@@ -141,7 +142,7 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-CSV_FIELDS = ["step", "epoch", "lr", "loss", "heatmap", "center", "regress", "offset", "bone", "images_per_s", "AP"]
+CSV_FIELDS = ["step", "epoch", "lr", "loss", "heatmap", "center", "regress", "offset", "box", "bone", "images_per_s", "AP"]
 
 
 def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool = False,
