@@ -178,6 +178,32 @@ def _sigmas_by_name(names: Sequence[str]) -> list[float] | None:
     return [known[n] for n in names]
 
 
+def keypoint_category(categories: list, category_id: int | None = None, source: str = "the json") -> dict:
+    """The category to read keypoints from: ``category_id`` if given, else the one named ``person``,
+    else the first with a ``keypoints`` list. Shared by training data and evaluation."""
+    with_kps = [c for c in categories if isinstance(c, dict) and c.get("keypoints")]
+    if category_id is not None:
+        with_kps = [c for c in with_kps if c.get("id") == category_id]
+    if not with_kps:
+        raise ValueError(f"{source}: no category{'' if category_id is None else f' {category_id}'} "
+                         "with a 'keypoints' list; is this a COCO keypoint json (person_keypoints_*.json)?")
+    return next((c for c in with_kps if c.get("name") == "person"), with_kps[0])
+
+
+def keypoint_sigmas(names: list[str], json_sigmas=None, source: str = "the json", hint: str = "") -> list[float]:
+    """OKS sigmas for ``names``: the json's ``oks_sigmas``, else the registered skeleton's, else a
+    per-name look-up in the registry. Shared by training data and evaluation."""
+    if json_sigmas is not None:
+        return list(json_sigmas)
+    registered = skeleton_for(names)
+    found = list(registered.sigmas) if registered else _sigmas_by_name(names)
+    if found is None:
+        unknown = [n for n in names if _sigmas_by_name([n]) is None]
+        raise ValueError(f"{source}: no OKS sigma for keypoints {unknown}; add an 'oks_sigmas' list "
+                         f"(one per keypoint) to the json's category{hint}")
+    return found
+
+
 class CocoKeypoints:
     """A COCO keypoint json as a map-style dataset of :class:`Sample` (numpy, no torch tensors).
 
@@ -238,7 +264,7 @@ class CocoKeypoints:
         self._unreadable: set[int] = set()
         self._skipped_images: set = set()
 
-        category = self._pick_category(data["categories"], category_id)
+        category = keypoint_category(data["categories"], category_id, str(self.ann_file))
         self.category_id = category["id"]
         body_names = list(category["keypoints"])
         self._body_k = len(body_names)
@@ -253,7 +279,8 @@ class CocoKeypoints:
                                  f"the category has {self._body_k}; pass wholebody=False")
             names = names + [n for _, part, _ in WHOLEBODY_PARTS for n in part]
         if sigmas is None:
-            sigmas = self._body_sigmas(body_names, category.get("oks_sigmas", data.get("oks_sigmas")))
+            sigmas = keypoint_sigmas(body_names, category.get("oks_sigmas", data.get("oks_sigmas")), str(self.ann_file),
+                                     hint=", or pass sigmas=")
             if self.wholebody:
                 sigmas = list(sigmas) + [s for _, _, part_sigmas in WHOLEBODY_PARTS for s in part_sigmas]
         if len(sigmas) != len(names) or not _finite_numbers(list(sigmas)):
@@ -282,27 +309,6 @@ class CocoKeypoints:
     @property
     def num_keypoints(self) -> int:
         return len(self.keypoint_names)
-
-    def _pick_category(self, categories: list, category_id: int | None) -> dict:
-        with_kps = [c for c in categories if isinstance(c, dict) and c.get("keypoints")]
-        if category_id is not None:
-            with_kps = [c for c in with_kps if c.get("id") == category_id]
-        if not with_kps:
-            raise ValueError(f"{self.ann_file}: no category{'' if category_id is None else f' {category_id}'} "
-                             "with a 'keypoints' list; is this a COCO keypoint json (person_keypoints_*.json)?")
-        return next((c for c in with_kps if c.get("name") == "person"), with_kps[0])
-
-    def _body_sigmas(self, names: list[str], json_sigmas) -> list[float]:
-        """The json's sigmas, else the registered skeleton's, else a per-name look-up in the registry."""
-        if json_sigmas is not None:
-            return list(json_sigmas)
-        registered = skeleton_for(names)
-        found = list(registered.sigmas) if registered else _sigmas_by_name(names)
-        if found is None:
-            unknown = [n for n in names if _sigmas_by_name([n]) is None]
-            raise ValueError(f"{self.ann_file}: no OKS sigma for keypoints {unknown}; add an 'oks_sigmas' list "
-                             "(one per keypoint) to the json's category, or pass sigmas=")
-        return found
 
     def _make_skeleton(self, category: dict) -> Skeleton:
         registered = skeleton_for(self.keypoint_names)

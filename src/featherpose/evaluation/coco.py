@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..skeletons import skeleton_for
+from ..data.coco import keypoint_category, keypoint_sigmas
 
 log = logging.getLogger(__name__)
 
@@ -46,30 +46,21 @@ def load_coco(data: dict | str | Path) -> dict:
 
 
 def person_category(dataset: dict) -> dict:
-    """The category with keypoints (COCO keypoint files have exactly one, ``person``)."""
-    cats = [c for c in dataset.get("categories", []) if c.get("keypoints")]
-    if len(cats) != 1:
-        raise ValueError(f"expected one category with 'keypoints' in the annotation file, found {len(cats)}; "
-                         "keypoint evaluation needs a COCO keypoints file (person_keypoints_*.json layout)")
-    return cats[0]
+    """The keypoint category, chosen as the training data loader chooses it (``data.coco``)."""
+    return keypoint_category(dataset.get("categories", []), source="the annotation file")
 
 
 def dataset_sigmas(dataset: dict) -> np.ndarray:
-    """(K,) OKS sigmas of a dataset: the category's ``oks_sigmas``, else the skeleton with the same names.
+    """(K,) OKS sigmas of a dataset, found as the training data loader finds them: the category's (or
+    the file's) ``oks_sigmas``, else the registered skeleton's.
 
     Raises:
-        ValueError: neither source gives K sigmas.
+        ValueError: no source gives K sigmas.
     """
     cat = person_category(dataset)
     names = list(cat["keypoints"])
-    sigmas = cat.get("oks_sigmas")
-    if sigmas is None:
-        skeleton = skeleton_for(names)
-        if skeleton is None:
-            raise ValueError(f"the {len(names)} keypoints of this dataset match no known skeleton and its category "
-                             "has no 'oks_sigmas'; add an 'oks_sigmas' list (one per keypoint) to the category")
-        sigmas = skeleton.sigmas
-    sigmas = np.asarray(sigmas, np.float64)
+    sigmas = np.asarray(keypoint_sigmas(names, cat.get("oks_sigmas", dataset.get("oks_sigmas")),
+                                        "the annotation file"), np.float64)
     if sigmas.shape != (len(names),):
         raise ValueError(f"'oks_sigmas' has {sigmas.size} values for {len(names)} keypoints; give one per keypoint")
     return sigmas
