@@ -42,24 +42,24 @@ class Estimator:
         return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"
 
     def __call__(self, image: str | Path | np.ndarray) -> Poses:
-        x, box = self.preprocess(load_image(image))
-        return self.postprocess(self.infer(x), box)
+        x, letterbox = self.preprocess(load_image(image))
+        return self.postprocess(self.infer(x), letterbox)
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """HxWx3 uint8 RGB -> ((1, H, W, 3) int32 network input, letterbox geometry)."""
-        x, box = resize_with_pad(image, self.input_hw)
-        return x[None], box
+        x, letterbox = resize_with_pad(image, self.input_hw)
+        return x[None], letterbox
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Network input -> raw heads (batch axis dropped)."""
         return self.backend(x)
 
-    def postprocess(self, heads: dict[str, np.ndarray], box: Letterbox) -> Poses:
+    def postprocess(self, heads: dict[str, np.ndarray], letterbox: Letterbox) -> Poses:
         """Raw heads -> Poses in image pixels."""
         dec = self.codec.decode(heads)
         kpts = dec.keypoints.copy()
-        kpts[..., :2] = box.to_image(kpts[..., :2])
+        kpts[..., :2] = letterbox.to_image(kpts[..., :2])
         boxes = None
-        if dec.boxes is not None:
-            boxes = box.to_image(dec.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
-        return Poses.create(kpts, dec.scores, boxes, box.image_hw, self.skeleton)
+        if dec.boxes is not None:  # person boxes
+            boxes = letterbox.to_image(dec.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+        return Poses.create(kpts, dec.scores, boxes, letterbox.image_hw, self.skeleton)

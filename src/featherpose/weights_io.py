@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .fileio import atomic_path
 
@@ -72,9 +72,9 @@ def load_weights(path: str | Path) -> WeightsFile:
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
     try:
-        tensors = load_file(str(path))
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "pt") as f:  # one read: tensors and metadata
             meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a readable safetensors file ({exc})") from None
     if meta.get("featherpose") != FORMAT_VERSION:
