@@ -148,6 +148,7 @@ def test_memorise_short(tmp_path):
     labeled_dev images; the loss falls 10x and the model already finds those people."""
     cfg = load_config(ROOT / "configs" / "movenet_memorise.yaml")
     cfg.out, cfg.epochs, cfg.eval_every = str(tmp_path / "mem"), 150, 150
+    cfg.data.train = cfg.data.val = str(LABELED)  # the recipe's relative path assumes ../shared beside the repo
     result = train(cfg, progress=False)
     assert result.first_loss / result.last_loss >= 10
     assert result.metrics["AP"] >= 0.3
