@@ -152,3 +152,11 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     out = np.zeros((*input_hw, 3), np.int32)
     out[box.top:box.top + oh, box.left:box.left + ow] = t + (b - t) * wy
     return out, box
+
+
+def square_around(box_xywh, expand: float) -> tuple[int, int, int]:
+    """The square of side ``ceil(expand * max(w, h))`` (at least 2) centred on an x, y, w, h box, in whole
+    pixels: (x0, y0 of its top-left pixel, side). Top-down evaluation crops it; top-down training warps it."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    side = max(2, int(np.ceil(expand * max(w, h))))
+    return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from .codecs.heatmap import HeatmapCodec
 from .codecs.movenet import MoveNetCodec
 from .codecs.movenet_multipose import MultiposeConstants
 from .estimator import Estimator
+from .models.hourglass import HourglassConfig, StackedHourglass
 from .models.movenet import MoveNet, MoveNetConfig
 from .skeletons import COCO17, skeleton_from_json
 from .weights_io import WeightsFile, load_weights
@@ -110,7 +112,23 @@ def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = Non
     return model.eval(), codec
 
 
-ARCHITECTURES = {"movenet": build_movenet}
+def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = None
+                    ) -> tuple[StackedHourglass, HeatmapCodec]:
+    """Rebuild a stacked hourglass (top-down, one person per input) and its heatmap codec from a weight file."""
+    try:
+        config = HourglassConfig(**weights.config)
+        model = StackedHourglass(config)
+        model.load_state_dict(weights.state_dict)
+    except (TypeError, RuntimeError) as exc:
+        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a stacked hourglass "
+                         f"({str(exc).splitlines()[0]})") from None
+    hw = (config.input_size, config.input_size)
+    if input_size is not None and tuple(input_size) != hw:
+        raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
+    return model.eval(), HeatmapCodec(hw, config.num_keypoints, **weights.codec)
+
+
+ARCHITECTURES = {"movenet": build_movenet, "hourglass": build_hourglass}
 
 
 def resolve_weights(model: str | Path) -> tuple[Path, str | None]:

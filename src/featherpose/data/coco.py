@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..image import ImageError, load_image
+from ..image import IMAGE_SUFFIXES, ImageError, load_image
 from ..skeletons import SKELETONS, Skeleton, skeleton_for
 
 logger = logging.getLogger(__name__)
@@ -327,7 +327,7 @@ class CocoKeypoints:
 
     # ------------------------------------------------------------------------------------ parsing
 
-    def _report(self, message: str, image_id=None, ann_id=None) -> None:
+    def report(self, message: str, image_id=None, ann_id=None) -> None:
         problem = Problem(message, image_id, ann_id)
         if problem in self._reported:
             return
@@ -340,22 +340,22 @@ class CocoKeypoints:
         for im in entries:
             image_id = im.get("id") if isinstance(im, dict) else None
             if not isinstance(image_id, int) or not isinstance(im.get("file_name"), str):
-                self._report(f"image entry without an integer 'id' and a 'file_name': {str(im)[:80]}", image_id)
+                self.report(f"image entry without an integer 'id' and a 'file_name': {str(im)[:80]}", image_id)
                 continue
             if image_id in images:
-                self._report("duplicate image id", image_id)
+                self.report("duplicate image id", image_id)
                 continue
             h, w = im.get("height"), im.get("width")
             if h is not None or w is not None:
                 if not (_finite_numbers([h, w]) and h > 0 and w > 0 and int(h) == h and int(w) == w):
                     self._skipped_images.add(image_id)
-                    self._report(f"height and width must be positive integers, got {h} x {w}", image_id)
+                    self.report(f"height and width must be positive integers, got {h} x {w}", image_id)
                     continue
                 h, w = int(h), int(w)
             path = self.image_root / im["file_name"]
             if not path.is_file():
                 self._skipped_images.add(image_id)
-                self._report(f"image file missing: {path}", image_id)
+                self.report(f"image file missing: {path}", image_id)
                 continue
             images[image_id] = (path, h, w)
         return images
@@ -407,23 +407,23 @@ class CocoKeypoints:
         seen_ids: set = set()
         for ann in anns:
             if not isinstance(ann, dict):
-                self._report(f"annotation is not an object: {str(ann)[:80]}")
+                self.report(f"annotation is not an object: {str(ann)[:80]}")
                 continue
             ann_id, image_id = ann.get("id"), ann.get("image_id")
             if ann.get("category_id", self.category_id) != self.category_id:
                 continue
             if not isinstance(ann_id, int) or not isinstance(image_id, int):
-                self._report(f"annotation needs integer 'id' and 'image_id', got {ann_id!r} and {image_id!r}",
+                self.report(f"annotation needs integer 'id' and 'image_id', got {ann_id!r} and {image_id!r}",
                              image_id if isinstance(image_id, int) else None,
                              ann_id if isinstance(ann_id, int) else None)
                 continue
             if ann_id in seen_ids:
-                self._report("duplicate annotation id", image_id, ann_id)
+                self.report("duplicate annotation id", image_id, ann_id)
                 continue
             seen_ids.add(ann_id)
             if image_id not in images:
                 if image_id not in self._skipped_images:  # else the image itself was reported
-                    self._report("refers to an image id that is not in 'images'", image_id, ann_id)
+                    self.report("refers to an image id that is not in 'images'", image_id, ann_id)
                 continue
             _, height, width = images[image_id]
             kps_list, boxes, ids, regions = per_image.setdefault(image_id, ([], [], [], []))
@@ -431,23 +431,23 @@ class CocoKeypoints:
             seg = _segmentation_region(ann.get("segmentation"), height, width)
             if ann.get("iscrowd", 0):
                 if seg is None and isinstance(box, str):
-                    self._report(f"crowd region without a usable segmentation or bbox: {box}", image_id, ann_id)
+                    self.report(f"crowd region without a usable segmentation or bbox: {box}", image_id, ann_id)
                 else:
                     regions.append(seg or ("box", box))
                 continue
             kps = self._keypoints(ann)
             if isinstance(kps, str):
-                self._report(kps, image_id, ann_id)
+                self.report(kps, image_id, ann_id)
                 continue
             labelled = int((kps[:, 2] > 0).sum())
             if labelled < self.min_keypoints:  # a person we cannot grade: no loss on it
                 if seg is None and isinstance(box, str):
-                    self._report(f"unlabelled person without a usable segmentation or bbox: {box}", image_id, ann_id)
+                    self.report(f"unlabelled person without a usable segmentation or bbox: {box}", image_id, ann_id)
                 else:
                     regions.append(seg or ("box", box))
                 continue
             if isinstance(box, str):
-                self._report(box, image_id, ann_id)
+                self.report(box, image_id, ann_id)
                 continue
             kps_list.append(kps)
             boxes.append(box)
@@ -462,6 +462,10 @@ class CocoKeypoints:
     def set_epoch(self, epoch: int) -> None:
         """Change the per-item transform seeds (``[seed, epoch, index]``) for a new epoch."""
         self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The augmentation generator of item ``index`` this epoch: ``np.random.default_rng([seed, epoch, index])``."""
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
 
     def load(self, index: int) -> Sample:
         """The untransformed sample of ``records[index]``.
@@ -487,7 +491,7 @@ class CocoKeypoints:
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} images")
         index %= n
-        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.transform is not None else None
+        rng = self.rng(index) if self.transform is not None else None
         for step in range(n):
             i = (index + step) % n
             rec = self.records[i]
@@ -497,7 +501,7 @@ class CocoKeypoints:
                 sample = self.load(i)
             except (OSError, ImageError) as exc:
                 self._unreadable.add(rec.image_id)
-                self._report(f"unreadable image: {exc}", rec.image_id)
+                self.report(f"unreadable image: {exc}", rec.image_id)
                 continue
             return self.transform(sample, rng) if self.transform is not None else sample
         rec = self.records[index]
@@ -505,3 +509,23 @@ class CocoKeypoints:
         sample = Sample(np.zeros((h, w, 3), np.uint8), np.zeros((0, self.num_keypoints, 3), f32),
                         np.zeros((0, 4), f32), np.zeros((h, w), bool), rec.image_id, str(rec.file))
         return self.transform(sample, rng) if self.transform is not None else sample
+
+
+def image_folder_as_coco(folder: str | Path, skeleton: Skeleton, out_json: str | Path) -> Path:
+    """Write a COCO keypoints json listing every image under ``folder`` (recursively), with no people.
+
+    Unlabelled images become a :class:`CocoKeypoints` dataset this way, so distillation from a teacher
+    reads them through the same loader, checks and augmentation as labelled data.
+    """
+    from ..fileio import write_text
+
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    category = {"id": 1, "name": "person", "supercategory": "person", "keypoints": list(skeleton.keypoints),
+                "skeleton": [[a + 1, b + 1] for a, b in skeleton.limbs], "oks_sigmas": list(skeleton.sigmas)}
+    data = {"images": [{"id": i + 1, "file_name": p.relative_to(folder).as_posix()} for i, p in enumerate(files)],
+            "annotations": [], "categories": [category]}
+    write_text(out_json, json.dumps(data))
+    return Path(out_json)

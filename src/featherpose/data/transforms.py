@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from ..image import letterbox
+from ..image import letterbox, square_around
 from ..skeletons import Skeleton
 from .coco import Sample
 
@@ -45,6 +45,13 @@ def letterbox_matrix(image_hw: tuple[int, int], output_hw: tuple[int, int]) -> n
     same place and scale in training as when it runs.
     """
     return letterbox(image_hw, output_hw).matrix
+
+
+def person_crop_matrix(box_xywh, output_hw: tuple[int, int], expand: float) -> np.ndarray:
+    """(3, 3) affine of top-down inference: the square :func:`featherpose.image.square_around` a person box,
+    letterboxed into the [Ho, Wo] canvas (what evaluation's crop followed by the Estimator's letterbox does)."""
+    x0, y0, side = square_around(box_xywh, expand)
+    return letterbox_matrix((side, side), output_hw) @ translation_matrix(-x0, -y0)
 
 
 def scale_rotate_matrix(center: tuple[float, float], scale: float = 1.0, angle: float = 0.0) -> np.ndarray:
@@ -369,18 +376,23 @@ class Compose:
         self.output_hw = (int(output_hw[0]), int(output_hw[1]))
         self.border_value = border_value
 
-    def geometry(self, sample: Sample, rng: np.random.Generator) -> Geometry:
-        """The affine (and keypoint permutation) this pipeline draws for ``sample``, without warping."""
-        geometry = Geometry(letterbox_matrix(sample.image.shape[:2], self.output_hw), self.output_hw)
+    def geometry(self, sample: Sample, rng: np.random.Generator, start: np.ndarray | None = None) -> Geometry:
+        """The affine (and keypoint permutation) this pipeline draws for ``sample``, without warping.
+
+        ``start`` is the (3, 3) affine the random ones follow: by default the letterbox of the whole
+        image; top-down training passes the crop around one person (:func:`person_crop_matrix`).
+        """
+        start = letterbox_matrix(sample.image.shape[:2], self.output_hw) if start is None else start
+        geometry = Geometry(np.asarray(start, np.float64), self.output_hw)
         for t in self.transforms:
             if isinstance(t, GeometricTransform):
                 t.update(geometry, sample, rng)
         return geometry
 
-    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+    def __call__(self, sample: Sample, rng: np.random.Generator, start: np.ndarray | None = None) -> Sample:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"pass a seeded generator, np.random.default_rng(seed), not {type(rng).__name__}")
-        g = self.geometry(sample, rng)
+        g = self.geometry(sample, rng, start)
         out = transform_sample(sample, g.matrix, self.output_hw, g.permutation, self.border_value)
         for t in self.transforms:
             if isinstance(t, PhotometricTransform):

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ..estimator import Estimator
 from ..fileio import write_text
-from ..image import load_image
+from ..image import load_image, square_around
 from ..skeletons import Skeleton, skeleton_for
 from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
 from .pck import (PCKScore, auc_from_distances, box_size, head_size, normalized_distances, pck, pck_auc,
@@ -138,9 +138,7 @@ def crop_square(image: np.ndarray, bbox_xywh, expand: float = CROP_EXPAND) -> tu
         (crop (S, S, 3), (2,) x, y of the crop's top-left corner in image pixels: add it to
         crop coordinates to get image coordinates).
     """
-    x, y, w, h = (float(v) for v in bbox_xywh)
-    side = max(2, int(np.ceil(expand * max(w, h))))
-    x0, y0 = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2))
+    x0, y0, side = square_around(bbox_xywh, expand)
     crop = np.zeros((side, side, 3), np.uint8)
     ih, iw = image.shape[:2]
     sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)

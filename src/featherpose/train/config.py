@@ -14,7 +14,11 @@ import yaml
 
 @dataclass
 class ModelSection:
-    """Network: architecture + its hyper-parameters, and optional starting weights."""
+    """Network: architecture + its hyper-parameters, and optional starting weights.
+
+    ``movenet`` (bottom-up) uses backbone, width, batch_norm and multi; ``hourglass`` (top-down, one
+    person per box: Fast Pose Distillation) uses stacks, channels, sigma and crop_expand.
+    """
 
     architecture: str = "movenet"
     backbone: str = "mobilenetv2"  # or shufflenetv2 (seed 003: width 0.75, 3-level FPN)
@@ -22,12 +26,23 @@ class ModelSection:
     input_size: int = 192
     batch_norm: bool = True
     multi: bool = False  # several people: Google's MultiPose box heads, every centre decoded
+    stacks: int = 4  # hourglass: FPD student 4, teacher 8
+    channels: int = 128  # hourglass: FPD student 128, teacher 256
+    sigma: float = 1.0  # hourglass: Gaussian sigma in heatmap cells
+    crop_expand: float = 1.25  # hourglass: crop side / longer side of the person box (as evaluation)
     init: str | None = None  # a zoo name (e.g. movenet-lightning, to fine-tune) or a weight file
+
+
+ARCHITECTURES = ("movenet", "hourglass")
 
 
 @dataclass
 class DataSection:
-    """COCO-format keypoint data; paths relative to the YAML file unless absolute."""
+    """COCO-format keypoint data; paths relative to the YAML file unless absolute.
+
+    ``train`` may also be a folder of unlabelled images (searched recursively) when a teacher with
+    ``alpha: 1`` provides every target.
+    """
 
     train: str = ""
     val: str | None = None
@@ -57,6 +72,24 @@ class LossSection:
 
 
 @dataclass
+class TeacherSection:
+    """Distillation (FPD, seed 004): ``loss = alpha * L(student, teacher) + (1 - alpha) * L(student, labels)``.
+
+    Attributes:
+        model: a zoo name or a featherpose weight file; empty = no distillation.
+        alpha: weight of the teacher term (FPD's code: 0.5); 1 trains from the teacher alone.
+        cache: a folder to keep the teacher's keypoints in (computed once, then reused by every
+            epoch and run); empty = run the teacher live in every step.
+        min_confidence: teacher keypoints scoring below this are not used as targets.
+    """
+
+    model: str = ""
+    alpha: float = 0.5
+    cache: str = ""
+    min_confidence: float = 0.3
+
+
+@dataclass
 class OptimSection:
     name: str = "adamw"
     lr: float = 1e-3
@@ -75,6 +108,7 @@ class TrainConfig:
     augment: list = field(default_factory=default_augment)  # [{TransformName: {arguments}}, ...]
     loss: LossSection = field(default_factory=LossSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
     epochs: int = 10
     batch_size: int = 32
     seed: int = 0
@@ -136,13 +170,23 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     cfg = _build(TrainConfig, raw, path.name)
     base = path.parent
-    for attr in ("train", "val", "image_root"):
-        value = getattr(cfg.data, attr)
+    for section, attr in (("data", "train"), ("data", "val"), ("data", "image_root"), ("teacher", "cache")):
+        value = getattr(getattr(cfg, section), attr)
         if value and not Path(value).is_absolute():
-            setattr(cfg.data, attr, str((base / value).resolve()))
+            setattr(getattr(cfg, section), attr, str((base / value).resolve()))
+    teacher = cfg.teacher.model
+    if teacher and (teacher.endswith(".safetensors") or "/" in teacher) and not Path(teacher).is_absolute():
+        cfg.teacher.model = str((base / teacher).resolve())
     if not cfg.data.train:
         raise ValueError(f"{path.name}: data.train (a COCO keypoints json) is required")
-    choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd")), "device": (cfg.device, ("auto", "cpu", "cuda"))}
+    if Path(cfg.data.train).is_dir() and not (teacher and cfg.teacher.alpha == 1):
+        raise ValueError(f"{path.name}: data.train {cfg.data.train} is a folder of images without labels; "
+                         "that needs teacher.model and teacher.alpha: 1")
+    if not 0 <= cfg.teacher.alpha <= 1:
+        raise ValueError(f"{path.name}: teacher.alpha must be in [0, 1], got {cfg.teacher.alpha}")
+    choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd", "rmsprop")),
+               "device": (cfg.device, ("auto", "cpu", "cuda")),
+               "model.architecture": (cfg.model.architecture, ARCHITECTURES)}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"{path.name}: {key} {value!r} is not one of {', '.join(allowed)}")

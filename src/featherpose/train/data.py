@@ -1,15 +1,37 @@
-"""Training batches: COCO samples -> augmentation (one affine) -> codec.encode -> tensors."""
+"""Training batches: COCO samples -> augmentation (one affine) -> codec.encode -> tensors.
+
+Bottom-up families (MoveNet) take whole images; top-down families (hourglass) take one person per
+item, cut out around its box (:class:`~featherpose.data.topdown.TopDownKeypoints`). When a teacher's
+keypoints were cached (distillation), they ride along with the labels through the same affine and
+flip and are encoded by the same codec into ``teacher_*`` targets.
+"""
 from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..codecs.heatmap import HeatmapCodec
 from ..codecs.movenet import MoveNetCodec
 from ..codecs.movenet_targets import TargetConfig
 from ..data import CocoKeypoints, build_transforms
+from ..data.coco import Sample, image_folder_as_coco
+from ..data.topdown import TopDownKeypoints
 from ..skeletons import Skeleton
 from .config import TrainConfig
+
+
+def build_codec(cfg: TrainConfig, num_keypoints: int) -> MoveNetCodec | HeatmapCodec:
+    """The codec of the recipe's architecture (it encodes the targets and decodes for evaluation)."""
+    hw = (cfg.model.input_size, cfg.model.input_size)
+    if cfg.model.architecture == "hourglass":
+        return HeatmapCodec(hw, num_keypoints, sigma=cfg.model.sigma)
+    return MoveNetCodec(hw, num_keypoints, multi=cfg.model.multi, fp16_constants=False,
+                        targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center),
+                        activation=cfg.loss.activation)
 
 
 class TrainDataset(Dataset):
@@ -17,20 +39,34 @@ class TrainDataset(Dataset):
 
     Each item is augmented with ``np.random.default_rng([seed, epoch, index])`` (see
     :class:`~featherpose.data.CocoKeypoints`), so a resumed run sees the same augmentation.
+
+    Args:
+        cfg: the recipe.
+        skeleton: the keypoints to learn when ``data.train`` is a folder of unlabelled images (the teacher's).
     """
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, skeleton: Skeleton | None = None):
         hw = (cfg.model.input_size, cfg.model.input_size)
-        self.coco = CocoKeypoints(cfg.data.train, cfg.data.image_root, min_keypoints=cfg.data.min_keypoints,
-                                  seed=cfg.seed)
+        ann_file = Path(cfg.data.train)
+        self.labelled = not ann_file.is_dir()
+        if not self.labelled:
+            if skeleton is None:
+                raise ValueError(f"{ann_file} is a folder of unlabelled images; a teacher must say which keypoints")
+            ann_file = image_folder_as_coco(ann_file, skeleton, Path(cfg.out) / "unlabelled_images.json")
+        self.coco = CocoKeypoints(ann_file, cfg.data.image_root if self.labelled else cfg.data.train,
+                                  min_keypoints=cfg.data.min_keypoints, seed=cfg.seed)
         self.skeleton: Skeleton = self.coco.skeleton
-        self.coco.transform = build_transforms(cfg.augment, hw, self.skeleton)
-        if len(self.coco) == 0:
-            raise ValueError(f"{cfg.data.train}: no usable images (see the warnings above)")
+        self.pipeline = build_transforms(cfg.augment, hw, self.skeleton)
+        self.top_down = cfg.model.architecture == "hourglass"
+        self.people = TopDownKeypoints(self.coco, self.pipeline, cfg.model.crop_expand) if self.top_down else None
+        if len(self) == 0:
+            raise ValueError(f"{cfg.data.train}: no usable {'people' if self.top_down else 'images'} "
+                             "(see the warnings above)")
         self.box_heads = cfg.model.multi  # multi-person models get Google's MultiPose box heads
-        self.codec = MoveNetCodec(hw, self.skeleton.num_keypoints, multi=cfg.model.multi, fp16_constants=False,
-                                  targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center),
-                                  activation=cfg.loss.activation)
+        self.codec = build_codec(cfg, self.skeleton.num_keypoints)
+        self.with_labels = self.labelled and cfg.teacher.alpha < 1
+        self.teacher_keypoints: list[np.ndarray] | None = None  # per item (N, K, 3) in source pixels, once cached
+        self.teacher_joints = np.ones(self.num_keypoints, np.float32)  # (K,) 1 where the teacher predicts the joint
 
     @property
     def num_keypoints(self) -> int:
@@ -40,14 +76,46 @@ class TrainDataset(Dataset):
         self.coco.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.coco)
+        return len(self.people) if self.top_down else len(self.coco)
+
+    def source(self, index: int) -> tuple[Sample, np.ndarray | None]:
+        """Item ``index`` before augmentation: (sample, start matrix or None for the whole-image letterbox)."""
+        if self.top_down:
+            return self.people.person(index)
+        return self.coco[index], None  # the dataset has no transform of its own: untransformed
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        sample = self.coco[index]
-        targets = self.codec.encode(sample.keypoints, ignore=sample.ignore,
-                                    boxes=sample.boxes if self.box_heads else None)
+        sample, start = self.source(index)
+        n = len(sample.keypoints)
+        cached = self.teacher_keypoints is not None
+        if cached:
+            sample = replace(sample, keypoints=np.concatenate([sample.keypoints, self.teacher_keypoints[index]]))
+        sample = self.pipeline(sample, self.coco.rng(index), start=start)
+        targets = {}
+        if self.with_labels:
+            targets.update(self.encode(sample.keypoints[:n], sample))
+        if cached:
+            targets.update(self.encode_teacher(sample.keypoints[n:], sample))
         image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))).float()
         return image, {k: torch.from_numpy(v) for k, v in targets.items()}
+
+    def encode(self, keypoints: np.ndarray, sample: Sample | None = None, boxes: bool = True) -> dict[str, np.ndarray]:
+        """Targets for keypoints (N, K, 3) on the augmented canvas of ``sample`` (ignore mask and boxes)."""
+        if self.top_down:
+            return self.codec.encode(keypoints[:1] if len(keypoints) else np.zeros((1, self.num_keypoints, 3)))
+        return self.codec.encode(keypoints, ignore=None if sample is None else sample.ignore,
+                                 boxes=sample.boxes if sample is not None and boxes and self.box_heads else None)
+
+    def encode_teacher(self, keypoints: np.ndarray, sample: Sample | None = None) -> dict[str, np.ndarray]:
+        """``teacher_*`` targets from a teacher's keypoints (N, K, 3) already in this skeleton (v = 0: not used).
+
+        No box targets (the teacher's boxes are not kept). For MoveNet, ``teacher_keypoint_weight`` (K,) is 0 for
+        the keypoints the teacher does not predict, so their heatmaps are not pulled to zero.
+        """
+        targets = self.encode(keypoints, sample, boxes=False)
+        if not self.top_down:
+            targets["keypoint_weight"] = self.teacher_joints
+        return {f"teacher_{k}": v for k, v in targets.items()}
 
     @staticmethod
     def collate(items: list) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

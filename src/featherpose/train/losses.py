@@ -25,12 +25,13 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, k: float, weight: tor
     Args:
         pred, target: (B, C, h, w) probabilities.
         k: extra weight of the peaks.
-        weight: optional (B, 1, h, w) 0/1 mask of cells that count (ignored regions are 0).
+        weight: optional 0/1 mask of the cells that count, broadcastable to (B, C, h, w): (B, 1, h, w)
+            for ignored regions, (B, C, 1, 1) for channels without a target.
     """
     loss = (pred - target) ** 2 * (target * k + 1)
     if weight is not None:
-        loss = loss * weight
-        return loss.sum() / (weight.sum() * pred.shape[1]).clamp(min=1)
+        weight = weight.expand_as(loss)
+        return (loss * weight).sum() / weight.sum().clamp(min=1)
     return loss.mean()
 
 
@@ -84,8 +85,12 @@ class MoveNetLoss:
         """Returns (total loss, {part name: float}) for logging."""
         act = ACTIVATIONS[self.activation]
         weight = targets.get("weight")
+        heatmap_weight = weight
+        if "keypoint_weight" in targets:  # (B, K): keypoints without a target (a teacher lacking them) do not count
+            kw = targets["keypoint_weight"][:, :, None, None]
+            heatmap_weight = kw if weight is None else weight * kw
         parts = {
-            "heatmap": weighted_mse(act(heads["heatmap"]), targets["heatmap"], self.k, weight),
+            "heatmap": weighted_mse(act(heads["heatmap"]), targets["heatmap"], self.k, heatmap_weight),
             "center": weighted_mse(act(heads["center"]), targets["center"], self.k, weight),
             "regress": masked_l1(heads["regress"], targets["regress"], targets["regress_mask"]),
             "offset": masked_l1(heads["offset"], targets["offset"], targets["offset_mask"]),
@@ -99,3 +104,47 @@ class MoveNetLoss:
             parts["bone"] = bone_loss(heads["regress"], targets["regress"], targets["regress_mask"], self.limbs)
             total = total + self.bone_weight * parts["bone"]
         return total, {n: float(v.detach()) for n, v in parts.items()}
+
+
+@dataclass
+class HeatmapLoss:
+    """Top-down heatmap loss (seed 004, eq. 3): MSE between predicted and target heatmaps, summed over
+    every stack's heatmaps (intermediate supervision) and averaged over the keypoints that have a target.
+
+    Targets: ``heatmap`` (B, K, h, w) and ``weight`` (B, K), 0 for keypoints without a target.
+    """
+
+    def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        stacks = heads.get("stacks", heads["heatmap"][:, None])  # (B, S, K, h, w)
+        weight = targets["weight"][:, None, :, None, None].expand_as(stacks)
+        err = (stacks - targets["heatmap"][:, None]) ** 2 * weight
+        per_stack = err.sum(dim=(0, 2, 3, 4)) / (weight.sum(dim=(0, 2, 3, 4)).clamp(min=1))
+        total = per_stack.sum()
+        return total, {"heatmap": float(per_stack[-1].detach())}
+
+
+@dataclass
+class DistillationLoss:
+    """FPD's ``alpha * L(student, teacher) + (1 - alpha) * L(student, labels)`` around any family's loss.
+
+    The teacher's targets are the ``teacher_*`` entries of ``targets`` (same names as the label targets
+    once the prefix is dropped); with ``alpha`` 1 the label targets may be absent.
+    """
+
+    base: MoveNetLoss | HeatmapLoss
+    alpha: float = 0.5
+
+    def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        teacher = {k[len("teacher_"):]: v for k, v in targets.items() if k.startswith("teacher_")}
+        labels = {k: v for k, v in targets.items() if not k.startswith("teacher_")}
+        total, parts = 0.0, {}
+        if self.alpha > 0:
+            loss, teacher_parts = self.base(heads, teacher)
+            total = self.alpha * loss
+            parts["distill"] = float(loss.detach())
+            parts.update(teacher_parts if self.alpha == 1 else {})
+        if self.alpha < 1:
+            loss, label_parts = self.base(heads, labels)
+            total = total + (1 - self.alpha) * loss
+            parts.update(label_parts)
+        return total, parts

@@ -28,14 +28,16 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..codecs.movenet import MoveNetCodec
+from ..codecs.heatmap import HeatmapCodec
 from ..fileio import atomic_path, write_text
+from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
-from ..skeletons import Skeleton, skeleton_to_json
+from ..skeletons import COCO17, Skeleton, skeleton_from_json, skeleton_to_json
 from ..weights_io import load_weights, save_weights
 from .config import TrainConfig, load_config
 from .data import TrainDataset
-from .losses import MoveNetLoss
+from .distill import Teacher, cache_teacher_keypoints, live_targets
+from .losses import DistillationLoss, HeatmapLoss, MoveNetLoss
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
 
 
-OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw)}
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw),
+              "rmsprop": torch.optim.RMSprop}  # RMSProp: FPD's and Newell et al.'s optimiser
 
 
 def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -78,32 +81,56 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet:
+def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet | StackedHourglass:
     """The network of the recipe, with starting weights when ``model.init`` names some."""
-    if cfg.model.architecture != "movenet":
-        raise ValueError(f"model.architecture {cfg.model.architecture!r} is not trainable yet; use movenet")
     if cfg.model.init:
-        from ..zoo import resolve_weights
+        from ..zoo import ARCHITECTURES, resolve_weights
 
         weights = load_weights(resolve_weights(cfg.model.init)[0])
-        mcfg = MoveNetConfig(**{**weights.config, "input_size": cfg.model.input_size})
-        if mcfg.num_keypoints != num_keypoints:
-            raise ValueError(f"model.init {cfg.model.init} predicts {mcfg.num_keypoints} keypoints, "
+        arch = weights.meta.get("architecture")
+        if arch != cfg.model.architecture:
+            raise ValueError(f"model.init {cfg.model.init} is a {arch} network, the recipe trains a "
+                             f"{cfg.model.architecture}")
+        if arch == "movenet":
+            weights.config = {**weights.config, "input_size": cfg.model.input_size}
+        model, _ = ARCHITECTURES[arch](weights, None)
+        if model.config.num_keypoints != num_keypoints:
+            raise ValueError(f"model.init {cfg.model.init} predicts {model.config.num_keypoints} keypoints, "
                              f"the data has {num_keypoints}")
-        model = MoveNet(mcfg)
-        model.load_state_dict(weights.state_dict)
-        return model
+        return model.train()
+    if cfg.model.architecture == "hourglass":
+        return StackedHourglass(HourglassConfig(stacks=cfg.model.stacks, channels=cfg.model.channels,
+                                                num_keypoints=num_keypoints, input_size=cfg.model.input_size))
     return MoveNet(MoveNetConfig(width=cfg.model.width, num_keypoints=num_keypoints, input_size=cfg.model.input_size,
                                  batch_norm=cfg.model.batch_norm, backbone=cfg.model.backbone,
                                  box_heads=cfg.model.multi))
 
 
-def _save_checkpoint(out: Path, model: MoveNet, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
+def build_loss(cfg: TrainConfig, skeleton: Skeleton) -> MoveNetLoss | HeatmapLoss | DistillationLoss:
+    """The family's loss, wrapped in FPD's distillation loss when the recipe names a teacher."""
+    if cfg.model.architecture == "hourglass":
+        loss = HeatmapLoss()
+    else:
+        loss = MoveNetLoss(head_weights=tuple(cfg.loss.head_weights), k=cfg.loss.k, activation=cfg.loss.activation,
+                           bone_weight=cfg.loss.bone_weight, limbs=list(skeleton.limbs))
+    return DistillationLoss(loss, cfg.teacher.alpha) if cfg.teacher.model else loss
+
+
+def _codec_metadata(cfg: TrainConfig, codec) -> dict:
+    if isinstance(codec, HeatmapCodec):
+        return codec.to_dict()
+    return {"multi": cfg.model.multi, "fp16_constants": False, "activation": cfg.loss.activation}
+
+
+def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
                      step: int, metrics: dict) -> None:
     ck = out / "checkpoints"
-    save_weights(ck / "last.safetensors", model.state_dict(), name=out.resolve().name, architecture="movenet",
-                 config=model.config.to_dict(), codec={"multi": cfg.model.multi, "fp16_constants": False, "activation": cfg.loss.activation},
-                 skeleton=skeleton_to_json(skeleton), source=f"featherpose train, epoch {epoch + 1}, step {step}",
+    how = f"featherpose train, epoch {epoch + 1}, step {step}"
+    if cfg.teacher.model:
+        how += f", distilled from {Path(cfg.teacher.model).name} (alpha {cfg.teacher.alpha:g})"
+    save_weights(ck / "last.safetensors", model.state_dict(), name=out.resolve().name,
+                 architecture=cfg.model.architecture, config=model.config.to_dict(),
+                 codec=_codec_metadata(cfg, codec), skeleton=skeleton_to_json(skeleton), source=how,
                  license="see the training data's licence")
     with atomic_path(ck / "last.optim.pt") as tmp:
         torch.save(optimizer.state_dict(), tmp)
@@ -123,17 +150,22 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     if not steps:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", "heatmap", "center", "regress", "offset"):
-        ax.plot(steps, [float(r[key]) for r in rows if r["loss"]], label=key, lw=1 if key != "loss" else 2)
+    for key in ("loss", "heatmap", "center", "regress", "offset", "distill"):
+        values = [float(r[key]) if r.get(key) else float("nan") for r in rows if r["loss"]]
+        if any(v == v for v in values):
+            ax.plot(steps, values, label=key, lw=1 if key != "loss" else 2)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    evals = [(int(r["step"]), float(r["AP"])) for r in rows if r.get("AP")]
-    if evals:
-        ax2 = ax.twinx()
-        ax2.plot(*zip(*evals), "k--o", label="val AP")
-        ax2.set_ylabel("AP")
-        ax2.set_ylim(0, 1)
+    ax2 = None
+    for key, style in (("AP", "k--o"), ("PCK", "m--s")):
+        evals = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) and r[key] != "nan"]
+        if evals:
+            ax2 = ax2 or ax.twinx()
+            ax2.plot(*zip(*evals), style, label=f"val {key}")
+            ax2.set_ylabel("AP / PCK@0.2")
+            ax2.set_ylim(0, 1)
+            ax2.legend(loc="upper center", fontsize=8)
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title(csv_path.parent.name)
     fig.tight_layout()
@@ -142,7 +174,8 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-CSV_FIELDS = ["step", "epoch", "lr", "loss", "heatmap", "center", "regress", "offset", "box", "bone", "images_per_s", "AP"]
+CSV_FIELDS = ["step", "epoch", "lr", "loss", "heatmap", "center", "regress", "offset", "box", "bone", "distill",
+              "images_per_s", "AP", "PCK"]
 
 
 def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool = False,
@@ -158,12 +191,28 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     rank, world, device = _dist_setup(cfg)
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
-    dataset = TrainDataset(cfg)
+    teacher_skeleton = None
+    if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
+        from ..zoo import resolve_weights
+
+        meta = load_weights(resolve_weights(cfg.teacher.model)[0]).meta
+        teacher_skeleton = skeleton_from_json(meta["skeleton"]) if "skeleton" in meta else COCO17
+    dataset = TrainDataset(cfg, teacher_skeleton)
     k = dataset.num_keypoints
     model = build_model(cfg, k).to(device)
     codec = dataset.codec
-    loss_fn = MoveNetLoss(head_weights=tuple(cfg.loss.head_weights), k=cfg.loss.k, activation=cfg.loss.activation,
-                          bone_weight=cfg.loss.bone_weight, limbs=list(dataset.skeleton.limbs))
+    loss_fn = build_loss(cfg, dataset.skeleton)
+    teacher = None
+    if cfg.teacher.model:
+        teacher = Teacher(cfg.teacher.model, codec, dataset.skeleton, cfg.teacher.min_confidence, device)
+        dataset.teacher_joints = teacher.shared_joints
+        log.info("distilling from %s (alpha %g, %s, %d of %d keypoints shared)", teacher.name, cfg.teacher.alpha,
+                 "cached" if cfg.teacher.cache else ("live, heatmaps" if teacher.soft else "live, keypoints"),
+                 int(teacher.shared_joints.sum()), k)
+        if cfg.teacher.cache:
+            dataset.teacher_keypoints = cache_teacher_keypoints(teacher, dataset, cfg.teacher.cache,
+                                                                progress=progress and rank == 0)
+            teacher = None  # its work is done
     optimizer = OPTIMIZERS[cfg.optim.name](model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, step, metrics = 0, 0, {}
     state_path = out / "checkpoints" / "state.json"
@@ -199,7 +248,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         dataset.set_epoch(epoch)
         net.train()
         early = cfg.loss.early_head_weights is not None and epoch < cfg.loss.early_epochs
-        loss_fn.head_weights = tuple(cfg.loss.early_head_weights if early else cfg.loss.head_weights)
+        base_loss = loss_fn.base if isinstance(loss_fn, DistillationLoss) else loss_fn
+        if isinstance(base_loss, MoveNetLoss):
+            base_loss.head_weights = tuple(cfg.loss.early_head_weights if early else cfg.loss.head_weights)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress or rank != 0, dynamic_ncols=True)
         rows = []
@@ -211,6 +262,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images = images.to(device, non_blocking=True)
+            if teacher is not None:
+                targets.update(live_targets(teacher, dataset, images))
             targets = {n: t.to(device, non_blocking=True) for n, t in targets.items()}
             loss, parts = loss_fn(net(images), targets)
             if not torch.isfinite(loss):
@@ -237,8 +290,10 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         if rank == 0:
             if cfg.data.val and (epoch + 1) % cfg.eval_every == 0:
                 metrics = _evaluate(model, codec, dataset.skeleton, cfg)
-                rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}"})
-            _save_checkpoint(out, model, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
+                pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
+                rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
+                             "PCK": f"{pck:.4f}"})
+            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
             with csv_path.open("a", newline="") as f:  # after the checkpoint: a resumed run never repeats rows
                 csv.DictWriter(f, CSV_FIELDS).writerows(rows)
             if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
@@ -250,12 +305,12 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     return result
 
 
-def _evaluate(model: MoveNet, codec: MoveNetCodec, skeleton, cfg: TrainConfig) -> dict:
-    """OKS AP (and the other COCO metrics) of the current weights on ``data.val``."""
+def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
+    """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
     from ..estimator import Estimator
     from ..evaluation import evaluate
 
-    cpu_model = MoveNet(model.config)
+    cpu_model = type(model)(model.config)
     cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch")
-    return dict(evaluate(est, cfg.data.val, progress=False).coco)
+    return evaluate(est, cfg.data.val, progress=False).metrics()
