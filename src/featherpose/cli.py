@@ -42,8 +42,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from .zoo import model_info, models, weights_path
+    from .models import complexity
     from .weights_io import load_weights
+    from .zoo import TRAINABLE, build_network, load, model_info, models, weights_path
 
     names = models(args.pattern)
     if not names:
@@ -54,10 +55,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
         people = "multi-person" if info.multi_person else "single-person"
         print(f"{name:<20} {info.input_size[1]}x{info.input_size[0]}  {people:<13} {info.description}")
         if args.detail:
-            weights = load_weights(weights_path(info))
-            params = sum(t.numel() for t in weights.state_dict.values())
-            print(f"    parameters: {params / 1e6:.2f} M   weights: {weights_path(info)}")
-            print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {weights.meta.get('source')}")
+            est = load(name, backend="torch")
+            params, flops = complexity(est.network, est.input_hw)
+            print(f"    parameters: {params / 1e6:.2f} M   GFLOPs: {flops / 1e9:.2f}   weights: {weights_path(info)}")
+            source = load_weights(weights_path(info)).meta.get("source")
+            print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {source}")
+    if args.detail:
+        print("\narchitectures without bundled weights (train them with `featherpose train`; configs/):")
+        for name, (what, arch, config) in TRAINABLE.items():
+            size = config.input_size
+            params, flops = complexity(build_network(arch, config), (size, size))
+            print(f"{name:<20} {size}x{size}  parameters: {params / 1e6:.2f} M   GFLOPs: {flops / 1e9:.2f}   {what}")
     return 0
 
 

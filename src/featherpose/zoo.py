@@ -130,6 +130,19 @@ def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = N
 
 ARCHITECTURES = {"movenet": build_movenet, "hourglass": build_hourglass}
 
+#: Architectures of the papers without bundled weights: name -> (what it is, architecture, config).
+TRAINABLE: dict[str, tuple[str, str, HourglassConfig | MoveNetConfig]] = {
+    "hourglass-8x256": ("Fast Pose Distillation teacher: Newell et al.'s 8-stack hourglass (LSP: "
+                        "configs/fpd_lsp_teacher.yaml)", "hourglass", HourglassConfig(8, 256, 14, 256)),
+    "hourglass-4x128": ("Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
+                        "configs/fpd_lsp_student.yaml)", "hourglass", HourglassConfig(4, 128, 14, 256)),
+}
+
+
+def build_network(architecture: str, config: HourglassConfig | MoveNetConfig) -> StackedHourglass | MoveNet:
+    """A randomly initialised network of an architecture."""
+    return StackedHourglass(config) if architecture == "hourglass" else MoveNet(config)
+
 
 def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
     """(weight file, zoo name or None) for a zoo name or the path of a featherpose weight file."""
