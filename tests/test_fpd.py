@@ -277,3 +277,42 @@ def test_unlabelled_folder_needs_a_teacher(tmp_path):
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({"data": {"train": str(tmp_path)}}))
     with pytest.raises(ValueError, match="needs teacher.model and teacher.alpha: 1"):
         load_config(tmp_path / "r.yaml")
+
+
+# ------------------------------------------------------------------------------------------ top-down inference
+
+def random_hourglass(tmp_path: Path) -> Path:
+    from featherpose.skeletons import skeleton_to_json
+    from featherpose.weights_io import save_weights
+
+    net = StackedHourglass(HourglassConfig(1, 16, 14, 64))
+    return save_weights(tmp_path / "hg.safetensors", net.state_dict(), name="hg", architecture="hourglass",
+                        config=net.config.to_dict(), codec=HeatmapCodec((64, 64), 14).to_dict(),
+                        skeleton=skeleton_to_json(LSP14))
+
+
+def test_top_down_predict_uses_given_boxes_or_the_multipose_detector(tmp_path):
+    from featherpose.predict import predict
+
+    model = random_hourglass(tmp_path)
+    image = LSP / "images" / "im1001.jpg"
+    report = predict(image, model, boxes=LSP / "lsp_test.json", min_score=0, progress=False)
+    ann = next(a for a in json.loads((LSP / "lsp_test.json").read_text())["annotations"] if a["image_id"] == 1001)
+    x, y, w, h = ann["bbox"]
+    assert len(report.poses[0]) == 1
+    np.testing.assert_allclose(report.poses[0].boxes[0], [x, y, x + w, y + h], atol=1e-3)
+    kp = report.poses[0].keypoints[0]
+    side = 1.25 * max(w, h)  # keypoints lie in the crop around the box
+    assert (np.abs(kp[:, 0] - (x + w / 2)) <= side / 2 + 1).all() and (np.abs(kp[:, 1] - (y + h / 2)) <= side / 2 + 1).all()
+
+    crowd = MEDIA / "basketball1.png"
+    detected = featherpose.load("movenet-multipose")(crowd).filter(0.2)
+    report = predict(crowd, model, min_score=0, progress=False)
+    assert report.model == "hg on movenet-multipose boxes" and len(report.poses[0]) == len(detected) > 1
+    with pytest.raises(ValueError, match="boxes per image file"):
+        predict(MEDIA / "vtest.avi", model, boxes=LSP / "lsp_test.json", progress=False)
+    with pytest.raises(ValueError, match="for top-down models"):
+        predict(image, "movenet-lightning", boxes=LSP / "lsp_test.json", progress=False)
+    (tmp_path / "bad.json").write_text(json.dumps([{"file_name": "a.jpg", "bbox": [1, 2]}]))
+    with pytest.raises(ValueError, match="entry 0 needs a file_name and a bbox"):
+        predict(image, model, boxes=tmp_path / "bad.json", progress=False)

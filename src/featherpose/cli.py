@@ -28,7 +28,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     source = sample_image() if args.sample else args.source
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
                      backend=args.backend, threads=args.threads, input_size=args.input_size,
-                     min_score=args.min_score, max_frames=args.max_frames, progress=not args.quiet)
+                     min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet)
     if report.kind == "image" and not args.quiet:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
     p.add_argument("--min-score", type=float, default=0.2, help="drop people scoring below this (default 0.2)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
+    p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
+                                                  "{file_name, bbox}); default: movenet-multipose finds them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-person lines")
     p.set_defaults(func=_cmd_predict)
 

@@ -36,6 +36,7 @@ class Estimator:
         self.skeleton = skeleton
         self.input_hw = codec.input_hw
         self.multi_person = codec.multi
+        self.top_down = getattr(codec, "top_down", False)  # one person per input, needs person boxes on whole images
         self.backend = create_backend(network, self.input_hw, backend, threads, graph_decoder(codec))
 
     def __repr__(self) -> str:

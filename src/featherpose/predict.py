@@ -2,7 +2,8 @@
 
 Which model runs when none is named: ``movenet-multipose`` for ``multi=True`` and for videos and
 webcams (footage usually shows several people, e.g. the pedestrians of vtest.avi), otherwise
-``movenet-lightning`` (the fastest; it finds the most central person).
+``movenet-lightning`` (the fastest; it finds the most central person). A top-down model (an FPD
+hourglass) runs on every person box: from ``boxes`` when given, else from movenet-multipose.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tqdm import tqdm
 from .fileio import atomic_path, write_text
 from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
+from .topdown import TopDown, load_boxes
 from .video.io import VIDEO_SUFFIXES, VideoError, VideoReader, video_writer
 from .zoo import load
 
@@ -70,7 +72,7 @@ def _save_image(path: Path, rgb) -> Path:
 def predict(source: str | Path | int, model: str | None = None, *, multi: bool = False, save: str | Path | None = None,
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
             input_size: int | None = None, min_score: float = 0.2, max_frames: int | None = None,
-            progress: bool = True) -> PredictReport:
+            boxes: str | Path | None = None, progress: bool = True) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
     Args:
@@ -83,6 +85,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             video -> one entry per frame.
         min_score: people scoring below this are not drawn or written.
         max_frames: stop a video or webcam after this many frames.
+        boxes: person boxes for a top-down model (see :mod:`featherpose.topdown`), matched by file name;
+            without it a top-down model crops the people movenet-multipose finds.
 
     Returns:
         A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped.
@@ -90,11 +94,19 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     kind = source_kind(source)
     model = model or default_model(kind, multi)
     est = load(model, backend=backend, threads=threads, input_size=input_size)
+    if est.top_down:
+        if boxes is not None and kind not in ("image", "folder"):
+            raise ValueError("--boxes gives boxes per image file; for a video or webcam leave it out "
+                             "(movenet-multipose then finds the people)")
+        detector = None if boxes is not None else load("movenet-multipose", backend=backend, threads=threads)
+        est = TopDown(est, detector, load_boxes(boxes) if boxes is not None else None)
+    elif boxes is not None:
+        raise ValueError(f"--boxes is for top-down models; {est.name} finds people by itself")
     report = PredictReport(kind, est.name)
     save = Path(save) if save else None
     if kind == "image":
         image = load_image(source)
-        poses = est(image).filter(min_score)
+        poses = _run(est, image, Path(source).name).filter(min_score)
         report.processed, report.people, report.poses = 1, len(poses), [poses]
         if save:
             report.written.append(_save_image(_output_path(save, Path(source).stem, source), poses.draw(image, min_score=0)))
@@ -108,6 +120,11 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     return report
 
 
+def _run(est, image, name: str) -> Poses:
+    """One image through the estimator; a top-down one also gets the file name (to find given boxes)."""
+    return est(image, name) if isinstance(est, TopDown) else est(image)
+
+
 def _predict_folder(est, folder: Path, save, json_path, min_score, progress, report: PredictReport) -> None:
     """Every image under ``folder`` (recursively); drawn copies keep the sub-folder layout under ``save``."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
@@ -118,7 +135,7 @@ def _predict_folder(est, folder: Path, save, json_path, min_score, progress, rep
         rel = path.relative_to(folder)
         try:
             image = load_image(path)
-            poses = est(image).filter(min_score)
+            poses = _run(est, image, path.name).filter(min_score)
             if save:
                 report.written.append(_save_image(_output_path(save, rel.with_suffix("").as_posix(), path), poses.draw(image, min_score=0)))
         except (OSError, ValueError) as exc:  # a bad file is reported and skipped

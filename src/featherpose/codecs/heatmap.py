@@ -67,6 +67,7 @@ class HeatmapCodec:
     """
 
     multi = False
+    top_down = True
 
     def __init__(self, input_hw: tuple[int, int], num_keypoints: int, stride: int = 4, sigma: float = 1.0,
                  normalize: bool = True):

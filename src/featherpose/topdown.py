@@ -1,0 +1,103 @@
+"""Top-down estimation: person boxes -> one square crop per person -> a single-person model -> Poses.
+
+Top-down models (the FPD hourglasses) see one person per input, so on a whole image they need person
+boxes: from a multi-person featherpose model (movenet-multipose by default), or given by the user
+(``--boxes FILE``). Each box is cut out as evaluation does (:func:`featherpose.evaluation.crop_square`:
+a square 1.25x the box's longer side), the model runs on the crop, and its keypoints are moved back
+into the image.
+
+A boxes file is JSON: a COCO keypoints or detections file (``images`` + ``annotations`` with ``bbox``),
+or a list of ``{"file_name": ..., "bbox": [x, y, w, h], "score": ...}``; boxes are matched to images by
+file name (the name without folders).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .estimator import Estimator
+from .image import load_image
+from .poses import Poses
+
+f32 = np.float32
+
+
+def load_boxes(path: str | Path) -> dict[str, np.ndarray]:
+    """{image file name: (N, 5) x, y, w, h, score} from a boxes file (see the module docstring)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"boxes file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
+        names = {im["id"]: im["file_name"] for im in data["images"]}
+        entries = [{"file_name": names.get(a.get("image_id")), **a} for a in data["annotations"]
+                   if not a.get("iscrowd", 0)]
+    elif isinstance(data, list):
+        entries = data
+    else:
+        raise ValueError(f"{path}: expected a COCO json (images + annotations) or a list of "
+                         "{file_name, bbox} entries")
+    boxes: dict[str, list] = {}
+    for i, e in enumerate(entries):
+        bbox = e.get("bbox") if isinstance(e, dict) else None
+        if not e.get("file_name") or not isinstance(bbox, list) or len(bbox) != 4 or not np.isfinite(bbox).all():
+            raise ValueError(f"{path}: entry {i} needs a file_name and a bbox [x, y, w, h], got {str(e)[:80]}")
+        boxes.setdefault(Path(e["file_name"]).name, []).append([*bbox, float(e.get("score", 1.0))])
+    return {name: np.asarray(b, f32).reshape(-1, 5) for name, b in boxes.items()}
+
+
+class TopDown:
+    """A single-person (top-down) estimator applied to every person box of an image.
+
+    Args:
+        pose: the single-person estimator (runs on each crop).
+        detector: a multi-person estimator that finds the boxes when none are given.
+        boxes: {file name: (N, 5) x, y, w, h, score} given by the user (see :func:`load_boxes`).
+        min_box_score: detections scoring below this are not cropped.
+    """
+
+    multi_person = True
+
+    def __init__(self, pose: Estimator, detector: Estimator | None = None,
+                 boxes: dict[str, np.ndarray] | None = None, min_box_score: float = 0.2):
+        if detector is None and boxes is None:
+            raise ValueError("a top-down model needs person boxes: a detector or a boxes file")
+        self.pose, self.detector, self.boxes, self.min_box_score = pose, detector, boxes, min_box_score
+        self.name = pose.name if detector is None else f"{pose.name} on {detector.name} boxes"
+        self.skeleton = pose.skeleton
+        self.input_hw = pose.input_hw
+
+    def __repr__(self) -> str:
+        return f"TopDown({self.pose!r}, boxes from {'a file' if self.detector is None else self.detector.name})"
+
+    def person_boxes(self, image: np.ndarray, name: str | None = None) -> np.ndarray:
+        """(N, 5) x, y, w, h, score of the people to crop."""
+        if self.boxes is not None and (self.detector is None or (name and Path(name).name in self.boxes)):
+            return self.boxes.get(Path(name).name if name else "", np.zeros((0, 5), f32))
+        found = self.detector(image)
+        xyxy = found.boxes
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], found.scores[:, None]], axis=1)
+        return boxes[boxes[:, 4] >= self.min_box_score].astype(f32)
+
+    def __call__(self, image: str | Path | np.ndarray, name: str | None = None) -> Poses:
+        """Poses of every boxed person, in image pixels; ``name`` (the image's file name) selects given boxes."""
+        from .evaluation import crop_square
+
+        if not isinstance(image, np.ndarray):
+            name = name or Path(image).name
+        image = load_image(image)
+        boxes = self.person_boxes(image, name)
+        kpts = np.zeros((len(boxes), self.skeleton.num_keypoints, 3), f32)
+        for i, box in enumerate(boxes):
+            crop, corner = crop_square(image, box[:4])
+            kp = self.pose(crop).keypoints[0]
+            kpts[i] = kp
+            kpts[i, :, :2] += corner
+        scores = boxes[:, 4] * kpts[..., 2].mean(axis=1) if len(boxes) else np.zeros(0, f32)
+        xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:4]], axis=1) if len(boxes) else None
+        return Poses.create(kpts, scores, xyxy, image.shape[:2], self.skeleton)
