@@ -52,3 +52,18 @@ def emit(text: str, out: str | Path | None) -> None:
     print(text, end="" if text.endswith("\n") else "\n")
     if out:
         write_text(out, text)
+
+
+def median_ms(run, runs: int, warmup: int = 5) -> float:
+    """Median wall time of ``run()`` in milliseconds over ``runs`` calls, after ``warmup`` untimed ones."""
+    import time
+
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return 1000 * times[len(times) // 2]

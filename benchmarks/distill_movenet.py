@@ -32,7 +32,7 @@ from featherpose.fileio import write_text
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
 
-from _common import SHARED, emit, machine_lines
+from _common import SHARED, emit, machine_lines, median_ms
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "distill_movenet_thunder.yaml"
 HOLD_BACK = 0.2
@@ -89,17 +89,11 @@ def teacher_ground_truth(folder: Path, out_json: Path, min_confidence: float) ->
     return out_json
 
 
-def latency_ms(model: str | Path, runs: int = 200) -> float:
+def latency_ms(model: str | Path) -> float:
+    """Median ms per person: one LSP crop through the model (onnxruntime, 2 threads), 200 runs."""
     est = featherpose.load(model, backend="onnxruntime", threads=2)
     crop = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "lsp" / "images" / "im1001.jpg")), cv2.COLOR_BGR2RGB)
-    for _ in range(10):
-        est(crop)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        est(crop)
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+    return median_ms(lambda: est(crop), 200)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,12 +27,11 @@ import featherpose
 from featherpose.codecs.heatmap import HeatmapCodec
 from featherpose.estimator import Estimator
 from featherpose.models.hourglass import HourglassConfig, StackedHourglass
-from featherpose.skeletons import LSP14
+from featherpose.skeletons import LSP14, skeleton_to_json
 from featherpose.train.trainer import train
 from featherpose.weights_io import save_weights
-from featherpose.skeletons import skeleton_to_json
 
-from _common import SHARED, emit, machine_lines
+from _common import SHARED, emit, machine_lines, median_ms
 
 LSP_TRAIN = SHARED / "data" / "lsp" / "lsp_train.json"
 CROP = SHARED / "data" / "lsp" / "images" / "im1001.jpg"
@@ -64,16 +63,9 @@ def step_rate(tmp: Path, name: str, model: dict, teacher: dict, steps: int, batc
     return float(np.median(rates[1:])), total - step_seconds
 
 
-def latency_ms(est: Estimator, runs: int = 100) -> float:
+def latency_ms(est: Estimator) -> float:
     crop = cv2.cvtColor(cv2.imread(str(CROP)), cv2.COLOR_BGR2RGB)
-    for _ in range(5):
-        est(crop)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        est(crop)
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+    return median_ms(lambda: est(crop), 100)
 
 
 def main(argv: list[str] | None = None) -> int:

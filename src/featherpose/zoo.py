@@ -90,15 +90,21 @@ def weights_path(info: ModelInfo) -> Path:
     return path
 
 
+def _rebuild(network_cls, config_cls, weights: WeightsFile, what: str):
+    """``network_cls(config_cls(**weights.config))`` with the file's weights loaded; a mismatch is one clear error."""
+    try:
+        model = network_cls(config_cls(**weights.config))
+        model.load_state_dict(weights.state_dict)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a {what} "
+                         f"({str(exc).splitlines()[0]})") from None
+    return model
+
+
 def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
     """Rebuild a MoveNet network and its codec from a weight file."""
-    try:
-        config = MoveNetConfig(**weights.config)
-        model = MoveNet(config)
-        model.load_state_dict(weights.state_dict)
-    except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a MoveNet "
-                         f"({str(exc).splitlines()[0]})") from None
+    model = _rebuild(MoveNet, MoveNetConfig, weights, "MoveNet")
+    config = model.config
     codec_args = dict(weights.codec)
     multipose = codec_args.pop("multipose", None)
     hw = tuple(input_size or (config.input_size, config.input_size))
@@ -115,13 +121,8 @@ def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = Non
 def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = None
                     ) -> tuple[StackedHourglass, HeatmapCodec]:
     """Rebuild a stacked hourglass (top-down, one person per input) and its heatmap codec from a weight file."""
-    try:
-        config = HourglassConfig(**weights.config)
-        model = StackedHourglass(config)
-        model.load_state_dict(weights.state_dict)
-    except (TypeError, RuntimeError) as exc:
-        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a stacked hourglass "
-                         f"({str(exc).splitlines()[0]})") from None
+    model = _rebuild(StackedHourglass, HourglassConfig, weights, "stacked hourglass")
+    config = model.config
     hw = (config.input_size, config.input_size)
     if input_size is not None and tuple(input_size) != hw:
         raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
