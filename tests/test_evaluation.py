@@ -194,8 +194,13 @@ def test_multipose_reproduces_google_tflite_ap_on_coco_mini(tmp_path):
 def test_cli_eval_single_person_top_down(tmp_path, capsys):
     results = tmp_path / "res.json"
     assert main(["eval", "--model", "movenet-lightning", "--data", str(DEV / "person_keypoints_coco17.json"),
-                 "--results", str(results), "--quiet"]) == 0
+                 "--results", str(results), "--quiet", "--per-joint"]) == 0
     out = capsys.readouterr().out
+    wrist = next(line for line in out.splitlines() if line.startswith("left_wrist "))
+    report = evaluate("movenet-lightning", DEV / "person_keypoints_coco17.json", progress=False)
+    j = report.joints.index("left_wrist")
+    assert [float(v) for v in wrist.split()[1:]] == pytest.approx(
+        [100 * report.pck["box"].pck.per_joint[j], 100 * report.pck["box"].auc.per_joint[j]], abs=0.05)
     ap = next(line for line in out.splitlines() if line.split()[:1] == ["AP"])
     assert 30 < float(ap.split()[-1]) <= 100
     assert "PCK@0.2 (box)" in out and "AUC 0-0.2 (box)" in out and f"wrote {results}" in out

@@ -109,6 +109,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
                       threads=args.threads, results_path=args.results, progress=not args.quiet)
     print(report.table())
+    if args.per_joint:
+        print(report.joint_table())
     if report.results_path:
         print(f"wrote {report.results_path}")
     return 0
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="COCO keypoints json (file_name relative to its folder)")
     p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
     p.add_argument("--results", metavar="FILE", help="also write the COCO results json")
+    p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

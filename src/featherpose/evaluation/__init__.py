@@ -126,6 +126,17 @@ class EvalReport:
             rows.append(f"{name:<20} {'n/a' if np.isnan(value) else f'{100 * value:.1f}':>7}")
         return "\n".join(rows + [f"note: {n}" for n in self.notes])
 
+    def joint_table(self) -> str:
+        """Per keypoint, each PCK variant and its AUC in percent (``n/a`` where a joint is never labelled)."""
+        heads = [name for r in self.pck.values() for name in (r.name, r.auc_name)]
+        width = max(len(j) for j in self.joints)
+        rows = [f"{'joint':<{width}} " + " ".join(f"{h:>18}" for h in heads)]
+        for j, joint in enumerate(self.joints):
+            values = [v for r in self.pck.values() for v in (r.pck.per_joint[j], r.auc.per_joint[j])]
+            rows.append(f"{joint:<{width}} " + " ".join(f"{'n/a' if np.isnan(v) else f'{100 * v:.1f}':>18}"
+                                                       for v in values))
+        return "\n".join(rows)
+
 
 def crop_square(image: np.ndarray, bbox_xywh, expand: float = CROP_EXPAND) -> tuple[np.ndarray, np.ndarray]:
     """Cut the square of side ``expand * max(w, h)`` centred on a box; outside the image is zero.
