@@ -269,6 +269,33 @@ def test_distil_movenet_from_unlabelled_frames_alpha_1(tmp_path):
     assert result.step >= 2 and np.isfinite(result.last_loss)
     est = featherpose.load(result.out / "checkpoints" / "last.safetensors")
     assert est.skeleton.keypoints == COCO17.keypoints
+    cache, = (tmp_path / "cache").glob("teacher-*.npz")
+    stamp = cache.stat().st_mtime_ns
+    train(tmp_path / "r.yaml", progress=False)  # same folder again: the teacher's keypoints are reused
+    assert cache.stat().st_mtime_ns == stamp
+
+
+def test_movenet_teacher_targets_never_teach_absence_of_what_the_teacher_doubts(tmp_path):
+    from featherpose.train.config import load_config
+    from featherpose.train.data import TrainDataset
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
+        "model": {"architecture": "movenet", "width": 0.5, "input_size": 128},
+        "data": {"train": str(LABELED / "person_keypoints_coco17.json")}, "augment": [],
+        "teacher": {"model": "movenet-thunder", "alpha": 0.5}, "out": str(tmp_path / "run")}))
+    dataset = TrainDataset(load_config(tmp_path / "r.yaml"))
+    teacher = np.zeros((1, 17, 3), np.float32)
+    teacher[0, :, :2] = 64
+    teacher[0, :, 2] = 2
+    teacher[0, 9, 2] = 0                                     # a wrist the teacher doubts
+    targets = dataset.encode_teacher(teacher)
+    assert targets["teacher_keypoint_weight"].tolist() == [1.0] * 9 + [0.0] + [1.0] * 7
+    assert targets["teacher_weight"].min() == 1
+    teacher[0, :, 2] = 0                                     # the teacher is sure of nothing here
+    targets = dataset.encode_teacher(teacher)
+    assert targets["teacher_weight"].max() == 0 and targets["teacher_keypoint_weight"].max() == 0
+    nobody = dataset.encode_teacher(np.zeros((0, 17, 3), np.float32))  # found nobody: "no one here" is taught
+    assert nobody["teacher_weight"].min() == 1 and nobody["teacher_keypoint_weight"].min() == 1
 
 
 def test_unlabelled_folder_needs_a_teacher(tmp_path):

@@ -109,12 +109,19 @@ class TrainDataset(Dataset):
     def encode_teacher(self, keypoints: np.ndarray, sample: Sample | None = None) -> dict[str, np.ndarray]:
         """``teacher_*`` targets from a teacher's keypoints (N, K, 3) already in this skeleton (v = 0: not used).
 
-        No box targets (the teacher's boxes are not kept). For MoveNet, ``teacher_keypoint_weight`` (K,) is 0 for
-        the keypoints the teacher does not predict, so their heatmaps are not pulled to zero.
+        A teacher's doubt is not evidence of absence, so no keypoint it lacks or doubts is taught as
+        "nothing here". For a heatmap student such keypoints get weight 0. For MoveNet, whose heatmap
+        channels are shared by everyone in the image, ``teacher_keypoint_weight`` (K,) is 0 for a channel
+        unless the teacher predicts that keypoint and is confident of it for every person it found; when
+        it is confident of nothing in the image, the image carries no teacher loss at all. No box targets
+        (the teacher's boxes are not kept).
         """
         targets = self.encode(keypoints, sample, boxes=False)
         if not self.top_down:
-            targets["keypoint_weight"] = self.teacher_joints
+            confident = keypoints[..., 2] > 0
+            targets["keypoint_weight"] = (self.teacher_joints * confident.all(axis=0)).astype(np.float32)
+            if len(keypoints) and not confident.any():
+                targets["weight"] = np.zeros_like(targets["weight"])
         return {f"teacher_{k}": v for k, v in targets.items()}
 
     @staticmethod

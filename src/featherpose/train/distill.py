@@ -140,8 +140,8 @@ def cache_teacher_keypoints(teacher: Teacher, dataset, folder: str | Path, batch
     mapped back through that affine. The file is keyed by the teacher's weights, the data file and
     the canvas, so a changed teacher or dataset is recomputed, never silently reused.
     """
-    ann = dataset.coco.ann_file
-    parts = [teacher.fingerprint, str(ann.resolve()), str(ann.stat().st_mtime_ns), str(dataset.codec.input_hw),
+    data = hashlib.sha256(dataset.coco.ann_file.read_bytes()).hexdigest()  # content, not path or time
+    parts = [teacher.fingerprint, data, str(dataset.coco.image_root.resolve()), str(dataset.codec.input_hw),
              str(dataset.top_down), str(len(dataset)), f"{teacher.min_confidence:g}"]
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
     path = Path(folder) / f"teacher-{teacher.name}-{key}.npz"
