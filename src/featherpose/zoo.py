@@ -167,6 +167,15 @@ def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
     """
+    name, network, codec, skeleton = build(model, input_size)
+    return Estimator(name, network, codec, skeleton, backend, threads)
+
+
+def build(model: str | Path, input_size: int | tuple[int, int] | None = None):
+    """(name, torch network in eval mode, codec, skeleton) of a zoo name or featherpose weight file.
+
+    What :func:`load` wraps in an Estimator; training uses it directly (a teacher runs batched in torch).
+    """
     path, name = resolve_weights(model)
     weights = load_weights(path)
     arch = weights.meta.get("architecture")
@@ -178,4 +187,4 @@ def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads
     if skeleton.num_keypoints != network.config.num_keypoints:
         raise ValueError(f"{path}: skeleton {skeleton.name} has {skeleton.num_keypoints} keypoints, the network "
                          f"{network.config.num_keypoints}")
-    return Estimator(name or weights.meta.get("name", path.stem), network, codec, skeleton, backend, threads)
+    return name or weights.meta.get("name", path.stem), network, codec, skeleton

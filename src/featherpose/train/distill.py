@@ -32,8 +32,7 @@ from tqdm import tqdm
 from ..codecs.heatmap import HeatmapCodec
 from ..data.transforms import apply_affine, letterbox_matrix
 from ..fileio import atomic_path
-from ..skeletons import COCO17, Skeleton, skeleton_from_json
-from ..weights_io import load_weights
+from ..skeletons import Skeleton
 
 log = logging.getLogger(__name__)
 f32 = np.float32
@@ -75,15 +74,11 @@ class Teacher:
 
     def __init__(self, model: str, student_codec, student_skeleton: Skeleton, min_confidence: float = 0.3,
                  device: torch.device | str = "cpu"):
-        from ..zoo import ARCHITECTURES, resolve_weights
+        from ..zoo import build, resolve_weights
 
-        path, name = resolve_weights(model)
-        weights = load_weights(path)
-        self.name = name or weights.meta.get("name", path.stem)
-        network, self.codec = ARCHITECTURES[weights.meta.get("architecture")](weights, None)
+        self.name, network, self.codec, self.skeleton = build(model)
         self.network = network.eval().to(device).requires_grad_(False)
         self.device = torch.device(device)
-        self.skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
         self.student_codec = student_codec
         self.mapping = joint_map(self.skeleton, student_skeleton)
         self.min_confidence = float(min_confidence)
@@ -91,7 +86,7 @@ class Teacher:
                 and self.skeleton.keypoints == student_skeleton.keypoints
                 and self.codec.input_hw == student_codec.input_hw and self.codec.peak == student_codec.peak)
         self.soft = same  # FPD proper: the teacher's heatmaps are the target
-        self.fingerprint = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self.fingerprint = hashlib.sha256(resolve_weights(model)[0].read_bytes()).hexdigest()[:16]
 
     @property
     def shared_joints(self) -> np.ndarray:

@@ -32,7 +32,7 @@ from ..codecs.heatmap import HeatmapCodec
 from ..fileio import atomic_path, write_text
 from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
-from ..skeletons import COCO17, Skeleton, skeleton_from_json, skeleton_to_json
+from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
 from .config import TrainConfig, load_config
 from .data import TrainDataset
@@ -193,10 +193,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     out = Path(cfg.out)
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
-        from ..zoo import resolve_weights
+        from ..zoo import build
 
-        meta = load_weights(resolve_weights(cfg.teacher.model)[0]).meta
-        teacher_skeleton = skeleton_from_json(meta["skeleton"]) if "skeleton" in meta else COCO17
+        teacher_skeleton = build(cfg.teacher.model)[3]
     dataset = TrainDataset(cfg, teacher_skeleton)
     k = dataset.num_keypoints
     model = build_model(cfg, k).to(device)
