@@ -151,4 +151,4 @@ def test_memorise_short(tmp_path):
     cfg.data.train = cfg.data.val = str(LABELED)  # the recipe's relative path assumes ../shared beside the repo
     result = train(cfg, progress=False)
     assert result.first_loss / result.last_loss >= 10
-    assert result.metrics["AP"] >= 0.3
+    assert result.metrics["AP"] >= 0.6  # 0.863 measured at 150 steps
