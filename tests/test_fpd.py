@@ -343,3 +343,13 @@ def test_top_down_predict_uses_given_boxes_or_the_multipose_detector(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([{"file_name": "a.jpg", "bbox": [1, 2]}]))
     with pytest.raises(ValueError, match="entry 0 needs a file_name and a bbox"):
         predict(image, model, boxes=tmp_path / "bad.json", progress=False)
+
+
+def test_multipose_teacher_keeps_only_the_people_it_found():
+    codec = HeatmapCodec((256, 256), 14)
+    teacher = Teacher("movenet-multipose", codec, LSP14, 0.3)
+    image = featherpose.load_image(MEDIA / "basketball1.png")
+    canvas = cv2.resize(image, (256, 256))
+    people = teacher.keypoints(torch.from_numpy(canvas.transpose(2, 0, 1).copy()).float()[None])[0]
+    found = featherpose.load("movenet-multipose")(canvas).filter(0.3)
+    assert 1 <= len(people) == len(found) < 6 and people.shape[1:] == (14, 3)

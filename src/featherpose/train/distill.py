@@ -109,6 +109,8 @@ class Teacher:
         for b in range(images.shape[0]):
             dec = self.codec.decode({k: v[b] for k, v in heads.items()})
             kp = dec.keypoints.copy()
+            if self.codec.multi:  # a multi-person decoder always returns M slots: keep the people it found
+                kp = kp[dec.scores >= self.min_confidence]
             kp[..., :2] *= scale
             out.append(to_student_keypoints(kp, self.mapping, self.min_confidence))
         return out
