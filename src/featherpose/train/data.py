@@ -64,7 +64,7 @@ class TrainDataset(Dataset):
                              "(see the warnings above)")
         self.box_heads = cfg.model.multi  # multi-person models get Google's MultiPose box heads
         self.codec = build_codec(cfg, self.skeleton.num_keypoints)
-        self.with_labels = self.labelled and cfg.teacher.alpha < 1
+        self.with_labels = self.labelled and (not cfg.teacher.model or cfg.teacher.alpha < 1)
         self.teacher_keypoints: list[np.ndarray] | None = None  # per item (N, K, 3) in source pixels, once cached
         self.teacher_joints = np.ones(self.num_keypoints, np.float32)  # (K,) 1 where the teacher predicts the joint
 
