@@ -57,21 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(CONFIGS / recipe)
         if shape:
             cfg.model.stacks, cfg.model.channels = shape
-        for attr, value in (("input_size", args.input_size),):
-            if value:
-                setattr(cfg.model, attr, value)
+        cfg.model.input_size = args.input_size or cfg.model.input_size
         cfg.epochs = args.epochs or cfg.epochs
         cfg.batch_size = args.batch_size or cfg.batch_size
         if args.lr:
             cfg.optim.lr, cfg.optim.min_lr_ratio = args.lr, 0.01  # a short schedule: cosine decay to 1 %
-        cfg.eval_every = cfg.epochs
+        val, cfg.data.val = cfg.data.val, None  # evaluated once below, with per-joint figures
         cfg.out = str(runs / name)
         if cfg.teacher.model:
             cfg.teacher.model = str(teacher_ckpt)
         start = time.perf_counter()
         result = train(cfg)
         minutes = (time.perf_counter() - start) / 60
-        report = evaluate(Path(cfg.out) / "checkpoints" / "last.safetensors", cfg.data.val, backend="onnxruntime",
+        report = evaluate(Path(cfg.out) / "checkpoints" / "last.safetensors", val, backend="onnxruntime",
                           progress=True)
         torso = report.pck["torso"]
         rows.append((label, cfg, result, report, torso))
