@@ -298,12 +298,18 @@ def test_movenet_teacher_targets_never_teach_absence_of_what_the_teacher_doubts(
     assert nobody["teacher_weight"].min() == 1 and nobody["teacher_keypoint_weight"].min() == 1
 
 
-def test_unlabelled_folder_needs_a_teacher(tmp_path):
+def test_unlabelled_folder_needs_a_teacher_and_a_bottom_up_student(tmp_path):
     from featherpose.train.config import load_config
 
     (tmp_path / "r.yaml").write_text(yaml.safe_dump({"data": {"train": str(tmp_path)}}))
     with pytest.raises(ValueError, match="needs teacher.model and teacher.alpha: 1"):
         load_config(tmp_path / "r.yaml")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({
+        "model": {"architecture": "hourglass", "stacks": 1, "channels": 16, "input_size": 64},
+        "data": {"train": str(LSP / "images")}, "teacher": {"model": "movenet-thunder", "alpha": 1},
+        "out": str(tmp_path / "run")}))
+    with pytest.raises(ValueError, match="no person boxes for a top-down"):
+        train(tmp_path / "r.yaml", progress=False)
 
 
 # ------------------------------------------------------------------------------------------ top-down inference

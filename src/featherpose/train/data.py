@@ -52,6 +52,10 @@ class TrainDataset(Dataset):
         if not self.labelled:
             if skeleton is None:
                 raise ValueError(f"{ann_file} is a folder of unlabelled images; a teacher must say which keypoints")
+            if cfg.model.architecture == "hourglass":
+                raise ValueError(f"{ann_file} is a folder of unlabelled images, which has no person boxes for a "
+                                 "top-down (hourglass) student to crop; distil a MoveNet student from such a folder, "
+                                 "or give a COCO json with the people's boxes")
             ann_file = image_folder_as_coco(ann_file, skeleton, Path(cfg.out) / "unlabelled_images.json")
         self.coco = CocoKeypoints(ann_file, cfg.data.image_root if self.labelled else cfg.data.train,
                                   min_keypoints=cfg.data.min_keypoints, seed=cfg.seed)
