@@ -1,9 +1,10 @@
-"""Atomic file output: write to a temporary file beside the target, rename when complete.
+"""Atomic file output (write to a temporary file beside the target, rename when complete), and JSON input.
 
 A crash or Ctrl-C mid-write leaves the previous file (or none), never a truncated one.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -37,3 +38,19 @@ def write_text(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def read_json(path: str | Path, what: str = "file"):
+    """The parsed JSON of ``path``; a missing or unparsable file is one clear error naming ``what`` it should be.
+
+    Raises:
+        FileNotFoundError: ``{what} not found: path``.
+        ValueError: ``path: not valid JSON (reason)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None

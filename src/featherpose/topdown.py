@@ -12,12 +12,13 @@ file name (the name without folders).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .estimator import Estimator
+from .evaluation import crop_square
+from .fileio import read_json
 from .image import load_image
 from .poses import Poses
 
@@ -27,12 +28,7 @@ f32 = np.float32
 def load_boxes(path: str | Path) -> dict[str, np.ndarray]:
     """{image file name: (N, 5) x, y, w, h, score} from a boxes file (see the module docstring)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"boxes file not found: {path}") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, "boxes file")
     if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
         names = {im["id"]: im["file_name"] for im in data["images"]}
         entries = [{"file_name": names.get(a.get("image_id")), **a} for a in data["annotations"]
@@ -86,8 +82,6 @@ class TopDown:
 
     def __call__(self, image: str | Path | np.ndarray, name: str | None = None) -> Poses:
         """Poses of every boxed person, in image pixels; ``name`` (the image's file name) selects given boxes."""
-        from .evaluation import crop_square
-
         if not isinstance(image, np.ndarray):
             name = name or Path(image).name
         image = load_image(image)

@@ -7,11 +7,12 @@ as IEEE half floats and widened to float32 here (exactly: every fp16 value is a 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import read_json
 
 _DTYPES = {"float32": np.float32, "int32": np.int32, "bool": np.bool_}
 _QDTYPES = {"float16": np.float16, "uint8": np.uint8, "uint16": np.uint16}
@@ -81,13 +82,8 @@ def read_graph_model(json_path: str | Path) -> TFJSGraph:
         ValueError: the file is not a TFJS graph model, or the shards are too short.
     """
     json_path = Path(json_path)
-    if not json_path.is_file():
-        raise FileNotFoundError(f"TFJS model file not found: {json_path}")
-    try:
-        spec = json.loads(json_path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{json_path} is not a TFJS model.json ({exc})") from None
-    if spec.get("format") != "graph-model" or "modelTopology" not in spec:
+    spec = read_json(json_path, "TFJS model file")
+    if not isinstance(spec, dict) or spec.get("format") != "graph-model" or "modelTopology" not in spec:
         raise ValueError(f"{json_path} is not a TFJS graph model (format={spec.get('format')!r})")
 
     weights: dict[str, np.ndarray] = {}

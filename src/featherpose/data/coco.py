@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import read_json, write_text
 from ..image import IMAGE_SUFFIXES, ImageError, load_image
 from ..skeletons import SKELETONS, Skeleton, skeleton_for
 
@@ -241,17 +242,12 @@ class CocoKeypoints:
                  wholebody: bool | None = None, category_id: int | None = None,
                  transform: Callable[[Sample, np.random.Generator], Sample] | None = None, seed: int = 0):
         self.ann_file = Path(ann_file)
-        if not self.ann_file.is_file():
-            raise FileNotFoundError(f"annotation file not found: {self.ann_file}")
+        data = read_json(self.ann_file, "annotation file")
         self.image_root = Path(image_root) if image_root is not None else self.ann_file.parent
         if not self.image_root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.image_root} (pass image_root=)")
         if min_keypoints < 1:
             raise ValueError(f"min_keypoints must be >= 1, got {min_keypoints}")
-        try:
-            data = json.loads(self.ann_file.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{self.ann_file}: not valid json ({exc})") from None
         if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
             raise ValueError(f"{self.ann_file}: expected COCO layout with 'images', 'annotations' and "
                              f"'categories'; got keys {sorted(data) if isinstance(data, dict) else type(data)}")
@@ -517,8 +513,6 @@ def image_folder_as_coco(folder: str | Path, skeleton: Skeleton, out_json: str |
     Unlabelled images become a :class:`CocoKeypoints` dataset this way, so distillation from a teacher
     reads them through the same loader, checks and augmentation as labelled data.
     """
-    from ..fileio import write_text
-
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.coco import keypoint_category, keypoint_sigmas
+from ..fileio import read_json
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,7 @@ def load_coco(data: dict | str | Path) -> dict:
     if isinstance(data, dict):
         return data
     path = Path(data)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    try:
-        dataset = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: not a json file ({exc})") from None
+    dataset = read_json(path, "annotation file")
     if not isinstance(dataset, dict) or not {"images", "annotations", "categories"} <= set(dataset):
         raise ValueError(f"{path}: not a COCO keypoints file (needs 'images', 'annotations' and 'categories')")
     return dataset
