@@ -37,6 +37,7 @@ class WeightsFile:
     meta: dict[str, str]
     config: dict = field(default_factory=dict)
     codec: dict = field(default_factory=dict)
+    path: Path | None = None
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,25 @@ def load_weights(path: str | Path) -> WeightsFile:
     if meta.get("featherpose") != FORMAT_VERSION:
         raise ValueError(f"{path}: not a featherpose weight file (no 'featherpose' metadata); "
                          "convert published weights with `featherpose convert`")
+    bad = [k for k, v in tensors.items() if v.is_complex()]
+    if bad:
+        raise ValueError(f"{path}: tensor {bad[0]!r} has dtype {tensors[bad[0]].dtype}; re-save the weights with "
+                         "featherpose.weights_io.save_weights")
     state = {k: v.float() for k, v in tensors.items() if not k.startswith(CODEC_TENSOR_PREFIX)}
     arrays = {k[len(CODEC_TENSOR_PREFIX):]: v.float().numpy() for k, v in tensors.items()
               if k.startswith(CODEC_TENSOR_PREFIX)}
-    return WeightsFile(state, arrays, meta, json.loads(meta.get("config", "{}")), json.loads(meta.get("codec", "{}")))
+    return WeightsFile(state, arrays, meta, _meta_object(meta, "config", path), _meta_object(meta, "codec", path),
+                       path)
+
+
+def _meta_object(meta: dict[str, str], key: str, path: Path) -> dict:
+    """The JSON object stored under metadata ``key`` ({} when absent); anything else is one clear error."""
+    try:
+        value = json.loads(meta.get(key, "{}"))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path}: metadata field '{key}' is not valid JSON ({exc}); re-save the weights with "
+                         "featherpose.weights_io.save_weights") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: metadata field '{key}' must be a JSON object, got {type(value).__name__}; "
+                         "re-save the weights with featherpose.weights_io.save_weights")
+    return value

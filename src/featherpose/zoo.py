@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from .codecs.heatmap import HeatmapCodec
 from .codecs.movenet import MoveNetCodec
 from .codecs.movenet_multipose import MultiposeConstants
@@ -20,6 +22,13 @@ from .models.hourglass import HourglassConfig, StackedHourglass
 from .models.movenet import MoveNet, MoveNetConfig
 from .skeletons import COCO17, skeleton_from_json
 from .weights_io import WeightsFile, load_weights
+
+#: Largest network input side (pixels) a model is built for. Activation memory grows with the input
+#: area: movenet-multipose, one 640x480 image, peak resident memory measured on 2 CPU cores (torch
+#: 2.13, onnxruntime with the in-memory export, which dominates): 256: 0.3 / 0.5 GB (torch /
+#: onnxruntime), 512: 0.4 / 0.9 GB, 1024: 0.7 / 2.3 GB, 1536: 1.2 / 4.6 GB; so about 8 GB at 2048 and
+#: 30 GB at 4096 (killed by the kernel). 1024 (4x MoveNet's 256) keeps a run under ~2.5 GB.
+MAX_INPUT_SIZE = 1024
 
 
 class UnknownModelError(ValueError):
@@ -90,31 +99,81 @@ def weights_path(info: ModelInfo) -> Path:
     return path
 
 
+_FIX = "re-save the weights with featherpose.weights_io.save_weights, or re-create them with `featherpose convert`"
+#: What a malformed config or codec field raises while a network or codec is built from it.
+_BAD_FIELD = (TypeError, ValueError, RuntimeError, OverflowError, KeyError, AttributeError, IndexError,
+              ZeroDivisionError)
+
+
+def _where(weights: WeightsFile) -> str:
+    return str(weights.path or weights.meta.get("name"))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def _rebuild(network_cls, config_cls, weights: WeightsFile, what: str):
-    """``network_cls(config_cls(**weights.config))`` with the file's weights loaded; a mismatch is one clear error."""
+    """``network_cls(config_cls(**weights.config))`` with the file's weights loaded; a mismatch is one clear error.
+
+    The network is first built on torch's ``meta`` device (no memory) and its tensor shapes compared with
+    the file's, so a config asking for an enormous network fails here instead of exhausting memory.
+    """
     try:
-        model = network_cls(config_cls(**weights.config))
-        model.load_state_dict(weights.state_dict)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{weights.meta.get('name')}: weights do not fit a {what} "
-                         f"({str(exc).splitlines()[0]})") from None
+        config = config_cls(**weights.config)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in network_cls(config).state_dict().items()}
+    except _BAD_FIELD as exc:
+        raise ValueError(f"{_where(weights)}: metadata field 'config' does not describe a {what} "
+                         f"({_first_line(exc)}); {_FIX}") from None
+    found = {k: tuple(v.shape) for k, v in weights.state_dict.items()}
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    wrong = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
+    if missing or extra or wrong:
+        what_differs = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else
+                        f"{len(extra)} unexpected tensors (e.g. {extra[0]})" if extra else
+                        f"tensor {wrong[0]} is {found[wrong[0]]}, the config needs {expected[wrong[0]]}")
+        raise ValueError(f"{_where(weights)}: weights do not fit the {what} its 'config' describes "
+                         f"({what_differs}); {_FIX}")
+    model = network_cls(config)
+    model.load_state_dict(weights.state_dict)
     return model
+
+
+def _input_hw(weights: WeightsFile, input_size, native, multiple: int) -> tuple[int, int]:
+    """(H, W) to build for: ``input_size`` or the config's ``native`` side, checked (ints, multiples, the cap)."""
+    if input_size is None and (isinstance(native, bool) or not isinstance(native, int)):
+        raise ValueError(f"{_where(weights)}: metadata field 'config' has input_size {native!r}, not an integer; "
+                         f"{_FIX}")
+    hw = tuple(input_size) if input_size is not None else (native, native)
+    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in hw):
+        raise ValueError(f"input size must be integers, got {input_size!r}")
+    source = "input size" if input_size is not None else f"{_where(weights)}: config input_size"
+    if hw[0] % multiple or hw[1] % multiple or min(hw) < multiple:
+        raise ValueError(f"{source} must be multiples of {multiple}, got {hw[0]}x{hw[1]}")
+    if max(hw) > MAX_INPUT_SIZE:
+        raise ValueError(f"{source} {hw[1]}x{hw[0]} is too large: at most {MAX_INPUT_SIZE} per side (memory grows "
+                         f"with the input area, about 2.3 GB at {MAX_INPUT_SIZE} and 30 GB at 4096); use "
+                         f"--input-size {MAX_INPUT_SIZE} or less")
+    return hw
 
 
 def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
     """Rebuild a MoveNet network and its codec from a weight file."""
     model = _rebuild(MoveNet, MoveNetConfig, weights, "MoveNet")
     config = model.config
+    hw = _input_hw(weights, input_size, config.input_size, 32)  # before the codec: its arrays grow with hw
     codec_args = dict(weights.codec)
     multipose = codec_args.pop("multipose", None)
-    hw = tuple(input_size or (config.input_size, config.input_size))
-    if hw[0] % 32 or hw[1] % 32 or min(hw) < 32:
-        raise ValueError(f"MoveNet input size must be multiples of 32, got {hw[0]}x{hw[1]}")
     if not codec_args.get("multi") and hw != (config.input_size, config.input_size):
         raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
                          f"{config.input_size}x{config.input_size}; only multi-person models take other sizes")
-    codec = MoveNetCodec(hw, config.num_keypoints, center_prior=weights.codec_arrays.get("center_prior"),
-                         multipose=MultiposeConstants.from_dict(multipose) if multipose else None, **codec_args)
+    try:
+        codec = MoveNetCodec(hw, config.num_keypoints, center_prior=weights.codec_arrays.get("center_prior"),
+                             multipose=MultiposeConstants.from_dict(multipose) if multipose else None, **codec_args)
+    except _BAD_FIELD as exc:
+        raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a MoveNet codec "
+                         f"({_first_line(exc)}); {_FIX}") from None
     return model.eval(), codec
 
 
@@ -123,10 +182,15 @@ def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = N
     """Rebuild a stacked hourglass (top-down, one person per input) and its heatmap codec from a weight file."""
     model = _rebuild(StackedHourglass, HourglassConfig, weights, "stacked hourglass")
     config = model.config
-    hw = (config.input_size, config.input_size)
+    hw = _input_hw(weights, None, config.input_size, 4 * 2 ** config.depth)
     if input_size is not None and tuple(input_size) != hw:
         raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
-    return model.eval(), HeatmapCodec(hw, config.num_keypoints, **weights.codec)
+    try:
+        codec = HeatmapCodec(hw, config.num_keypoints, **weights.codec)
+    except _BAD_FIELD as exc:
+        raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a heatmap codec "
+                         f"({_first_line(exc)}); {_FIX}") from None
+    return model.eval(), codec
 
 
 ARCHITECTURES = {"movenet": build_movenet, "hourglass": build_hourglass}
@@ -183,7 +247,10 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None):
         raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     hw = (input_size, input_size) if isinstance(input_size, int) else input_size
     network, codec = ARCHITECTURES[arch](weights, hw)
-    skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
+    try:
+        skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
+    except _BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({_first_line(exc)}); {_FIX}") from None
     if skeleton.num_keypoints != network.config.num_keypoints:
         raise ValueError(f"{path}: skeleton {skeleton.name} has {skeleton.num_keypoints} keypoints, the network "
                          f"{network.config.num_keypoints}")
