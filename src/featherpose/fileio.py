@@ -1,15 +1,58 @@
 """Atomic file output (write to a temporary file beside the target, rename when complete), and JSON input.
 
-A crash or Ctrl-C mid-write leaves the previous file (or none), never a truncated one.
+A crash or Ctrl-C mid-write leaves the previous file (or none), never a truncated one. The temporary
+is named ``.<target name>.featherpose-tmp-<pid>-<random><suffix>``: recognisably ours, so that
+:func:`remove_stale_temporaries` can delete what a killed run left without touching anything else.
+Write errors name the user's path (never the temporary) and say what to do.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+TMP_MARK = ".featherpose-tmp-"
+STALE_AFTER_S = 24 * 3600  # a temporary nobody touched for a day is stale even if its pid is alive again
+
+_REASONS = {
+    errno.EACCES: ("permission denied", "choose a writable location"),
+    errno.EPERM: ("permission denied", "choose a writable location"),
+    errno.EROFS: ("read-only file system", "choose a writable location"),
+    errno.ENOSPC: ("no space left on the disk", "free some space or choose another disk"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space or choose another disk"),
+    errno.ENOTDIR: ("a folder on the way is a file", "choose another location"),
+    errno.EISDIR: ("it is a folder", "give a file name"),
+    errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
+    errno.ENOENT: ("files cannot be created there", "choose a writable location"),
+}
+
+
+def _oserror(code: int | None, message: str) -> OSError:
+    """An ``OSError`` whose text is just ``message`` (no ``[Errno N]`` prefix), keeping ``errno``."""
+    exc = OSError(message)
+    exc.errno = code
+    return exc
+
+
+def write_error(path: str | Path, exc: OSError, what: str = "") -> OSError:
+    """One-line ``OSError`` for a failed write of ``path``: the user's path, the reason in words, the fix.
+
+    Args:
+        exc: the error the operating system raised (which may name a temporary file).
+        what: how the user named the location, e.g. ``"--json file"`` (shown before the path).
+    """
+    reason, fix = _REASONS.get(exc.errno, ((exc.strerror or str(exc)).lower(), "choose another location"))
+    return _oserror(exc.errno, f"cannot write {what + ' ' if what else ''}{path}: {reason}; {fix}")
+
+
+def _tmp_prefix(path: Path) -> str:
+    return f".{path.name}{TMP_MARK}"
 
 
 @contextmanager
@@ -19,18 +62,118 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     Args:
         suffix: extension for the temporary file, for writers that infer the format from it
             (OpenCV's VideoWriter, cv2.imwrite); defaults to ``path``'s own suffix.
+
+    Raises:
+        OSError: the folder cannot be created or written, or the rename fails; the message names
+            ``path`` (not the temporary) and the fix. Errors of the caller's block that name the
+            temporary are reworded the same way.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix or path.suffix, dir=path.parent)
-    os.close(fd)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_tmp_prefix(path)}{os.getpid()}-", suffix=suffix or path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
+    except FileExistsError as exc:  # a file where a folder should be
+        raise _oserror(errno.ENOTDIR, f"cannot write {path}: {exc.filename} is a file, not a folder; "
+                                     f"choose another location") from None
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        try:
+            yield Path(tmp)
+        except OSError as exc:
+            if exc.filename in (tmp, Path(tmp)):
+                raise write_error(path, exc) from None
+            raise
+        try:
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise write_error(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(*targets: str | Path) -> list[Path]:
+    """Delete the temporaries that killed runs left beside ``targets``; returns the paths removed.
+
+    Only files named by :func:`atomic_path` for exactly these targets are candidates, and of those
+    only the ones whose writing process no longer runs (or that nobody touched for a day): a
+    concurrent writer's temporary and every other file are left alone. Each folder is listed once.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for target in map(Path, targets):
+        by_folder.setdefault(target.parent, set()).add(_tmp_prefix(target))
+    removed = []
+    for folder, prefixes in by_folder.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # no folder yet: nothing to clean
+            continue
+        for entry in entries:
+            if not entry.name.startswith(".") or TMP_MARK not in entry.name:
+                continue
+            prefix = entry.name[:entry.name.index(TMP_MARK) + len(TMP_MARK)]
+            pid = entry.name[len(prefix):].split("-", 1)[0]
+            if prefix not in prefixes or not pid.isdigit():
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                if _alive(int(pid)) and time.time() - info.st_mtime < STALE_AFTER_S:
+                    continue
+                os.unlink(entry.path)
+            except OSError:  # gone already, or not ours to delete: leave it
+                continue
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def check_writable(path: str | Path, what: str = "output", folder: bool = False) -> Path:
+    """Raise a one-line ``OSError`` now if ``path`` could not be written later; returns ``path``.
+
+    Call it before long work, so an unwritable output fails in a second instead of after the work.
+    The nearest existing folder on the way is probed by creating (and deleting) a temporary file,
+    so permissions, read-only mounts and a file standing where a folder should be are all caught.
+    Nothing is created except that probe.
+
+    Args:
+        what: how the user named the location, e.g. ``"--json file"`` or ``"--save folder"``.
+        folder: ``path`` is a folder to write into (else a file to write).
+    """
+    path = Path(path)
+    label = f"{what} {path}"
+    if folder and path.exists() and not path.is_dir():
+        raise _oserror(errno.ENOTDIR, f"{label} is a file, not a folder; give a folder")
+    if not folder and path.is_dir():
+        raise _oserror(errno.EISDIR, f"{label} is a folder; give a file name, e.g. {path / 'out.json'}")
+    base = path if folder else path.parent
+    existing = base
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise _oserror(errno.ENOTDIR, f"cannot write {label}: {existing} is a file, not a folder; "
+                                     f"choose another location")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".probe{TMP_MARK}{os.getpid()}-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise write_error(path, exc, what) from None
+    return path
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -54,3 +197,4 @@ def read_json(path: str | Path, what: str = "file"):
         return json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
