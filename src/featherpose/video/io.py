@@ -1,6 +1,12 @@
-"""Video and webcam frames in, annotated video out (OpenCV)."""
+"""Video and webcam frames in, annotated video out (OpenCV).
+
+FFmpeg's own decoder messages (``[msmpeg4 @ 0x...] ac-tex damaged``) are silenced unless the user sets
+``OPENCV_FFMPEG_LOGLEVEL``: a damaged or truncated video is reported by featherpose in one line instead
+(see :meth:`VideoReader.ended_early`).
+"""
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -12,6 +18,7 @@ from ..fileio import atomic_path
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 _FOURCC = {".avi": "MJPG", ".mkv": "MJPG"}  # everything else: mp4v
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read by OpenCV at each open
 
 
 class VideoError(ValueError):
@@ -39,16 +46,34 @@ class VideoReader:
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 and not is_camera else None
+        self.frames_read = 0
+        self.exhausted = False  # True once a read failed (end of file, or a frame that cannot be decoded)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
             while True:
                 ok, frame = self.cap.read()
                 if not ok:
+                    self.exhausted = True
                     return
+                self.frames_read += 1
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             self.cap.release()
+
+    def ended_early(self) -> str | None:
+        """After reading to the end: a one-line warning when a video file stopped short of its frame count.
+
+        A container's count can be an estimate (from its duration), so a shortfall of up to 1% (at
+        least 2 frames) is not reported. None when the video was complete, is a camera, has no
+        count, or the reader was stopped before its end (e.g. by ``--max-frames``).
+        """
+        if not self.exhausted or self.frame_count is None:
+            return None
+        if self.frame_count - self.frames_read <= max(2, self.frame_count // 100):
+            return None
+        return (f"{Path(self.source).name}: video ended early after {self.frames_read} of {self.frame_count} "
+                f"frames (truncated or corrupt); the frames read were processed")
 
 
 @contextmanager
@@ -75,3 +100,6 @@ def video_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray]
         finally:
             if writer is not None:
                 writer.release()
+        if writer is not None and tmp.stat().st_size == 0:
+            raise OSError(f"cannot write video {path}: nothing was written (disk full?); "
+                          f"free some space or choose another --save folder")
