@@ -1,14 +1,19 @@
 """Training recipes: one YAML file per model x dataset under ``configs/``, read into dataclasses.
 
-Unknown keys are errors (a typo must not silently train the default), and every error names the
-file and the key.
+Unknown keys are errors (a typo must not silently train the default), values are checked for
+type and range when the file is read, and every error is one ValueError naming the file, the key
+and what the value must be.
 """
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 
@@ -121,42 +126,186 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _coerce(value, default, where: str):
-    """Numbers written as strings (YAML reads ``1e-3`` as text) become numbers; wrong types are errors."""
-    if isinstance(default, bool) or default is None or value is None:
-        if isinstance(default, bool) and not isinstance(value, bool):
+def _coerce(value, hint, where: str):
+    """``value`` as the field's type ``hint``: numbers written as strings (YAML reads ``1e-3`` as text) become
+    numbers, lists become tuples; a wrong type or a non-finite number is a ValueError naming ``where``."""
+    args = typing.get_args(hint)
+    if type(None) in args:  # optional field
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(hint) or hint
+    if origin is bool:
+        if not isinstance(value, bool):
             raise ValueError(f"{where}: expected true or false, got {value!r}")
         return value
-    if isinstance(default, (int, float)):
+    if origin in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except ValueError:
             raise ValueError(f"{where}: expected a number, got {value!r}") from None
-        if isinstance(default, int) and not number.is_integer():
-            raise ValueError(f"{where}: expected a whole number, got {value!r}")
-        return int(number) if isinstance(default, int) else number
-    if isinstance(default, str) and not isinstance(value, str):
-        raise ValueError(f"{where}: expected text, got {value!r}")
+        if not math.isfinite(number):
+            raise ValueError(f"{where}: expected a finite number, got {value!r}")
+        if origin is int:
+            if not number.is_integer():
+                raise ValueError(f"{where}: expected a whole number, got {value!r}")
+            return int(number)
+        return number
+    if origin is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: expected text, got {value!r}")
+        return value
+    if origin is tuple:
+        n = len(typing.get_args(hint))
+        if not isinstance(value, (list, tuple)) or len(value) != n:
+            raise ValueError(f"{where}: expected a list of {n} numbers, got {value!r}")
+        return tuple(_coerce(v, float, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is list and not isinstance(value, list):
+        raise ValueError(f"{where}: expected a list, got {value!r}")
     return value
 
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(values).__name__}")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(known))
+        raise ValueError(f"{where}: expected a mapping of keys to values, got {type(values).__name__} {values!r:.60}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(str(k) for k in values if k not in hints)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(hints)}")
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}")
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
+            kwargs[name] = _build(type(default), {} if value is None else value, f"{where}.{name}")
         else:
-            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+            kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
     return cls(**kwargs)
+
+
+# The value rules of every numeric field: (key, test, what the value must be).
+RULES = (
+    ("epochs", lambda v: v >= 1, "a whole number >= 1"),
+    ("batch_size", lambda v: v >= 1, "a whole number >= 1"),
+    ("seed", lambda v: v >= 0, "a whole number >= 0"),
+    ("eval_every", lambda v: v >= 1, "a whole number >= 1 (epochs between evaluations)"),
+    ("max_steps_per_epoch", lambda v: v is None or v >= 1, "empty or a whole number >= 1"),
+    ("model.width", lambda v: 0 < v <= 4, "a width multiplier in (0, 4], e.g. 1.0"),
+    ("model.stacks", lambda v: v >= 1, "a whole number >= 1"),
+    ("model.channels", lambda v: v >= 1, "a whole number >= 1"),
+    ("model.sigma", lambda v: v > 0, "a number > 0 (heatmap cells)"),
+    ("model.crop_expand", lambda v: v > 0, "a number > 0, e.g. 1.25"),
+    ("data.workers", lambda v: v >= 0, "a whole number >= 0 (0: load in the main process)"),
+    ("data.min_keypoints", lambda v: v >= 0, "a whole number >= 0"),
+    ("loss.head_weights", lambda v: all(w >= 0 for w in v), "four numbers >= 0"),
+    ("loss.early_head_weights", lambda v: v is None or all(w >= 0 for w in v), "empty or four numbers >= 0"),
+    ("loss.early_epochs", lambda v: v >= 0, "a whole number >= 0"),
+    ("loss.k", lambda v: v > 0, "a number > 0"),
+    ("loss.bone_weight", lambda v: v >= 0, "a number >= 0"),
+    ("optim.lr", lambda v: v > 0, "a number > 0, e.g. 1e-3"),
+    ("optim.weight_decay", lambda v: v >= 0, "a number >= 0"),
+    ("optim.warmup_steps", lambda v: v >= 0, "a whole number >= 0"),
+    ("optim.min_lr_ratio", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("optim.grad_clip", lambda v: v >= 0, "a number >= 0 (0: no clipping)"),
+    ("teacher.alpha", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("teacher.min_confidence", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+)
+MAX_INPUT_SIZE = 2048  # a 2048 x 2048 input already needs several GB of activations per image in training
+
+
+def _validate(cfg: TrainConfig, name: str) -> None:
+    """Range, choice and augmentation checks of a built recipe; ValueError naming ``name`` and the key."""
+    for key, ok, must in RULES:
+        section, _, attr = key.rpartition(".")
+        value = getattr(getattr(cfg, section) if section else cfg, attr)
+        if not ok(value):
+            raise ValueError(f"{name}: {key} is {value!r}; it must be {must}")
+    multiple = 64 if cfg.model.architecture == "hourglass" else 32
+    size = cfg.model.input_size
+    if not (0 < size <= MAX_INPUT_SIZE and size % multiple == 0):
+        near = min(MAX_INPUT_SIZE, max(multiple, round(size / multiple) * multiple))
+        raise ValueError(f"{name}: model.input_size is {size}; a {cfg.model.architecture} needs a multiple of "
+                         f"{multiple} from {multiple} to {MAX_INPUT_SIZE}, e.g. {near}")
+    from ..codecs.ops import ACTIVATIONS
+    from ..models.movenet import BACKBONES
+
+    choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd", "rmsprop")),
+               "device": (cfg.device, ("auto", "cpu", "cuda")),
+               "model.architecture": (cfg.model.architecture, ARCHITECTURES),
+               "model.backbone": (cfg.model.backbone, tuple(BACKBONES)),
+               "loss.activation": (cfg.loss.activation, tuple(ACTIVATIONS)),
+               "loss.kernel": (cfg.loss.kernel, ("exponential", "gaussian")),
+               "loss.center": (cfg.loss.center, ("box", "mean"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"{name}: {key} {value!r} is not one of {', '.join(allowed)}")
+    _check_augment(cfg.augment, name)
+
+
+def _check_augment(augment: list, name: str) -> None:
+    """Each entry a one-key mapping {TransformName: {arguments}} with a known name and arguments it accepts;
+    the pipeline is built and run once on a small synthetic image so a bad value fails here, not in an epoch."""
+    from ..data.coco import Sample
+    from ..data.transforms import TRANSFORMS, Compose
+
+    example = "e.g. - RandomAffine: {rotation: 30}"
+    steps, k = [], 1
+    for i, entry in enumerate(augment):
+        where = f"{name}: augment[{i}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ValueError(f"{where} is {entry!r}; each entry must be one {{TransformName: {{arguments}}}}, {example}")
+        (tname, kwargs), = entry.items()
+        if tname not in TRANSFORMS:
+            raise ValueError(f"{where}: unknown transform {tname!r}; known: {', '.join(TRANSFORMS)}")
+        if kwargs is None:
+            kwargs = {}
+        if not isinstance(kwargs, dict) or not all(isinstance(a, str) for a in kwargs):
+            raise ValueError(f"{where}.{tname}: arguments must be a mapping such as {{p: 0.5}}, got {kwargs!r}")
+        params = inspect.signature(TRANSFORMS[tname]).parameters
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            raise ValueError(f"{where}.{tname}: unknown argument(s) {', '.join(unknown)}; known: {', '.join(params)}")
+        kwargs = dict(kwargs)
+        if tname == "RandomFlip":  # training passes the skeleton's flip_index; the check uses one keypoint
+            kwargs.setdefault("flip_index", [0])
+            k = len(kwargs["flip_index"]) if isinstance(kwargs["flip_index"], list) else k
+        try:
+            steps.append(TRANSFORMS[tname](**kwargs))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}.{tname}: bad argument(s) {kwargs!r:.120} ({exc}); "
+                             f"known: {', '.join(params)}") from None
+    try:
+        pipeline = Compose(steps, (32, 32))
+        keypoints = np.tile(np.array([[[20.0, 24.0, 2.0]]], np.float32), (1, k, 1))
+        keypoints[0, :, 0] += np.arange(k, dtype=np.float32)
+        sample = Sample(np.full((48, 40, 3), 128, np.uint8), keypoints, np.array([[10, 10, 30, 40]], np.float32),
+                        np.zeros((48, 40), bool), 0, "check")
+        for seed in range(4):
+            pipeline(sample, np.random.default_rng(seed))
+    except Exception as exc:  # noqa: BLE001 (any failure here is a bad argument value)
+        raise ValueError(f"{name}: augment fails on a test image ({type(exc).__name__}: {exc}); "
+                         "check the transforms' argument values") from None
+
+
+def check_paths(cfg: TrainConfig) -> None:
+    """Before any work: the data exist and ``out`` can be a folder (ValueError / FileNotFoundError naming the key)."""
+    for key, value in (("data.train", cfg.data.train), ("data.val", cfg.data.val),
+                       ("data.image_root", cfg.data.image_root)):
+        if value and not Path(value).exists():
+            raise FileNotFoundError(f"{key} {value} does not exist; point {key} at your data "
+                                    "(a relative path is relative to the recipe's folder)")
+    if cfg.data.val and not Path(cfg.data.val).is_file():
+        raise ValueError(f"data.val {cfg.data.val} is not a file; it must be a COCO keypoints json")
+    out = Path(cfg.out)
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"out {cfg.out}: {parent} is a file, not a folder; set out to a folder")
+            break
+    for key, folder in (("out", out / "checkpoints"), ("teacher.cache", cfg.teacher.cache)):
+        if folder and Path(folder).exists() and not Path(folder).is_dir():
+            raise ValueError(f"{key}: {folder} is a file, not a folder; move it or set {key} to a folder")
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -165,10 +314,12 @@ def load_config(path: str | Path) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(f"training config not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    cfg = _build(TrainConfig, raw, path.name)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file; a recipe is YAML text (see configs/)") from None
+    cfg = _build(TrainConfig, {} if raw is None else raw, path.name)
     base = path.parent
     for section, attr in (("data", "train"), ("data", "val"), ("data", "image_root"), ("teacher", "cache")):
         value = getattr(getattr(cfg, section), attr)
@@ -182,12 +333,5 @@ def load_config(path: str | Path) -> TrainConfig:
     if Path(cfg.data.train).is_dir() and not (teacher and cfg.teacher.alpha == 1):
         raise ValueError(f"{path.name}: data.train {cfg.data.train} is a folder of images without labels; "
                          "that needs teacher.model and teacher.alpha: 1")
-    if not 0 <= cfg.teacher.alpha <= 1:
-        raise ValueError(f"{path.name}: teacher.alpha must be in [0, 1], got {cfg.teacher.alpha}")
-    choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd", "rmsprop")),
-               "device": (cfg.device, ("auto", "cpu", "cuda")),
-               "model.architecture": (cfg.model.architecture, ARCHITECTURES)}
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ValueError(f"{path.name}: {key} {value!r} is not one of {', '.join(allowed)}")
+    _validate(cfg, path.name)
     return cfg
