@@ -4,27 +4,40 @@
     torchrun --nproc_per_node 8 -m featherpose train CONFIG.yaml      # 8 GPUs (or CPU processes, gloo)
 
 Per epoch the trainer writes (rank 0, atomically) into ``out``:
-    checkpoints/last.safetensors   model weights, loadable by featherpose.load / eval / export
-    checkpoints/last.optim.pt      optimizer state
-    checkpoints/state.json         epoch, step, config, metrics: what --resume continues from
+    checkpoints/weights-eNNNN.safetensors   model weights after epoch NNNN
+    checkpoints/optim-eNNNN.pt              optimizer state after epoch NNNN
+    checkpoints/state.json         epoch, step, config, metrics, and the two files above with their size and
+                                   sha256: what --resume continues from
+    checkpoints/last.safetensors   the weights state.json names (a hard link, else a copy), loadable by
+                                   featherpose.load / eval / export; last.optim.pt likewise
     metrics.csv                    one row per step (loss parts, lr, images/s) and per evaluation
     curves.png                     the training curves
-A run killed mid-epoch loses at most that epoch: ``--resume`` restarts after the last completed one,
-at the same optimizer step, with the same optimizer state and learning rate.
+
+A checkpoint is one unit: both files are written under epoch-specific names, then state.json is
+replaced in one atomic rename, which is the commit; last.* are published and the previous epoch's
+files removed after it. A run killed at any point (mid-epoch or mid-write) leaves state.json naming
+complete files, so ``--resume`` restarts after the last committed epoch at the same optimizer step,
+with the same optimizer state, learning rate, shuffle order and augmentation, and ends on the same
+weights as a run never interrupted. Stale temporaries and uncommitted files are removed on start.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+import numpy as np
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -34,7 +47,7 @@ from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
 from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
-from .config import TrainConfig, load_config
+from .config import TrainConfig, check_paths, load_config
 from .data import TrainDataset
 from .distill import Teacher, cache_teacher_keypoints, live_targets
 from .losses import DistillationLoss, HeatmapLoss, MoveNetLoss
@@ -122,20 +135,152 @@ def _codec_metadata(cfg: TrainConfig, codec) -> dict:
     return {"multi": cfg.model.multi, "fp16_constants": False, "activation": cfg.loss.activation}
 
 
+CHECKPOINT_FILE = re.compile(r"^(weights|optim)-e\d{4,}\.(safetensors|pt)$")
+# atomic_path's temporaries of the files above and of last.*, state.json: ".{stem}.{8 random}{suffix}"
+STALE_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|state)\.[a-z0-9_]{8}\.(safetensors|pt|json)$")
+
+
+def _describe(path: Path) -> dict:
+    """{"name", "size", "sha256"} of a checkpoint file, flushed to disk (it is about to be committed)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+        os.fsync(f.fileno())
+    return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """Make ``dst`` (last.*) the same content as ``src`` atomically: a hard link, or a copy where links fail."""
+    with atomic_path(dst) as tmp:
+        tmp.unlink()
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def _tidy_checkpoints(ck: Path, keep: set[str]) -> None:
+    """Remove stale temporaries of killed writes and epoch files that no committed state.json names."""
+    if not ck.is_dir():
+        return
+    for path in ck.iterdir():
+        stale = STALE_TEMPORARY.match(path.name) or (CHECKPOINT_FILE.match(path.name) and path.name not in keep)
+        if stale and path.is_file():
+            path.unlink()
+
+
 def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
                      step: int, metrics: dict) -> None:
+    """Write epoch ``epoch``'s weights and optimizer state, then commit them with one rename of state.json."""
     ck = out / "checkpoints"
     how = f"featherpose train, epoch {epoch + 1}, step {step}"
     if cfg.teacher.model:
         how += f", distilled from {Path(cfg.teacher.model).name} (alpha {cfg.teacher.alpha:g})"
-    save_weights(ck / "last.safetensors", model.state_dict(), name=out.resolve().name,
+    weights, optim = ck / f"weights-e{epoch + 1:04d}.safetensors", ck / f"optim-e{epoch + 1:04d}.pt"
+    save_weights(weights, model.state_dict(), name=out.resolve().name,
                  architecture=cfg.model.architecture, config=model.config.to_dict(),
                  codec=_codec_metadata(cfg, codec), skeleton=skeleton_to_json(skeleton), source=how,
                  license="see the training data's licence")
-    with atomic_path(ck / "last.optim.pt") as tmp:
+    with atomic_path(optim) as tmp:
         torch.save(optimizer.state_dict(), tmp)
-    write_text(ck / "state.json", json.dumps({"epoch": epoch, "step": step, "metrics": metrics,
-                                              "config": cfg.to_dict()}, indent=1))
+    files = {"weights": _describe(weights), "optim": _describe(optim)}
+    write_text(ck / "state.json", json.dumps({"epoch": epoch, "step": step, "metrics": metrics, "files": files,
+                                              "config": cfg.to_dict()}, indent=1))  # the commit
+    _publish(weights, ck / "last.safetensors")
+    _publish(optim, ck / "last.optim.pt")
+    _tidy_checkpoints(ck, {weights.name, optim.name})
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"model.width": 0.5, ...} of a nested config dict."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# what a checkpoint cannot be continued with: another network, another skeleton or another optimizer
+RESUME_FIXED = ("model.", "data.train", "optim.name")
+
+
+def _read_state(ck: Path, cfg: TrainConfig) -> dict:
+    """The committed state.json of ``ck``, with its files verified against their size and sha256.
+
+    Raises:
+        FileNotFoundError: no checkpoint. ValueError: a damaged or mismatched checkpoint, or a recipe that
+            changed what a checkpoint cannot be continued with (model, data.train, optim.name).
+    """
+    state_path = ck / "state.json"
+    if not state_path.is_file():
+        raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
+    try:
+        state = json.loads(state_path.read_text())
+        epoch, step = int(state["epoch"]), int(state["step"])
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{state_path}: not a checkpoint state featherpose wrote ({type(exc).__name__}: {exc}); "
+                         "restore it, or start again with out set to a new folder") from None
+    files = state.get("files") or {"weights": {"name": "last.safetensors"}, "optim": {"name": "last.optim.pt"}}
+    for part in ("weights", "optim"):
+        info = files.get(part) if isinstance(files, dict) else None
+        path = ck / str(info.get("name", "")) if isinstance(info, dict) else None
+        if path is None or not path.is_file():
+            raise ValueError(f"{state_path}: its {part} file {path.name if path else '?'} is missing; restore it, "
+                             "or start again with out set to a new folder")
+        if "sha256" in info and (path.stat().st_size != info.get("size") or _describe(path)["sha256"] != info["sha256"]):
+            raise ValueError(f"{path}: does not match {state_path.name} (size or sha256 differ: changed or damaged "
+                             f"after epoch {epoch + 1} was saved); restore it, or start again with out set to a new folder")
+        state[f"{part}_path"] = path
+    saved, now = _flat(state.get("config") or {}), _flat(json.loads(json.dumps(cfg.to_dict())))
+    changed = [k for k in now if k in saved and saved[k] != now[k] and k != "out"]
+    fixed = [k for k in changed if k.startswith(RESUME_FIXED)]
+    if fixed:
+        raise ValueError(f"cannot resume {ck.parent}: it was trained with "
+                         + ", ".join(f"{k} {saved[k]!r}" for k in fixed) + ", the recipe now says "
+                         + ", ".join(f"{k} {now[k]!r}" for k in fixed)
+                         + "; restore those settings, or set out to a new folder to start again")
+    if changed:
+        _say("resuming with changed settings: " + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed))
+    state["epoch"], state["step"] = epoch, step
+    return state
+
+
+def _load_optimizer_state(path: Path, device) -> dict:
+    """torch.load of an optimizer state with ``weights_only=True``: tensors and plain data, never pickled code."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (unpickling raises many types; all mean "not ours")
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: refused to load: not an optimizer state featherpose train wrote ({reason[:200]}); "
+                         "restore the checkpoint, or start again with out set to a new folder") from None
+
+
+def _trim_metrics(csv_path: Path, last_step: int) -> None:
+    """Keep the metrics.csv rows of committed steps only (a killed epoch's rows and a torn last row go)."""
+    if not csv_path.is_file():
+        write_text(csv_path, ",".join(CSV_FIELDS) + "\n")
+        return
+    with csv_path.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if None not in r.values() and None not in r
+                and r["step"].isdigit() and int(r["step"]) <= last_step]
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _say(message: str) -> None:
+    """One line for the user on stderr (beside the progress bar), from rank 0 only."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _epoch_seed(seed: int, rank: int, epoch: int) -> int:
+    """The torch seed of one epoch on one rank: a resumed run draws exactly what an uninterrupted one did."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])
 
 
 def _plot_curves(csv_path: Path, png: Path) -> None:
@@ -188,15 +333,27 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         dry_run: one training batch, then stop, writing nothing.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    check_paths(cfg)
     rank, world, device = _dist_setup(cfg)
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
+    ck = out / "checkpoints"
+    state_path = ck / "state.json"
+    if not dry_run and not resume and state_path.is_file():
+        raise ValueError(f"{out} already holds a training run ({state_path}); continue it with --resume, or set out "
+                         "to a new folder (or delete that one) to start again")
+    state = _read_state(ck, cfg) if resume else None  # before any long work: a bad checkpoint fails first
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
         from ..zoo import build
 
         teacher_skeleton = build(cfg.teacher.model)[3]
     dataset = TrainDataset(cfg, teacher_skeleton)
+    if rank == 0 and dataset.coco.problems:
+        problems = dataset.coco.problems
+        ids = [str(p.ann_id if p.ann_id is not None else f"image {p.image_id}") for p in problems[:5]]
+        _say(f"{dataset.coco.ann_file.name}: skipped {len(problems)} annotation(s) with bad data (ids "
+             f"{', '.join(ids)}{', ...' if len(problems) > 5 else ''}); training on the rest, see the warnings above")
     k = dataset.num_keypoints
     model = build_model(cfg, k).to(device)
     codec = dataset.codec
@@ -214,21 +371,24 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             teacher = None  # its work is done
     optimizer = OPTIMIZERS[cfg.optim.name](model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     start_epoch, step, metrics = 0, 0, {}
-    state_path = out / "checkpoints" / "state.json"
-    if resume:
-        if not state_path.is_file():
-            raise FileNotFoundError(f"nothing to resume: {state_path} does not exist")
-        state = json.loads(state_path.read_text())
-        model.load_state_dict(load_weights(out / "checkpoints" / "last.safetensors").state_dict)
-        optimizer.load_state_dict(torch.load(out / "checkpoints" / "last.optim.pt", map_location=device))
-        start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics", {})
+    if state is not None:
+        optim_state = _load_optimizer_state(state["optim_path"], device)
+        try:
+            model.load_state_dict(load_weights(state["weights_path"]).state_dict)
+            optimizer.load_state_dict(optim_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{state['weights_path']}: does not fit the recipe's network or optimizer "
+                             f"({str(exc).strip().splitlines()[0][:200]}); set out to a new folder to start "
+                             "again") from None
+        start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics") or {}
         if start_epoch >= cfg.epochs:
             raise ValueError(f"nothing to resume: {out} already finished {start_epoch} of {cfg.epochs} epochs; "
                              "raise epochs in the recipe to train longer")
         log.info("resuming after epoch %d at step %d", state["epoch"] + 1, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed) if world > 1 else None
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+    # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches
+    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.data.workers, drop_last=len(dataset) >= cfg.batch_size * world,
                         persistent_workers=cfg.data.workers > 0, collate_fn=TrainDataset.collate,
                         generator=torch.Generator().manual_seed(cfg.seed))
@@ -236,15 +396,24 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     csv_path = out / "metrics.csv"
     if rank == 0 and not dry_run:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume or not csv_path.exists():
-            csv_path.write_text(",".join(CSV_FIELDS) + "\n")
+        ck.mkdir(parents=True, exist_ok=True)
+        _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else set())
+        for path in out.iterdir():  # temporaries of killed metrics.csv / curves.png writes
+            if re.match(r"^\.(metrics|curves)\.[a-z0-9_]{8}\.(csv|png)$", path.name) and path.is_file():
+                path.unlink()
+        if state is not None:
+            _trim_metrics(csv_path, step)
+            if "files" in state:  # last.* may predate the commit if the run died between the two
+                _publish(state["weights_path"], ck / "last.safetensors")
+                _publish(state["optim_path"], ck / "last.optim.pt")
+        else:
+            write_text(csv_path, ",".join(CSV_FIELDS) + "\n")
     result = TrainResult(out, start_epoch, step)
     last_plot = 0.0
     for epoch in range(start_epoch, cfg.epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
+        torch.manual_seed(_epoch_seed(cfg.seed, rank, epoch))
         net.train()
         early = cfg.loss.early_head_weights is not None and epoch < cfg.loss.early_epochs
         base_loss = loss_fn.base if isinstance(loss_fn, DistillationLoss) else loss_fn
@@ -292,9 +461,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                 pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
                 rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
                              "PCK": f"{pck:.4f}"})
-            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
-            with csv_path.open("a", newline="") as f:  # after the checkpoint: a resumed run never repeats rows
+            with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
                 csv.DictWriter(f, CSV_FIELDS).writerows(rows)
+            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
             if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
                 _plot_curves(csv_path, out / "curves.png")
                 last_plot = time.monotonic()

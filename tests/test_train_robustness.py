@@ -1,0 +1,358 @@
+"""Training never loses a run and never shows a traceback: atomic checkpoints, exact resume after a
+SIGKILL or a death inside the checkpoint write, safe optimizer loading, one-line recipe errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from featherpose import cli
+from featherpose.train import trainer
+from featherpose.train.config import load_config
+from featherpose.train.trainer import train
+from featherpose.weights_io import load_weights
+
+from conftest import DATA, ROOT
+
+LSP = DATA / "lsp" / "lsp_train.json"
+LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
+EPOCHS, STEPS = 3, 8  # a tiny MoveNet (64 px, width 0.35), 8 steps of 2 LSP crops per epoch: ~1 s an epoch
+
+
+def tiny_recipe(folder: Path, name: str = "recipe.yaml", **overrides) -> Path:
+    recipe = {"model": {"width": 0.35, "input_size": 64},
+              "data": {"train": str(LSP), "workers": 0},
+              "augment": [{"RandomAffine": {"rotation": 20}}, {"RandomFlip": {}}, {"ColorJitter": {}}],
+              "optim": {"lr": 0.002, "warmup_steps": 2},
+              "epochs": EPOCHS, "batch_size": 2, "max_steps_per_epoch": STEPS, "seed": 3, "out": str(folder / "run")}
+    for key, value in overrides.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if isinstance(value, dict) else value
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread, here and in the subprocess: fast on a loaded 2-core box, and the same arithmetic."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def final_weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_weights(run / "checkpoints" / "last.safetensors").state_dict
+
+
+def metric_rows(run: Path) -> list[dict]:
+    """metrics.csv without the timing column."""
+    with (run / "metrics.csv").open() as f:
+        return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(f)]
+
+
+def assert_same_run(run: Path, reference: Path) -> None:
+    ours, theirs = final_weights(run), final_weights(reference)
+    assert ours.keys() == theirs.keys()
+    different = [k for k in ours if not torch.equal(ours[k], theirs[k])]
+    assert not different, f"{len(different)} tensors differ from the uninterrupted run, e.g. {different[:3]}"
+    assert metric_rows(run) == metric_rows(reference)
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert state["epoch"] == EPOCHS - 1 and state["step"] == EPOCHS * STEPS
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "last.optim.pt", "last.safetensors", f"optim-e{EPOCHS:04d}.pt", "state.json", f"weights-e{EPOCHS:04d}.safetensors"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train(tiny_recipe(tmp_path_factory.mktemp("reference")), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert result.epochs_done == EPOCHS and result.step == EPOCHS * STEPS
+    return result.out
+
+
+def test_sigkill_mid_epoch_then_resume_ends_on_the_same_weights(tmp_path, reference):
+    recipe = tiny_recipe(tmp_path)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "featherpose", "train", str(recipe), "--quiet"], cwd=ROOT,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    try:
+        # epoch 1 is committed and its curves drawn once curves.png exists: the process is then entering
+        # epoch 2, whose 8 steps take far longer than the few milliseconds until the kill
+        while not (run / "curves.png").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    state = json.loads((run / "checkpoints" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (0, STEPS), "the kill should land in epoch 2"
+    # a SIGKILL inside a write leaves its temporary; plant the ones the checkpoint writes could leave
+    for name in (".last.optim.ab12cd34.pt", ".weights-e0002.x1y2z3w4.safetensors", ".state.qwertyui.json",
+                 "optim-e0002.pt"):
+        (run / "checkpoints" / name).write_bytes(b"partial")
+    (run / ".metrics.abcdefgh.csv").write_text("step\n")
+    result = train(recipe, resume=True, progress=False)
+    assert result.epochs_done == EPOCHS
+    assert_same_run(run, reference)
+    assert not (run / ".metrics.abcdefgh.csv").exists()
+
+
+class Death(BaseException):
+    """A crash the trainer cannot catch (as a SIGKILL or a power cut at that line)."""
+
+
+CRASH_POINTS = {  # where the second checkpoint (after epoch 2) dies
+    "inside the weights write": ("save_weights", 2),
+    "between weights and optimizer state": ("torch.save", 2),
+    "before the state commit": ("write_text", 3),  # the metrics.csv header, state 1, state 2
+    "after the commit, before last.safetensors": ("_publish", 3),  # last.* of epoch 1, then of epoch 2
+    "before removing epoch 1's files": ("_tidy_checkpoints", 3),  # start, epoch 1, epoch 2
+}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_death_anywhere_in_the_checkpoint_leaves_a_resumable_run(tmp_path, monkeypatch, reference, point):
+    name, nth = CRASH_POINTS[point]
+    owner, attr = (torch, "save") if name == "torch.save" else (trainer, name)
+    real, calls = getattr(owner, attr), []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == nth:
+            if name == "save_weights":  # the temporary is half written when the process dies
+                (Path(args[0]).parent / f".{Path(args[0]).stem}.deadbeef.safetensors").write_bytes(b"half")
+            raise Death(point)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, attr, dying)
+    recipe = tiny_recipe(tmp_path)
+    with pytest.raises(Death):
+        train(recipe, progress=False)
+    monkeypatch.setattr(owner, attr, real)
+    ck = tmp_path / "run" / "checkpoints"
+    state = json.loads((ck / "state.json").read_text())
+    # whatever state.json names is complete, and last.safetensors is loadable
+    assert state["epoch"] in (0, 1)
+    load_weights(ck / "last.safetensors")
+    train(recipe, resume=True, progress=False)
+    assert_same_run(tmp_path / "run", reference)
+
+
+def test_resume_refuses_a_damaged_or_missing_checkpoint_file(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(recipe, progress=False)
+    ck = tmp_path / "run" / "checkpoints"
+    state = json.loads((ck / "state.json").read_text())
+    weights = ck / state["files"]["weights"]["name"]
+    cfg = load_config(recipe)
+    cfg.epochs = 2
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-8] + bytes(8))  # same size, other bytes
+    with pytest.raises(ValueError, match=r"weights-e0001.safetensors: does not match state.json .*restore it"):
+        train(cfg, resume=True, progress=False)
+    weights.unlink()
+    with pytest.raises(ValueError, match=r"state.json: its weights file weights-e0001.safetensors is missing"):
+        train(cfg, resume=True, progress=False)
+    (ck / "state.json").write_text('{"epoch": 0, "st')
+    with pytest.raises(ValueError, match=r"state.json: not a checkpoint state featherpose wrote"):
+        train(cfg, resume=True, progress=False)
+
+
+def test_resume_refuses_another_network_and_reports_changed_settings(tmp_path, capsys):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(recipe, progress=False)
+    cfg = load_config(tiny_recipe(tmp_path, "wider.yaml", model={"width": 0.5}, epochs=2, max_steps_per_epoch=1))
+    with pytest.raises(ValueError, match=r"cannot resume .*run: it was trained with model.width 0.35, the recipe "
+                                         r"now says model.width 0.5; restore those settings, or set out"):
+        train(cfg, resume=True, progress=False)
+    cfg = load_config(tiny_recipe(tmp_path, "longer.yaml", epochs=2, max_steps_per_epoch=1))
+    train(cfg, resume=True, progress=False)
+    assert "resuming with changed settings: epochs 1 -> 2" in capsys.readouterr().err
+
+
+def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(recipe, progress=False)
+    ck = tmp_path / "run" / "checkpoints"
+    before = (ck / "last.safetensors").read_bytes(), (tmp_path / "run" / "metrics.csv").read_text()
+    with pytest.raises(ValueError, match=r"run already holds a training run .*continue it with --resume, or set out"):
+        train(recipe, progress=False)
+    assert before == ((ck / "last.safetensors").read_bytes(), (tmp_path / "run" / "metrics.csv").read_text())
+
+
+class Planted:
+    """What a hostile optimizer file carries: unpickling it would run code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def test_a_planted_optimizer_pickle_is_refused_and_never_runs(tmp_path):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+    train(recipe, progress=False)
+    ck = tmp_path / "run" / "checkpoints"
+    state = json.loads((ck / "state.json").read_text())
+    files = state.get("files")
+    target = ck / (files["optim"]["name"] if files else "last.optim.pt")
+    optim_state = torch.load(target, weights_only=True)
+    marker = tmp_path / "pwned"
+    torch.save({**optim_state, "extra": Planted(marker)}, target)
+    if files:  # the attacker also fixes the recorded size and sha256
+        files["optim"].update({k: v for k, v in trainer._describe(target).items() if k != "name"})
+        (ck / "state.json").write_text(json.dumps(state))
+    cfg = load_config(recipe)
+    cfg.epochs = 2
+    with pytest.raises(ValueError, match=r"optim-e0001.pt: refused to load: not an optimizer state featherpose train "
+                                         r"wrote .*restore the checkpoint, or start again"):
+        train(cfg, resume=True, progress=False)
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------------------------- recipes
+
+BAD_RECIPES = {  # YAML text -> the key the one-line error must name
+    "augment: 5\n": "augment",
+    "epochs: -1\n": "epochs",
+    "epochs: 0\n": "epochs",
+    "epochs: 2.5\n": "epochs",
+    "epochs: .nan\n": "epochs",
+    "epochs: [1]\n": "epochs",
+    "epochs: true\n": "epochs",
+    "batch_size: 0\n": "batch_size",
+    "seed: -3\n": "seed",
+    "eval_every: 0\n": "eval_every",
+    "max_steps_per_epoch: 0\n": "max_steps_per_epoch",
+    "optim: {lr: 0}\n": "optim.lr",
+    "optim: {lr: -1e-3}\n": "optim.lr",
+    "optim: {lr: .inf}\n": "optim.lr",
+    "optim: {lr: fast}\n": "optim.lr",
+    "optim: {name: adam}\n": "optim.name",
+    "optim: {min_lr_ratio: 2}\n": "optim.min_lr_ratio",
+    "optim: {warmup_steps: -1}\n": "optim.warmup_steps",
+    "optim: 3\n": "optim",
+    "data: {workers: -1}\n": "data.workers",
+    "data: {val: 5}\n": "data.val",
+    "data: {image_root: [a]}\n": "data.image_root",
+    "model: {input_size: 100}\n": "model.input_size",
+    "model: {input_size: -64}\n": "model.input_size",
+    "model: {input_size: 100000}\n": "model.input_size",
+    "model: {architecture: hourglass, input_size: 96}\n": "model.input_size",
+    "model: {width: 0}\n": "model.width",
+    "model: {backbone: resnet}\n": "model.backbone",
+    "model: {batch_norm: 1}\n": "model.batch_norm",
+    "model: {init: 7}\n": "model.init",
+    "model: {stacks: 0}\n": "model.stacks",
+    "teacher: {alpha: 1.5}\n": "teacher.alpha",
+    "teacher: {min_confidence: -0.1}\n": "teacher.min_confidence",
+    "teacher: {model: [x]}\n": "teacher.model",
+    "loss: {head_weights: [1, 2]}\n": "loss.head_weights",
+    "loss: {head_weights: [1, 1, 1, -1]}\n": "loss.head_weights",
+    "loss: {head_weights: 1}\n": "loss.head_weights",
+    "loss: {early_head_weights: [a, b, c, d]}\n": "loss.early_head_weights",
+    "loss: {k: 0}\n": "loss.k",
+    "loss: {activation: relu}\n": "loss.activation",
+    "loss: {kernel: box}\n": "loss.kernel",
+    "augment: [5]\n": "augment[0]",
+    "augment: [RandomFlip]\n": "augment[0]",
+    "augment: [{Blur: {}}]\n": "augment[0]",
+    "augment: [{RandomFlip: {p: 0.5}, ColorJitter: {}}]\n": "augment[0]",
+    "augment: [{RandomFlip: 3}]\n": "augment[0].RandomFlip",
+    "augment: [{RandomFlip: {prob: 0.5}}]\n": "augment[0].RandomFlip: unknown argument(s) prob",
+    "augment: [{RandomAffine: {rotation: -5}}]\n": "augment[0].RandomAffine",
+    "augment: [{RandomAffine: {rotation: lots}}]\n": "augment[0].RandomAffine",
+    "augment: [{RandomAffine: {scale: 2}}]\n": "augment[0].RandomAffine",
+    "augment: [{RandomAffine: {scale: [1, b]}}]\n": "augment[0].RandomAffine",
+    "augment: [{ColorJitter: {brightness: 7}}]\n": "augment[0].ColorJitter",
+    "augment: [{ZoomSmallPeople: {}}]\n": "augment[0].ZoomSmallPeople",
+    "augment: [{ZoomSmallPeople: {target: [5, 1]}}]\n": "augment[0].ZoomSmallPeople",
+    "augment: [{RandomFlip: {flip_index: [0, 0]}}]\n": "augment[0].RandomFlip",
+    "augment: [{1: {}}]\n": "augment[0]",
+    "1: 2\n": "unknown key(s) 1",
+    "epochz: 3\n": "unknown key(s) epochz",
+    "- a\n- b\n": "expected a mapping",
+    "just text\n": "expected a mapping",
+}
+
+
+@pytest.mark.parametrize("text", list(BAD_RECIPES))
+def test_every_bad_recipe_is_one_value_error_naming_file_and_key(tmp_path, text):
+    path = tmp_path / "bad_recipe.yaml"
+    path.write_text(f"data: {{train: {LABELED}}}\n" + text if not text.startswith(("data:", "-", "just")) else
+                    text.replace("data: {", f"data: {{train: {LABELED}, "))
+    with pytest.raises(ValueError) as caught:  # never TypeError / KeyError / AttributeError
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("bad_recipe.yaml"), message
+    assert BAD_RECIPES[text] in message, message
+
+
+def test_a_bad_recipe_through_the_cli_is_one_line(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    for text, key in (("augment: 5\n", "r.yaml.augment: expected a list, got 5"),
+                      ("epochs: -1\n", "r.yaml: epochs is -1; it must be a whole number >= 1")):
+        path.write_text(f"data: {{train: {LABELED}}}\n{text}")
+        assert cli.main(["train", str(path), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err == f"featherpose: error: {key}\n", err
+    path.write_bytes(b"\xff\xfe\x00binary")
+    assert cli.main(["train", str(path)]) == 2
+    assert capsys.readouterr().err == "featherpose: error: " + f"{path}: not a text file; a recipe is YAML text " \
+                                      "(see configs/)\n"
+
+
+def test_the_shipped_recipes_load():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        assert load_config(path).epochs >= 1
+
+
+def test_paths_are_checked_before_any_work(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    cases = ((("out",), str(tmp_path / "afile" / "run"), r"out .*afile is a file, not a folder; set out to a folder"),
+             (("data", "val"), str(tmp_path / "none.json"), r"^data.val .*none.json does not exist; point data.val"),
+             (("data", "train"), str(tmp_path / "gone.json"), r"^data.train .*gone.json does not exist"),
+             (("teacher", "cache"), str(tmp_path / "afile"), r"^teacher.cache: .*afile is a file, not a folder"))
+    for keys, value, message in cases:
+        cfg = load_config(tiny_recipe(tmp_path, teacher={"model": "movenet-lightning"}))
+        setattr(getattr(cfg, keys[0]) if len(keys) == 2 else cfg, keys[-1], value)
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            train(cfg, progress=False)
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(ValueError, match=r"run is a file, not a folder"):
+        train(tiny_recipe(tmp_path), progress=False)
+
+
+def test_train_prints_one_summary_of_skipped_annotations(tmp_path, capsys):
+    data = json.loads(LABELED.read_text())
+    anns = data["annotations"]
+    bad_nan = {**anns[0], "id": 90001, "keypoints": [float("nan")] * len(anns[0]["keypoints"])}
+    bad_image = {**anns[0], "id": 90002, "image_id": 123456789}
+    data["annotations"] = anns + [bad_nan, bad_image]
+    train_json = tmp_path / "with_bad.json"
+    train_json.write_text(json.dumps(data))  # NaN is written as NaN, as a careless exporter does
+    recipe = tiny_recipe(tmp_path, data={"train": str(train_json), "image_root": str(LABELED.parent)})
+    train(recipe, dry_run=True, progress=False)
+    err = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line and "annotation(s)" in line]
+    assert len(err) == 1, err
+    assert err[0].startswith("with_bad.json: skipped 2 annotation(s)") and "90001" in err[0] and "90002" in err[0]
