@@ -7,6 +7,7 @@ do anything the Python API cannot. Errors a user can fix are printed as one line
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from importlib import resources
@@ -25,6 +26,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     if args.source is None and not args.sample:
         raise ValueError("give a SOURCE (image, folder, video or webcam index) or --sample")
+    if args.source is not None and args.sample:
+        raise ValueError(f"give either SOURCE ({args.source}) or --sample, not both")
     source = sample_image() if args.sample else args.source
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
                      backend=args.backend, threads=args.threads, input_size=args.input_size,
@@ -36,9 +39,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     print(f"{report.model}: {report.processed} {noun}, {report.people} people found")
     for path, why in report.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    for line in report.warnings:
+        print(f"featherpose: warning: {line}", file=sys.stderr)
     for path in report.written:
         print(f"wrote {path}")
-    return 0 if report.processed else 1
+    for path, why in report.unwritten:
+        print(f"featherpose: error: {why}", file=sys.stderr)
+    if report.interrupted:
+        return 130
+    return 0 if report.processed and not report.unwritten else 1
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -105,14 +114,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
+    from .fileio import check_writable, write_text
+    from .predict import check_options
 
+    check_options(threads=args.threads, input_size=args.input_size)
+    if args.results:
+        check_writable(args.results, "--results file")
     report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
-                      threads=args.threads, results_path=args.results, progress=not args.quiet)
-    print(report.table())
+                      threads=args.threads, progress=not args.quiet)
+    print(report.table())  # first: a results file that still fails to write cannot take the metrics with it
     if args.per_joint:
         print(report.joint_table())
-    if report.results_path:
-        print(f"wrote {report.results_path}")
+    if args.results:
+        print(f"wrote {write_text(args.results, json.dumps(report.results))}")
     return 0
 
 

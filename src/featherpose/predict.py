@@ -4,18 +4,27 @@ Which model runs when none is named: ``movenet-multipose`` for ``multi=True`` an
 webcams (footage usually shows several people, e.g. the pedestrians of vtest.avi), otherwise
 ``movenet-lightning`` (the fastest; it finds the most central person). A top-down model (an FPD
 hourglass) runs on every person box: from ``boxes`` when given, else from movenet-multipose.
+
+What is written, and the guarantees (see :func:`predict`): a drawing keeps its image's name and
+sub-folder (``photos/a/x.png`` -> ``save/a/x.png``; formats that cannot hold an 8-bit colour drawing,
+e.g. ``.pgm``, get ``.jpg`` appended: ``x.pgm.jpg``); a video or webcam becomes ``save/<name>.mp4``
+(``camera<N>.mp4``). Every output path is planned and checked before the model runs: one that would
+replace an input (an image, the video, ``--boxes``, the weight file), two outputs with the same
+path, or a location that cannot be written is an error before any work. A write that still fails
+late (a full disk) is reported and the other outputs are still written.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from .fileio import atomic_path, write_text
+from .fileio import atomic_path, check_writable, remove_stale_temporaries, write_text
 from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
 from .topdown import TopDown, load_boxes
@@ -24,10 +33,18 @@ from .zoo import load
 
 log = logging.getLogger(__name__)
 
+# drawings keep these suffixes (8-bit colour formats OpenCV writes); any other image gets ".jpg" appended
+DRAWING_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
 
 @dataclass
 class PredictReport:
-    """What a predict run did: counts, files written, and the items that failed (with the reason)."""
+    """What a predict run did: counts, files written, and the items that failed (with the reason).
+
+    ``unwritten``: outputs whose write failed after the work (path, one-line reason); the others were
+    still written. ``warnings``: lines for the user (a video that ended early, a Ctrl-C). ``interrupted``:
+    Ctrl-C stopped a folder or video early; what was done is written (a webcam ends this way normally).
+    """
 
     kind: str
     model: str
@@ -36,6 +53,9 @@ class PredictReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     poses: list[Poses] = field(default_factory=list)
+    unwritten: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
 
 def source_kind(source: str | Path | int) -> str:
@@ -54,19 +74,89 @@ def default_model(kind: str, multi: bool) -> str:
     return "movenet-multipose" if multi or kind in ("video", "webcam") else "movenet-lightning"
 
 
-def _output_path(save: Path, stem: str, source: Path | str) -> Path:
-    """``save/<stem>.jpg``, refusing to overwrite the source image itself."""
-    out = save / f"{stem}.jpg"
-    if out.resolve() == Path(source).resolve():
-        raise ValueError(f"--save would overwrite the input {source}; choose another folder")
-    return out
+def check_options(*, max_frames: int | None = None, min_score: float | None = None, threads: int | None = None,
+                  input_size: int | None = None) -> None:
+    """Raise a one-line ValueError naming the flag when a number is out of range (None: not given)."""
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1 (got {max_frames}); leave it out to read the whole video")
+    if min_score is not None and not (math.isfinite(min_score) and 0 <= min_score <= 1):
+        raise ValueError(f"--min-score must be between 0 and 1 (got {min_score})")
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1 (got {threads}); leave it out to use every core")
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"--input-size must be a positive multiple of 32 (got {input_size})")
+
+
+def drawing_name(rel: Path) -> Path:
+    """Where the drawing of image ``rel`` goes, relative to ``save``: the same name, or ``name + '.jpg'``."""
+    return rel if rel.suffix.lower() in DRAWING_SUFFIXES else rel.with_name(rel.name + ".jpg")
+
+
+def _same(path: Path) -> str:
+    return str(path.resolve())
+
+
+def plan_outputs(kind: str, source, files: list[Path] | None, save: Path | None, json_path: Path | None,
+                 other_inputs: list[Path]) -> dict[Path, Path] | Path | None:
+    """Check every output before any work; returns image -> drawing (image, folder) or the video's path.
+
+    Raises:
+        OSError: ``save`` or ``json_path`` cannot be written (a file where a folder should be, no permission).
+        ValueError: an output would replace an input, or two outputs share a path.
+    """
+    if save is not None:
+        check_writable(save, "--save folder", folder=True)
+    if json_path is not None:
+        check_writable(json_path, "--json file")
+    inputs = {_same(p): p for p in [*(files or []), *other_inputs]}
+    if kind in ("video", "image"):
+        inputs[_same(Path(source))] = Path(source)
+    outputs: dict[str, str] = {}
+
+    def claim(out: Path, what: str) -> None:
+        key = _same(out)
+        if key in inputs:
+            hint = f" (drawings keep their image's name); choose a --save folder outside {source}" \
+                if kind == "folder" and what.startswith("--save") else "; choose another path"
+            raise ValueError(f"{what} would overwrite the input {inputs[key]}{hint}")
+        if out.is_dir():
+            raise ValueError(f"{what}: {out} is a folder; rename or remove it, or choose another --save folder")
+        if key in outputs:
+            raise ValueError(f"{what} and {outputs[key]} would both write {out}; give them different paths")
+        outputs[key] = what
+
+    plan: dict[Path, Path] | Path | None = None
+    if save is not None:
+        if kind == "folder":
+            plan = {f: save / drawing_name(f.relative_to(source)) for f in files}
+        elif kind == "image":
+            plan = {Path(source): save / drawing_name(Path(Path(source).name))}
+        else:
+            plan = save / f"{f'camera{source}' if kind == 'webcam' else Path(source).stem}.mp4"
+        for src, out in (plan.items() if isinstance(plan, dict) else [(source, plan)]):
+            claim(out, f"--save drawing of {src}" if isinstance(plan, dict) else "--save video")
+    if json_path is not None:
+        if save is not None and _same(json_path) == _same(save):
+            raise ValueError(f"--json {json_path} is the --save folder; give a file name, e.g. {save / 'poses.json'}")
+        claim(json_path, "--json")
+    remove_stale_temporaries(*([] if plan is None else plan.values() if isinstance(plan, dict) else [plan]),
+                             *([json_path] if json_path is not None else []))
+    return plan
 
 
 def _save_image(path: Path, rgb) -> Path:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+            raise OSError(f"cannot write {path}: OpenCV could not encode the drawing; choose another --save folder")
     return path
+
+
+def _write(report: PredictReport, path: Path, write) -> None:
+    """Run ``write()`` (which writes ``path``); a failure is recorded in ``report.unwritten``, not raised."""
+    try:
+        report.written.append(write())
+    except OSError as exc:
+        report.unwritten.append((path, str(exc)))
 
 
 def predict(source: str | Path | int, model: str | None = None, *, multi: bool = False, save: str | Path | None = None,
@@ -79,19 +169,35 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         source: image path, folder of images, video path, or webcam index (int or digit string).
         model: zoo name or weight file; None picks by source kind (see module docstring).
         multi: prefer the multi-person model when ``model`` is None.
-        save: folder for drawn images / the annotated video.
+        save: folder for drawn images / the annotated video. A drawing keeps its image's file name and
+            sub-folder (``a.jpg`` -> ``save/a.jpg``, ``a.png`` -> ``save/a.png``, ``sub/b.jpg`` ->
+            ``save/sub/b.jpg``; a format that cannot hold a colour drawing gets ``.jpg`` appended:
+            ``c.pgm`` -> ``save/c.pgm.jpg``); a video or webcam gives ``save/<stem>.mp4`` / ``camera<N>.mp4``.
         json_path: keypoints file: one image -> Poses JSON; folder (searched recursively) -> COCO results
             list (``image_id`` = index in sorted order, plus ``file_name`` relative to the folder);
             video -> one entry per frame.
-        min_score: people scoring below this are not drawn or written.
-        max_frames: stop a video or webcam after this many frames.
+        min_score: people scoring below this are not drawn or written (0 to 1).
+        max_frames: stop a video or webcam after this many frames (>= 1).
         boxes: person boxes for a top-down model (see :mod:`featherpose.topdown`), matched by file name;
             without it a top-down model crops the people movenet-multipose finds.
 
     Returns:
-        A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped.
+        A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped; an
+        output whose write fails after the work is reported in ``unwritten`` (the others are written);
+        a video that ends before its frame count, and a Ctrl-C in a folder or video (which keeps and
+        writes what was done), are reported in ``warnings``.
+
+    Raises:
+        ValueError: a number out of range, or an output that would replace an input or another output.
+        OSError: ``save`` or ``json_path`` cannot be written. Both are checked before the model is loaded.
     """
+    check_options(max_frames=max_frames, min_score=min_score, threads=threads, input_size=input_size)
     kind = source_kind(source)
+    save = Path(save) if save else None
+    json_path = Path(json_path) if json_path else None
+    files = _folder_images(Path(source)) if kind == "folder" else None
+    other_inputs = [Path(p) for p in (boxes, model) if p is not None and Path(p).is_file()]
+    plan = plan_outputs(kind, source, files, save, json_path, other_inputs)
     model = model or default_model(kind, multi)
     est = load(model, backend=backend, threads=threads, input_size=input_size)
     if est.top_down:
@@ -103,19 +209,20 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     elif boxes is not None:
         raise ValueError(f"--boxes is for top-down models; {est.name} finds people by itself")
     report = PredictReport(kind, est.name)
-    save = Path(save) if save else None
     if kind == "image":
         image = load_image(source)
         poses = _run(est, image, Path(source).name).filter(min_score)
         report.processed, report.people, report.poses = 1, len(poses), [poses]
-        if save:
-            report.written.append(_save_image(_output_path(save, Path(source).stem, source), poses.draw(image, min_score=0)))
+        if plan:
+            out = plan[Path(source)]
+            _write(report, out, lambda: _save_image(out, poses.draw(image, min_score=0)))
         if json_path:
-            report.written.append(write_text(json_path, poses.to_json(file_name=Path(source).name, model=est.name)))
+            text = poses.to_json(file_name=Path(source).name, model=est.name)
+            _write(report, json_path, lambda: write_text(json_path, text))
     elif kind == "folder":
-        _predict_folder(est, Path(source), save, json_path, min_score, progress, report)
+        _predict_folder(est, Path(source), files, plan, json_path, min_score, progress, report)
     else:
-        _predict_stream(est, int(source) if kind == "webcam" else source, kind, save, json_path, min_score,
+        _predict_stream(est, int(source) if kind == "webcam" else source, kind, plan, json_path, min_score,
                         max_frames, progress, report)
     return report
 
@@ -125,36 +232,46 @@ def _run(est, image, name: str) -> Poses:
     return est(image, name) if isinstance(est, TopDown) else est(image)
 
 
-def _predict_folder(est, folder: Path, save, json_path, min_score, progress, report: PredictReport) -> None:
-    """Every image under ``folder`` (recursively); drawn copies keep the sub-folder layout under ``save``."""
+def _folder_images(folder: Path) -> list[Path]:
+    """Every image under ``folder`` (recursively), sorted; ValueError when there is none."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{folder}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files
+
+
+def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path] | None, json_path, min_score,
+                    progress, report: PredictReport) -> None:
+    """Every image of ``files``: drawn to ``plan[image]``; one COCO results list. Ctrl-C keeps what was done."""
     results = []
-    for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
-        rel = path.relative_to(folder)
-        try:
-            image = load_image(path)
-            poses = _run(est, image, path.name).filter(min_score)
-            if save:
-                report.written.append(_save_image(_output_path(save, rel.with_suffix("").as_posix(), path), poses.draw(image, min_score=0)))
-        except (OSError, ValueError) as exc:  # a bad file is reported and skipped
-            report.failed.append((str(path), str(exc)))
-            log.debug("skipped %s: %s", path, exc)
-            continue
-        report.processed += 1
-        report.people += len(poses)
-        results += [{**r, "file_name": rel.as_posix()} for r in poses.to_coco(image_id)]
+    try:
+        for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
+            try:
+                image = load_image(path)
+                poses = _run(est, image, path.name).filter(min_score)
+            except (OSError, ValueError, FloatingPointError) as exc:  # a bad file is reported and skipped
+                report.failed.append((str(path), str(exc)))
+                log.debug("skipped %s: %s", path, exc)
+                continue
+            report.processed += 1
+            report.people += len(poses)
+            results += [{**r, "file_name": path.relative_to(folder).as_posix()} for r in poses.to_coco(image_id)]
+            if plan:  # a drawing that cannot be written loses only itself: the keypoints are kept
+                _write(report, plan[path], lambda: _save_image(plan[path], poses.draw(image, min_score=0)))
+    except KeyboardInterrupt:
+        report.interrupted = True
+        report.warnings.append(f"stopped by Ctrl-C after {report.processed + len(report.failed)} of {len(files)} "
+                               f"images; the results so far are written")
     if json_path:
-        report.written.append(write_text(json_path, json.dumps(results)))
+        _write(report, json_path, lambda: write_text(json_path, json.dumps(results)))
 
 
-def _predict_stream(est, source, kind, save, json_path, min_score, max_frames, progress, report) -> None:
+def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_score, max_frames, progress,
+                    report) -> None:
+    """A video or webcam: annotated video to ``out_path``, per-frame JSON. Ctrl-C keeps what was done."""
     reader = VideoReader(source)
     total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
     frames_json = []
-    name = f"camera{source}" if kind == "webcam" else Path(source).stem
-    out_path = save / f"{name}.mp4" if save else None
 
     def run(write=None):
         bar = tqdm(reader, total=total, desc="predict", unit="frame", disable=not progress)
@@ -169,21 +286,30 @@ def _predict_stream(est, source, kind, save, json_path, min_score, max_frames, p
                     write(poses.draw(frame, min_score=0))
                 if json_path:
                     frames_json.append({"frame": i, "people": poses.summary()})
-        except KeyboardInterrupt:
-            if kind != "webcam":
+        except KeyboardInterrupt:  # a webcam ends this way; a video keeps the frames done so far
+            log.info("stopped by Ctrl-C after %d frames", report.processed)
+            if report.processed == 0:
                 raise
-            log.info("stopped by Ctrl-C after %d frames", report.processed)  # a webcam ends this way
-        bar.close()
+            if kind != "webcam":
+                report.interrupted = True
+                report.warnings.append(f"{Path(source).name}: stopped by Ctrl-C after {report.processed} frames; "
+                                       f"the frames so far are written")
+        finally:
+            bar.close()
         if report.processed == 0:  # raised inside the writer's block: no empty video is left behind
             raise VideoError(f"{source}: no frames could be read (empty or undecodable video)")
 
     if out_path:
-        with video_writer(out_path, reader.fps) as write:
-            run(write)
+        try:
+            with video_writer(out_path, reader.fps) as write:
+                run(write)
+            report.written.append(out_path)
+        except OSError as exc:  # e.g. the disk filled up: the keypoints are still written below
+            report.unwritten.append((out_path, str(exc)))
     else:
         run()
-    if out_path:
-        report.written.append(out_path)
+    if (early := reader.ended_early()) is not None:
+        report.warnings.append(early)
     if json_path:
-        report.written.append(write_text(json_path, json.dumps({"model": est.name, "fps": reader.fps,
-                                                                "frames": frames_json})))
+        data = json.dumps({"model": est.name, "fps": reader.fps, "frames": frames_json})
+        _write(report, json_path, lambda: write_text(json_path, data))

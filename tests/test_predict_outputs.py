@@ -1,0 +1,331 @@
+"""What ``featherpose predict`` (and ``eval --results``) writes: never over an input, never two outputs on one
+path, every location checked before the work, the work kept when a write fails late, and one clear line
+for every bad flag (issue 9)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import featherpose.evaluation
+import featherpose.predict
+from featherpose import fileio
+from featherpose.cli import main
+
+from conftest import DATA, MEDIA
+
+FAST = ["--backend", "torch", "--quiet"]
+TMP_MARK = ".featherpose-tmp-"  # how atomic temporaries are named: .<target name>.featherpose-tmp-<pid>-<random>
+
+
+def small_image(path: Path, source: str = "messi5.jpg", width: int = 160) -> Path:
+    """A small copy of a shared photo (fast to run), in the format of ``path``'s suffix (grey for .pgm)."""
+    image = cv2.imread(str(MEDIA / source))
+    image = cv2.resize(image, (width, round(image.shape[0] * width / image.shape[1])), interpolation=cv2.INTER_AREA)
+    if path.suffix == ".pgm":
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), image)
+    return path
+
+
+def small_video(path: Path, frames: int = 3) -> Path:
+    """The first frames of vtest.avi, at half size, in ``path``'s container."""
+    cap = cv2.VideoCapture(str(MEDIA / "vtest.avi"))
+    writer = None
+    for _ in range(frames):
+        ok, frame = cap.read()
+        assert ok
+        frame = cv2.resize(frame, (frame.shape[1] // 2, frame.shape[0] // 2))
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (frame.shape[1], frame.shape[0]))
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones included) -> sha256 of its bytes."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if predict() gets as far as loading a model (i.e. starts the work)."""
+    def load(*args, **kwargs):
+        raise AssertionError("the model was loaded: the error came after the work started")
+    monkeypatch.setattr(featherpose.predict, "load", load)
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("featherpose: error: "), err
+    assert "Traceback" not in err[0] and "[Errno" not in err[0]
+    return err[0]
+
+
+# 1. a video never overwrites itself --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag", ["--save", "--json"])
+def test_video_output_never_replaces_the_video(tmp_path, capsys, no_model, flag):
+    clip = small_video(tmp_path / "clip.mp4")
+    before = digest(tmp_path)
+    target = str(tmp_path) if flag == "--save" else str(clip)
+    assert main(["predict", str(clip), flag, target, "--max-frames", "2", *FAST]) == 2
+    line = one_error_line(capsys)
+    assert "would overwrite the input" in line and str(clip) in line
+    assert digest(tmp_path) == before
+
+
+# 2. folder outputs keep names and sub-folders, never collide, never replace an input ------------------------
+
+def test_folder_drawings_keep_name_and_subfolder(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    small_image(photos / "a.jpg")
+    small_image(photos / "a.png", "basketball1.png")
+    small_image(photos / "sub" / "a.jpg")
+    small_image(photos / "c.pgm")
+    out = tmp_path / "out"
+    assert main(["predict", str(photos), "--save", str(out), "--json", str(tmp_path / "r.json"), *FAST]) == 0
+    stdout = capsys.readouterr().out
+    assert sorted(digest(out)) == ["a.jpg", "a.png", "c.pgm.jpg", "sub/a.jpg"]
+    wrote = [line for line in stdout.splitlines() if line.startswith("wrote ")]
+    assert len(wrote) == len(set(wrote)) == 5
+    assert cv2.imread(str(out / "a.png")).shape[:2] == cv2.imread(str(photos / "a.png")).shape[:2]
+    assert cv2.imread(str(out / "c.pgm.jpg")).ndim == 3  # a colour drawing, not a grey .pgm
+    assert {r["file_name"] for r in json.loads((tmp_path / "r.json").read_text())} >= {"a.jpg", "a.png"}
+
+
+def test_save_into_the_input_folder_is_refused_before_any_work(tmp_path, capsys, no_model):
+    photos = tmp_path / "photos"
+    small_image(photos / "a.jpg")
+    small_image(photos / "a.png", "basketball1.png")
+    before = digest(photos)
+    assert main(["predict", str(photos), "--save", str(photos), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert "would overwrite the input" in line and str(photos / "a.jpg") in line and "--save" in line
+    assert main(["predict", str(photos), "--json", str(photos / "a.png"), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert "--json would overwrite the input" in line and str(photos / "a.png") in line
+    assert main(["predict", str(photos / "a.jpg"), "--save", str(photos), *FAST]) == 2
+    assert "would overwrite the input" in one_error_line(capsys)
+    assert digest(photos) == before
+
+
+def test_two_outputs_on_one_path_are_refused(tmp_path, capsys, no_model):
+    photos = tmp_path / "photos"
+    small_image(photos / "a.jpg")
+    out = tmp_path / "out"
+    assert main(["predict", str(photos), "--save", str(out), "--json", str(out / "a.jpg"), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert "would both write" in line and str(out / "a.jpg") in line
+    assert main(["predict", "7", "--save", str(out), "--json", str(out / "camera7.mp4"), *FAST]) == 2
+    assert "would both write" in one_error_line(capsys)  # the webcam's video and the json
+    assert not out.exists()
+
+
+# 3. every output location is checked before the work; late failures keep the work ---------------------------
+
+@pytest.mark.parametrize("flags, message", [
+    (["--json", "{f}/out.json"], "is a file, not a folder"),
+    (["--save", "{f}/drawn"], "is a file, not a folder"),
+    (["--save", "{f}"], "is a file, not a folder"),
+    (["--json", "{d}"], "is a folder; give a file name"),
+])
+def test_unwritable_outputs_fail_before_the_work(tmp_path, capsys, no_model, flags, message):
+    f = tmp_path / "notes.txt"
+    f.write_text("a file, where a folder is needed")
+    flags = [flag.format(f=f, d=tmp_path) for flag in flags]
+    assert main(["predict", str(MEDIA / "vtest.avi"), *flags, *FAST]) == 2
+    line = one_error_line(capsys)
+    assert message in line and flags[1] in line
+
+
+def test_an_existing_folder_where_a_drawing_goes_is_refused(tmp_path, capsys, no_model):
+    photo = small_image(tmp_path / "in" / "messi5.jpg")
+    (tmp_path / "out" / "messi5.jpg").mkdir(parents=True)
+    assert main(["predict", str(photo), "--save", str(tmp_path / "out"), *FAST]) == 2
+    line = one_error_line(capsys)
+    assert f"{tmp_path / 'out' / 'messi5.jpg'} is a folder" in line
+    assert ".messi5." not in line and TMP_MARK not in line
+
+
+def test_drawings_that_cannot_be_written_keep_the_keypoints(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    small_image(photos / "a.jpg")
+    small_image(photos / "b.png", "basketball1.png")
+    monkeypatch.setattr(featherpose.predict.cv2, "imwrite", lambda *args, **kwargs: False)  # e.g. a full disk
+    out, res = tmp_path / "out", tmp_path / "r.json"
+    assert main(["predict", str(photos), "--save", str(out), "--json", str(res), *FAST]) == 1
+    captured = capsys.readouterr()
+    assert "2 images" in captured.out and f"wrote {res}" in captured.out
+    assert "skipped" not in captured.err
+    assert f"featherpose: error: cannot write {out / 'a.jpg'}" in captured.err
+    assert {r["file_name"] for r in json.loads(res.read_text())} >= {"a.jpg", "b.png"}
+    assert not [p for p in out.rglob("*") if p.is_file()]  # no temporary left behind either
+
+
+def test_eval_checks_the_results_location_first(tmp_path, capsys, monkeypatch):
+    data = DATA / "labeled_dev" / "person_keypoints_coco17.json"
+    f = tmp_path / "notes.txt"
+    f.write_text("a file")
+    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(f / "r.json"),
+                 "--backend", "torch", "--quiet"]) == 2
+    assert "is a file, not a folder" in one_error_line(capsys)
+
+
+def test_eval_keeps_the_table_when_the_results_write_fails_late(tmp_path, capsys, monkeypatch):
+    data = DATA / "labeled_dev" / "person_keypoints_coco17.json"
+    real, results = featherpose.evaluation.evaluate, tmp_path / "r.json"
+
+    def evaluate_then_block(*args, **kwargs):  # the location breaks while the model runs
+        results.mkdir()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(featherpose.evaluation, "evaluate", evaluate_then_block)
+    assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(results),
+                 "--backend", "torch", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "PCK@0.2 (box)" in captured.out  # the metrics survive the failed write
+    assert f"cannot write {results}" in captured.err and "Errno" not in captured.err
+
+
+# 4. atomic temporaries are recognisable; stale ones are removed, nothing else --------------------------------
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    target = tmp_path / "clip.mp4"
+    with fileio.atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".clip.mp4{TMP_MARK}") and tmp.suffix == ".mp4"
+        tmp.write_bytes(b"half a video")
+        live = tmp.name
+    assert target.read_bytes() == b"half a video"
+    names = {
+        f".clip.mp4{TMP_MARK}{dead_pid()}-k3j4h5g6.mp4": True,  # a killed run's: removed
+        f".clip.mp4{TMP_MARK}{os.getpid()}-a1b2c3d4.mp4": False,  # a running writer's (this process)
+        ".clip.mp4.x7y8z9w0.mp4": False,  # not ours
+        f".other.mp4{TMP_MARK}{dead_pid()}-k3j4h5g6.mp4": False,  # another target's
+        "clip.mp4.bak": False,
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    removed = fileio.remove_stale_temporaries(target, tmp_path / "missing" / "x.json")
+    assert [p.name for p in removed] == [n for n, stale in names.items() if stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["clip.mp4", *[n for n, s in names.items() if not s]])
+    assert live not in os.listdir(tmp_path)
+
+
+def test_predict_removes_stale_temporaries_of_its_outputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".clip.mp4{TMP_MARK}{dead_pid()}-abcdefgh.mp4"
+    stale.write_bytes(b"killed mid-video")
+    keep = out / ".clip.mp4.abcdefgh.mp4"
+    keep.write_bytes(b"someone else's")
+    clip = small_video(tmp_path / "clip.mp4")
+    assert main(["predict", str(clip), "--save", str(out), "--max-frames", "2", *FAST]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(["clip.mp4", keep.name])
+
+
+# 10. a truncated video says it ended early, without FFmpeg's noise -------------------------------------------
+
+def test_truncated_video_ends_early_with_one_line(tmp_path, capfd):
+    data = (MEDIA / "vtest.avi").read_bytes()
+    cut = tmp_path / "vtest_cut.avi"
+    cut.write_bytes(data[:len(data) // 20])
+    res = tmp_path / "v.json"
+    assert main(["predict", str(cut), "--model", "movenet-lightning", "--json", str(res), *FAST]) == 0
+    err = capfd.readouterr().err
+    frames = len(json.loads(res.read_text())["frames"])
+    assert 5 < frames < 100
+    assert f"featherpose: warning: vtest_cut.avi: video ended early after {frames} of 795 frames" in err
+    assert "@ 0x" not in err and "error while decoding" not in err  # FFmpeg's decoder noise
+    # stopped by --max-frames, or complete: no such line
+    assert main(["predict", str(cut), "--model", "movenet-lightning", "--max-frames", "3", *FAST]) == 0
+    clip = small_video(tmp_path / "clip.mp4", frames=4)
+    assert main(["predict", str(clip), "--model", "movenet-lightning", *FAST]) == 0
+    assert "ended early" not in capfd.readouterr().err
+
+
+# 11. bad flags: one line naming the flag, before any work; messages name the user's paths --------------------
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--max-frames", "0", "--max-frames must be >= 1"),
+    ("--max-frames", "-5", "--max-frames must be >= 1"),
+    ("--threads", "0", "--threads must be >= 1"),
+    ("--threads", "-1", "--threads must be >= 1"),
+    ("--min-score", "1.5", "--min-score must be between 0 and 1"),
+    ("--min-score", "-0.1", "--min-score must be between 0 and 1"),
+    ("--min-score", "nan", "--min-score must be between 0 and 1"),
+    ("--input-size", "0", "--input-size must be a positive multiple of 32"),
+    ("--input-size", "-32", "--input-size must be a positive multiple of 32"),
+])
+def test_bad_numbers_are_one_line(capsys, no_model, flag, value, message):
+    assert main(["predict", str(MEDIA / "vtest.avi"), flag, value, *FAST]) == 2
+    assert message in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--input-size", "-5")])
+def test_eval_bad_numbers_are_one_line(capsys, monkeypatch, flag, value):
+    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    assert main(["eval", "--model", "movenet-lightning", "--data", str(DATA / "lsp" / "lsp_test.json"),
+                 flag, value]) == 2
+    assert f"{flag} must be" in one_error_line(capsys)
+
+
+def test_source_and_sample_together_is_an_error(capsys, no_model):
+    assert main(["predict", str(MEDIA / "vtest.avi"), "--sample"]) == 2
+    assert "either SOURCE" in one_error_line(capsys)
+
+
+def test_write_errors_name_the_users_path_not_the_temporary(tmp_path):
+    (tmp_path / "x.json").mkdir()
+    with pytest.raises(OSError) as err:
+        fileio.write_text(tmp_path / "x.json", "{}")
+    message = str(err.value)
+    assert message.startswith(f"cannot write {tmp_path / 'x.json'}: ") and "/.x." not in message
+    assert "Errno" not in message and "it is a folder" in message
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(OSError, match=r"f\.txt is a file, not a folder; choose another location"):
+        fileio.write_text(tmp_path / "f.txt" / "x.json", "{}")
+    with pytest.raises(OSError, match=r"--results file .* is a file, not a folder"):
+        fileio.check_writable(tmp_path / "f.txt" / "x.json", "--results file")
+    assert fileio.check_writable(tmp_path / "new" / "deeper" / "x.json") == tmp_path / "new" / "deeper" / "x.json"
+    assert not (tmp_path / "new").exists()  # the check creates nothing
+
+
+# Ctrl-C keeps what was done -------------------------------------------------------------------------------------
+
+def test_ctrl_c_mid_folder_writes_the_results_so_far(tmp_path, capsys, monkeypatch):
+    photos = tmp_path / "photos"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        small_image(photos / name)
+    real, calls = featherpose.predict._run, []
+
+    def run_then_interrupt(est, image, name):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(est, image, name)
+
+    monkeypatch.setattr(featherpose.predict, "_run", run_then_interrupt)
+    res = tmp_path / "r.json"
+    assert main(["predict", str(photos), "--save", str(tmp_path / "out"), "--json", str(res), *FAST]) == 130
+    captured = capsys.readouterr()
+    assert "stopped by Ctrl-C after 1 of 3 images" in captured.err
+    assert {r["file_name"] for r in json.loads(res.read_text())} == {"a.jpg"}
+    assert sorted(digest(tmp_path / "out")) == ["a.jpg"]
