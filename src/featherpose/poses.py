@@ -1,7 +1,10 @@
 """Poses: the result type every estimator returns.
 
 Coordinates are pixels of the image the user gave, x before y, float32. ``Poses`` never
-modifies the arrays it is given; score thresholds apply only when drawing or exporting.
+modifies the arrays it is given; score thresholds apply only when drawing or exporting. Exports
+are always valid JSON: a NaN or infinite value (possible only in Poses built by hand) is written
+as ``null`` by :meth:`Poses.summary` and as a missing keypoint (0, 0, 0) or score 0 by
+:meth:`Poses.to_coco`; drawing skips such points.
 """
 from __future__ import annotations
 
@@ -22,6 +25,12 @@ def _boxes_from_keypoints(keypoints: np.ndarray, min_score: float) -> np.ndarray
         pts = pts if len(pts) else kp[:, :2]
         boxes[i] = [*pts.min(axis=0), *pts.max(axis=0)]
     return boxes
+
+
+def _num(value, digits: int) -> float | None:
+    """``round(value, digits)``, or None (JSON null) for NaN / infinity."""
+    value = float(value)
+    return round(value, digits) if np.isfinite(value) else None
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,9 +54,32 @@ class Poses:
     @classmethod
     def create(cls, keypoints: np.ndarray, scores: np.ndarray | None = None, boxes: np.ndarray | None = None,
                image_size: tuple[int, int] = (0, 0), skeleton: Skeleton = COCO17) -> "Poses":
-        kp = np.array(keypoints, np.float32).reshape(-1, skeleton.num_keypoints, 3)  # a copy: never the caller's
-        sc = kp[..., 2].mean(axis=1) if scores is None else np.asarray(scores, np.float32).reshape(-1)
-        bx = _boxes_from_keypoints(kp, 0.2) if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
+        """Poses from arrays (copied): keypoints (N, K, 3), (K, 3) for one person, or flat N * K * 3 triplets;
+        scores (N,) (default: the mean keypoint score); boxes (N, 4) x1, y1, x2, y2 (default: around the
+        keypoints scoring above 0.2).
+
+        Raises:
+            ValueError: the shapes do not fit each other or the skeleton (one line naming them).
+        """
+        k = skeleton.num_keypoints
+        try:
+            kp = np.array(keypoints, np.float32)  # a copy: never the caller's
+            sc = None if scores is None else np.array(scores, np.float32).reshape(-1)
+            bx = None if boxes is None else np.array(boxes, np.float32)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"Poses.create: keypoints, scores and boxes must be numeric arrays ({exc})") from None
+        flat_ok = kp.ndim == 1 and kp.size % (3 * k) == 0  # COCO-style flat x, y, score triplets
+        if not flat_ok and (kp.ndim not in (2, 3) or kp.shape[-2:] != (k, 3)):
+            raise ValueError(f"Poses.create: keypoints must be (N, {k}, 3) x, y, score for skeleton {skeleton.name}, "
+                             f"got shape {kp.shape}")
+        kp = kp.reshape(-1, k, 3)
+        n = len(kp)
+        if sc is not None and sc.shape != (n,):
+            raise ValueError(f"Poses.create: {n} people but {sc.size} scores")
+        if bx is not None and bx.size != 4 * n:
+            raise ValueError(f"Poses.create: {n} people need boxes of shape ({n}, 4), got shape {bx.shape}")
+        sc = kp[..., 2].mean(axis=1) if sc is None else sc
+        bx = _boxes_from_keypoints(kp, 0.2) if bx is None else bx.reshape(-1, 4)
         return cls(kp, sc, bx, tuple(int(v) for v in image_size), skeleton)
 
     def __len__(self) -> int:
@@ -82,37 +114,49 @@ class Poses:
         return self[self.scores >= min_score]
 
     def summary(self, min_keypoint_score: float = 0.0) -> list[dict]:
-        """Plain dicts, one per person: score, box, and named keypoints (x, y, score)."""
+        """Plain dicts, one per person: score, box, and named keypoints (x, y, score) scoring at least
+        ``min_keypoint_score``; NaN / infinite values are None (JSON null), so the result is always valid JSON."""
         names = self.skeleton.keypoints
         out = []
         for kp, score, box in zip(self.keypoints, self.scores, self.boxes):
             out.append({
-                "score": round(float(score), 5),
-                "box": [round(float(v), 2) for v in box],
-                "keypoints": {n: [round(float(x), 2), round(float(y), 2), round(float(s), 5)]
+                "score": _num(score, 5),
+                "box": [_num(v, 2) for v in box],
+                "keypoints": {n: [_num(x, 2), _num(y, 2), _num(s, 5)]
                               for n, (x, y, s) in zip(names, kp) if s >= min_keypoint_score},
             })
         return out
 
     def to_json(self, **extra) -> str:
-        """JSON text: image size, skeleton, and :meth:`summary` of every person."""
+        """JSON text: image size, skeleton, and :meth:`summary` of every person (strict JSON: never NaN)."""
         return json.dumps({**extra, "image_size": {"height": self.image_size[0], "width": self.image_size[1]},
-                           "skeleton": self.skeleton.name, "people": self.summary()})
+                           "skeleton": self.skeleton.name, "people": self.summary()}, allow_nan=False)
 
     def to_coco(self, image_id: int, category_id: int = 1) -> list[dict]:
-        """COCO keypoint *results* entries (``keypoints`` = x, y, score triplets; ``score`` per person)."""
+        """COCO keypoint *results* entries (``keypoints`` = x, y, score triplets; ``score`` per person).
+
+        A keypoint with a NaN / infinite value is written as not found (0, 0, 0), a non-finite person score as 0.
+        """
+        kpts = np.where(np.isfinite(self.keypoints).all(axis=-1, keepdims=True), self.keypoints, 0)
+        scores = np.where(np.isfinite(self.scores), self.scores, 0)
         return [{"image_id": int(image_id), "category_id": category_id,
                  "keypoints": [round(float(v), 3) for v in kp.reshape(-1)], "score": round(float(s), 5)}
-                for kp, s in zip(self.keypoints, self.scores)]
+                for kp, s in zip(kpts, scores)]
 
     def draw(self, image: np.ndarray, min_score: float = 0.3, min_keypoint_score: float = 0.3,
              boxes: bool = False, bgr: bool = False) -> np.ndarray:
         """A copy of ``image`` (HxWx3 uint8, RGB unless ``bgr``) with skeletons drawn.
 
-        People scoring below ``min_score`` and keypoints below ``min_keypoint_score`` are left out.
+        People scoring below ``min_score`` and keypoints below ``min_keypoint_score`` are left out, and so
+        are keypoints and boxes with NaN / infinite coordinates; points far outside the image are clamped.
         """
         canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
         h, w = canvas.shape[:2]
+        far = 4 * max(h, w)  # OpenCV takes C ints: clamp far-away points (it clips the lines to the image anyway)
+
+        def pt(xy) -> tuple[int, int]:
+            return int(np.clip(xy[0], -far, far)), int(np.clip(xy[1], -far, far))
+
         thick = max(1, round(max(h, w) / 320))
         left = {i for pair in self.skeleton.flip_pairs for i in pair[:1]}
         right = {i for pair in self.skeleton.flip_pairs for i in pair[1:]}
@@ -121,16 +165,14 @@ class Poses:
         for kp, score, box in zip(self.keypoints, self.scores, self.boxes):
             if score < min_score:
                 continue
-            if boxes:
-                cv2.rectangle(canvas, tuple(int(v) for v in box[:2]), tuple(int(v) for v in box[2:]),
-                              colour["box"], thick, cv2.LINE_AA)
-            ok = kp[:, 2] >= min_keypoint_score
+            if boxes and np.isfinite(box).all():
+                cv2.rectangle(canvas, pt(box[:2]), pt(box[2:]), colour["box"], thick, cv2.LINE_AA)
+            ok = (kp[:, 2] >= min_keypoint_score) & np.isfinite(kp[:, :2]).all(axis=1)
             for a, b in self.skeleton.limbs:
                 if ok[a] and ok[b]:
                     side = "left" if a in left and b in left else "right" if a in right and b in right else "mid"
-                    cv2.line(canvas, (int(kp[a, 0]), int(kp[a, 1])), (int(kp[b, 0]), int(kp[b, 1])),
-                             colour[side], thick + 1, cv2.LINE_AA)
+                    cv2.line(canvas, pt(kp[a]), pt(kp[b]), colour[side], thick + 1, cv2.LINE_AA)
             for i in np.flatnonzero(ok):
                 side = "left" if i in left else "right" if i in right else "mid"
-                cv2.circle(canvas, (int(kp[i, 0]), int(kp[i, 1])), thick + 2, colour[side], -1, cv2.LINE_AA)
+                cv2.circle(canvas, pt(kp[i]), thick + 2, colour[side], -1, cv2.LINE_AA)
         return canvas

@@ -49,8 +49,8 @@ def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     right, left = heatmaps[idx, py, np.minimum(px + 1, w - 1)], heatmaps[idx, py, np.maximum(px - 1, 0)]
     down, up = heatmaps[idx, np.minimum(py + 1, h - 1), px], heatmaps[idx, np.maximum(py - 1, 0), px]
     inside_x, inside_y = (px > 0) & (px < w - 1), (py > 0) & (py < h - 1)
-    xy[:, 0] += np.where(inside_x, 0.25 * np.sign(right - left), 0)
-    xy[:, 1] += np.where(inside_y, 0.25 * np.sign(down - up), 0)
+    xy[:, 0] += np.where(inside_x, 0.25 * np.nan_to_num(np.sign(right - left)), 0)  # inf - inf: no shift
+    xy[:, 1] += np.where(inside_y, 0.25 * np.nan_to_num(np.sign(down - up)), 0)
     return xy, value.astype(f32)
 
 
@@ -107,13 +107,21 @@ class HeatmapCodec:
         return {"heatmap": gaussian_heatmaps(xy, on_map, self.heatmap_hw, self.sigma, self.peak),
                 "weight": on_map.astype(f32)}
 
+    def head_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The raw heads :meth:`decode` takes, name -> (C, h, w)."""
+        return {"heatmap": (self.num_keypoints, *self.heatmap_hw)}
+
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
-        """Heads (batch axis dropped) -> one instance in input pixels; its score is the mean keypoint score."""
+        """Heads (batch axis dropped) -> one instance in input pixels; its score is the mean keypoint score.
+
+        Never raises on NaN/inf or huge heads; scores are clipped to [0, 1] (a NaN heatmap gives NaN,
+        which the :class:`~featherpose.estimator.Estimator` reports before decoding)."""
         heatmap = np.asarray(heads["heatmap"], f32)
         if heatmap.ndim != 3 or heatmap.shape[0] != self.num_keypoints:
             raise ValueError(f"expected a heatmap of shape ({self.num_keypoints}, h, w), got {heatmap.shape}")
         scale = f32(self.input_hw[0] / heatmap.shape[1]), f32(self.input_hw[1] / heatmap.shape[2])
-        xy, value = heatmap_argmax(heatmap)
+        with np.errstate(over="ignore", invalid="ignore"):  # inf - inf beside an infinite maximum: no shift, no warning
+            xy, value = heatmap_argmax(heatmap)
         score = np.clip(value / f32(self.peak), 0, 1)
         kpts = np.concatenate([xy * np.array([scale[1], scale[0]], f32), score[:, None]], axis=1)[None]
         return Decoded(kpts.astype(f32), None, score.mean(keepdims=True).astype(f32))

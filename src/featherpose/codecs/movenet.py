@@ -142,18 +142,31 @@ class MoveNetCodec:
         """
         if "decoded" in heads:
             return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)
-        if self.multi:
-            h, w = heads["center"].shape[1:]
-            whole_grid = np.full((2, h, w), 2 * max(h, w), f32)  # models without box heads: boxes = whole grid
-            return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
-                                    heads.get("box_scale", whole_grid), heads.get("box_offset", 0 * whole_grid),
-                                    self.multipose, ACTIVATIONS[self.activation])[None]
-        out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
-                                 self.prior, self.distance_bias, self.grid_scale, ACTIVATIONS[self.activation])
+        with np.errstate(over="ignore", invalid="ignore"):  # huge or non-finite heads: no warnings, no exceptions
+            if self.multi:
+                h, w = heads["center"].shape[1:]
+                whole_grid = np.full((2, h, w), 2 * max(h, w), f32)  # models without box heads: boxes = whole grid
+                return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
+                                        heads.get("box_scale", whole_grid), heads.get("box_offset", 0 * whole_grid),
+                                        self.multipose, ACTIVATIONS[self.activation])[None]
+            out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
+                                     self.prior, self.distance_bias, self.grid_scale, ACTIVATIONS[self.activation])
         return out[None, None]
 
+    def head_shapes(self, box_heads: bool = True) -> dict[str, tuple[int, ...]]:
+        """The raw heads :meth:`decode` takes, name -> (C, h, w) (box heads for multi-person models with them)."""
+        k, h, w = self.num_keypoints, self.input_hw[0] // self.stride, self.input_hw[1] // self.stride
+        shapes = {"heatmap": (k, h, w), "center": (1, h, w), "regress": (2 * k, h, w), "offset": (2 * k, h, w)}
+        if self.multi and box_heads:
+            shapes.update(box_scale=(2, h, w), box_offset=(2, h, w))
+        return shapes
+
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
-        """Heads (batch axis dropped) -> instances in input pixels (x, y, score)."""
+        """Heads (batch axis dropped) -> instances in input pixels (x, y, score).
+
+        Never raises on NaN/inf or huge heads: finite heads give finite keypoints and scores; non-finite
+        ones may give NaN (the :class:`~featherpose.estimator.Estimator` checks the heads once and reports them).
+        """
         raw = self.decode_graph_layout(heads)[0]  # (1, K, 3) or (M, 3K + 5)
         k = self.num_keypoints
         yxs = raw[:, :3 * k].reshape(-1, k, 3) if self.multi else raw  # (N, K, 3) y, x, score normalised

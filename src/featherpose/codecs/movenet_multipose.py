@@ -155,10 +155,11 @@ def decode_multipose(
     oy, ox = box_offset[:, cy, cx]
     sy, sx = np.maximum(box_scale[:, cy, cx], f32(0))
     by, bx = cyf + oy, cxf + ox
-    ymin = np.maximum(np.minimum(by - sy * half, f32(h)), f32(0))
-    xmin = np.maximum(np.minimum(bx - sx * half, f32(w)), f32(0))
-    ymax = np.maximum(np.minimum(by + sy * half, f32(h)), f32(0))
-    xmax = np.maximum(np.minimum(bx + sx * half, f32(w)), f32(0))
+    # fmin / fmax: a NaN edge (inf - inf from non-finite heads) clips to the border, an empty box, not a crash
+    ymin = np.fmax(np.fmin(by - sy * half, f32(h)), f32(0))
+    xmin = np.fmax(np.fmin(bx - sx * half, f32(w)), f32(0))
+    ymax = np.fmax(np.fmin(by + sy * half, f32(h)), f32(0))
+    xmax = np.fmax(np.fmin(bx + sx * half, f32(w)), f32(0))
     box_grid = np.stack([ymin, xmin, ymax, xmax], axis=1)
     input_hw = np.array([h, w, h, w], dtype=np.int32) * consts.stride_int
     box = np.clip((box_grid * consts.stride) / input_hw.astype(f32), f32(0), f32(1))

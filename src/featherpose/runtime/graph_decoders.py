@@ -20,7 +20,9 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     """:func:`featherpose.codecs.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's graph has it).
 
     Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
-    normalised. The tests check it against the NumPy decoder on the golden samples.
+    normalised. The tests check it against the NumPy decoder on the golden samples. When any head
+    holds NaN/inf the whole output is NaN, so the caller (the Estimator's one ``isfinite`` check)
+    sees that the network failed even where the decoding steps would have hidden it.
     """
     heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
     k, h, w = heatmap.shape
@@ -40,7 +42,9 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     y = (ky.to(torch.float32) + off[:, 0]) * grid_scale[0]
     x = (kx.to(torch.float32) + off[:, 1]) * grid_scale[1]
     score = torch.gather(heat, 1, best.reshape(k, 1)).reshape(k)
-    return torch.stack([y, x, score], dim=1).reshape(1, 1, k, 3)
+    out = torch.stack([y, x, score], dim=1).reshape(1, 1, k, 3)
+    finite = torch.stack([torch.isfinite(v).all() for v in (heatmap, center, regress, offset)]).all()
+    return torch.where(finite, out, torch.full_like(out, float("nan")))
 
 
 
