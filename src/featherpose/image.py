@@ -1,11 +1,14 @@
 """Image loading and letterboxing shared by every estimator.
 
 Images cross this module as HxWx3 uint8 RGB. ``load_image`` accepts what users have
-(paths of any format OpenCV reads, grayscale, RGBA, 16-bit, numpy arrays) and fails with one
-clear line naming the file when it cannot.
+(paths of any format OpenCV reads, grayscale, RGBA, 16-bit, numpy arrays, PIL images) and fails
+with one clear line naming the file when it cannot. Images over ``MAX_IMAGE_PIXELS`` are refused
+before they are decoded or copied (a pose model sees at most a few hundred pixels a side, and a
+small PNG can decode to gigabytes).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -16,27 +19,50 @@ import numpy as np
 f32 = np.float32
 # Extensions read by OpenCV that folder runs pick up.
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jp2", ".exr", ".hdr"}
+# The largest image accepted (250 megapixels, e.g. 20000 x 12500; a 200 MP phone photo fits): one
+# 8-bit RGB copy of it is 750 MB, and decoding and converting make several.
+MAX_IMAGE_PIXELS = 250_000_000
 
 
 class ImageError(ValueError):
     """An image that cannot be used: missing, empty, corrupt or of an unusable shape."""
 
 
-def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit or float) to HxWx3 uint8 RGB.
+class ImageTypeError(ImageError, TypeError):
+    """Something that is not an image at all (None, a list, bytes...): a TypeError and an ImageError."""
 
-    Arrays are taken as RGB(A) channel order; floats as 0..1 if their maximum is <= 1, else 0..255.
+
+def check_image_size(h: int, w: int, name: str = "image") -> None:
+    """Raise :class:`ImageError` for an image over :data:`MAX_IMAGE_PIXELS` (before it is decoded or copied)."""
+    if h * w > MAX_IMAGE_PIXELS:
+        raise ImageError(f"{name}: {w}x{h} is {h * w / 1e6:.0f} megapixels, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel "
+                         f"limit (it would take {3 * h * w / 1e9:.1f} GB of memory per copy); downscale it first "
+                         "(the models see at most a few hundred pixels a side)")
+
+
+def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit, integer, bool or float) to HxWx3 uint8 RGB.
+
+    Arrays are taken as RGB(A) channel order; floats as 0..1 if their largest finite value is <= 1,
+    else 0..255; NaN pixels become 0 and infinities saturate. An array without one finite pixel,
+    of another dtype, or over :data:`MAX_IMAGE_PIXELS` is an :class:`ImageError`.
     """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)) or a.size == 0:
         raise ImageError(f"{name}: expected an HxW or HxWx{{1,3,4}} image, got shape {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ImageError(f"{name}: expected an image of numbers (uint8, uint16 or float), got dtype {a.dtype}")
+    check_image_size(*a.shape[:2], name)
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
     elif a.dtype.kind == "f":
-        scale = 255.0 if np.nanmax(a) <= 1.0 else 1.0
-        a = np.clip(np.nan_to_num(a) * scale + 0.5, 0, 255).astype(np.uint8)
+        finite = np.isfinite(a)
+        if not finite.any():
+            raise ImageError(f"{name}: every pixel is NaN or infinite; expected values in 0..1 or 0..255")
+        scale = 255.0 if a.max(where=finite, initial=-np.inf) <= 1.0 else 1.0
+        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0) * scale + 0.5, 0, 255).astype(np.uint8)
     elif a.dtype != np.uint8:
         a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 2:
@@ -46,15 +72,55 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 
-def load_image(source: str | Path | np.ndarray) -> np.ndarray:
-    """Read an image file (or take an array) as HxWx3 uint8 RGB.
+def _pil_to_array(image) -> np.ndarray:
+    """A PIL image as an array ``to_rgb8`` takes (modes other than gray / RGB(A) / 16-bit / float go through RGB(A))."""
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I;16", "F"):
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
+    return np.asarray(image)
+
+
+def _is_pil_image(obj) -> bool:
+    """A PIL image, recognised without importing PIL (it is optional)."""
+    return any(c.__module__.startswith("PIL.") and c.__name__ == "Image" for c in type(obj).__mro__)
+
+
+def _header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(height, width) from a PNG or JPEG header without decoding it; None for other formats or odd headers."""
+    head = data[:16].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and data.size >= 24:
+        w, h = (int.from_bytes(data[i:i + 4].tobytes(), "big") for i in (16, 20))
+        return h, w
+    if head.startswith(b"\xff\xd8"):
+        i, n = 2, data.size
+        while i + 9 < n and data[i] == 0xFF:
+            marker, length = int(data[i + 1]), int(data[i + 2]) << 8 | int(data[i + 3])
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+                return int(data[i + 5]) << 8 | int(data[i + 6]), int(data[i + 7]) << 8 | int(data[i + 8])
+            i += 2 + length
+    return None
+
+
+def load_image(source) -> np.ndarray:
+    """Read an image file (or take an array or a PIL image) as HxWx3 uint8 RGB.
+
+    Args:
+        source: a path (str or Path), an HxW(x1/2/3/4) array in RGB(A) order, or a PIL image.
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ImageError: the file is empty, not an image, or corrupt.
+        ImageError: the file is empty, not an image, corrupt, or over :data:`MAX_IMAGE_PIXELS`; the
+            array has an unusable shape, dtype or no finite pixel.
+        ImageTypeError: ``source`` is none of the above (an ImageError and a TypeError).
     """
     if isinstance(source, np.ndarray):
         return to_rgb8(source)
+    if _is_pil_image(source):
+        check_image_size(source.height, source.width, "PIL image")
+        return to_rgb8(_pil_to_array(source), "PIL image")
+    if not isinstance(source, (str, os.PathLike)):
+        hint = "; decode the bytes first (cv2.imdecode) or pass the file's path" if isinstance(source, (bytes, bytearray)) else ""
+        raise ImageTypeError(f"expected an image file path (str or Path), an HxWx3 RGB numpy array or a PIL image, "
+                             f"got {type(source).__name__}{hint}")
     path = Path(source)
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
@@ -63,9 +129,13 @@ def load_image(source: str | Path | np.ndarray) -> np.ndarray:
     data = np.fromfile(path, np.uint8)
     if data.size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
+    size = _header_size(data)
+    if size is not None:
+        check_image_size(*size, str(path))
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
+    check_image_size(*img.shape[:2], str(path))
     if img.ndim == 3:  # OpenCV decodes to BGR(A)
         img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return to_rgb8(img, str(path))
