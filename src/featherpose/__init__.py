@@ -3,14 +3,15 @@
     import featherpose
     est = featherpose.load("movenet-lightning")
     poses = est("photo.jpg")          # Poses: keypoints (N, K, 3) x, y, score in image pixels
+    raw = est("photo.jpg", min_score=0)   # every person the model outputs (default: score >= 0.2, as the CLI)
     featherpose.models()              # bundled model names
 """
-from .estimator import Estimator
-from .image import load_image
+from .estimator import DEFAULT_MIN_SCORE, Estimator, NonFiniteOutputError
+from .image import ImageError, load_image
 from .poses import Poses
 from .skeletons import SKELETONS, Skeleton
 from .zoo import ModelInfo, UnknownModelError, load, model_info, models
 
 __version__ = "0.1.0"
-__all__ = ["Estimator", "ModelInfo", "Poses", "SKELETONS", "Skeleton", "UnknownModelError", "load",
+__all__ = ["DEFAULT_MIN_SCORE", "Estimator", "ImageError", "ModelInfo", "NonFiniteOutputError", "Poses", "SKELETONS", "Skeleton", "UnknownModelError", "load",
            "load_image", "model_info", "models", "__version__"]

@@ -12,12 +12,36 @@ from .runtime import create_backend
 from .runtime.graph_decoders import graph_decoder
 from .skeletons import Skeleton
 
+#: The instance score below which ``est(image)`` leaves a person out: the same default as the CLI's
+#: ``--min-score``. A blank image scores under 0.07 with every bundled model. ``min_score=0`` gives
+#: the model's raw output (single-pose: always one person; movenet-multipose: always six).
+DEFAULT_MIN_SCORE = 0.2
+
+
+class NonFiniteOutputError(FloatingPointError, ValueError):
+    """The network produced NaN or infinite values (corrupt weights, or an input it cannot handle).
+
+    A FloatingPointError, and a ValueError so a folder run reports the image and goes on."""
+
+
+def check_min_score(min_score) -> float:
+    """``min_score`` as a float in [0, 1], or a one-line ValueError."""
+    try:
+        value = float(min_score)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_score must be a number from 0 to 1 (0: every person the model outputs), got {min_score!r}")
+    return value
+
 
 class Estimator:
     """Runs one pose model on images.
 
-    ``est(image)`` accepts a path or an HxW(x3/4) array (RGB) and returns :class:`Poses` in the
-    image's pixels. The three steps are public so benchmarks can time them apart.
+    ``est(image)`` accepts a path, an HxW(x3/4) array (RGB) or a PIL image and returns :class:`Poses`
+    in the image's pixels: the people scoring at least ``min_score`` (default
+    :data:`DEFAULT_MIN_SCORE`, as the CLI; ``est(image, min_score=0)`` is the raw output). The three
+    steps are public so benchmarks can time them apart.
 
     Args:
         name: model name.
@@ -42,9 +66,17 @@ class Estimator:
     def __repr__(self) -> str:
         return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"
 
-    def __call__(self, image: str | Path | np.ndarray) -> Poses:
+    def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE) -> Poses:
+        """Poses of the people scoring at least ``min_score`` (0: all the model outputs).
+
+        Raises:
+            FileNotFoundError, ImageError: see :func:`~featherpose.image.load_image`.
+            NonFiniteOutputError: the network output NaN/inf (a FloatingPointError and a ValueError).
+        """
+        min_score = check_min_score(min_score)
         x, letterbox = self.preprocess(load_image(image))
-        return self.postprocess(self.infer(x), letterbox)
+        poses = self.postprocess(self.infer(x), letterbox)
+        return poses.filter(min_score) if min_score > 0 else poses
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """HxWx3 uint8 RGB -> ((1, H, W, 3) int32 network input, letterbox geometry)."""
@@ -55,9 +87,25 @@ class Estimator:
         """Network input -> raw heads (batch axis dropped)."""
         return self.backend(x)
 
+    def check_finite(self, heads: dict[str, np.ndarray]) -> None:
+        """Raise :class:`NonFiniteOutputError` when any head (or the in-graph decoder's output) holds NaN/inf.
+
+        One pass over the raw outputs per call; the decoders themselves never raise on such values.
+        """
+        bad = [k for k, v in heads.items() if not np.isfinite(v).all()]
+        if bad:
+            raise NonFiniteOutputError(f"{self.name}: the network output NaN/inf ({', '.join(bad)}): corrupt weights, "
+                                       "or an input it cannot handle; re-create or re-train the weight file")
+
     def postprocess(self, heads: dict[str, np.ndarray], letterbox: Letterbox) -> Poses:
-        """Raw heads -> Poses in image pixels."""
-        dec = self.codec.decode(heads)
+        """Raw heads -> Poses in image pixels (all the model outputs, unfiltered).
+
+        Raises:
+            NonFiniteOutputError: the heads hold NaN/inf.
+        """
+        self.check_finite(heads)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge but finite heads overflow harmlessly to inf distances
+            dec = self.codec.decode(heads)
         kpts = dec.keypoints.copy()
         kpts[..., :2] = letterbox.to_image(kpts[..., :2])
         boxes = None

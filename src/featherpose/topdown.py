@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .estimator import Estimator
-from .evaluation import crop_square
+from .estimator import DEFAULT_MIN_SCORE, Estimator, check_min_score
+from .evaluation import CROP_EXPAND, crop_square
 from .fileio import read_json
-from .image import load_image
+from .image import MAX_IMAGE_PIXELS, load_image, square_around
 from .poses import Poses
 
 f32 = np.float32
@@ -75,23 +75,32 @@ class TopDown:
         """(N, 5) x, y, w, h, score of the people to crop."""
         if self.boxes is not None and (self.detector is None or (name and Path(name).name in self.boxes)):
             return self.boxes.get(Path(name).name if name else "", np.zeros((0, 5), f32))
-        found = self.detector(image)
+        found = self.detector(image, min_score=0)  # every detection: min_box_score decides
         xyxy = found.boxes
         boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], found.scores[:, None]], axis=1)
         return boxes[boxes[:, 4] >= self.min_box_score].astype(f32)
 
-    def __call__(self, image: str | Path | np.ndarray, name: str | None = None) -> Poses:
-        """Poses of every boxed person, in image pixels; ``name`` (the image's file name) selects given boxes."""
-        if not isinstance(image, np.ndarray):
+    def __call__(self, image: str | Path | np.ndarray, name: str | None = None,
+                 min_score: float = DEFAULT_MIN_SCORE) -> Poses:
+        """Poses of every boxed person scoring at least ``min_score`` (box score x mean keypoint score; 0: all),
+        in image pixels; ``name`` (the image's file name) selects given boxes."""
+        min_score = check_min_score(min_score)
+        if isinstance(image, (str, Path)):
             name = name or Path(image).name
         image = load_image(image)
         boxes = self.person_boxes(image, name)
         kpts = np.zeros((len(boxes), self.skeleton.num_keypoints, 3), f32)
         for i, box in enumerate(boxes):
+            side = square_around(box[:4], CROP_EXPAND)[2]
+            if side * side > MAX_IMAGE_PIXELS:  # a crop is a fresh array: a wild box would exhaust memory
+                raise ValueError(f"{name or 'image'}: person box x, y, w, h = {[round(float(v), 1) for v in box[:4]]} "
+                                 f"needs a {side}x{side} crop, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit; "
+                                 "give boxes in this image's pixels")
             crop, corner = crop_square(image, box[:4])
-            kp = self.pose(crop).keypoints[0]
+            kp = self.pose(crop, min_score=0).keypoints[0]
             kpts[i] = kp
             kpts[i, :, :2] += corner
         scores = boxes[:, 4] * kpts[..., 2].mean(axis=1) if len(boxes) else np.zeros(0, f32)
         xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:4]], axis=1) if len(boxes) else None
-        return Poses.create(kpts, scores, xyxy, image.shape[:2], self.skeleton)
+        poses = Poses.create(kpts, scores, xyxy, image.shape[:2], self.skeleton)
+        return poses.filter(min_score) if min_score > 0 else poses
