@@ -16,6 +16,7 @@ import pytest
 
 import featherpose.evaluation
 import featherpose.predict
+import featherpose.video.io
 from featherpose import fileio
 from featherpose.cli import main
 
@@ -199,6 +200,22 @@ def test_eval_keeps_the_table_when_the_results_write_fails_late(tmp_path, capsys
     assert f"cannot write {results}" in captured.err and "Errno" not in captured.err
 
 
+def test_eval_and_export_never_write_over_their_inputs(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "coco17.json"
+    data.write_bytes((DATA / "labeled_dev" / "person_keypoints_coco17.json").read_bytes())
+    before = digest(tmp_path)
+    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(data)]) == 2
+    assert f"--results {data} would overwrite the --data file" in one_error_line(capsys)
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"not even read")
+    assert main(["export", str(weights), "--onnx", str(weights)]) == 2
+    assert "would overwrite the weight file" in one_error_line(capsys)
+    assert main(["export", "movenet-lightning", "--onnx", str(tmp_path)]) == 2
+    assert "is a folder; give a file name" in one_error_line(capsys)
+    assert digest(tmp_path) == {**before, "m.safetensors": hashlib.sha256(b"not even read").hexdigest()}
+
+
 # 4. atomic temporaries are recognisable; stale ones are removed, nothing else --------------------------------
 
 def dead_pid() -> int:
@@ -306,6 +323,65 @@ def test_write_errors_name_the_users_path_not_the_temporary(tmp_path):
         fileio.check_writable(tmp_path / "f.txt" / "x.json", "--results file")
     assert fileio.check_writable(tmp_path / "new" / "deeper" / "x.json") == tmp_path / "new" / "deeper" / "x.json"
     assert not (tmp_path / "new").exists()  # the check creates nothing
+
+
+def interrupting_load(monkeypatch, after: int):
+    """predict() loads a real estimator that raises KeyboardInterrupt (a Ctrl-C) on call number ``after + 1``."""
+    real, calls = featherpose.predict.load, []
+
+    class Interrupting:
+        def __init__(self, est):
+            self.est = est
+
+        def __getattr__(self, name):
+            return getattr(self.est, name)
+
+        def __call__(self, *args, **kwargs):
+            calls.append(1)
+            if len(calls) > after:
+                raise KeyboardInterrupt
+            return self.est(*args, **kwargs)
+
+    monkeypatch.setattr(featherpose.predict, "load", lambda *a, **k: Interrupting(real(*a, **k)))
+
+
+def test_ctrl_c_mid_video_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
+    clip = small_video(tmp_path / "clip.mp4", frames=5)
+    interrupting_load(monkeypatch, after=3)
+    out, res = tmp_path / "out", tmp_path / "v.json"
+    assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(out), "--json", str(res),
+                 *FAST]) == 130
+    assert "clip.mp4: stopped by Ctrl-C after 3 frames" in capsys.readouterr().err
+    assert [f["frame"] for f in json.loads(res.read_text())["frames"]] == [0, 1, 2]
+    assert int(cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_a_video_that_cannot_be_written_late_keeps_the_keypoints(tmp_path, capsys, monkeypatch):
+    clip = small_video(tmp_path / "clip.mp4", frames=3)
+    monkeypatch.setattr(featherpose.video.io.cv2, "VideoWriter", NothingWriter)  # e.g. the disk filled up
+    out, res = tmp_path / "out", tmp_path / "v.json"
+    assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(out), "--json", str(res),
+                 *FAST]) == 1
+    captured = capsys.readouterr()
+    assert f"featherpose: error: cannot write video {out / 'clip.mp4'}: nothing was written" in captured.err
+    assert len(json.loads(res.read_text())["frames"]) == 3 and f"wrote {res}" in captured.out
+    assert list(out.iterdir()) == []  # neither an empty video nor a temporary
+
+
+class NothingWriter:
+    """A cv2.VideoWriter that opens and accepts frames but writes nothing (as on a full disk)."""
+
+    def __init__(self, path, *args):
+        Path(path).touch()
+
+    def isOpened(self):
+        return True
+
+    def write(self, frame):
+        pass
+
+    def release(self):
+        pass
 
 
 # Ctrl-C keeps what was done -------------------------------------------------------------------------------------

@@ -101,10 +101,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_input(out: str, flag: str, inputs: dict[str, str | None]) -> None:
+    """ValueError when the output ``out`` (given with ``flag``) is one of the ``inputs`` (what -> path)."""
+    for what, path in inputs.items():
+        if path is not None and Path(path).is_file() and Path(out).resolve() == Path(path).resolve():
+            raise ValueError(f"{flag} {out} would overwrite the {what} {path}; choose another file name")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
+    from .fileio import check_writable
     from .runtime.export import export_onnx
     from .zoo import load
 
+    _refuse_input(args.onnx, "--onnx", {"weight file": args.model})
+    check_writable(args.onnx, "--onnx file")
     est = load(args.model, backend="torch", input_size=args.input_size)
     path = export_onnx(est.network, est.input_hw, args.onnx)
     print(f"wrote {path} (input 'image': int32 [1, {est.input_hw[0]}, {est.input_hw[1]}, 3] RGB 0..255; "
@@ -119,6 +129,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     check_options(threads=args.threads, input_size=args.input_size)
     if args.results:
+        _refuse_input(args.results, "--results", {"--data file": args.data, "weight file": args.model})
         check_writable(args.results, "--results file")
     report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
                       threads=args.threads, progress=not args.quiet)
