@@ -303,3 +303,9 @@ def test_tiny_and_thin_images_give_finite_poses(lightning, hw):
     assert x.shape == (192, 192, 3) and min(box.resized_hw) >= 1
     poses = lightning(image, min_score=0)
     assert len(poses) == 1 and np.isfinite(poses.keypoints).all() and poses.image_size == hw
+
+
+@pytest.mark.parametrize("threads", [-1, 2.5, "4", True])
+def test_bad_thread_counts_are_one_line(threads):
+    with pytest.raises(ValueError, match=f"threads must be a whole number >= 1 .*got {threads!r}"):
+        featherpose.load("movenet-lightning", backend="torch", threads=threads)

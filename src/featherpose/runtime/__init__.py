@@ -65,9 +65,13 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: s
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
+        threads: CPU threads, a whole number >= 1 (None or 0: the runtime's default).
         decoder: an in-graph decoder (see :mod:`.graph_decoders`); onnxruntime then runs it inside the graph (as Google's
             graphs do) and returns ``{"decoded": ...}`` instead of the heads.
     """
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0):
+        raise ValueError(f"threads must be a whole number >= 1 (None: the runtime's default), got {threads!r}")
+    threads = int(threads) if threads else None
     backend = default_backend() if backend == "auto" else backend
     if backend == "torch":
         return TorchBackend(model, threads)
