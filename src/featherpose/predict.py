@@ -147,7 +147,8 @@ def plan_outputs(kind: str, source, files: list[Path] | None, save: Path | None,
 def _save_image(path: Path, rgb) -> Path:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}: OpenCV could not encode the drawing; choose another --save folder")
+            raise OSError(f"cannot write {path}: OpenCV could not write the drawing (a full disk, or an image too "
+                          f"large for {path.suffix}); free some space or choose another --save folder")
     return path
 
 
