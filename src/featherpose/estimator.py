@@ -94,8 +94,9 @@ class Estimator:
         """
         bad = [k for k, v in heads.items() if not np.isfinite(v).all()]
         if bad:
-            raise NonFiniteOutputError(f"{self.name}: the network output NaN/inf ({', '.join(bad)}): corrupt weights, "
-                                       "or an input it cannot handle; re-create or re-train the weight file")
+            where = "" if bad == ["decoded"] else f" in {', '.join(bad)}"  # "decoded": the in-graph decoder's output
+            raise NonFiniteOutputError(f"{self.name}: the network output NaN/inf{where} (corrupt weights?, or an input "
+                                       "it cannot handle); re-create or re-train the weight file")
 
     def postprocess(self, heads: dict[str, np.ndarray], letterbox: Letterbox) -> Poses:
         """Raw heads -> Poses in image pixels (all the model outputs, unfiltered).
