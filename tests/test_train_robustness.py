@@ -189,14 +189,25 @@ def test_resume_refuses_another_network_and_reports_changed_settings(tmp_path, c
     assert "resuming with changed settings: epochs 1 -> 2" in capsys.readouterr().err
 
 
-def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
-    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+def test_a_new_run_in_the_same_folder_keeps_the_earlier_run_until_its_first_commit(tmp_path, monkeypatch):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=2)
     train(recipe, progress=False)
-    ck = tmp_path / "run" / "checkpoints"
-    before = (ck / "last.safetensors").read_bytes(), (tmp_path / "run" / "metrics.csv").read_text()
-    with pytest.raises(ValueError, match=r"run already holds a training run .*continue it with --resume, or set out"):
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}, (run / "metrics.csv").read_text()
+
+    def killed(*args, **kwargs):
+        raise Death("killed in the new run's first checkpoint")
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", killed)
+    with pytest.raises(Death):
         train(recipe, progress=False)
-    assert before == ((ck / "last.safetensors").read_bytes(), (tmp_path / "run" / "metrics.csv").read_text())
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before[0]
+    assert (run / "metrics.csv").read_text().splitlines()[:3] == before[1].splitlines()  # not truncated at start
+    cfg = load_config(recipe)
+    cfg.epochs = 2
+    train(cfg, resume=True, progress=False)  # the earlier run is still whole and continues
+    assert [int(r["step"]) for r in metric_rows(run)] == [1, 2, 3, 4]
 
 
 class Planted:

@@ -248,6 +248,15 @@ def _read_state(ck: Path, cfg: TrainConfig) -> dict:
     return state
 
 
+def _committed(ck: Path) -> set[str]:
+    """The epoch files an existing state.json in ``ck`` names (none when there is none or it is unreadable)."""
+    try:
+        files = json.loads((ck / "state.json").read_text()).get("files") or {}
+        return {str(files[part]["name"]) for part in ("weights", "optim")}
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
+        return set()
+
+
 def _load_optimizer_state(path: Path, device) -> dict:
     """torch.load of an optimizer state with ``weights_only=True``: tensors and plain data, never pickled code."""
     try:
@@ -339,9 +348,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     out = Path(cfg.out)
     ck = out / "checkpoints"
     state_path = ck / "state.json"
-    if not dry_run and not resume and state_path.is_file():
-        raise ValueError(f"{out} already holds a training run ({state_path}); continue it with --resume, or set out "
-                         "to a new folder (or delete that one) to start again")
     state = _read_state(ck, cfg) if resume else None  # before any long work: a bad checkpoint fails first
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
@@ -397,7 +403,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     csv_path = out / "metrics.csv"
     if rank == 0 and not dry_run:
         ck.mkdir(parents=True, exist_ok=True)
-        _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else set())
+        # a new run in the folder of an earlier one leaves that run whole (and resumable) until its first commit
+        _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else _committed(ck))
         for path in out.iterdir():  # temporaries of killed metrics.csv / curves.png writes
             if re.match(r"^\.(metrics|curves)\.[a-z0-9_]{8}\.(csv|png)$", path.name) and path.is_file():
                 path.unlink()
@@ -406,8 +413,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             if "files" in state:  # last.* may predate the commit if the run died between the two
                 _publish(state["weights_path"], ck / "last.safetensors")
                 _publish(state["optim_path"], ck / "last.optim.pt")
-        else:
-            write_text(csv_path, ",".join(CSV_FIELDS) + "\n")
     result = TrainResult(out, start_epoch, step)
     last_plot = 0.0
     for epoch in range(start_epoch, cfg.epochs):
@@ -461,9 +466,16 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                 pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
                 rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
                              "PCK": f"{pck:.4f}"})
-            with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
-                csv.DictWriter(f, CSV_FIELDS).writerows(rows)
+            new = state is None and epoch == 0  # a new run's metrics.csv replaces an earlier run's after its commit
+            if not new:
+                with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
+                    csv.DictWriter(f, CSV_FIELDS).writerows(rows)
             _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
+            if new:
+                with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
+                    writer = csv.DictWriter(f, CSV_FIELDS)
+                    writer.writeheader()
+                    writer.writerows(rows)
             if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
                 _plot_curves(csv_path, out / "curves.png")
                 last_plot = time.monotonic()
