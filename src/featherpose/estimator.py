@@ -31,7 +31,8 @@ def check_min_score(min_score) -> float:
     except (TypeError, ValueError):
         value = float("nan")
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"min_score must be a number from 0 to 1 (0: every person the model outputs), got {min_score!r}")
+        raise ValueError(f"min_score must be a number from 0 to 1 (0: every person the model outputs), "
+                         f"got {min_score!r}")
     return value
 
 

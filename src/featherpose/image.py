@@ -35,13 +35,15 @@ class ImageTypeError(ImageError, TypeError):
 def check_image_size(h: int, w: int, name: str = "image") -> None:
     """Raise :class:`ImageError` for an image over :data:`MAX_IMAGE_PIXELS` (before it is decoded or copied)."""
     if h * w > MAX_IMAGE_PIXELS:
-        raise ImageError(f"{name}: {w}x{h} is {h * w / 1e6:.0f} megapixels, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel "
+        raise ImageError(f"{name}: {w}x{h} is {h * w / 1e6:.0f} megapixels, over the "
+                         f"{MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel "
                          f"limit (it would take {3 * h * w / 1e9:.1f} GB of memory per copy); downscale it first "
                          "(the models see at most a few hundred pixels a side)")
 
 
 def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
-    """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit, integer, bool or float) to HxWx3 uint8 RGB.
+    """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit, integer, bool or float)
+    to HxWx3 uint8 RGB.
 
     Arrays are taken as RGB(A) channel order; floats as 0..1 if their largest finite value is <= 1,
     else 0..255; NaN pixels become 0 and infinities saturate. An array without one finite pixel,
@@ -118,7 +120,8 @@ def load_image(source) -> np.ndarray:
         check_image_size(source.height, source.width, "PIL image")
         return to_rgb8(_pil_to_array(source), "PIL image")
     if not isinstance(source, (str, os.PathLike)):
-        hint = "; decode the bytes first (cv2.imdecode) or pass the file's path" if isinstance(source, (bytes, bytearray)) else ""
+        hint = ("; decode the bytes first (cv2.imdecode) or pass the file's path"
+                if isinstance(source, (bytes, bytearray)) else "")
         raise ImageTypeError(f"expected an image file path (str or Path), an HxWx3 RGB numpy array or a PIL image, "
                              f"got {type(source).__name__}{hint}")
     path = Path(source)
