@@ -367,3 +367,17 @@ def test_train_prints_one_summary_of_skipped_annotations(tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line and "annotation(s)" in line]
     assert len(err) == 1, err
     assert err[0].startswith("with_bad.json: skipped 2 annotation(s)") and "90001" in err[0] and "90002" in err[0]
+
+
+def test_a_failing_evaluation_keeps_the_epoch_it_evaluated(tmp_path):
+    val = tmp_path / "val.json"
+    val.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg"}], "annotations": [], "categories": []}))
+    recipe = tiny_recipe(tmp_path, data={"val": str(val)}, epochs=2, max_steps_per_epoch=1)
+    with pytest.raises(ValueError, match=r"evaluation on data.val failed after epoch 1 \(.*val.json: .*\); that epoch "
+                                         r"is saved in .*checkpoints: fix data.val \(or remove it\) and continue"):
+        train(recipe, progress=False)
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (0, 1)
+    cfg = load_config(recipe)
+    cfg.data.val = None
+    assert train(cfg, resume=True, progress=False).step == 2

@@ -223,6 +223,9 @@ def _read_state(ck: Path, cfg: TrainConfig) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{state_path}: not a checkpoint state featherpose wrote ({type(exc).__name__}: {exc}); "
                          "restore it, or start again with out set to a new folder") from None
+    if epoch + 1 >= cfg.epochs:
+        raise ValueError(f"nothing to resume: {ck.parent} already finished {epoch + 1} of {cfg.epochs} epochs; "
+                         "raise epochs in the recipe to train longer")
     files = state.get("files") or {"weights": {"name": "last.safetensors"}, "optim": {"name": "last.optim.pt"}}
     for part in ("weights", "optim"):
         info = files.get(part) if isinstance(files, dict) else None
@@ -387,9 +390,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                              f"({str(exc).strip().splitlines()[0][:200]}); set out to a new folder to start "
                              "again") from None
         start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics") or {}
-        if start_epoch >= cfg.epochs:
-            raise ValueError(f"nothing to resume: {out} already finished {start_epoch} of {cfg.epochs} epochs; "
-                             "raise epochs in the recipe to train longer")
         log.info("resuming after epoch %d at step %d", state["epoch"] + 1, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches
@@ -461,11 +461,16 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         if dry_run:
             return result
         if rank == 0:
+            failed = None
             if cfg.data.val and (epoch + 1) % cfg.eval_every == 0:
-                metrics = _evaluate(model, codec, dataset.skeleton, cfg)
-                pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
-                rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
-                             "PCK": f"{pck:.4f}"})
+                try:
+                    metrics = _evaluate(model, codec, dataset.skeleton, cfg)
+                except (ValueError, OSError, FloatingPointError) as exc:  # the epoch's training is kept all the same
+                    failed, metrics = exc, {}
+                else:
+                    pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
+                    rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
+                                 "PCK": f"{pck:.4f}"})
             new = state is None and epoch == 0  # a new run's metrics.csv replaces an earlier run's after its commit
             if not new:
                 with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
@@ -476,6 +481,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                     writer = csv.DictWriter(f, CSV_FIELDS)
                     writer.writeheader()
                     writer.writerows(rows)
+            if failed is not None:
+                raise ValueError(f"evaluation on data.val failed after epoch {epoch + 1} ({failed}); that epoch is "
+                                 f"saved in {ck}: fix data.val (or remove it) and continue with --resume")
             if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
                 _plot_curves(csv_path, out / "curves.png")
                 last_plot = time.monotonic()
