@@ -84,7 +84,7 @@ def check_options(*, max_frames: int | None = None, min_score: float | None = No
     if threads is not None and threads < 1:
         raise ValueError(f"--threads must be >= 1 (got {threads}); leave it out to use every core")
     if input_size is not None and input_size < 1:
-        raise ValueError(f"--input-size must be a positive multiple of 32 (got {input_size})")
+        raise ValueError(f"--input-size {input_size}: the input size must be a positive multiple of 32")
 
 
 def drawing_name(rel: Path) -> Path:
@@ -208,7 +208,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         detector = None if boxes is not None else load("movenet-multipose", backend=backend, threads=threads)
         est = TopDown(est, detector, load_boxes(boxes) if boxes is not None else None)
     elif boxes is not None:
-        raise ValueError(f"--boxes is for top-down models; {est.name} finds people by itself")
+        raise ValueError(f"--boxes {boxes}: boxes are for top-down models; {est.name} finds people by itself "
+                         f"(leave --boxes out)")
     report = PredictReport(kind, est.name)
     if kind == "image":
         image = load_image(source)
