@@ -16,6 +16,7 @@ import torch
 import yaml
 
 from featherpose import cli
+from featherpose.fileio import TMP_MARK
 from featherpose.train import trainer
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
@@ -105,15 +106,18 @@ def test_sigkill_mid_epoch_then_resume_ends_on_the_same_weights(tmp_path, refere
         proc.wait()
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert (state["epoch"], state["step"]) == (0, STEPS), "the kill should land in epoch 2"
-    # a SIGKILL inside a write leaves its temporary; plant the ones the checkpoint writes could leave
-    for name in (".last.optim.ab12cd34.pt", ".weights-e0002.x1y2z3w4.safetensors", ".state.qwertyui.json",
-                 "optim-e0002.pt"):
+    # a SIGKILL inside a write leaves its temporary (named by the killed process's pid, or as older versions
+    # named them); plant the ones the checkpoint writes could leave, and an uncommitted epoch file
+    dead = f"{TMP_MARK}{proc.pid}-x1y2z3"
+    for name in (f".weights-e0002.safetensors{dead}.safetensors", f".optim-e0002.pt{dead}.pt",
+                 f".state.json{dead}.json", f".last.optim.pt{dead}.pt", ".last.optim.ab12cd34.pt",
+                 ".weights-e0002.x1y2z3w4.safetensors", "optim-e0002.pt"):
         (run / "checkpoints" / name).write_bytes(b"partial")
-    (run / ".metrics.abcdefgh.csv").write_text("step\n")
+    (run / f".metrics.csv{dead}.csv").write_text("step\n")
     result = train(recipe, resume=True, progress=False)
     assert result.epochs_done == EPOCHS
     assert_same_run(run, reference)
-    assert not (run / ".metrics.abcdefgh.csv").exists()
+    assert not (run / f".metrics.csv{dead}.csv").exists()
 
 
 class Death(BaseException):
@@ -132,6 +136,7 @@ CRASH_POINTS = {  # where the second checkpoint (after epoch 2) dies
 @pytest.mark.parametrize("point", list(CRASH_POINTS))
 def test_death_anywhere_in_the_checkpoint_leaves_a_resumable_run(tmp_path, monkeypatch, reference, point):
     name, nth = CRASH_POINTS[point]
+    dead_pid = 2**22 + 1  # above Linux's largest pid_max: no such process
     owner, attr = (torch, "save") if name == "torch.save" else (trainer, name)
     real, calls = getattr(owner, attr), []
 
@@ -139,7 +144,8 @@ def test_death_anywhere_in_the_checkpoint_leaves_a_resumable_run(tmp_path, monke
         calls.append(1)
         if len(calls) == nth:
             if name == "save_weights":  # the temporary is half written when the process dies
-                (Path(args[0]).parent / f".{Path(args[0]).stem}.deadbeef.safetensors").write_bytes(b"half")
+                target = Path(args[0])
+                (target.parent / f".{target.name}{TMP_MARK}{dead_pid}-ab{target.suffix}").write_bytes(b"half")
             raise Death(point)
         return real(*args, **kwargs)
 

@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..codecs.heatmap import HeatmapCodec
-from ..fileio import atomic_path, write_text
+from ..fileio import TMP_MARK, atomic_path, remove_stale_temporaries, write_text
 from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
 from ..skeletons import Skeleton, skeleton_to_json
@@ -136,8 +136,9 @@ def _codec_metadata(cfg: TrainConfig, codec) -> dict:
 
 
 CHECKPOINT_FILE = re.compile(r"^(weights|optim)-e\d{4,}\.(safetensors|pt)$")
-# atomic_path's temporaries of the files above and of last.*, state.json: ".{stem}.{8 random}{suffix}"
-STALE_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|state)\.[a-z0-9_]{8}\.(safetensors|pt|json)$")
+COMMIT_FILES = ("state.json", "last.safetensors", "last.optim.pt")
+# what earlier featherpose versions' atomic_path left of a killed checkpoint write: ".{stem}.{8 random}{suffix}"
+LEGACY_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|state)\.[a-z0-9_]{8}\.(safetensors|pt|json)$")
 
 
 def _describe(path: Path) -> dict:
@@ -161,13 +162,23 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def _tidy_checkpoints(ck: Path, keep: set[str]) -> None:
-    """Remove stale temporaries of killed writes and epoch files that no committed state.json names."""
+    """Remove the temporaries killed checkpoint writes left and the epoch files no committed state.json names.
+
+    A temporary of a process still running (a concurrent writer) is left alone
+    (:func:`~featherpose.fileio.remove_stale_temporaries`).
+    """
     if not ck.is_dir():
         return
+    targets = []
     for path in ck.iterdir():
-        stale = STALE_TEMPORARY.match(path.name) or (CHECKPOINT_FILE.match(path.name) and path.name not in keep)
-        if stale and path.is_file():
+        name = path.name
+        if name.startswith(".") and TMP_MARK in name:
+            target = name[1:name.index(TMP_MARK)]
+            if CHECKPOINT_FILE.match(target) or target in COMMIT_FILES:
+                targets.append(ck / target)
+        elif (LEGACY_TEMPORARY.match(name) or (CHECKPOINT_FILE.match(name) and name not in keep)) and path.is_file():
             path.unlink()
+    remove_stale_temporaries(*targets)
 
 
 def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
@@ -405,9 +416,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         ck.mkdir(parents=True, exist_ok=True)
         # a new run in the folder of an earlier one leaves that run whole (and resumable) until its first commit
         _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else _committed(ck))
-        for path in out.iterdir():  # temporaries of killed metrics.csv / curves.png writes
-            if re.match(r"^\.(metrics|curves)\.[a-z0-9_]{8}\.(csv|png)$", path.name) and path.is_file():
-                path.unlink()
+        remove_stale_temporaries(csv_path, out / "curves.png")  # of killed metrics.csv / curves.png writes
         if state is not None:
             _trim_metrics(csv_path, step)
             if "files" in state:  # last.* may predate the commit if the run died between the two
