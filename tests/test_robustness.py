@@ -317,3 +317,21 @@ def test_tiny_and_thin_images_give_finite_poses(lightning, hw):
 def test_bad_thread_counts_are_one_line(threads):
     with pytest.raises(ValueError, match=f"threads must be a whole number >= 1 .*got {threads!r}"):
         featherpose.load("movenet-lightning", backend="torch", threads=threads)
+
+
+@pytest.mark.parametrize("content,problem", [
+    ([5], "entry 0 needs a file_name and a bbox"),
+    ([{"file_name": "a.jpg", "bbox": [1, 2, "x", 4]}], "entry 0 needs a file_name and a bbox"),
+    ([{"file_name": "a.jpg", "bbox": [1, 2, 3, 4], "score": "high"}], "entry 0 needs .*score: optional, a number"),
+    ([{"file_name": 3, "bbox": [1, 2, 3, 4]}], "entry 0 needs a file_name"),
+    ({"images": [{"id": 1}], "annotations": []}, r"images\[0\] needs an id and a file_name"),
+    ({"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [7]}, "entry 0 needs a file_name"),
+    ({"images": 3, "annotations": []}, "expected a COCO json"),
+])
+def test_bad_boxes_files_are_one_line(tmp_path, content, problem):
+    from featherpose.topdown import load_boxes
+
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=f"boxes.json: {problem}"):
+        load_boxes(path)

@@ -25,25 +25,44 @@ from .poses import Poses
 f32 = np.float32
 
 
+def _number(value) -> float | None:
+    """A finite float, or None for anything else (strings, None, NaN, lists...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if np.isfinite(value) else None
+
+
 def load_boxes(path: str | Path) -> dict[str, np.ndarray]:
-    """{image file name: (N, 5) x, y, w, h, score} from a boxes file (see the module docstring)."""
+    """{image file name: (N, 5) x, y, w, h, score} from a boxes file (see the module docstring).
+
+    Raises:
+        ValueError: one line naming the file, the entry and what it needs.
+    """
     path = Path(path)
     data = read_json(path, "boxes file")
-    if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
+    coco = isinstance(data, dict) and {"images", "annotations"} <= data.keys()
+    if coco and isinstance(data["images"], list) and isinstance(data["annotations"], list):
+        bad = next((i for i, im in enumerate(data["images"]) if not isinstance(im, dict)
+                    or "id" not in im or not isinstance(im.get("file_name"), str)), None)
+        if bad is not None:
+            raise ValueError(f"{path}: images[{bad}] needs an id and a file_name, got {str(data['images'][bad])[:80]}")
         names = {im["id"]: im["file_name"] for im in data["images"]}
-        entries = [{"file_name": names.get(a.get("image_id")), **a} for a in data["annotations"]
-                   if not a.get("iscrowd", 0)]
+        entries = [{"file_name": names.get(a.get("image_id")), **a} if isinstance(a, dict) else a
+                   for a in data["annotations"] if not (isinstance(a, dict) and a.get("iscrowd", 0))]
     elif isinstance(data, list):
         entries = data
     else:
-        raise ValueError(f"{path}: expected a COCO json (images + annotations) or a list of "
+        raise ValueError(f"{path}: expected a COCO json (images + annotations lists) or a list of "
                          "{file_name, bbox} entries")
     boxes: dict[str, list] = {}
     for i, e in enumerate(entries):
-        bbox = e.get("bbox") if isinstance(e, dict) else None
-        if not e.get("file_name") or not isinstance(bbox, list) or len(bbox) != 4 or not np.isfinite(bbox).all():
-            raise ValueError(f"{path}: entry {i} needs a file_name and a bbox [x, y, w, h], got {str(e)[:80]}")
-        boxes.setdefault(Path(e["file_name"]).name, []).append([*bbox, float(e.get("score", 1.0))])
+        ok = isinstance(e, dict) and isinstance(e.get("file_name"), str) and e["file_name"]
+        bbox = [_number(v) for v in e.get("bbox", [])] if ok and isinstance(e.get("bbox"), list) else []
+        score = _number(e.get("score", 1.0)) if ok else None
+        if not ok or len(bbox) != 4 or None in bbox or score is None:
+            raise ValueError(f"{path}: entry {i} needs a file_name and a bbox [x, y, w, h] of 4 finite numbers "
+                             f"(score: optional, a number), got {str(e)[:80]}")
+        boxes.setdefault(Path(e["file_name"]).name, []).append([*bbox, score])
     return {name: np.asarray(b, f32).reshape(-1, 5) for name, b in boxes.items()}
 
 
