@@ -335,3 +335,10 @@ def test_bad_boxes_files_are_one_line(tmp_path, content, problem):
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=f"boxes.json: {problem}"):
         load_boxes(path)
+
+
+def test_draw_takes_a_path_and_names_what_it_cannot_draw_on():
+    poses = Poses.create(np.zeros((1, 17, 3)), image_size=(342, 548))
+    assert poses.draw(MEDIA / "messi5.jpg").shape == (342, 548, 3)
+    with pytest.raises(TypeError, match="got NoneType"):
+        poses.draw(None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .image import load_image
 from .skeletons import COCO17, Skeleton
 
 
@@ -145,11 +146,14 @@ class Poses:
 
     def draw(self, image: np.ndarray, min_score: float = 0.3, min_keypoint_score: float = 0.3,
              boxes: bool = False, bgr: bool = False) -> np.ndarray:
-        """A copy of ``image`` (HxWx3 uint8, RGB unless ``bgr``) with skeletons drawn.
+        """A copy of ``image`` (an HxWx3 uint8 array, RGB unless ``bgr``; or a path or PIL image, read by
+        :func:`~featherpose.image.load_image`) with skeletons drawn.
 
         People scoring below ``min_score`` and keypoints below ``min_keypoint_score`` are left out, and so
         are keypoints and boxes with NaN / infinite coordinates; points far outside the image are clamped.
         """
+        if not isinstance(image, np.ndarray):
+            image = load_image(image)  # a path or PIL image; anything else is one ImageTypeError line
         canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
         h, w = canvas.shape[:2]
         far = 4 * max(h, w)  # OpenCV takes C ints: clamp far-away points (it clips the lines to the image anyway)
