@@ -64,7 +64,11 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
         if not finite.any():
             raise ImageError(f"{name}: every pixel is NaN or infinite; expected values in 0..1 or 0..255")
         scale = 255.0 if a.max(where=finite, initial=-np.inf) <= 1.0 else 1.0
-        a = np.clip(np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0) * scale + 0.5, 0, 255).astype(np.uint8)
+        del finite
+        a = np.nan_to_num(a, nan=0.0, posinf=255.0, neginf=0.0)  # one float copy, then in place
+        a *= scale
+        a += 0.5
+        a = np.clip(a, 0, 255, out=a).astype(np.uint8)
     elif a.dtype != np.uint8:
         a = np.clip(a, 0, 255).astype(np.uint8)
     if a.ndim == 2:
