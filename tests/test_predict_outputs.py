@@ -384,6 +384,30 @@ class NothingWriter:
         pass
 
 
+def test_json_is_utf8_whatever_the_locale(tmp_path):
+    name = "caf\\u00e9/\\u00e9t\\u00e9.jpg"  # escaped: a C locale cannot carry it on the command line
+    script = ("import json, sys; from featherpose import fileio; "
+              f"fileio.write_text(sys.argv[1], json.dumps({{'file_name': '{name}'}}, ensure_ascii=False)); "
+              f"print(fileio.read_json(sys.argv[1])['file_name'] == '{name}')")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "k.json")], capture_output=True, text=True,
+                          env=env, encoding="utf-8")
+    assert proc.stdout.strip() == "True", proc.stderr
+    assert json.loads((tmp_path / "k.json").read_bytes())["file_name"] == "café/été.jpg"
+
+
+def test_a_video_without_a_usable_frame_rate_writes_valid_json(tmp_path, monkeypatch):
+    class NoRate(cv2.VideoCapture):
+        def get(self, prop):
+            return float("nan") if prop == cv2.CAP_PROP_FPS else super().get(prop)
+
+    monkeypatch.setattr(featherpose.video.io.cv2, "VideoCapture", NoRate)
+    clip = small_video(tmp_path / "clip.mp4", frames=2)
+    assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(tmp_path / "out"), "--json",
+                 str(tmp_path / "v.json"), *FAST]) == 0
+    assert json.loads((tmp_path / "v.json").read_text(), parse_constant=pytest.fail)["fps"] == 30.0
+
+
 # Ctrl-C keeps what was done -------------------------------------------------------------------------------------
 
 def test_ctrl_c_mid_folder_writes_the_results_so_far(tmp_path, capsys, monkeypatch):

@@ -177,9 +177,9 @@ def check_writable(path: str | Path, what: str = "output", folder: bool = False)
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write text atomically."""
+    """Write text atomically, as UTF-8 whatever the locale."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -194,7 +194,7 @@ def read_json(path: str | Path, what: str = "file"):
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_bytes())  # UTF-8 (or -16 / -32) whatever the locale, as JSON is
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 

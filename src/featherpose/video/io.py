@@ -43,7 +43,8 @@ class VideoReader:
         if not self.cap.isOpened():
             what = f"camera {source}" if is_camera else f"{source}: not a readable video"
             raise VideoError(f"cannot open {what}")
-        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or 30.0
+        fps = self.cap.get(cv2.CAP_PROP_FPS)  # 0, NaN or absurd for some containers and cameras
+        self.fps = float(fps) if np.isfinite(fps) and 0 < fps <= 1000 else 30.0
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 and not is_camera else None
         self.frames_read = 0
