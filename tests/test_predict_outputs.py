@@ -429,3 +429,18 @@ def test_ctrl_c_mid_folder_writes_the_results_so_far(tmp_path, capsys, monkeypat
     assert "stopped by Ctrl-C after 1 of 3 images" in captured.err
     assert {r["file_name"] for r in json.loads(res.read_text())} == {"a.jpg"}
     assert sorted(digest(tmp_path / "out")) == ["a.jpg"]
+
+
+def test_a_bug_is_one_line_unless_debugging(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(featherpose.predict, "predict", broken)
+    monkeypatch.delenv("FEATHERPOSE_DEBUG", raising=False)
+    assert main(["predict", str(MEDIA / "messi5.jpg")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["featherpose: internal error: RuntimeError: boom (a bug in featherpose: please report it; "
+                   "FEATHERPOSE_DEBUG=1 shows the traceback)"]
+    monkeypatch.setenv("FEATHERPOSE_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["predict", str(MEDIA / "messi5.jpg")])

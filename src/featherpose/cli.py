@@ -2,13 +2,16 @@
 
 Each verb parses its flags and calls the public function of the same name, so the CLI cannot
 do anything the Python API cannot. Errors a user can fix are printed as one line
-(``featherpose: error: ...``) with exit code 2; nothing prints a traceback for bad input.
+(``featherpose: error: ...``) with exit code 2; nothing prints a traceback for bad input. Ctrl-C
+exits 130 (a folder or video keeps and writes what was done); an unexpected exception (a bug) is one
+``featherpose: internal error: ...`` line with exit code 3, or its traceback with ``FEATHERPOSE_DEBUG=1``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -214,6 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("featherpose: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: still one line; the traceback on request
+        if os.environ.get("FEATHERPOSE_DEBUG"):
+            raise
+        print(f"featherpose: internal error: {type(exc).__name__}: {exc} (a bug in featherpose: please report it; "
+              f"FEATHERPOSE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":
