@@ -71,7 +71,8 @@ def assert_same_run(run: Path, reference: Path) -> None:
     state = json.loads((run / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == EPOCHS - 1 and state["step"] == EPOCHS * STEPS
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "last.optim.pt", "last.safetensors", f"optim-e{EPOCHS:04d}.pt", "state.json", f"weights-e{EPOCHS:04d}.safetensors"]
+        "last.optim.pt", "last.safetensors", f"optim-e{EPOCHS:04d}.pt", "state.json",
+        f"weights-e{EPOCHS:04d}.safetensors"]
 
 
 @pytest.fixture(scope="module")

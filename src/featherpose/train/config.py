@@ -254,7 +254,8 @@ def _check_augment(augment: list, name: str) -> None:
     for i, entry in enumerate(augment):
         where = f"{name}: augment[{i}]"
         if not isinstance(entry, dict) or len(entry) != 1:
-            raise ValueError(f"{where} is {entry!r}; each entry must be one {{TransformName: {{arguments}}}}, {example}")
+            raise ValueError(f"{where} is {entry!r}; each entry must be one {{TransformName: {{arguments}}}}, "
+                             f"{example}")
         (tname, kwargs), = entry.items()
         if tname not in TRANSFORMS:
             raise ValueError(f"{where}: unknown transform {tname!r}; known: {', '.join(TRANSFORMS)}")

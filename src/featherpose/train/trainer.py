@@ -138,7 +138,8 @@ def _codec_metadata(cfg: TrainConfig, codec) -> dict:
 CHECKPOINT_FILE = re.compile(r"^(weights|optim)-e\d{4,}\.(safetensors|pt)$")
 COMMIT_FILES = ("state.json", "last.safetensors", "last.optim.pt")
 # what earlier featherpose versions' atomic_path left of a killed checkpoint write: ".{stem}.{8 random}{suffix}"
-LEGACY_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|state)\.[a-z0-9_]{8}\.(safetensors|pt|json)$")
+LEGACY_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|state)\.[a-z0-9_]{8}"
+                              r"\.(safetensors|pt|json)$")
 
 
 def _describe(path: Path) -> dict:
@@ -244,9 +245,11 @@ def _read_state(ck: Path, cfg: TrainConfig) -> dict:
         if path is None or not path.is_file():
             raise ValueError(f"{state_path}: its {part} file {path.name if path else '?'} is missing; restore it, "
                              "or start again with out set to a new folder")
-        if "sha256" in info and (path.stat().st_size != info.get("size") or _describe(path)["sha256"] != info["sha256"]):
+        if "sha256" in info and (path.stat().st_size != info.get("size")
+                                 or _describe(path)["sha256"] != info["sha256"]):
             raise ValueError(f"{path}: does not match {state_path.name} (size or sha256 differ: changed or damaged "
-                             f"after epoch {epoch + 1} was saved); restore it, or start again with out set to a new folder")
+                             f"after epoch {epoch + 1} was saved); restore it, or start again with out set to a "
+                             "new folder")
         state[f"{part}_path"] = path
     saved, now = _flat(state.get("config") or {}), _flat(json.loads(json.dumps(cfg.to_dict())))
     changed = [k for k in now if k in saved and saved[k] != now[k] and k != "out"]
