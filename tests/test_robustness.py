@@ -342,3 +342,7 @@ def test_draw_takes_a_path_and_names_what_it_cannot_draw_on():
     assert poses.draw(MEDIA / "messi5.jpg").shape == (342, 548, 3)
     with pytest.raises(TypeError, match="got NoneType"):
         poses.draw(None)
+
+
+def test_bool_mask_is_black_and_white():
+    assert load_image(np.array([[True, False]]))[0, :, 0].tolist() == [255, 0]

@@ -19,7 +19,7 @@ DEFAULT_MIN_SCORE = 0.2
 
 
 class NonFiniteOutputError(FloatingPointError, ValueError):
-    """The network produced NaN or infinite values (corrupt weights, or an input it cannot handle).
+    """The network produced NaN or infinite values (corrupt weights: inputs are always uint8 pixels).
 
     A FloatingPointError, and a ValueError so a folder run reports the image and goes on."""
 
@@ -96,8 +96,8 @@ class Estimator:
         bad = [k for k, v in heads.items() if not np.isfinite(v).all()]
         if bad:
             where = "" if bad == ["decoded"] else f" in {', '.join(bad)}"  # "decoded": the in-graph decoder's output
-            raise NonFiniteOutputError(f"{self.name}: the network output NaN/inf{where} (corrupt weights?, or an input "
-                                       "it cannot handle); re-create or re-train the weight file")
+            raise NonFiniteOutputError(f"{self.name}: the network output NaN/inf{where} (corrupt weights?); "
+                                       "re-create or re-train the weight file")
 
     def postprocess(self, heads: dict[str, np.ndarray], letterbox: Letterbox) -> Poses:
         """Raw heads -> Poses in image pixels (all the model outputs, unfiltered).

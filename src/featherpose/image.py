@@ -45,7 +45,7 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit, integer, bool or float)
     to HxWx3 uint8 RGB.
 
-    Arrays are taken as RGB(A) channel order; floats as 0..1 if their largest finite value is <= 1,
+    Arrays are taken as RGB(A) channel order; bool as black / white; floats as 0..1 if their largest finite value is <= 1,
     else 0..255; NaN pixels become 0 and infinities saturate. An array without one finite pixel,
     of another dtype, or over :data:`MAX_IMAGE_PIXELS` is an :class:`ImageError`.
     """
@@ -59,6 +59,8 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     check_image_size(*a.shape[:2], name)
     if a.dtype == np.uint16:
         a = (a >> 8).astype(np.uint8)
+    elif a.dtype == bool:  # a mask: True is white
+        a = a.astype(np.uint8) * np.uint8(255)
     elif a.dtype.kind == "f":
         finite = np.isfinite(a)
         if not finite.any():
