@@ -444,3 +444,13 @@ def test_a_bug_is_one_line_unless_debugging(capsys, monkeypatch):
     monkeypatch.setenv("FEATHERPOSE_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
         main(["predict", str(MEDIA / "messi5.jpg")])
+
+
+@pytest.mark.parametrize("argv, words", [(["predict", "x.jpg", "--threads", "two"], "--threads: invalid int value"),
+                                         (["predict", "x.jpg", "--frames", "3"], "unrecognized arguments"),
+                                         ([], "required: command")])
+def test_usage_errors_are_one_line(capsys, argv, words):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert words in one_error_line(capsys)

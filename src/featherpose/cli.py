@@ -144,8 +144,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like every other error (the verbs' parsers inherit it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"featherpose: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="featherpose", description="Fast 2D human pose estimation on CPUs.")
+    parser = _Parser(prog="featherpose", description="Fast 2D human pose estimation on CPUs.")
     parser.add_argument("--version", action="version", version=f"featherpose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
