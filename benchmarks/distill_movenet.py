@@ -77,7 +77,7 @@ def teacher_ground_truth(folder: Path, min_confidence: float) -> tuple[dict, dic
         frame = featherpose.load_image(path)
         frames[path.name] = frame
         images.append({"id": i, "file_name": path.name, "width": frame.shape[1], "height": frame.shape[0]})
-        kp = est(frame).keypoints[0]
+        kp = est(frame, min_score=0).keypoints[0]
         good = kp[:, 2] >= min_confidence
         if good.sum() < 5:
             continue
@@ -97,7 +97,7 @@ def agreement_ap(model: str | Path, gt: dict, frames: dict[str, np.ndarray]) -> 
     est = featherpose.load(model)
     results = []
     for im in gt["images"]:
-        poses = est(frames[im["file_name"]])
+        poses = est(frames[im["file_name"]], min_score=0)
         results += [{"image_id": im["id"], "category_id": 1, "keypoints": kp.reshape(-1).tolist(), "score": float(s)}
                     for kp, s in zip(poses.keypoints, poses.scores)]
     return run_cocoeval(gt, results)[0]["AP"]
@@ -107,7 +107,7 @@ def latency_ms(model: str | Path) -> float:
     """Median ms per person: one LSP crop through the model (onnxruntime, 2 threads), 200 runs."""
     est = featherpose.load(model, backend="onnxruntime", threads=2)
     crop = cv2.cvtColor(cv2.imread(str(SHARED / "data" / "lsp" / "images" / "im1001.jpg")), cv2.COLOR_BGR2RGB)
-    return median_ms(lambda: est(crop), 200)
+    return median_ms(lambda: est(crop, min_score=0), 200)
 
 
 def main(argv: list[str] | None = None) -> int:

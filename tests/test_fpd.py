@@ -229,7 +229,7 @@ def test_fpd_teacher_then_student_live_and_cached(tmp_path):
     ckpt = teacher.out / "checkpoints" / "last.safetensors"
     assert "PCK@0.2 (torso)" in teacher.metrics
     est = featherpose.load(ckpt)  # a trained hourglass runs like any model (onnxruntime by default)
-    poses = est(LSP / "images" / "im1001.jpg")
+    poses = est(LSP / "images" / "im1001.jpg", min_score=0)
     assert poses.keypoints.shape == (1, 14, 3)
 
     live = train(hourglass_recipe(tmp_path, "live", teacher={"model": str(ckpt), "alpha": 0.5}), progress=False)
@@ -339,7 +339,7 @@ def test_top_down_predict_uses_given_boxes_or_the_multipose_detector(tmp_path):
     assert (np.abs(kp[:, 0] - (x + w / 2)) <= side / 2 + 1).all() and (np.abs(kp[:, 1] - (y + h / 2)) <= side / 2 + 1).all()
 
     crowd = MEDIA / "basketball1.png"
-    detected = featherpose.load("movenet-multipose")(crowd).filter(0.2)
+    detected = featherpose.load("movenet-multipose")(crowd)
     report = predict(crowd, model, min_score=0, progress=False)
     assert report.model == "hg on movenet-multipose boxes" and len(report.poses[0]) == len(detected) > 1
     with pytest.raises(ValueError, match="boxes per image file"):
@@ -357,5 +357,5 @@ def test_multipose_teacher_keeps_only_the_people_it_found():
     image = featherpose.load_image(MEDIA / "basketball1.png")
     canvas = cv2.resize(image, (256, 256))
     people = teacher.keypoints(torch.from_numpy(canvas.transpose(2, 0, 1).copy()).float()[None])[0]
-    found = featherpose.load("movenet-multipose")(canvas).filter(0.3)
+    found = featherpose.load("movenet-multipose")(canvas, min_score=0.3)
     assert 1 <= len(people) == len(found) < 6 and people.shape[1:] == (14, 3)
