@@ -16,7 +16,6 @@ import torch
 import yaml
 
 from featherpose import cli
-from featherpose.fileio import TMP_MARK
 from featherpose.train import trainer
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
@@ -26,6 +25,7 @@ from conftest import DATA, ROOT
 
 LSP = DATA / "lsp" / "lsp_train.json"
 LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
+TMP_MARK = ".featherpose-tmp-"  # in the name of every temporary fileio.atomic_path makes
 EPOCHS, STEPS = 3, 8  # a tiny MoveNet (64 px, width 0.35), 8 steps of 2 LSP crops per epoch: ~1 s an epoch
 
 
@@ -388,3 +388,23 @@ def test_a_failing_evaluation_keeps_the_epoch_it_evaluated(tmp_path):
     cfg = load_config(recipe)
     cfg.data.val = None
     assert train(cfg, resume=True, progress=False).step == 2
+
+
+def test_a_damaged_teacher_cache_is_computed_again(tmp_path, caplog):
+    cache = tmp_path / "cache"
+
+    def run(name: str):
+        recipe = tiny_recipe(tmp_path, f"{name}.yaml", data={"train": str(LABELED), "image_root": str(LABELED.parent)},
+                             teacher={"model": "movenet-lightning", "alpha": 0.5, "cache": str(cache)},
+                             epochs=1, max_steps_per_epoch=1, out=str(tmp_path / name))
+        return train(recipe, progress=False)
+
+    run("first")
+    npz, = cache.glob("teacher-*.npz")
+    good = npz.read_bytes()
+    for damage in (good[: len(good) // 2], b"not a numpy file", b""):
+        npz.write_bytes(damage)
+        assert run(f"again{len(damage)}").step == 1
+        assert npz.read_bytes() == good  # recomputed, the same keypoints
+        assert "is unreadable" in caplog.text and "computing it again" in caplog.text
+        caplog.clear()

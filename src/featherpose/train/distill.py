@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -135,7 +136,8 @@ def cache_teacher_keypoints(teacher: Teacher, dataset, folder: str | Path, batch
 
     The teacher sees each item un-augmented (the plain letterbox or person crop); its keypoints are
     mapped back through that affine. The file is keyed by the teacher's weights, the data file and
-    the canvas, so a changed teacher or dataset is recomputed, never silently reused.
+    the canvas, so a changed teacher or dataset is recomputed, never silently reused; a damaged
+    file (a truncated copy, another program's file) is computed again, with a warning.
     """
     data = hashlib.sha256(dataset.coco.ann_file.read_bytes()).hexdigest()  # content, not path or time
     parts = [teacher.fingerprint, data, str(dataset.coco.image_root.resolve()), str(dataset.codec.input_hw),
@@ -143,10 +145,16 @@ def cache_teacher_keypoints(teacher: Teacher, dataset, folder: str | Path, batch
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
     path = Path(folder) / f"teacher-{teacher.name}-{key}.npz"
     if path.is_file():
-        with np.load(path) as data:
-            flat, counts = data["keypoints"], data["counts"]
-        log.info("teacher keypoints read from %s", path)
-        return list(np.split(flat, np.cumsum(counts)[:-1])) if len(counts) else []
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                flat, counts = data["keypoints"], data["counts"]
+            if len(counts) != len(dataset) or int(counts.sum()) != len(flat):
+                raise ValueError(f"{len(counts)} items, the data has {len(dataset)}")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a damaged cache is recomputed
+            log.warning("teacher cache %s is unreadable (%s); computing it again", path, str(exc).splitlines()[0])
+        else:
+            log.info("teacher keypoints read from %s", path)
+            return list(np.split(flat, np.cumsum(counts)[:-1])) if len(counts) else []
     hw = dataset.codec.input_hw
     out: list[np.ndarray] = []
     for start in tqdm(range(0, len(dataset), batch_size), desc=f"caching teacher {teacher.name}", unit="batch",
