@@ -5,6 +5,7 @@ corrupting coco_mini's. Every error must be a ValueError / FileNotFoundError nam
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 import tarfile
@@ -17,6 +18,7 @@ import torch
 import featherpose
 from featherpose import zoo
 from featherpose.cli import main
+from featherpose.evaluation import evaluate
 from featherpose.weights_io import load_weights, save_weights
 
 from conftest import DATA
@@ -24,9 +26,14 @@ from conftest import DATA
 COCO_MINI = DATA / "coco_mini" / "person_keypoints_val2017.json"
 
 
+@functools.lru_cache(maxsize=None)
+def bundled(name: str):
+    return load_weights(zoo.weights_path(zoo.model_info(name)))
+
+
 def resave(src_name: str, out, *, config=None, codec=None, state=None, meta=None, codec_arrays=None):
     """Re-save a bundled weight file with some metadata replaced (dicts are written as JSON, strings raw)."""
-    w = load_weights(zoo.weights_path(zoo.model_info(src_name)))
+    w = bundled(src_name)
     save_weights(out, w.state_dict if state is None else state, name=w.meta["name"], architecture="movenet",
                  config=w.config, codec=w.codec,
                  codec_arrays=w.codec_arrays if codec_arrays is None else codec_arrays)
@@ -113,10 +120,10 @@ def test_bad_skeleton_metadata_names_the_field(tmp_path):
 def test_fuzz_corrupt_weight_files_never_traceback(tmp_path):
     """Garbage metadata, wrong types, missing / reshaped tensors: always ValueError naming the file."""
     rng = random.Random(9)
-    w = load_weights(zoo.weights_path(zoo.model_info("movenet-lightning")))
+    w = bundled("movenet-lightning")
     junk = [None, True, -1, 0, 3.5, 1e308, float("nan"), "x", [], [1], {}, {"a": 1}, 10 ** 30]
     keys = list(w.state_dict)
-    for trial in range(40):
+    for trial in range(25):
         config, codec, state, meta = dict(w.config), dict(w.codec), dict(w.state_dict), {}
         kind = trial % 5
         if kind == 0:
@@ -139,3 +146,166 @@ def test_fuzz_corrupt_weight_files_never_traceback(tmp_path):
         except ValueError as exc:
             assert str(path) in str(exc), (trial, str(exc))
             assert "\n" not in str(exc)
+
+
+# ---------------------------------------------------------------------------------- items 6 and 9: evaluation data
+
+
+@pytest.fixture(scope="module")
+def lightning():
+    return featherpose.load("movenet-lightning")
+
+
+def coco_subset(tmp_path, image_ids=None, name="data.json", edit=None):
+    """coco_mini's val json (optionally only some images) written beside a link to its images; ``edit(data)``
+    corrupts it first. Returns (path, data)."""
+    data = json.loads(COCO_MINI.read_text())
+    if image_ids is not None:
+        data["images"] = [i for i in data["images"] if i["id"] in image_ids]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in image_ids]
+    if edit is not None:
+        edit(data)
+    if not (tmp_path / "images").exists():
+        (tmp_path / "images").symlink_to(COCO_MINI.parent / "images")
+    path = tmp_path / name
+    path.write_text(json.dumps(data))  # Python's json writes NaN as NaN and reads it back
+    return path, data
+
+
+PEOPLE = (164602, 568814, 422836, 293625, 67180, 407943)  # images with 9 labelled people
+
+
+def people(data):
+    return [a for a in data["annotations"] if a["num_keypoints"] > 0]
+
+
+def test_eval_reports_skipped_annotations_with_ids_and_scores_the_cleaned_data(tmp_path, lightning, capsys):
+    def corrupt(data):
+        nan, unknown = people(data)[:2]
+        nan["keypoints"][3] = float("nan")
+        unknown["image_id"] = 99
+    bad, data = coco_subset(tmp_path, PEOPLE, "bad.json", corrupt)
+    nan, unknown = people(data)[:2]
+    clean, _ = coco_subset(tmp_path, PEOPLE, "clean.json",
+                           lambda d: d.update(annotations=[a for a in d["annotations"]
+                                                           if a["id"] not in (nan["id"], unknown["id"])]))
+    report = evaluate(lightning, bad, progress=False)
+    expected = evaluate(lightning, clean, progress=False)
+    assert report.notes[0].startswith(f"skipped 2 annotations: id {nan['id']} (keypoints contain NaN, inf or "
+                                      f"non-numbers), id {unknown['id']} (refers to an image id that is not in "
+                                      "'images'); left out of the ground truth too")
+    assert report.persons == expected.persons == len(people(data)) - 2
+    assert report.metrics() == expected.metrics()  # the skipped people are not scored at all
+    # training reads the same file through the same check and reports the same ids
+    from featherpose.data.coco import CocoKeypoints
+    assert {p.ann_id for p in CocoKeypoints(bad).problems} == {nan["id"], unknown["id"]}
+    # the CLI prints the note under the table
+    assert main(["eval", "--model", "movenet-lightning", "--data", str(bad), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: skipped 2 annotations: id {nan['id']}" in out
+
+
+def test_eval_keypoints_as_string_or_16_keypoints_are_skipped_not_a_traceback(tmp_path, lightning, capsys):
+    def corrupt(data):
+        text, short, crowd = people(data)[:3]
+        text["keypoints"] = "1 2 2 " * 17
+        short["keypoints"] = short["keypoints"][:48]
+        crowd["iscrowd"], crowd["keypoints"] = 1, "junk"  # COCOeval reads crowd keypoints too
+    bad, data = coco_subset(tmp_path, PEOPLE, "bad.json", corrupt)
+    text, short, _ = people(data)[:3]
+    report = evaluate(lightning, bad, progress=False)
+    assert (f"id {text['id']} (keypoints missing or not a list (got str))" in report.notes[0]
+            and f"id {short['id']} (keypoints has 48 values, expected 51 (K=17 x 3))" in report.notes[0])
+    assert 0 < report.coco["AP"] <= 1
+
+    # when nothing usable is left: one line naming the file and why
+    def all_short(data):
+        for a in data["annotations"]:
+            a["keypoints"] = a["keypoints"][:48]
+    bad16, _ = coco_subset(tmp_path, PEOPLE, "bad16.json", all_short)
+    line = one_line_error(capsys, ["eval", "--model", "movenet-lightning", "--data", str(bad16), "--quiet"])
+    assert str(bad16) in line and "no annotated person" in line and "48 values, expected 51" in line
+
+
+def test_eval_image_missing_or_unreadable_is_reported_and_left_out(tmp_path, lightning):
+    def corrupt(data):
+        data["images"][0]["file_name"] = "images/gone.jpg"
+        data["images"][1]["file_name"] = "broken.jpg"  # exists (passes the check), unreadable when its turn comes
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    bad, data = coco_subset(tmp_path, PEOPLE, "bad.json", corrupt)
+    gone, broken = data["images"][0]["id"], data["images"][1]["id"]
+    keep = [i for i in PEOPLE if i not in (gone, broken)]
+    clean, _ = coco_subset(tmp_path, keep, "clean.json")
+    for model in (lightning, "movenet-multipose"):
+        report = evaluate(model, bad, progress=False)
+        expected = evaluate(model, clean, progress=False)
+        note = report.notes[0]
+        assert f"skipped 2 images: id {gone} (image file missing" in note and f"id {broken} (unreadable image" in note
+        assert report.metrics() == expected.metrics() and report.persons == expected.persons
+
+
+def test_eval_results_location_is_checked_before_the_model_runs(tmp_path, monkeypatch):
+    import featherpose.evaluation as ev
+    data, _ = coco_subset(tmp_path, PEOPLE[:1])
+    (tmp_path / "file").write_text("x")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model ran")
+    monkeypatch.setattr(ev, "_predict", no_model)
+    with pytest.raises(OSError, match="results file"):
+        ev.evaluate("movenet-lightning", data, results_path=tmp_path / "file" / "res.json", progress=False)
+    with pytest.raises(ValueError, match="is the annotation file itself"):
+        ev.evaluate("movenet-lightning", data, results_path=data, progress=False)
+
+
+def test_eval_results_write_failure_keeps_the_metrics(tmp_path, lightning, monkeypatch):
+    import featherpose.evaluation as ev
+    data, _ = coco_subset(tmp_path, PEOPLE)
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(ev, "write_text", disk_full)
+    with pytest.raises(ev.ResultsNotWrittenError, match=r"No space left.*evaluation itself finished: AP \d") as info:
+        ev.evaluate(lightning, data, results_path=tmp_path / "res.json", progress=False)
+    report = info.value.report
+    assert report.results and report.results_path is None and 0 < report.coco["AP"] <= 1
+
+
+def test_eval_data_folder_names_the_json_inside(tmp_path, capsys):
+    coco_subset(tmp_path, PEOPLE[:1])
+    line = one_line_error(capsys, ["eval", "--model", "movenet-lightning", "--data", str(tmp_path)])
+    assert "is a folder; give the COCO keypoints json inside it, e.g." in line
+
+
+def test_fuzz_corrupt_coco_json_for_eval(tmp_path, lightning):
+    """Random corruption of images, annotations and categories: eval returns, or raises one line naming the file."""
+    rng = random.Random(99)
+    junk = [None, True, -1, 0, 1e308, float("nan"), float("inf"), "x", [], [1, 2], {}, {"a": 1}, "1 2 3"]
+    base = json.loads(COCO_MINI.read_text())
+    for trial in range(30):
+        data = json.loads(json.dumps(base))
+        data["images"] = [i for i in data["images"] if i["id"] in PEOPLE[:2]]
+        data["annotations"] = [a for a in data["annotations"] if a["image_id"] in PEOPLE[:2]]
+        for _ in range(rng.randint(1, 3)):
+            where = rng.choice(["images", "annotations", "categories", "top"])
+            if where == "top":
+                data[rng.choice(["images", "annotations", "categories"])] = rng.choice(junk)
+                continue
+            if not isinstance(data[where], list) or not data[where]:
+                continue
+            entry = rng.choice(data[where])
+            if not isinstance(entry, dict):
+                continue
+            key = rng.choice(sorted(entry) + ["keypoints", "bbox"])
+            if key == "keypoints" and isinstance(entry.get(key), list) and entry[key] and rng.random() < 0.5:
+                entry[key][rng.randrange(len(entry[key]))] = rng.choice(junk)
+            else:
+                entry[key] = rng.choice(junk)
+        path = tmp_path / f"fuzz{trial}.json"
+        if not (tmp_path / "images").exists():
+            (tmp_path / "images").symlink_to(COCO_MINI.parent / "images")
+        path.write_text(json.dumps(data))
+        try:
+            evaluate(lightning, path, progress=False)
+        except (ValueError, FileNotFoundError) as exc:
+            assert str(path) in str(exc) and "\n" not in str(exc), (trial, str(exc))

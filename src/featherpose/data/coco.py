@@ -182,20 +182,33 @@ def _sigmas_by_name(names: Sequence[str]) -> list[float] | None:
 def keypoint_category(categories: list, category_id: int | None = None, source: str = "the json") -> dict:
     """The category to read keypoints from: ``category_id`` if given, else the one named ``person``,
     else the first with a ``keypoints`` list. Shared by training data and evaluation."""
+    if not isinstance(categories, list):
+        raise ValueError(f"{source}: 'categories' must be a list of objects, got {type(categories).__name__}")
     with_kps = [c for c in categories if isinstance(c, dict) and c.get("keypoints")]
     if category_id is not None:
         with_kps = [c for c in with_kps if c.get("id") == category_id]
     if not with_kps:
         raise ValueError(f"{source}: no category{'' if category_id is None else f' {category_id}'} "
                          "with a 'keypoints' list; is this a COCO keypoint json (person_keypoints_*.json)?")
-    return next((c for c in with_kps if c.get("name") == "person"), with_kps[0])
+    category = next((c for c in with_kps if c.get("name") == "person"), with_kps[0])
+    names = category["keypoints"]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"{source}: category {category.get('name', category.get('id'))!r}: 'keypoints' must be a "
+                         f"list of distinct keypoint names, got {str(names)[:80]}")
+    if isinstance(category.get("id"), bool) or not isinstance(category.get("id"), int):
+        raise ValueError(f"{source}: category {category.get('name')!r} needs an integer 'id', got "
+                         f"{category.get('id')!r}")
+    return category
 
 
 def keypoint_sigmas(names: list[str], json_sigmas=None, source: str = "the json", hint: str = "") -> list[float]:
     """OKS sigmas for ``names``: the json's ``oks_sigmas``, else the registered skeleton's, else a
     per-name look-up in the registry. Shared by training data and evaluation."""
     if json_sigmas is not None:
-        return list(json_sigmas)
+        if not _finite_numbers(json_sigmas, len(names)) or not all(s > 0 for s in json_sigmas):
+            raise ValueError(f"{source}: 'oks_sigmas' must be {len(names)} positive numbers, one per keypoint, got "
+                             f"{str(json_sigmas)[:80]}; fix it, or remove it to use the registered skeleton's{hint}")
+        return [float(s) for s in json_sigmas]
     registered = skeleton_for(names)
     found = list(registered.sigmas) if registered else _sigmas_by_name(names)
     if found is None:
@@ -203,6 +216,219 @@ def keypoint_sigmas(names: list[str], json_sigmas=None, source: str = "the json"
         raise ValueError(f"{source}: no OKS sigma for keypoints {unknown}; add an 'oks_sigmas' list "
                          f"(one per keypoint) to the json's category{hint}")
     return found
+
+
+@dataclass
+class CocoCheck:
+    """A COCO keypoint json, validated (:func:`validate_coco`): what is usable, and what was skipped and why.
+
+    Attributes:
+        images: image id -> (file, height, width) of every usable image (height and width None when the
+            json gives none).
+        per_image: image id -> (keypoints (K, 3) arrays, boxes x1, y1, x2, y2 clipped to the image,
+            annotation ids, ignore regions) of the usable people and regions in it.
+        people: annotation id -> (K, 3) float32 keypoints of every usable person (>= ``min_keypoints``
+            labelled keypoints and a usable box).
+        regions: annotation id -> clipped box (None when only the segmentation is usable) of every crowd
+            and unlabelled person, which a model is not graded on.
+        problems: every skipped entry, with its image / annotation id and the reason.
+    """
+
+    images: dict[int, tuple[Path, int | None, int | None]]
+    per_image: dict[int, tuple[list, list, list, list]]
+    people: dict[int, np.ndarray]
+    regions: dict[int, tuple[float, float, float, float] | None]
+    problems: list[Problem]
+
+
+def validate_coco(data: dict, source: str | Path, image_root: str | Path, *, category_id: int,
+                  num_keypoints: int, wholebody: bool = False, min_keypoints: int = 1,
+                  report: Callable[[str, int | None, int | None], None] | None = None) -> CocoCheck:
+    """Check every image and annotation of a COCO keypoint json: the one validation that training data
+    (:class:`CocoKeypoints`) and evaluation (:func:`featherpose.evaluation.evaluate`) share.
+
+    An entry is skipped, with the reason, when: an image has no integer ``id`` or ``file_name``, a
+    duplicate id, a bad size or no file under ``image_root``; an annotation has no integer ``id`` /
+    ``image_id``, a duplicate id, an ``image_id`` not among the usable images, keypoints that are not
+    ``3 * num_keypoints`` finite numbers with visibility 0 / 1 / 2, or (a graded person) an unusable
+    ``bbox``. Annotations of other categories are ignored.
+
+    Args:
+        data: the parsed json. source: its path, for messages. image_root: folder of the ``file_name`` s.
+        category_id: the keypoint category (:func:`keypoint_category`). num_keypoints: its K.
+        wholebody: append COCO-WholeBody's foot / face / hand keypoints.
+        min_keypoints: fewer labelled keypoints make a person an ignore region instead.
+        report: called as ``report(message, image_id, ann_id)`` for each skipped entry (default: collect only).
+
+    Raises:
+        ValueError: ``images`` or ``annotations`` is not a list.
+    """
+    for key in ("images", "annotations"):
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{source}: '{key}' must be a list of objects, got {type(data.get(key)).__name__}; "
+                             "is this a COCO keypoint json (person_keypoints_*.json)?")
+    problems: list[Problem] = []
+
+    def collect(message: str, image_id=None, ann_id=None) -> None:
+        problems.append(Problem(message, image_id, ann_id))
+        if report is not None:
+            report(message, image_id, ann_id)
+
+    check = _Validator(Path(image_root), category_id, num_keypoints, wholebody, min_keypoints, collect)
+    images = check._read_images(data["images"])
+    per_image = check._read_annotations(data["annotations"], images)
+    return CocoCheck(images, per_image, check.people, check.regions, problems)
+
+
+def describe_problems(problems: Sequence[Problem], limit: int = 10) -> str:
+    """One line for skipped entries, e.g. ``skipped 2 annotations: id 123 (keypoints contain NaN, inf or
+    non-numbers), id 456 (refers to an image id that is not in 'images')``; images likewise; '' if none."""
+    parts = []
+    for noun, items in (("annotation", [p for p in problems if p.ann_id is not None]),
+                        ("image", [p for p in problems if p.ann_id is None])):
+        if items:
+            named = ", ".join(f"id {p.ann_id if p.ann_id is not None else p.image_id} ({p.message})"
+                              if (p.ann_id if p.ann_id is not None else p.image_id) is not None else p.message
+                              for p in items[:limit])
+            more = f", and {len(items) - limit} more" if len(items) > limit else ""
+            parts.append(f"skipped {len(items)} {noun}{'s' if len(items) != 1 else ''}: {named}{more}")
+    return "; ".join(parts)
+
+
+class _Validator:
+    """The checks of :func:`validate_coco`, entry by entry."""
+
+    def __init__(self, image_root: Path, category_id: int, body_k: int, wholebody: bool, min_keypoints: int,
+                 report: Callable[[str, int | None, int | None], None]):
+        self.image_root, self.category_id, self.body_k = image_root, category_id, body_k
+        self.wholebody, self.min_keypoints, self.report = wholebody, min_keypoints, report
+        self.skipped_images: set = set()
+        self.people: dict[int, np.ndarray] = {}
+        self.regions: dict[int, tuple | None] = {}
+
+    def _read_images(self, entries: list) -> dict[int, tuple[Path, int | None, int | None]]:
+        images: dict[int, tuple[Path, int | None, int | None]] = {}
+        for im in entries:
+            image_id = im.get("id") if isinstance(im, dict) else None
+            if not isinstance(image_id, int) or not isinstance(im.get("file_name"), str):
+                self.report(f"image entry without an integer 'id' and a 'file_name': {str(im)[:80]}", image_id)
+                continue
+            if image_id in images:
+                self.report("duplicate image id", image_id)
+                continue
+            h, w = im.get("height"), im.get("width")
+            if h is not None or w is not None:
+                if not (_finite_numbers([h, w]) and h > 0 and w > 0 and int(h) == h and int(w) == w):
+                    self.skipped_images.add(image_id)
+                    self.report(f"height and width must be positive integers, got {h} x {w}", image_id)
+                    continue
+                h, w = int(h), int(w)
+            path = self.image_root / im["file_name"]
+            if not path.is_file():
+                self.skipped_images.add(image_id)
+                self.report(f"image file missing: {path}", image_id)
+                continue
+            images[image_id] = (path, h, w)
+        return images
+
+    def _box(self, bbox, height, width) -> tuple[float, float, float, float] | str:
+        """x1, y1, x2, y2 clipped to the image, or the reason the COCO ``bbox`` is unusable."""
+        if not _finite_numbers(bbox, 4):
+            return f"bbox must be 4 finite numbers [x, y, w, h], got {bbox}"
+        x, y, w, h = (float(b) for b in bbox)
+        if w <= 0 or h <= 0:
+            return f"bbox has non-positive size {w}x{h}"
+        x1, y1, x2, y2 = x, y, x + w, y + h
+        if height is not None:
+            if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+                return f"bbox {bbox} lies outside the {width}x{height} image"
+            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
+        return x1, y1, x2, y2
+
+    def _keypoints(self, ann: dict) -> np.ndarray | str:
+        """(K, 3) float32 keypoints of one annotation (WholeBody parts appended), or why they are unusable."""
+        kps = ann.get("keypoints")
+        if not isinstance(kps, list):
+            return f"keypoints missing or not a list (got {type(kps).__name__})"
+        if len(kps) != 3 * self.body_k:
+            return f"keypoints has {len(kps)} values, expected {3 * self.body_k} (K={self.body_k} x 3)"
+        if not _finite_numbers(kps):
+            return "keypoints contain NaN, inf or non-numbers"
+        out = np.asarray(kps, np.float64).reshape(-1, 3)
+        if not np.isin(out[:, 2], (0, 1, 2)).all():
+            return f"keypoint visibility must be 0, 1 or 2, got {sorted(set(out[:, 2].tolist()) - {0, 1, 2})}"
+        if self.wholebody:
+            parts = [out]
+            for part, names, _ in WHOLEBODY_PARTS:
+                values = ann.get(f"{part}_kpts")
+                if values is None or not ann.get(f"{part}_valid", True):
+                    parts.append(np.zeros((len(names), 3)))
+                    continue
+                if not _finite_numbers(values, 3 * len(names)):
+                    return f"{part}_kpts must be {3 * len(names)} finite numbers"
+                p = np.asarray(values, np.float64).reshape(-1, 3)
+                # WholeBody stores confidences in (0, 1] for face and hands: any v > 0 is labelled.
+                p[:, 2] = np.where(p[:, 2] <= 0, 0, np.where(p[:, 2] >= 1.5, 2, 1))
+                parts.append(p)
+            out = np.concatenate(parts)
+        if (np.abs(out) > 1e9).any():  # finite in float64 but absurd (and inf once float32)
+            return "keypoint coordinates beyond 1e9 pixels"
+        return out.astype(f32)
+
+    def _read_annotations(self, anns: list, images: dict) -> dict[int, tuple[list, list, list, list]]:
+        per_image: dict[int, tuple[list, list, list, list]] = {}
+        seen_ids: set = set()
+        for ann in anns:
+            if not isinstance(ann, dict):
+                self.report(f"annotation is not an object: {str(ann)[:80]}")
+                continue
+            ann_id, image_id = ann.get("id"), ann.get("image_id")
+            if ann.get("category_id", self.category_id) != self.category_id:
+                continue
+            if not isinstance(ann_id, int) or not isinstance(image_id, int):
+                self.report(f"annotation needs integer 'id' and 'image_id', got {ann_id!r} and {image_id!r}",
+                             image_id if isinstance(image_id, int) else None,
+                             ann_id if isinstance(ann_id, int) else None)
+                continue
+            if ann_id in seen_ids:
+                self.report("duplicate annotation id", image_id, ann_id)
+                continue
+            seen_ids.add(ann_id)
+            if image_id not in images:
+                if image_id not in self.skipped_images:  # else the image itself was reported
+                    self.report("refers to an image id that is not in 'images'", image_id, ann_id)
+                continue
+            _, height, width = images[image_id]
+            kps_list, boxes, ids, regions = per_image.setdefault(image_id, ([], [], [], []))
+            box = self._box(ann.get("bbox"), height, width)
+            seg = _segmentation_region(ann.get("segmentation"), height, width)
+            if ann.get("iscrowd", 0):
+                if seg is None and isinstance(box, str):
+                    self.report(f"crowd region without a usable segmentation or bbox: {box}", image_id, ann_id)
+                else:
+                    regions.append(seg or ("box", box))
+                    self.regions[ann_id] = None if isinstance(box, str) else box
+                continue
+            kps = self._keypoints(ann)
+            if isinstance(kps, str):
+                self.report(kps, image_id, ann_id)
+                continue
+            labelled = int((kps[:, 2] > 0).sum())
+            if labelled < self.min_keypoints:  # a person we cannot grade: no loss on it
+                if seg is None and isinstance(box, str):
+                    self.report(f"unlabelled person without a usable segmentation or bbox: {box}", image_id, ann_id)
+                else:
+                    regions.append(seg or ("box", box))
+                    self.regions[ann_id] = None if isinstance(box, str) else box
+                continue
+            if isinstance(box, str):
+                self.report(box, image_id, ann_id)
+                continue
+            kps_list.append(kps)
+            boxes.append(box)
+            ids.append(ann_id)
+            self.people[ann_id] = kps
+        return per_image
 
 
 class CocoKeypoints:
@@ -258,7 +484,6 @@ class CocoKeypoints:
         self.problems: list[Problem] = []
         self._reported: set[Problem] = set()
         self._unreadable: set[int] = set()
-        self._skipped_images: set = set()
 
         category = keypoint_category(data["categories"], category_id, str(self.ann_file))
         self.category_id = category["id"]
@@ -286,8 +511,10 @@ class CocoKeypoints:
         self.sigmas = np.asarray(sigmas, f32)
         self.skeleton = self._make_skeleton(category)
 
-        images = self._read_images(data["images"])
-        per_image = self._read_annotations(data["annotations"], images)
+        check = validate_coco(data, self.ann_file, self.image_root, category_id=self.category_id,
+                              num_keypoints=self._body_k, wholebody=self.wholebody, min_keypoints=min_keypoints,
+                              report=self.report)
+        images, per_image = check.images, check.per_image
         self.records: list[ImageRecord] = []
         for image_id, (path, height, width) in images.items():
             kps, boxes, ids, regions = per_image.get(image_id, ([], [], [], []))
@@ -330,125 +557,6 @@ class CocoKeypoints:
         self._reported.add(problem)
         self.problems.append(problem)
         logger.warning("%s: %s (skipped)", self.ann_file.name, problem)
-
-    def _read_images(self, entries: list) -> dict[int, tuple[Path, int | None, int | None]]:
-        images: dict[int, tuple[Path, int | None, int | None]] = {}
-        for im in entries:
-            image_id = im.get("id") if isinstance(im, dict) else None
-            if not isinstance(image_id, int) or not isinstance(im.get("file_name"), str):
-                self.report(f"image entry without an integer 'id' and a 'file_name': {str(im)[:80]}", image_id)
-                continue
-            if image_id in images:
-                self.report("duplicate image id", image_id)
-                continue
-            h, w = im.get("height"), im.get("width")
-            if h is not None or w is not None:
-                if not (_finite_numbers([h, w]) and h > 0 and w > 0 and int(h) == h and int(w) == w):
-                    self._skipped_images.add(image_id)
-                    self.report(f"height and width must be positive integers, got {h} x {w}", image_id)
-                    continue
-                h, w = int(h), int(w)
-            path = self.image_root / im["file_name"]
-            if not path.is_file():
-                self._skipped_images.add(image_id)
-                self.report(f"image file missing: {path}", image_id)
-                continue
-            images[image_id] = (path, h, w)
-        return images
-
-    def _box(self, bbox, height, width) -> tuple[float, float, float, float] | str:
-        """x1, y1, x2, y2 clipped to the image, or the reason the COCO ``bbox`` is unusable."""
-        if not _finite_numbers(bbox, 4):
-            return f"bbox must be 4 finite numbers [x, y, w, h], got {bbox}"
-        x, y, w, h = (float(b) for b in bbox)
-        if w <= 0 or h <= 0:
-            return f"bbox has non-positive size {w}x{h}"
-        x1, y1, x2, y2 = x, y, x + w, y + h
-        if height is not None:
-            if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
-                return f"bbox {bbox} lies outside the {width}x{height} image"
-            x1, y1, x2, y2 = max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height))
-        return x1, y1, x2, y2
-
-    def _keypoints(self, ann: dict) -> np.ndarray | str:
-        """(K, 3) float32 keypoints of one annotation (WholeBody parts appended), or why they are unusable."""
-        kps = ann.get("keypoints")
-        if not isinstance(kps, list):
-            return f"keypoints missing or not a list (got {type(kps).__name__})"
-        if len(kps) != 3 * self._body_k:
-            return f"keypoints has {len(kps)} values, expected {3 * self._body_k} (K={self._body_k} x 3)"
-        if not _finite_numbers(kps):
-            return "keypoints contain NaN, inf or non-numbers"
-        out = np.asarray(kps, np.float64).reshape(-1, 3)
-        if not np.isin(out[:, 2], (0, 1, 2)).all():
-            return f"keypoint visibility must be 0, 1 or 2, got {sorted(set(out[:, 2].tolist()) - {0, 1, 2})}"
-        if self.wholebody:
-            parts = [out]
-            for part, names, _ in WHOLEBODY_PARTS:
-                values = ann.get(f"{part}_kpts")
-                if values is None or not ann.get(f"{part}_valid", True):
-                    parts.append(np.zeros((len(names), 3)))
-                    continue
-                if not _finite_numbers(values, 3 * len(names)):
-                    return f"{part}_kpts must be {3 * len(names)} finite numbers"
-                p = np.asarray(values, np.float64).reshape(-1, 3)
-                # WholeBody stores confidences in (0, 1] for face and hands: any v > 0 is labelled.
-                p[:, 2] = np.where(p[:, 2] <= 0, 0, np.where(p[:, 2] >= 1.5, 2, 1))
-                parts.append(p)
-            out = np.concatenate(parts)
-        return out.astype(f32)
-
-    def _read_annotations(self, anns: list, images: dict) -> dict[int, tuple[list, list, list, list]]:
-        per_image: dict[int, tuple[list, list, list, list]] = {}
-        seen_ids: set = set()
-        for ann in anns:
-            if not isinstance(ann, dict):
-                self.report(f"annotation is not an object: {str(ann)[:80]}")
-                continue
-            ann_id, image_id = ann.get("id"), ann.get("image_id")
-            if ann.get("category_id", self.category_id) != self.category_id:
-                continue
-            if not isinstance(ann_id, int) or not isinstance(image_id, int):
-                self.report(f"annotation needs integer 'id' and 'image_id', got {ann_id!r} and {image_id!r}",
-                             image_id if isinstance(image_id, int) else None,
-                             ann_id if isinstance(ann_id, int) else None)
-                continue
-            if ann_id in seen_ids:
-                self.report("duplicate annotation id", image_id, ann_id)
-                continue
-            seen_ids.add(ann_id)
-            if image_id not in images:
-                if image_id not in self._skipped_images:  # else the image itself was reported
-                    self.report("refers to an image id that is not in 'images'", image_id, ann_id)
-                continue
-            _, height, width = images[image_id]
-            kps_list, boxes, ids, regions = per_image.setdefault(image_id, ([], [], [], []))
-            box = self._box(ann.get("bbox"), height, width)
-            seg = _segmentation_region(ann.get("segmentation"), height, width)
-            if ann.get("iscrowd", 0):
-                if seg is None and isinstance(box, str):
-                    self.report(f"crowd region without a usable segmentation or bbox: {box}", image_id, ann_id)
-                else:
-                    regions.append(seg or ("box", box))
-                continue
-            kps = self._keypoints(ann)
-            if isinstance(kps, str):
-                self.report(kps, image_id, ann_id)
-                continue
-            labelled = int((kps[:, 2] > 0).sum())
-            if labelled < self.min_keypoints:  # a person we cannot grade: no loss on it
-                if seg is None and isinstance(box, str):
-                    self.report(f"unlabelled person without a usable segmentation or bbox: {box}", image_id, ann_id)
-                else:
-                    regions.append(seg or ("box", box))
-                continue
-            if isinstance(box, str):
-                self.report(box, image_id, ann_id)
-                continue
-            kps_list.append(kps)
-            boxes.append(box)
-            ids.append(ann_id)
-        return per_image
 
     # ------------------------------------------------------------------------------------ samples
 

@@ -36,16 +36,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..data.coco import CocoCheck, Problem, describe_problems, validate_coco
 from ..estimator import Estimator
-from ..fileio import write_text
+from ..fileio import check_writable, write_text
 from ..image import load_image, square_around
 from ..skeletons import Skeleton, skeleton_for
 from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
 from .pck import (PCKScore, auc_from_distances, box_size, head_size, normalized_distances, pck, pck_auc,
                   pck_from_distances, pckh, torso_size)
 
-__all__ = ["CROP_EXPAND", "EvalReport", "PCKResult", "PCKScore", "coco_keypoint_ap", "crop_square", "evaluate",
-           "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size", "head_size", "torso_size"]
+__all__ = ["CROP_EXPAND", "EvalReport", "PCKResult", "PCKScore", "ResultsNotWrittenError", "coco_keypoint_ap",
+           "crop_square", "evaluate", "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size", "head_size", "torso_size"]
 
 log = logging.getLogger(__name__)
 
@@ -209,14 +210,15 @@ class _GroundTruth:
     fields: dict[str, np.ndarray]  # optional normaliser fields present on every person: torso_size, head_box
 
     @classmethod
-    def from_dataset(cls, dataset: dict, category_id: int, data_idx: np.ndarray) -> "_GroundTruth":
+    def from_dataset(cls, dataset: dict, category_id: int, data_idx: np.ndarray, source: str = "the data",
+                     skipped: str = "") -> "_GroundTruth":
         k = len(person_category(dataset)["keypoints"])
         anns = [a for a in dataset["annotations"] if a.get("category_id", category_id) == category_id
                 and not a.get("iscrowd", 0) and len(a.get("keypoints", ())) == 3 * k
                 and (np.asarray(a["keypoints"], np.float64).reshape(k, 3)[data_idx, 2] > 0).any()]
         if not anns:
-            raise ValueError("no annotated person (non-crowd, with labelled keypoints the model predicts) in the "
-                             "data: nothing to evaluate")
+            raise ValueError(f"{source}: no annotated person (non-crowd, with labelled keypoints the model predicts) "
+                             f"in the data: nothing to evaluate{'; ' + skipped if skipped else ''}")
         missing = [a.get("id") for a in anns if "bbox" not in a]
         if missing:
             raise ValueError(f"{len(missing)} annotations have no 'bbox' (ids {missing[:5]}); evaluation needs each "
@@ -226,9 +228,62 @@ class _GroundTruth:
         for name in ("torso_size", "head_box"):
             if all(name in a for a in anns):
                 fields[name] = np.array([a[name] for a in anns], np.float64)
-        return cls(np.array([a["image_id"] for a in anns]),
+        return cls(np.array([a["image_id"] for a in anns], np.int64),
                    np.array([a["keypoints"] for a in anns], np.float64).reshape(len(anns), k, 3)[:, data_idx],
                    boxes, np.array([a.get("area", b[2] * b[3]) for a, b in zip(anns, boxes)], np.float64), fields)
+
+
+    def subset(self, keep: np.ndarray) -> "_GroundTruth":
+        """The people where ``keep`` (M,) is True."""
+        return _GroundTruth(self.image_ids[keep], self.keypoints[keep], self.boxes[keep], self.areas[keep],
+                            {k: v[keep] for k, v in self.fields.items()})
+
+
+def _clean_dataset(dataset: dict, check: CocoCheck, category_id: int, k: int) -> dict:
+    """The data as evaluation scores it: the usable images, and the usable annotations of the keypoint
+    category with their validated keypoints (:func:`~featherpose.data.coco.validate_coco`).
+
+    Crowd regions and unlabelled people stay (COCOeval ignores detections on them) when their box is
+    usable; their keypoints are zeroed when malformed, since COCOeval reads them.
+    """
+    images, seen = [], set()
+    for img in dataset["images"]:
+        if isinstance(img, dict) and isinstance(img.get("id"), int) and img["id"] in check.images \
+                and img["id"] not in seen:
+            seen.add(img["id"])
+            images.append(img)
+    anns, seen_anns = [], set()
+    for a in dataset["annotations"]:
+        if not isinstance(a, dict) or a.get("category_id", category_id) != category_id:
+            continue
+        ann_id = a.get("id") if isinstance(a.get("id"), int) else None
+        if ann_id in seen_anns:  # a duplicate id: the check kept the first
+            continue
+        seen_anns.add(ann_id)
+        if ann_id in check.people:
+            kps = check.people[ann_id][:k]
+        elif check.regions.get(ann_id) is not None:
+            x1, y1, x2, y2 = check.regions[ann_id]
+            kps = np.asarray(a.get("keypoints"), np.float64).reshape(k, 3) if _keypoints_ok(a, k) else np.zeros((k, 3))
+            a = dict(a, bbox=[x1, y1, x2 - x1, y2 - y1])
+        else:
+            continue
+        area = a.get("area")
+        if isinstance(area, bool) or not isinstance(area, (int, float)) or not np.isfinite(area) or area <= 0:
+            area = float(a["bbox"][2] * a["bbox"][3])
+        anns.append(dict(a, category_id=category_id, iscrowd=int(bool(a.get("iscrowd", 0))), keypoints=np.asarray(kps, np.float64).reshape(-1).tolist(),
+                         num_keypoints=int((np.asarray(kps)[:, 2] > 0).sum()), area=float(area)))
+    return dict(dataset, images=images, annotations=anns)
+
+
+def _keypoints_ok(ann: dict, k: int) -> bool:
+    kps = ann.get("keypoints")
+    if not isinstance(kps, list) or len(kps) != 3 * k:
+        return False
+    try:
+        return bool(np.isfinite(np.asarray(kps, np.float64)).all())
+    except (TypeError, ValueError):
+        return False
 
 
 def _reduce_dataset(dataset: dict, data_idx: np.ndarray) -> dict:
@@ -251,13 +306,27 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
 
     Returns:
         image_ids (R,), keypoints (R, K_model, 3) in image pixels, instance scores (R,) (multi-person;
-        empty top-down), and owner (R,): the ground-truth person a top-down result was cropped from (-1 otherwise).
+        empty top-down), owner (R,): the ground-truth person a top-down result was cropped from (-1 otherwise),
+        and the images that could not be read: image id -> reason (no results on them).
     """
     ids, kpts, scores, owner = [], [], [], []
+    unreadable: dict[int, str] = {}
     k = est.skeleton.num_keypoints
+
+    def read(image_id, file_name):
+        try:
+            return load_image(root / file_name)
+        except (OSError, ValueError) as exc:  # gone or corrupt since validation: report, skip, score the rest
+            unreadable[image_id] = f"unreadable image: {exc}"
+            log.warning("%s (skipped)", unreadable[image_id])
+            return None
+
     if est.multi_person:
         for img in tqdm(dataset["images"], desc="evaluate", unit="img", disable=not progress):
-            poses = est(load_image(root / img["file_name"]))
+            image = read(img["id"], img["file_name"])
+            if image is None:
+                continue
+            poses = est(image)
             ids += [img["id"]] * len(poses)
             kpts.append(poses.keypoints)
             scores.append(poses.scores)
@@ -269,9 +338,9 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
         for m in tqdm(order, desc="evaluate", unit="person", disable=not progress):
             if gt.image_ids[m] != current:
                 current = gt.image_ids[m]
-                if current not in files:
-                    raise ValueError(f"an annotation names image_id {current}, which is not in the file's 'images'")
-                image = load_image(root / files[current])
+                image = read(current, files[current])
+            if image is None:
+                continue
             crop, corner = crop_square(image, gt.boxes[m])
             poses = est(crop)
             if not len(poses):
@@ -283,7 +352,7 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
             owner.append(int(m))  # no score here: evaluate() scores from the evaluated keypoints
     kpts = np.concatenate(kpts) if kpts else np.zeros((0, k, 3), np.float32)
     scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
-    return np.array(ids, np.int64), kpts, scores, np.array(owner, np.intp)
+    return np.array(ids, np.int64), kpts, scores, np.array(owner, np.intp), unreadable
 
 
 def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int | None = None, backend: str = "auto",
@@ -301,13 +370,25 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
     Returns:
         An :class:`EvalReport`; how predictions are made and matched is in the module docstring.
 
+    Bad images and annotations are skipped, as training skips them (one shared check,
+    :func:`~featherpose.data.coco.validate_coco`), and left out of the ground truth too; so is an image
+    that cannot be read when its turn comes. ``EvalReport.notes`` lists them with their ids.
+
     Raises:
-        FileNotFoundError: the json or one of its images is missing.
-        ValueError: not a COCO keypoints file, no person to evaluate, or no keypoint shared with the model.
+        FileNotFoundError: the json is missing.
+        ValueError: not a COCO keypoints file, no usable person to evaluate, no keypoint shared with the
+            model, or ``results_path`` is the json itself.
+        OSError: ``results_path`` cannot be written (checked before the model runs).
+        ResultsNotWrittenError: writing ``results_path`` failed at the end; its ``report`` has every metric.
     """
     from ..zoo import load
 
     start = time.perf_counter()
+    if results_path is not None:  # before the model runs: an unwritable location fails in a second
+        if Path(results_path).resolve() == Path(data).resolve():
+            raise ValueError(f"results file {results_path} is the annotation file itself: it would be replaced; "
+                             "give another --results file")
+        check_writable(results_path, "results file")
     if isinstance(model, Estimator):
         if input_size is not None or threads is not None or backend != "auto":
             raise ValueError("input_size, backend and threads apply when evaluate() loads the model; for an "
@@ -317,13 +398,29 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
         est = load(model, backend=backend, threads=threads, input_size=input_size)
     path = Path(data)
     dataset = load_coco(path)
-    cat = person_category(dataset)
+    cat = person_category(dataset, str(path))
     data_names = list(cat["keypoints"])
-    sigmas = dataset_sigmas(dataset)
+    sigmas = dataset_sigmas(dataset, str(path))
     data_idx, model_idx, notes = _shared_joints(data_names, est.skeleton)
-    gt = _GroundTruth.from_dataset(dataset, cat["id"], data_idx)
+    # The validation training uses: bad entries are skipped, reported, and left out of the ground truth too.
+    check = validate_coco(dataset, path, path.parent, category_id=cat["id"], num_keypoints=len(data_names))
+    problems = list(check.problems)
+    dataset = _clean_dataset(dataset, check, cat["id"], len(data_names))
+    gt = _GroundTruth.from_dataset(dataset, cat["id"], data_idx, str(path), describe_problems(problems))
 
-    ids, kpts, scores, owner = _predict(est, dataset, path.parent, gt, progress)
+    ids, kpts, scores, owner, unreadable = _predict(est, dataset, path.parent, gt, progress)
+    if unreadable:  # leave those images out of the ground truth as well, so every image scored was seen
+        problems += [Problem(why, image_id) for image_id, why in unreadable.items()]
+        keep = ~np.isin(gt.image_ids, list(unreadable))
+        owner = (np.cumsum(keep) - 1)[owner] if len(owner) else owner
+        gt = gt.subset(keep)
+        dataset = dict(dataset, images=[i for i in dataset["images"] if i["id"] not in unreadable],
+                       annotations=[a for a in dataset["annotations"] if a["image_id"] not in unreadable])
+        if not len(gt.image_ids):
+            raise ValueError(f"{path}: no annotated person left to evaluate; {describe_problems(problems)}")
+    if problems:
+        notes.insert(0, f"{describe_problems(problems)}; left out of the ground truth too (an image with its "
+                        "annotations), so the scores are over the rest")
     kpts = kpts[:, model_idx].astype(np.float64)                              # (R, Ks, 3), data order
     if not est.multi_person:
         scores = kpts[..., 2].mean(axis=1)
@@ -362,8 +459,6 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
         layout = np.zeros((len(kpts), len(data_names), 3))
         layout[:, data_idx] = np.round(kpts, 3)
         written = [dict(r, keypoints=kp.reshape(-1).tolist()) for r, kp in zip(results, layout)]
-    if results_path is not None:
-        write_text(results_path, json.dumps(written))
     mode = ("multi-person, whole images" if est.multi_person
             else f"top-down on ground-truth boxes (square crops x{CROP_EXPAND:g})")
     mode += f", input {est.input_hw[1]}x{est.input_hw[0]}"
@@ -373,4 +468,24 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
                         Path(results_path) if results_path is not None else None, time.perf_counter() - start)
     for note in notes:
         log.info("%s", note)
+    if results_path is not None:
+        try:
+            write_text(results_path, json.dumps(written))
+        except OSError as exc:
+            report.results_path = None
+            raise ResultsNotWrittenError(exc, report) from None
     return report
+
+
+class ResultsNotWrittenError(OSError):
+    """The evaluation finished but its results file could not be written; the metrics are not lost.
+
+    Attributes:
+        report: the complete :class:`EvalReport` (``results`` included, ``results_path`` None).
+    """
+
+    def __init__(self, error: OSError, report: EvalReport):
+        self.report = report
+        metrics = ", ".join(f"{k} {'n/a' if np.isnan(v) else f'{100 * v:.1f}'}" for k, v in report.metrics().items())
+        super().__init__(f"{error}; the evaluation itself finished: {metrics} (percent)")
+        self.errno = error.errno

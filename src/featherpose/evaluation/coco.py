@@ -34,30 +34,38 @@ def load_coco(data: dict | str | Path) -> dict:
     if isinstance(data, dict):
         return data
     path = Path(data)
+    if path.is_dir():
+        found = sorted(path.glob("*.json"))
+        raise FileNotFoundError(f"{path} is a folder; give the COCO keypoints json inside it"
+                                f"{f', e.g. {found[0]}' if found else ' (it has none)'}")
     dataset = read_json(path, "annotation file")
     if not isinstance(dataset, dict) or not {"images", "annotations", "categories"} <= set(dataset):
         raise ValueError(f"{path}: not a COCO keypoints file (needs 'images', 'annotations' and 'categories')")
     return dataset
 
 
-def person_category(dataset: dict) -> dict:
+def person_category(dataset: dict, source: str = "the annotation file") -> dict:
     """The keypoint category, chosen as the training data loader chooses it (``data.coco``)."""
-    return keypoint_category(dataset.get("categories", []), source="the annotation file")
+    return keypoint_category(dataset.get("categories", []), source=source)
 
 
-def dataset_sigmas(dataset: dict) -> np.ndarray:
+def dataset_sigmas(dataset: dict, source: str = "the annotation file") -> np.ndarray:
     """(K,) OKS sigmas of a dataset, found as the training data loader finds them: the category's (or
     the file's) ``oks_sigmas``, else the registered skeleton's.
 
     Raises:
         ValueError: no source gives K sigmas.
     """
-    cat = person_category(dataset)
+    cat = person_category(dataset, source)
     names = list(cat["keypoints"])
-    sigmas = np.asarray(keypoint_sigmas(names, cat.get("oks_sigmas", dataset.get("oks_sigmas")),
-                                        "the annotation file"), np.float64)
-    if sigmas.shape != (len(names),):
-        raise ValueError(f"'oks_sigmas' has {sigmas.size} values for {len(names)} keypoints; give one per keypoint")
+    given = keypoint_sigmas(names, cat.get("oks_sigmas", dataset.get("oks_sigmas")), source)
+    try:
+        sigmas = np.asarray(given, np.float64)
+    except (TypeError, ValueError):
+        sigmas = np.zeros(0)
+    if sigmas.shape != (len(names),) or not (np.isfinite(sigmas) & (sigmas > 0)).all():
+        raise ValueError(f"{source}: 'oks_sigmas' must be {len(names)} positive numbers, one per keypoint, got "
+                         f"{str(given)[:80]}; fix it or remove it to use the registered skeleton's")
     return sigmas
 
 
