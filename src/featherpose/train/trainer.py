@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..codecs.heatmap import HeatmapCodec
-from ..fileio import TMP_MARK, atomic_path, remove_stale_temporaries, write_text
+from ..fileio import TMP_MARK, atomic_path, check_writable, remove_stale_temporaries, write_text
 from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
 from ..skeletons import Skeleton, skeleton_to_json
@@ -365,6 +365,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     out = Path(cfg.out)
     ck = out / "checkpoints"
     state_path = ck / "state.json"
+    if not dry_run and rank == 0:
+        check_writable(out, "out folder", folder=True)  # now, not after the data and the teacher's cache
     state = _read_state(ck, cfg) if resume else None  # before any long work: a bad checkpoint fails first
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
