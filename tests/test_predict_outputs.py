@@ -397,12 +397,19 @@ def test_json_is_utf8_whatever_the_locale(tmp_path):
 
 
 def test_a_video_without_a_usable_frame_rate_writes_valid_json(tmp_path, monkeypatch):
-    class NoRate(cv2.VideoCapture):
+    clip, real = small_video(tmp_path / "clip.mp4", frames=2), cv2.VideoCapture
+
+    class NoRate:  # a wrapper, not a subclass: subclassing OpenCV's class crashes the interpreter at exit
+        def __init__(self, *args):
+            self.cap = real(*args)
+
         def get(self, prop):
-            return float("nan") if prop == cv2.CAP_PROP_FPS else super().get(prop)
+            return float("nan") if prop == cv2.CAP_PROP_FPS else self.cap.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
 
     monkeypatch.setattr(featherpose.video.io.cv2, "VideoCapture", NoRate)
-    clip = small_video(tmp_path / "clip.mp4", frames=2)
     assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(tmp_path / "out"), "--json",
                  str(tmp_path / "v.json"), *FAST]) == 0
     assert json.loads((tmp_path / "v.json").read_text(), parse_constant=pytest.fail)["fps"] == 30.0
