@@ -309,3 +309,59 @@ def test_fuzz_corrupt_coco_json_for_eval(tmp_path, lightning):
             evaluate(lightning, path, progress=False)
         except (ValueError, FileNotFoundError) as exc:
             assert str(path) in str(exc) and "\n" not in str(exc), (trial, str(exc))
+
+
+# ---------------------------------------------------------------------------------- item 6: the importer
+
+
+def tfjs_graph(folder, name="movenet-other.json", weight="conv/kernel", op="Conv2D", **spec_edits):
+    """A small valid TFJS graph model (one 3x3 convolution) that is not MoveNet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    w = np.arange(3 * 3 * 3 * 8, dtype=np.float32)
+    (folder / "group1-shard1of1.bin").write_bytes(w.tobytes())
+    spec = {"format": "graph-model", "generatedBy": "test", "convertedBy": "test",
+            "modelTopology": {"node": [{"name": "input", "op": "Placeholder"},
+                                       {"name": weight, "op": "Const"},
+                                       {"name": "conv", "op": op, "input": ["input", weight]}]},
+            "weightsManifest": [{"paths": ["group1-shard1of1.bin"],
+                                 "weights": [{"name": weight, "shape": [3, 3, 3, 8], "dtype": "float32"}]}]}
+    spec.update(spec_edits)
+    (folder / name).write_text(json.dumps(spec))
+    return folder / name
+
+
+def test_convert_bad_sources_are_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.tgz"
+    junk.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(3000)))
+    with zipfile.ZipFile(tmp_path / "models.zip", "w") as z:
+        z.writestr("package/models/movenet-lightning.json", "{}")
+    renamed = (tmp_path / "models.zip").rename(tmp_path / "human-models.tgz")
+    truncated = tmp_path / "cut.tgz"
+    with tarfile.open(tmp_path / "ok.tgz", "w:gz") as tar:
+        tar.add(tfjs_graph(tmp_path / "pkg" / "package" / "models"), "package/models/movenet-other.json")
+    truncated.write_bytes((tmp_path / "ok.tgz").read_bytes()[:60])
+    no_movenet = tmp_path / "other.tgz"
+    with tarfile.open(no_movenet, "w:gz") as tar:
+        tar.add(junk, "package/README.md")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "empty").mkdir()
+    cases = {junk: "not a readable tar archive", renamed: "not a readable tar archive",
+             truncated: "not a readable tar archive", no_movenet: "no MoveNet TFJS graph",
+             tmp_path / "list.json": "is not a TFJS graph model", tmp_path / "empty": "no MoveNet TFJS graph",
+             tfjs_graph(tmp_path / "m1", weightsManifest=[{"paths": ["group1-shard1of1.bin"]}]):
+                 "malformed TFJS graph model",
+             tfjs_graph(tmp_path / "m2", modelTopology={"node": [{"op": "Const"}]}): "malformed TFJS graph model",
+             tfjs_graph(tmp_path / "other"): "not one of Google's MoveNet graphs",
+             tfjs_graph(tmp_path / "mn", weight="StatefulPartitionedCall/model/Conv1/kernel"):
+                 "not one of Google's MoveNet graphs"}
+    for source, message in cases.items():
+        line = one_line_error(capsys, ["convert", "movenet", str(source), "--out", str(tmp_path / "out")])
+        assert message in line and str(source) in line, line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_convert_unwritable_out_fails_before_reading(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    line = one_line_error(capsys, ["convert", "movenet", str(tmp_path / "nothing.tgz"), "--out",
+                                   str(tmp_path / "file" / "weights")])
+    assert "--out folder" in line

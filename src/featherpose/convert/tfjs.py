@@ -84,8 +84,18 @@ def read_graph_model(json_path: str | Path) -> TFJSGraph:
     json_path = Path(json_path)
     spec = read_json(json_path, "TFJS model file")
     if not isinstance(spec, dict) or spec.get("format") != "graph-model" or "modelTopology" not in spec:
-        raise ValueError(f"{json_path} is not a TFJS graph model (format={spec.get('format')!r})")
+        found = spec.get("format") if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"{json_path} is not a TFJS graph model (format={found!r}, expected 'graph-model' with a "
+                         "'modelTopology'); pass a TFJS graph model.json such as movenet-lightning.json")
+    try:
+        return _parse(json_path, spec)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise ValueError(f"{json_path}: malformed TFJS graph model ({type(exc).__name__}: {exc}); the file or its "
+                         "weight shards are damaged, fetch them again") from None
 
+
+def _parse(json_path: Path, spec: dict) -> TFJSGraph:
+    """The graph and weights of a parsed model.json (malformed fields raise KeyError / TypeError)."""
     weights: dict[str, np.ndarray] = {}
     shard_paths: list[Path] = []
     for group in spec["weightsManifest"]:
