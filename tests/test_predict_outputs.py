@@ -150,6 +150,14 @@ def test_unwritable_outputs_fail_before_the_work(tmp_path, capsys, no_model, fla
     assert message in line and flags[1] in line
 
 
+def test_a_file_where_a_drawing_sub_folder_goes_is_refused(tmp_path, capsys, no_model):
+    small_image(tmp_path / "photos" / "sub" / "a.jpg")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "sub").write_text("a file named like the sub-folder")
+    assert main(["predict", str(tmp_path / "photos"), "--save", str(tmp_path / "out"), *FAST]) == 2
+    assert f"--save sub-folder {tmp_path / 'out' / 'sub'} is a file, not a folder" in one_error_line(capsys)
+
+
 def test_an_existing_folder_where_a_drawing_goes_is_refused(tmp_path, capsys, no_model):
     photo = small_image(tmp_path / "in" / "messi5.jpg")
     (tmp_path / "out" / "messi5.jpg").mkdir(parents=True)

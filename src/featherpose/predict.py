@@ -135,6 +135,8 @@ def plan_outputs(kind: str, source, files: list[Path] | None, save: Path | None,
             plan = save / f"{f'camera{source}' if kind == 'webcam' else Path(source).stem}.mp4"
         for src, out in (plan.items() if isinstance(plan, dict) else [(source, plan)]):
             claim(out, f"--save drawing of {src}" if isinstance(plan, dict) else "--save video")
+        for folder in {out.parent for out in plan.values()} - {save} if isinstance(plan, dict) else ():
+            check_writable(folder, "--save sub-folder", folder=True)  # e.g. a file named like a sub-folder
     if json_path is not None:
         if save is not None and _same(json_path) == _same(save):
             raise ValueError(f"--json {json_path} is the --save folder; give a file name, e.g. {save / 'poses.json'}")
