@@ -408,3 +408,18 @@ def test_a_damaged_teacher_cache_is_computed_again(tmp_path, caplog):
         assert npz.read_bytes() == good  # recomputed, the same keypoints
         assert "is unreadable" in caplog.text and "computing it again" in caplog.text
         caplog.clear()
+
+
+def test_a_config_changed_in_code_is_checked_too(tmp_path):
+    for key, value, message in (("epochs", 0, r"^the recipe: epochs is 0; it must be a whole number >= 1"),
+                                ("batch_size", "2", r"^the recipe: batch_size is '2'; it must be"),
+                                ("augment", [{"Blur": {}}], r"^the recipe: augment\[0\]: unknown transform 'Blur'")):
+        cfg = load_config(tiny_recipe(tmp_path))
+        setattr(cfg, key, value)
+        with pytest.raises(ValueError, match=message):
+            train(cfg, progress=False)
+    cfg = load_config(tiny_recipe(tmp_path))
+    cfg.model.input_size = 100
+    with pytest.raises(ValueError, match=r"model.input_size is 100; a movenet needs a multiple of 32 .*e.g. 96"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run").exists()

@@ -214,17 +214,22 @@ RULES = (
 MAX_INPUT_SIZE = 2048  # a 2048 x 2048 input already needs several GB of activations per image in training
 
 
-def _validate(cfg: TrainConfig, name: str) -> None:
-    """Range, choice and augmentation checks of a built recipe; ValueError naming ``name`` and the key."""
+def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
+    """Range, choice and augmentation checks of a built recipe (``load_config`` runs them; ``train`` runs them
+    again on a TrainConfig changed in code); a ValueError naming ``name`` and the key."""
     for key, ok, must in RULES:
         section, _, attr = key.rpartition(".")
         value = getattr(getattr(cfg, section) if section else cfg, attr)
-        if not ok(value):
+        try:
+            good = ok(value)
+        except TypeError:  # a value of the wrong type, set in code
+            good = False
+        if not good:
             raise ValueError(f"{name}: {key} is {value!r}; it must be {must}")
     multiple = 64 if cfg.model.architecture == "hourglass" else 32
     size = cfg.model.input_size
-    if not (0 < size <= MAX_INPUT_SIZE and size % multiple == 0):
-        near = min(MAX_INPUT_SIZE, max(multiple, round(size / multiple) * multiple))
+    if not (isinstance(size, int) and 0 < size <= MAX_INPUT_SIZE and size % multiple == 0):
+        near = min(MAX_INPUT_SIZE, max(multiple, round(size / multiple) * multiple)) if isinstance(size, int) else 192
         raise ValueError(f"{name}: model.input_size is {size}; a {cfg.model.architecture} needs a multiple of "
                          f"{multiple} from {multiple} to {MAX_INPUT_SIZE}, e.g. {near}")
     from ..codecs.ops import ACTIVATIONS
@@ -334,5 +339,5 @@ def load_config(path: str | Path) -> TrainConfig:
     if Path(cfg.data.train).is_dir() and not (teacher and cfg.teacher.alpha == 1):
         raise ValueError(f"{path.name}: data.train {cfg.data.train} is a folder of images without labels; "
                          "that needs teacher.model and teacher.alpha: 1")
-    _validate(cfg, path.name)
+    validate(cfg, path.name)
     return cfg

@@ -47,7 +47,7 @@ from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
 from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
-from .config import TrainConfig, check_paths, load_config
+from .config import TrainConfig, check_paths, load_config, validate
 from .data import TrainDataset
 from .distill import Teacher, cache_teacher_keypoints, live_targets
 from .losses import DistillationLoss, HeatmapLoss, MoveNetLoss
@@ -359,6 +359,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         dry_run: one training batch, then stop, writing nothing.
     """
     cfg = config if isinstance(config, TrainConfig) else load_config(config)
+    if config is cfg:
+        validate(cfg)
     check_paths(cfg)
     rank, world, device = _dist_setup(cfg)
     torch.manual_seed(cfg.seed + rank)
