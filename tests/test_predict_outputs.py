@@ -423,6 +423,18 @@ def test_a_video_without_a_usable_frame_rate_writes_valid_json(tmp_path, monkeyp
     assert json.loads((tmp_path / "v.json").read_text(), parse_constant=pytest.fail)["fps"] == 30.0
 
 
+def test_a_full_disk_names_the_users_file(tmp_path, monkeypatch):
+    def full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")  # as a write() on a full disk: no file name
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as err:
+        fileio.write_text(tmp_path / "k.json", "{}")
+    assert str(err.value) == f"cannot write {tmp_path / 'k.json'}: no space left on the disk; free some space or " \
+                             f"choose another disk"
+    assert os.listdir(tmp_path) == []
+
+
 # Ctrl-C keeps what was done -------------------------------------------------------------------------------------
 
 def test_ctrl_c_mid_folder_writes_the_results_so_far(tmp_path, capsys, monkeypatch):

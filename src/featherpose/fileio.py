@@ -30,7 +30,11 @@ _REASONS = {
     errno.EISDIR: ("it is a folder", "give a file name"),
     errno.ENAMETOOLONG: ("the name is too long", "choose a shorter path"),
     errno.ENOENT: ("files cannot be created there", "choose a writable location"),
+    errno.EFBIG: ("the file is too large for this file system", "choose another disk"),
 }
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _oserror(code: int | None, message: str) -> OSError:
@@ -82,8 +86,9 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         try:
             yield Path(tmp)
-        except OSError as exc:
-            if exc.filename in (tmp, Path(tmp)):
+        except OSError as exc:  # about the temporary, or a full disk (which names no file): the user's path
+            if exc.filename in (tmp, Path(tmp)) or (exc.filename is None and exc.errno in _FULL
+                                                    and not str(exc).startswith("cannot write")):
                 raise write_error(path, exc) from None
             raise
         try:
