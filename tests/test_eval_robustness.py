@@ -365,3 +365,26 @@ def test_convert_unwritable_out_fails_before_reading(tmp_path, capsys):
     line = one_line_error(capsys, ["convert", "movenet", str(tmp_path / "nothing.tgz"), "--out",
                                    str(tmp_path / "file" / "weights")])
     assert "--out folder" in line
+
+
+# ---------------------------------------------------------------------------------- item 5: memory, data side
+
+
+def test_eval_absurd_person_box_is_skipped_not_a_huge_crop(tmp_path, lightning):
+    def corrupt(data):
+        people(data)[0]["bbox"] = [0, 0, 1e7, 1e7]  # a top-down crop of 12.5M x 12.5M pixels
+        data["images"][1].update(height=10 ** 6, width=10 ** 6)
+    bad, data = coco_subset(tmp_path, PEOPLE, "bad.json", corrupt)
+    report = evaluate(lightning, bad, progress=False)
+    assert f"id {people(data)[0]['id']} (bbox 1e+07x1e+07 is over 4 times the size of the" in report.notes[0]
+    assert f"id {data['images'][1]['id']} (1000000x1000000 is over the 250-megapixel limit" in report.notes[0]
+
+
+def test_run_cocoeval_bad_results_are_one_line():
+    from featherpose.evaluation.coco import run_cocoeval
+    data = json.loads(COCO_MINI.read_text())
+    good = {"image_id": data["images"][0]["id"], "category_id": 1, "keypoints": [1.0] * 51, "score": 0.5}
+    for bad in ({"image_id": good["image_id"]}, dict(good, keypoints="1 2 3"), dict(good, score=float("nan")),
+                dict(good, keypoints=[None] * 51), [1, 2]):
+        with pytest.raises(ValueError, match="a result"):
+            run_cocoeval(data, [good, bad])

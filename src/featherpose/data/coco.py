@@ -30,11 +30,15 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_json, write_text
-from ..image import IMAGE_SUFFIXES, ImageError, load_image
+from ..image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
 from ..skeletons import SKELETONS, Skeleton, skeleton_for
 
 logger = logging.getLogger(__name__)
 f32 = np.float32
+#: A person box longer than this many times the image's longer side (or, when the json gives no image
+#: size, than MAX_BOX_SIDE pixels) is a data error: a top-down crop around it would need gigabytes.
+MAX_BOX_FACTOR = 4
+MAX_BOX_SIDE = 65536
 
 # COCO-WholeBody v1.0: the parts stored beside the 17 body points, in the order they are appended,
 # with their keypoint names (left_/right_ prefixes give the flip pairs) and the OKS sigmas of the
@@ -323,6 +327,11 @@ class _Validator:
                     self.report(f"height and width must be positive integers, got {h} x {w}", image_id)
                     continue
                 h, w = int(h), int(w)
+                if h * w > MAX_IMAGE_PIXELS:
+                    self.skipped_images.add(image_id)
+                    self.report(f"{w}x{h} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit of load_image",
+                                image_id)
+                    continue
             path = self.image_root / im["file_name"]
             if not path.is_file():
                 self.skipped_images.add(image_id)
@@ -338,6 +347,11 @@ class _Validator:
         x, y, w, h = (float(b) for b in bbox)
         if w <= 0 or h <= 0:
             return f"bbox has non-positive size {w}x{h}"
+        # a crop around the box is allocated (top-down data, evaluation): absurd sizes are data errors
+        if height is not None and max(w, h) > MAX_BOX_FACTOR * max(height, width):
+            return f"bbox {w:g}x{h:g} is over {MAX_BOX_FACTOR} times the size of the {width}x{height} image"
+        if max(w, h) > MAX_BOX_SIDE:
+            return f"bbox {w:g}x{h:g} is over {MAX_BOX_SIDE} pixels"
         x1, y1, x2, y2 = x, y, x + w, y + h
         if height is not None:
             if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:

@@ -148,6 +148,10 @@ def run_cocoeval(gt: dict | str | Path, results: list[dict],
         return dict.fromkeys(METRICS, 0.0), "no detections: AP = AR = 0"
     image_ids = {img["id"] for img in dataset["images"]}
     for r in results:
+        if not isinstance(r, dict) or not {"image_id", "keypoints", "score"} <= set(r):
+            raise ValueError(f"a result must be an object with 'image_id', 'keypoints' and 'score', got {str(r)[:80]}")
+        if not isinstance(r["keypoints"], list) or not _finite(r["keypoints"] + [r["score"]]):
+            raise ValueError(f"a result's 'keypoints' and 'score' must be finite numbers, got {str(r)[:80]}")
         if len(r["keypoints"]) != 3 * k:
             raise ValueError(f"a result has {len(r['keypoints'])} keypoint values, the ground truth needs {3 * k} "
                              f"({k} keypoints x (x, y, score))")
@@ -171,6 +175,13 @@ def run_cocoeval(gt: dict | str | Path, results: list[dict],
     log.info("COCOeval keypoints:\n%s", text)
     stats = evaluator.stats
     return {name: float(stats[i]) if stats[i] >= 0 else float("nan") for i, name in enumerate(METRICS)}, text
+
+
+def _finite(values: list) -> bool:
+    try:
+        return bool(np.isfinite(np.asarray(values, np.float64)).all())
+    except (TypeError, ValueError):
+        return False
 
 
 def coco_keypoint_ap(gt: dict | str | Path, results: list[dict],
