@@ -366,7 +366,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     torch.manual_seed(cfg.seed + rank)
     out = Path(cfg.out)
     ck = out / "checkpoints"
-    state_path = ck / "state.json"
     if not dry_run and rank == 0:
         check_writable(out, "out folder", folder=True)  # now, not after the data and the teacher's cache
     state = _read_state(ck, cfg) if resume else None  # before any long work: a bad checkpoint fails first
