@@ -443,11 +443,11 @@ def test_ctrl_c_mid_folder_writes_the_results_so_far(tmp_path, capsys, monkeypat
         small_image(photos / name)
     real, calls = featherpose.predict._run, []
 
-    def run_then_interrupt(est, image, name):
+    def run_then_interrupt(est, image, name, min_score):
         calls.append(name)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(est, image, name)
+        return real(est, image, name, min_score)
 
     monkeypatch.setattr(featherpose.predict, "_run", run_then_interrupt)
     res = tmp_path / "r.json"

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from . import __version__
+from .estimator import DEFAULT_MIN_SCORE
 
 
 def sample_image() -> Path:
@@ -167,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
-    p.add_argument("--min-score", type=float, default=0.2, help="drop people scoring below this (default 0.2)")
+    p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                   help=f"drop people scoring below this (default {DEFAULT_MIN_SCORE}, as featherpose.load)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
     p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
                                                   "{file_name, bbox}); default: movenet-multipose finds them")

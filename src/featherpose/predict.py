@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from .estimator import DEFAULT_MIN_SCORE
 from .fileio import atomic_path, check_writable, remove_stale_temporaries, write_text
 from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
@@ -164,7 +165,7 @@ def _write(report: PredictReport, path: Path, write) -> None:
 
 def predict(source: str | Path | int, model: str | None = None, *, multi: bool = False, save: str | Path | None = None,
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
-            input_size: int | None = None, min_score: float = 0.2, max_frames: int | None = None,
+            input_size: int | None = None, min_score: float = DEFAULT_MIN_SCORE, max_frames: int | None = None,
             boxes: str | Path | None = None, progress: bool = True) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
@@ -215,7 +216,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     report = PredictReport(kind, est.name)
     if kind == "image":
         image = load_image(source)
-        poses = _run(est, image, Path(source).name).filter(min_score)
+        poses = _run(est, image, Path(source).name, min_score)
         report.processed, report.people, report.poses = 1, len(poses), [poses]
         if plan:
             out = plan[Path(source)]
@@ -231,9 +232,9 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     return report
 
 
-def _run(est, image, name: str) -> Poses:
+def _run(est, image, name: str, min_score: float) -> Poses:
     """One image through the estimator; a top-down one also gets the file name (to find given boxes)."""
-    return est(image, name) if isinstance(est, TopDown) else est(image)
+    return est(image, name, min_score=min_score) if isinstance(est, TopDown) else est(image, min_score=min_score)
 
 
 def _folder_images(folder: Path) -> list[Path]:
@@ -252,7 +253,7 @@ def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path]
         for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
             try:
                 image = load_image(path)
-                poses = _run(est, image, path.name).filter(min_score)
+                poses = _run(est, image, path.name, min_score)
             except (OSError, ValueError, FloatingPointError) as exc:  # a bad file is reported and skipped
                 report.failed.append((str(path), str(exc)))
                 log.debug("skipped %s: %s", path, exc)
@@ -283,7 +284,7 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
             for i, frame in enumerate(bar):
                 if max_frames is not None and i >= max_frames:
                     break
-                poses = est(frame).filter(min_score)
+                poses = est(frame, min_score=min_score)
                 report.processed += 1
                 report.people += len(poses)
                 if write:
