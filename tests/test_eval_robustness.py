@@ -388,3 +388,28 @@ def test_run_cocoeval_bad_results_are_one_line():
                 dict(good, keypoints=[None] * 51), [1, 2]):
         with pytest.raises(ValueError, match="a result"):
             run_cocoeval(data, [good, bad])
+
+
+@pytest.mark.parametrize("config, codec, match", [
+    ({"input_size": 100032}, {}, r"config input_size 100032x100032 is too large"),
+    ({"input_size": 100}, {}, r"metadata field 'config' does not describe a stacked hourglass"),
+    ({"stacks": 10 ** 6}, {}, r"1 <= stacks <= 64"),
+    ({"stacks": 2}, {}, r"weights do not fit the stacked hourglass"),
+    ({}, {"sigma": "wide"}, r"metadata field 'codec' does not describe a heatmap codec"),
+    ({}, {"stride": 0}, r"metadata field 'codec' does not describe a heatmap codec"),
+])
+def test_bad_hourglass_weight_files_are_one_line(tmp_path, config, codec, match):
+    from featherpose.models.hourglass import HourglassConfig, StackedHourglass
+    base = HourglassConfig(stacks=1, channels=8, num_keypoints=17, input_size=64, depth=2)
+    path = tmp_path / "hg.safetensors"
+    save_weights(path, StackedHourglass(base).state_dict(), name="hg", architecture="hourglass",
+                 config=dict(base.to_dict(), **config), codec=codec)
+    with pytest.raises(ValueError, match=match) as info:
+        zoo.build(path)
+    assert str(path) in str(info.value)
+
+
+def test_weights_path_that_is_a_folder(tmp_path):
+    (tmp_path / "w.safetensors").mkdir()
+    with pytest.raises(FileNotFoundError, match="is a folder, not a weight file"):
+        zoo.build(tmp_path / "w.safetensors")

@@ -70,6 +70,8 @@ def load_weights(path: str | Path) -> WeightsFile:
         ValueError: not a featherpose weight file, or corrupt.
     """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not a weight file; give a .safetensors file")
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
     try:

@@ -38,8 +38,14 @@ class HourglassConfig:
     depth: int = 4
 
     def __post_init__(self):
-        if self.stacks < 1 or self.channels < 2 or self.channels % 2 or self.depth < 1:
-            raise ValueError(f"hourglass needs stacks >= 1, an even channels >= 2 and depth >= 1; got {self}")
+        if not all(isinstance(v, int) and not isinstance(v, bool)
+                   for v in (self.stacks, self.channels, self.num_keypoints, self.input_size, self.depth)):
+            raise ValueError(f"hourglass sizes must be integers; got {self}")
+        # Upper bounds keep a bad config from building millions of modules (Newell et al. use 8 stacks, depth 4).
+        if not (1 <= self.stacks <= 64 and 2 <= self.channels <= 8192 and self.channels % 2 == 0
+                and 1 <= self.depth <= 8 and self.num_keypoints >= 1):
+            raise ValueError(f"hourglass needs 1 <= stacks <= 64, an even 2 <= channels <= 8192, 1 <= depth <= 8 "
+                             f"and num_keypoints >= 1; got {self}")
         if self.input_size % (4 * 2 ** self.depth):
             raise ValueError(f"hourglass input_size must be a multiple of {4 * 2 ** self.depth}, got {self.input_size}")
 
