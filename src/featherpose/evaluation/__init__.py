@@ -46,7 +46,8 @@ from .pck import (PCKScore, auc_from_distances, box_size, head_size, normalized_
                   pck_from_distances, pckh, torso_size)
 
 __all__ = ["CROP_EXPAND", "EvalReport", "PCKResult", "PCKScore", "ResultsNotWrittenError", "coco_keypoint_ap",
-           "crop_square", "evaluate", "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size", "head_size", "torso_size"]
+           "crop_square", "evaluate", "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size",
+           "head_size", "torso_size"]
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,10 @@ def _clean_dataset(dataset: dict, check: CocoCheck, category_id: int, k: int) ->
         area = a.get("area")
         if isinstance(area, bool) or not isinstance(area, (int, float)) or not np.isfinite(area) or area <= 0:
             area = float(a["bbox"][2] * a["bbox"][3])
-        anns.append(dict(a, category_id=category_id, iscrowd=int(bool(a.get("iscrowd", 0))), keypoints=np.asarray(kps, np.float64).reshape(-1).tolist(),
-                         num_keypoints=int((np.asarray(kps)[:, 2] > 0).sum()), area=float(area)))
+        kps = np.asarray(kps, np.float64)
+        anns.append(dict(a, category_id=category_id, iscrowd=int(bool(a.get("iscrowd", 0))),
+                         keypoints=kps.reshape(-1).tolist(), num_keypoints=int((kps[:, 2] > 0).sum()),
+                         area=float(area)))
     return dict(dataset, images=images, annotations=anns)
 
 
