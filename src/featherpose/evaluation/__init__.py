@@ -329,7 +329,7 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
             image = read(img["id"], img["file_name"])
             if image is None:
                 continue
-            poses = est(image)
+            poses = est(image, min_score=0)
             ids += [img["id"]] * len(poses)
             kpts.append(poses.keypoints)
             scores.append(poses.scores)
@@ -345,7 +345,7 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
             if image is None:
                 continue
             crop, corner = crop_square(image, gt.boxes[m])
-            poses = est(crop)
+            poses = est(crop, min_score=0)
             if not len(poses):
                 continue
             kp = poses.keypoints[int(np.argmax(poses.scores))].copy()
