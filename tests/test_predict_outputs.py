@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import errno
 import os
 import subprocess
 import sys
@@ -481,3 +482,38 @@ def test_usage_errors_are_one_line(capsys, argv, words):
         main(argv)
     assert exit_.value.code == 2
     assert words in one_error_line(capsys)
+
+
+# review 4 and 9: durable commits, Windows-safe liveness, our own errors recognised by type -----------------------
+
+def test_atomic_write_is_fsynced_before_the_rename(tmp_path, monkeypatch):
+    import featherpose.fileio as fileio
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(fileio.os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+                        or real_fsync(fd))
+    monkeypatch.setattr(fileio.os, "replace", lambda a, b: events.append(("replace", str(a))) or real_replace(a, b))
+    fileio.write_text(tmp_path / "state.json", "{}")
+    assert [e[0] for e in events] == ["fsync", "replace"] and events[0][1] == events[1][1]
+    assert (tmp_path / "state.json").read_text() == "{}"
+
+
+def test_windows_never_signals_a_writer_to_test_it(monkeypatch):
+    import featherpose.fileio as fileio
+    from types import SimpleNamespace
+    fail = lambda *a: pytest.fail("os.kill on Windows sends CTRL_C_EVENT")  # noqa: E731
+    monkeypatch.setattr(fileio, "os", SimpleNamespace(name="nt", kill=fail))
+    assert fileio._alive(dead_pid())  # only the temporary's age marks it stale there
+
+
+def test_our_write_errors_are_recognised_by_type_not_text(tmp_path):
+    import featherpose.fileio as fileio
+    ours = fileio._oserror(errno.ENOSPC, "no room for the drawing of a.jpg; free some space")
+    with pytest.raises(OSError) as info:
+        with fileio.atomic_path(tmp_path / "a.jpg"):
+            raise ours
+    assert info.value is ours  # already one line naming the user's path: kept as it is
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'b.jpg'}: no space left on the disk") as info:
+        with fileio.atomic_path(tmp_path / "b.jpg"):
+            raise OSError(errno.ENOSPC, "cannot write block")  # a library's, not ours: reworded
+    assert isinstance(info.value, fileio.WriteError) and not list(tmp_path.iterdir())

@@ -37,14 +37,37 @@ _REASONS = {
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-def _oserror(code: int | None, message: str) -> OSError:
-    """An ``OSError`` whose text is just ``message`` (no ``[Errno N]`` prefix), keeping ``errno``."""
-    exc = OSError(message)
+class WriteError(OSError):
+    """A one-line write error of ours: it already names the user's path and the fix (never reworded)."""
+
+
+def _oserror(code: int | None, message: str) -> WriteError:
+    """A :class:`WriteError` whose text is just ``message`` (no ``[Errno N]`` prefix), keeping ``errno``."""
+    exc = WriteError(message)
     exc.errno = code
     return exc
 
 
-def write_error(path: str | Path, exc: OSError, what: str = "") -> OSError:
+def same_file(path: str | Path) -> str:
+    """A key that two paths of the same file share (the resolved absolute path), for overwrite checks."""
+    return str(Path(path).resolve())
+
+
+def refuse_overwrite(out: str | Path, inputs: dict[str, str], what: str, fix: str = "choose another path") -> None:
+    """Raise a one-line ``ValueError`` when writing ``out`` would replace one of the ``inputs``.
+
+    Args:
+        inputs: :func:`same_file` of each input -> how to name it, e.g. ``"the --data file d.json"``;
+            built once by the caller, so a folder of many images costs one lookup per output.
+        what: how the user named the output, e.g. ``"--results r.json"``.
+        fix: what to do instead.
+    """
+    label = inputs.get(same_file(out))
+    if label is not None:
+        raise ValueError(f"{what} would overwrite {label}; {fix}")
+
+
+def write_error(path: str | Path, exc: OSError, what: str = "") -> WriteError:
     """One-line ``OSError`` for a failed write of ``path``: the user's path, the reason in words, the fix.
 
     Args:
@@ -67,8 +90,11 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         suffix: extension for the temporary file, for writers that infer the format from it
             (OpenCV's VideoWriter, cv2.imwrite); defaults to ``path``'s own suffix.
 
+    The temporary is flushed to the disk (fsync) before the rename, so the renamed file is complete
+    even after a power cut.
+
     Raises:
-        OSError: the folder cannot be created or written, or the rename fails; the message names
+        WriteError: the folder cannot be created or written, or the rename fails; the message names
             ``path`` (not the temporary) and the fix. Errors of the caller's block that name the
             temporary are reworded the same way.
     """
@@ -88,10 +114,11 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
             yield Path(tmp)
         except OSError as exc:  # about the temporary, or a full disk (which names no file): the user's path
             if exc.filename in (tmp, Path(tmp)) or (exc.filename is None and exc.errno in _FULL
-                                                    and not str(exc).startswith("cannot write")):
+                                                    and not isinstance(exc, WriteError)):
                 raise write_error(path, exc) from None
             raise
         try:
+            _fsync(tmp)  # on the disk before the rename commits it: a power cut leaves the old file or the new
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except OSError as exc:
@@ -99,6 +126,15 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync(path: str) -> None:
+    """Flush ``path``'s data to the disk (opened for writing: Windows refuses to fsync a read-only handle)."""
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temporaries(*targets: str | Path) -> list[Path]:
@@ -138,6 +174,10 @@ def remove_stale_temporaries(*targets: str | Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` may still run. On Windows ``os.kill(pid, 0)`` would send it Ctrl-C, so
+    every pid counts as alive there and only the file's age (:data:`STALE_AFTER_S`) marks it stale."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
