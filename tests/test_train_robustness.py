@@ -188,33 +188,82 @@ def test_resume_refuses_another_network_and_reports_changed_settings(tmp_path, c
     recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
     train(recipe, progress=False)
     cfg = load_config(tiny_recipe(tmp_path, "wider.yaml", model={"width": 0.5}, epochs=2, max_steps_per_epoch=1))
-    with pytest.raises(ValueError, match=r"cannot resume .*run: it was trained with model.width 0.35, the recipe "
-                                         r"now says model.width 0.5; restore those settings, or set out"):
+    with pytest.raises(ValueError, match=r"^cannot resume .*run: the recipe changed model.width \(the run's own "
+                                         r"values are in state.json\); restore them, or set out to a new folder"):
         train(cfg, resume=True, progress=False)
+    cfg = load_config(tiny_recipe(tmp_path, "other.yaml", data={"train": str(LABELED),
+                                                                "image_root": str(LABELED.parent)}, epochs=2))
+    with pytest.raises(ValueError) as caught:
+        train(cfg, resume=True, progress=False)
+    message = str(caught.value)  # field names, not the two long paths
+    assert "the recipe changed data.train (" in message and str(LSP) not in message and str(LABELED) not in message
     cfg = load_config(tiny_recipe(tmp_path, "longer.yaml", epochs=2, max_steps_per_epoch=1))
     train(cfg, resume=True, progress=False)
     assert "resuming with changed settings: epochs 1 -> 2" in capsys.readouterr().err
 
 
-def test_a_new_run_in_the_same_folder_keeps_the_earlier_run_until_its_first_commit(tmp_path, monkeypatch):
+def test_a_new_run_never_replaces_a_trained_run_in_its_folder(tmp_path, capsys):
     recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=2)
     train(recipe, progress=False)
     run = tmp_path / "run"
-    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}, (run / "metrics.csv").read_text()
+    before = {p.name: p.read_bytes() for p in [*(run / "checkpoints").iterdir(), run / "metrics.csv"]}
+    assert cli.main(["train", str(recipe), "--quiet"]) == 2
+    assert capsys.readouterr().err == (f"featherpose: error: {run} already holds a trained run (epoch 1); continue it "
+                                       "with --resume or set out to a new folder\n")
+    assert {p.name: p.read_bytes() for p in [*(run / "checkpoints").iterdir(), run / "metrics.csv"]} == before
+    assert train(recipe, dry_run=True, progress=False).step == 1  # a dry run writes nothing: allowed
+    cfg = load_config(recipe)
+    cfg.epochs = 2
+    train(cfg, resume=True, progress=False)  # the earlier run is still whole and continues
+    assert [int(r["step"]) for r in metric_rows(run)] == [1, 2, 3, 4]
+
+
+def test_a_new_run_after_a_killed_first_epoch_starts_clean(tmp_path, monkeypatch):
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=2)
 
     def killed(*args, **kwargs):
-        raise Death("killed in the new run's first checkpoint")
+        raise Death("killed in the first checkpoint")
 
     monkeypatch.setattr(trainer, "_save_checkpoint", killed)
     with pytest.raises(Death):
         train(recipe, progress=False)
     monkeypatch.undo()
-    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before[0]
-    assert (run / "metrics.csv").read_text().splitlines()[:3] == before[1].splitlines()  # not truncated at start
+    (tmp_path / "run" / "checkpoints" / "weights-e0001.safetensors").write_bytes(b"half")  # never committed
+    train(recipe, progress=False)  # nothing was committed: not a trained run
+    assert [int(r["step"]) for r in metric_rows(tmp_path / "run")] == [1, 2]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "last.optim.pt", "last.safetensors", "optim-e0001.pt", "state.json", "weights-e0001.safetensors"]
+
+
+def test_loader_workers_see_each_epochs_augmentation(tmp_path):
+    """Worker processes draw the same (seed, epoch, index) augmentation as the main process: epoch 2 is not
+    epoch 1's augmentation again, so a run with workers ends on the weights of one without (and resumes alike)."""
+    recipe = dict(epochs=2, max_steps_per_epoch=2, augment=[{"RandomAffine": {"rotation": 40, "scale": [0.6, 1.4]}}])
+    without = train(tiny_recipe(tmp_path / "a", **recipe), progress=False).out
+    with_workers = train(tiny_recipe(tmp_path / "b", data={"workers": 1}, **recipe), progress=False).out
+    ours, theirs = final_weights(with_workers), final_weights(without)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert metric_rows(with_workers) == metric_rows(without)
+
+
+def test_checkpoint_files_are_never_fsynced_read_only(tmp_path, monkeypatch):
+    """On Windows fsync of a file opened for reading fails (EBADF); on Linux it would be a no-op that hides it."""
+    import errno
+    import fcntl
+
+    real = os.fsync
+
+    def windows_fsync(fd):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", windows_fsync)
+    recipe = tiny_recipe(tmp_path, epochs=1, max_steps_per_epoch=1)
+    assert train(recipe, progress=False).step == 1
     cfg = load_config(recipe)
     cfg.epochs = 2
-    train(cfg, resume=True, progress=False)  # the earlier run is still whole and continues
-    assert [int(r["step"]) for r in metric_rows(run)] == [1, 2, 3, 4]
+    assert train(cfg, resume=True, progress=False).step == 2  # resume verifies the files' sha256 too
 
 
 class Planted:
@@ -347,33 +396,38 @@ def test_the_shipped_recipes_load():
 
 def test_paths_are_checked_before_any_work(tmp_path):
     (tmp_path / "afile").write_text("x")
-    cases = ((("out",), str(tmp_path / "afile" / "run"), r"out .*afile is a file, not a folder; set out to a folder"),
+    cases = ((("out",), str(tmp_path / "afile" / "run"),  # check_writable's message, as every verb's outputs get
+              r"^cannot write out folder .*afile.run: .*afile is a file, not a folder; choose another location$"),
              (("data", "val"), str(tmp_path / "none.json"), r"^data.val .*none.json does not exist; point data.val"),
              (("data", "train"), str(tmp_path / "gone.json"), r"^data.train .*gone.json does not exist"),
              (("teacher", "cache"), str(tmp_path / "afile"), r"^teacher.cache: .*afile is a file, not a folder"))
     for keys, value, message in cases:
         cfg = load_config(tiny_recipe(tmp_path, teacher={"model": "movenet-lightning"}))
         setattr(getattr(cfg, keys[0]) if len(keys) == 2 else cfg, keys[-1], value)
-        with pytest.raises((ValueError, FileNotFoundError), match=message):
+        with pytest.raises((ValueError, OSError), match=message):
             train(cfg, progress=False)
     (tmp_path / "run").write_text("not a folder")
-    with pytest.raises(ValueError, match=r"run is a file, not a folder"):
+    with pytest.raises(OSError, match=r"^out folder .*run is a file, not a folder; give a folder$"):
         train(tiny_recipe(tmp_path), progress=False)
 
 
-def test_train_prints_one_summary_of_skipped_annotations(tmp_path, capsys):
+def test_train_prints_one_summary_of_skipped_annotations_and_images(tmp_path, capsys):
     data = json.loads(LABELED.read_text())
     anns = data["annotations"]
     bad_nan = {**anns[0], "id": 90001, "keypoints": [float("nan")] * len(anns[0]["keypoints"])}
     bad_image = {**anns[0], "id": 90002, "image_id": 123456789}
     data["annotations"] = anns + [bad_nan, bad_image]
+    data["images"].append({"id": 777, "file_name": "huge.jpg", "width": 30000, "height": 30000})
     train_json = tmp_path / "with_bad.json"
     train_json.write_text(json.dumps(data))  # NaN is written as NaN, as a careless exporter does
     recipe = tiny_recipe(tmp_path, data={"train": str(train_json), "image_root": str(LABELED.parent)})
     train(recipe, dry_run=True, progress=False)
-    err = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line and "annotation(s)" in line]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("with_bad.json: skipped")]
     assert len(err) == 1, err
-    assert err[0].startswith("with_bad.json: skipped 2 annotation(s)") and "90001" in err[0] and "90002" in err[0]
+    line = err[0]
+    assert line.startswith("with_bad.json: skipped 2 annotations: id 90001 (") and ", id 90002 (" in line, line
+    assert "; skipped 1 image: id 777 (30000x30000 is over the 250-megapixel limit" in line, line
+    assert line.endswith("; training on the rest"), line
 
 
 def test_a_failing_evaluation_keeps_the_epoch_it_evaluated(tmp_path):
@@ -408,6 +462,18 @@ def test_a_damaged_teacher_cache_is_computed_again(tmp_path, caplog):
         assert npz.read_bytes() == good  # recomputed, the same keypoints
         assert "is unreadable" in caplog.text and "computing it again" in caplog.text
         caplog.clear()
+
+
+def test_the_recipe_input_size_cap_is_the_one_load_and_eval_accept(tmp_path):
+    from featherpose import zoo
+
+    assert zoo.MAX_INPUT_SIZE == 1024
+    for size in (1088, 2048):  # multiples of 64 that a trained network could not be loaded at
+        path = tiny_recipe(tmp_path, model={"input_size": size})
+        with pytest.raises(ValueError, match=rf"^recipe.yaml: model.input_size is {size}; a movenet needs a multiple "
+                                             rf"of 32 from 32 to 1024, e.g. 1024$"):
+            load_config(path)
+    assert load_config(tiny_recipe(tmp_path, model={"input_size": 1024})).model.input_size == 1024
 
 
 def test_a_config_changed_in_code_is_checked_too(tmp_path):

@@ -211,7 +211,6 @@ RULES = (
     ("teacher.alpha", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("teacher.min_confidence", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
 )
-MAX_INPUT_SIZE = 2048  # a 2048 x 2048 input already needs several GB of activations per image in training
 
 
 def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
@@ -226,6 +225,8 @@ def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
             good = False
         if not good:
             raise ValueError(f"{name}: {key} is {value!r}; it must be {must}")
+    from ..zoo import MAX_INPUT_SIZE  # the largest network featherpose.load / eval / export accept afterwards
+
     multiple = 64 if cfg.model.architecture == "hourglass" else 32
     size = cfg.model.input_size
     if not (isinstance(size, int) and 0 < size <= MAX_INPUT_SIZE and size % multiple == 0):
@@ -295,7 +296,8 @@ def _check_augment(augment: list, name: str) -> None:
 
 
 def check_paths(cfg: TrainConfig) -> None:
-    """Before any work: the data exist and ``out`` can be a folder (ValueError / FileNotFoundError naming the key)."""
+    """Before any work: the data exist and nothing but folders stands at ``out/checkpoints`` and ``teacher.cache``
+    (ValueError / FileNotFoundError naming the key; ``train`` checks ``out`` itself with ``check_writable``)."""
     for key, value in (("data.train", cfg.data.train), ("data.val", cfg.data.val),
                        ("data.image_root", cfg.data.image_root)):
         if value and not Path(value).exists():
@@ -303,13 +305,7 @@ def check_paths(cfg: TrainConfig) -> None:
                                     "(a relative path is relative to the recipe's folder)")
     if cfg.data.val and not Path(cfg.data.val).is_file():
         raise ValueError(f"data.val {cfg.data.val} is not a file; it must be a COCO keypoints json")
-    out = Path(cfg.out)
-    for parent in (out, *out.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"out {cfg.out}: {parent} is a file, not a folder; set out to a folder")
-            break
-    for key, folder in (("out", out / "checkpoints"), ("teacher.cache", cfg.teacher.cache)):
+    for key, folder in (("out", Path(cfg.out) / "checkpoints"), ("teacher.cache", cfg.teacher.cache)):
         if folder and Path(folder).exists() and not Path(folder).is_dir():
             raise ValueError(f"{key}: {folder} is a file, not a folder; move it or set {key} to a folder")
 

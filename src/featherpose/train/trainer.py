@@ -18,7 +18,8 @@ replaced in one atomic rename, which is the commit; last.* are published and the
 files removed after it. A run killed at any point (mid-epoch or mid-write) leaves state.json naming
 complete files, so ``--resume`` restarts after the last committed epoch at the same optimizer step,
 with the same optimizer state, learning rate, shuffle order and augmentation, and ends on the same
-weights as a run never interrupted. Stale temporaries and uncommitted files are removed on start.
+weights as a run never interrupted. Stale temporaries and uncommitted files are removed on start. A new
+run (no ``--resume``) refuses an ``out`` that holds a committed run, so an earlier run is never replaced.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..codecs.heatmap import HeatmapCodec
+from ..data.coco import describe_problems
 from ..fileio import TMP_MARK, atomic_path, check_writable, remove_stale_temporaries, write_text
 from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..models.movenet import MoveNet, MoveNetConfig
@@ -143,12 +145,11 @@ LEGACY_TEMPORARY = re.compile(r"^\.(weights-e\d+|optim-e\d+|last|last\.optim|sta
 
 
 def _describe(path: Path) -> dict:
-    """{"name", "size", "sha256"} of a checkpoint file, flushed to disk (it is about to be committed)."""
+    """{"name", "size", "sha256"} of a checkpoint file (:func:`~featherpose.fileio.atomic_path` wrote it to disk)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-        os.fsync(f.fileno())
     return {"name": path.name, "size": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
@@ -255,23 +256,25 @@ def _read_state(ck: Path, cfg: TrainConfig) -> dict:
     changed = [k for k in now if k in saved and saved[k] != now[k] and k != "out"]
     fixed = [k for k in changed if k.startswith(RESUME_FIXED)]
     if fixed:
-        raise ValueError(f"cannot resume {ck.parent}: it was trained with "
-                         + ", ".join(f"{k} {saved[k]!r}" for k in fixed) + ", the recipe now says "
-                         + ", ".join(f"{k} {now[k]!r}" for k in fixed)
-                         + "; restore those settings, or set out to a new folder to start again")
+        raise ValueError(f"cannot resume {ck.parent}: the recipe changed {', '.join(fixed)} (the run's own values "
+                         f"are in {state_path.name}); restore them, or set out to a new folder to start again")
     if changed:
         _say("resuming with changed settings: " + ", ".join(f"{k} {saved[k]!r} -> {now[k]!r}" for k in changed))
     state["epoch"], state["step"] = epoch, step
     return state
 
 
-def _committed(ck: Path) -> set[str]:
-    """The epoch files an existing state.json in ``ck`` names (none when there is none or it is unreadable)."""
+def _refuse_existing_run(ck: Path) -> None:
+    """A new run never replaces a committed one: ValueError when ``ck`` holds a state.json."""
+    state_path = ck / "state.json"
+    if not state_path.exists():
+        return
     try:
-        files = json.loads((ck / "state.json").read_text()).get("files") or {}
-        return {str(files[part]["name"]) for part in ("weights", "optim")}
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError):
-        return set()
+        done = f"epoch {int(json.loads(state_path.read_text())['epoch']) + 1}"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        done = f"its {state_path.name} is unreadable"
+    raise ValueError(f"{ck.parent} already holds a trained run ({done}); continue it with --resume or set out to "
+                     "a new folder")
 
 
 def _load_optimizer_state(path: Path, device) -> dict:
@@ -369,6 +372,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     if not dry_run and rank == 0:
         check_writable(out, "out folder", folder=True)  # now, not after the data and the teacher's cache
     state = _read_state(ck, cfg) if resume else None  # before any long work: a bad checkpoint fails first
+    if not resume and not dry_run:
+        _refuse_existing_run(ck)
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
         from ..zoo import build
@@ -376,10 +381,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         teacher_skeleton = build(cfg.teacher.model)[3]
     dataset = TrainDataset(cfg, teacher_skeleton)
     if rank == 0 and dataset.coco.problems:
-        problems = dataset.coco.problems
-        ids = [str(p.ann_id if p.ann_id is not None else f"image {p.image_id}") for p in problems[:5]]
-        _say(f"{dataset.coco.ann_file.name}: skipped {len(problems)} annotation(s) with bad data (ids "
-             f"{', '.join(ids)}{', ...' if len(problems) > 5 else ''}); training on the rest, see the warnings above")
+        _say(f"{dataset.coco.ann_file.name}: {describe_problems(dataset.coco.problems, 5)}; training on the rest")
     k = dataset.num_keypoints
     model = build_model(cfg, k).to(device)
     codec = dataset.codec
@@ -409,21 +411,23 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics") or {}
         log.info("resuming after epoch %d at step %d", state["epoch"] + 1, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches
+    # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches; workers are
+    # not persistent: each epoch's start afresh with a copy of the dataset made after its set_epoch(epoch)
     sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.data.workers, drop_last=len(dataset) >= cfg.batch_size * world,
-                        persistent_workers=cfg.data.workers > 0, collate_fn=TrainDataset.collate,
+                        collate_fn=TrainDataset.collate,
                         generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     csv_path = out / "metrics.csv"
     if rank == 0 and not dry_run:
         ck.mkdir(parents=True, exist_ok=True)
-        # a new run in the folder of an earlier one leaves that run whole (and resumable) until its first commit
-        _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else _committed(ck))
+        _tidy_checkpoints(ck, {state["weights_path"].name, state["optim_path"].name} if state else set())
         remove_stale_temporaries(csv_path, out / "curves.png")  # of killed metrics.csv / curves.png writes
-        if state is not None:
+        if state is None:  # a new run (no committed one is here): a killed earlier start's rows go
+            write_text(csv_path, ",".join(CSV_FIELDS) + "\n")
+        else:
             _trim_metrics(csv_path, step)
             if "files" in state:  # last.* may predate the commit if the run died between the two
                 _publish(state["weights_path"], ck / "last.safetensors")
@@ -486,16 +490,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                     pck = metrics.get("PCK@0.2 (torso)", metrics.get("PCK@0.2 (box)", float("nan")))
                     rows.append({"step": step, "epoch": epoch + 1, "AP": f"{metrics.get('AP', float('nan')):.4f}",
                                  "PCK": f"{pck:.4f}"})
-            new = state is None and epoch == 0  # a new run's metrics.csv replaces an earlier run's after its commit
-            if not new:
-                with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
-                    csv.DictWriter(f, CSV_FIELDS).writerows(rows)
+            with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
+                csv.DictWriter(f, CSV_FIELDS).writerows(rows)
             _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
-            if new:
-                with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:
-                    writer = csv.DictWriter(f, CSV_FIELDS)
-                    writer.writeheader()
-                    writer.writerows(rows)
             if failed is not None:
                 raise ValueError(f"evaluation on data.val failed after epoch {epoch + 1} ({failed}); that epoch is "
                                  f"saved in {ck}: fix data.val (or remove it) and continue with --resume")
