@@ -15,9 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
+import featherpose.estimator
 import featherpose.evaluation
 import featherpose.predict
 import featherpose.video.io
+import featherpose.zoo
 from featherpose import fileio
 from featherpose.cli import main
 
@@ -116,7 +118,7 @@ def test_save_into_the_input_folder_is_refused_before_any_work(tmp_path, capsys,
     assert "would overwrite the input" in line and str(photos / "a.jpg") in line and "--save" in line
     assert main(["predict", str(photos), "--json", str(photos / "a.png"), *FAST]) == 2
     line = one_error_line(capsys)
-    assert "--json would overwrite the input" in line and str(photos / "a.png") in line
+    assert f"--json {photos / 'a.png'} would overwrite the input {photos / 'a.png'}" in line
     assert main(["predict", str(photos / "a.jpg"), "--save", str(photos), *FAST]) == 2
     assert "would overwrite the input" in one_error_line(capsys)
     assert digest(photos) == before
@@ -187,7 +189,7 @@ def test_eval_checks_the_results_location_first(tmp_path, capsys, monkeypatch):
     data = DATA / "labeled_dev" / "person_keypoints_coco17.json"
     f = tmp_path / "notes.txt"
     f.write_text("a file")
-    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(featherpose.zoo, "load", lambda *a, **k: pytest.fail("the model was loaded first"))
     assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(f / "r.json"),
                  "--backend", "torch", "--quiet"]) == 2
     assert "is a file, not a folder" in one_error_line(capsys)
@@ -195,29 +197,34 @@ def test_eval_checks_the_results_location_first(tmp_path, capsys, monkeypatch):
 
 def test_eval_keeps_the_table_when_the_results_write_fails_late(tmp_path, capsys, monkeypatch):
     data = DATA / "labeled_dev" / "person_keypoints_coco17.json"
-    real, results = featherpose.evaluation.evaluate, tmp_path / "r.json"
+    real, results = featherpose.evaluation._predict, tmp_path / "r.json"
 
-    def evaluate_then_block(*args, **kwargs):  # the location breaks while the model runs
+    def predict_then_block(*args, **kwargs):  # the location breaks while the model runs
         results.mkdir()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(featherpose.evaluation, "evaluate", evaluate_then_block)
+    monkeypatch.setattr(featherpose.evaluation, "_predict", predict_then_block)
     assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(results),
                  "--backend", "torch", "--quiet"]) == 2
     captured = capsys.readouterr()
     assert "PCK@0.2 (box)" in captured.out  # the metrics survive the failed write
-    assert f"cannot write {results}" in captured.err and "Errno" not in captured.err
+    [line] = captured.err.strip().splitlines()
+    # evaluate() wrote the file (one check, one write): its ResultsNotWrittenError, short, after the table
+    assert line.startswith(f"featherpose: error: cannot write {results}: it is a folder")
+    assert line.endswith("(the evaluation itself finished: its metrics are kept)") and len(line) < 200
 
 
 def test_eval_and_export_never_write_over_their_inputs(tmp_path, capsys, monkeypatch):
     data = tmp_path / "coco17.json"
     data.write_bytes((DATA / "labeled_dev" / "person_keypoints_coco17.json").read_bytes())
     before = digest(tmp_path)
-    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+    monkeypatch.setattr(featherpose.zoo, "load", lambda *a, **k: pytest.fail("the model was loaded first"))
     assert main(["eval", "--model", "movenet-lightning", "--data", str(data), "--results", str(data)]) == 2
-    assert f"--results {data} would overwrite the --data file" in one_error_line(capsys)
+    assert f"results file {data} would overwrite the annotation file {data}" in one_error_line(capsys)
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"not even read")
+    assert main(["eval", "--model", str(weights), "--data", str(data), "--results", str(weights)]) == 2
+    assert f"would overwrite the weight file {weights}" in one_error_line(capsys)
     assert main(["export", str(weights), "--onnx", str(weights)]) == 2
     assert "would overwrite the weight file" in one_error_line(capsys)
     assert main(["export", "movenet-lightning", "--onnx", str(tmp_path)]) == 2
@@ -292,25 +299,36 @@ def test_truncated_video_ends_early_with_one_line(tmp_path, capfd):
 @pytest.mark.parametrize("flag, value, message", [
     ("--max-frames", "0", "--max-frames must be >= 1"),
     ("--max-frames", "-5", "--max-frames must be >= 1"),
-    ("--threads", "0", "--threads must be >= 1"),
-    ("--threads", "-1", "--threads must be >= 1"),
-    ("--min-score", "1.5", "--min-score must be between 0 and 1"),
-    ("--min-score", "-0.1", "--min-score must be between 0 and 1"),
-    ("--min-score", "nan", "--min-score must be between 0 and 1"),
-    ("--input-size", "0", "the input size must be a positive multiple of 32"),
-    ("--input-size", "-32", "the input size must be a positive multiple of 32"),
+    ("--threads", "0", "threads must be a whole number >= 1 (None: the runtime's default), got 0"),
+    ("--threads", "-1", "threads must be a whole number >= 1"),
+    ("--min-score", "1.5", "min_score must be a number from 0 to 1 (0: every person the model outputs), got 1.5"),
+    ("--min-score", "-0.1", "min_score must be a number from 0 to 1"),
+    ("--min-score", "nan", "min_score must be a number from 0 to 1"),
 ])
 def test_bad_numbers_are_one_line(capsys, no_model, flag, value, message):
     assert main(["predict", str(MEDIA / "vtest.avi"), flag, value, *FAST]) == 2
     assert message in one_error_line(capsys)
 
 
-@pytest.mark.parametrize("flag, value", [("--threads", "0"), ("--input-size", "-5")])
-def test_eval_bad_numbers_are_one_line(capsys, monkeypatch, flag, value):
-    monkeypatch.setattr(featherpose.evaluation, "evaluate", lambda *a, **k: pytest.fail("evaluated anyway"))
+def test_one_check_per_value_so_the_api_and_the_cli_say_the_same(capsys):
+    """threads, min_score and the input size are checked once, where the API checks them; the CLI says the same."""
+    with pytest.raises(ValueError) as api:
+        featherpose.load("movenet-lightning", backend="torch", threads=0)
+    assert main(["predict", str(MEDIA / "messi5.jpg"), "--threads", "0", *FAST]) == 2
+    assert one_error_line(capsys) == f"featherpose: error: {api.value}"
+    with pytest.raises(ValueError) as api:
+        featherpose.predict.predict(MEDIA / "messi5.jpg", min_score=1.5)
+    assert main(["predict", str(MEDIA / "messi5.jpg"), "--min-score", "1.5", *FAST]) == 2
+    assert one_error_line(capsys) == f"featherpose: error: {api.value}" and "min_score" in str(api.value)
+
+
+@pytest.mark.parametrize("flag, value, message", [("--threads", "0", "threads must be a whole number >= 1"),
+                                                  ("--input-size", "-5", "input size must be")])
+def test_eval_bad_numbers_are_one_line(capsys, monkeypatch, flag, value, message):
+    monkeypatch.setattr(featherpose.evaluation, "_predict", lambda *a, **k: pytest.fail("evaluated anyway"))
     assert main(["eval", "--model", "movenet-lightning", "--data", str(DATA / "lsp" / "lsp_test.json"),
                  flag, value]) == 2
-    assert flag in (line := one_error_line(capsys)) and "must be" in line
+    assert message in one_error_line(capsys)
 
 
 def test_source_and_sample_together_is_an_error(capsys, no_model):
@@ -517,3 +535,44 @@ def test_our_write_errors_are_recognised_by_type_not_text(tmp_path):
         with fileio.atomic_path(tmp_path / "b.jpg"):
             raise OSError(errno.ENOSPC, "cannot write block")  # a library's, not ours: reworded
     assert isinstance(info.value, fileio.WriteError) and not list(tmp_path.iterdir())
+
+
+# review 5, 6, 10: broken weights stop a folder run; a video's drawing never takes another video's name -------
+
+def test_broken_weights_stop_a_folder_run_with_one_line(tmp_path, capsys, monkeypatch):
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        small_image(photos / name)
+    calls = []
+
+    def nan_heads(self, x):
+        calls.append(1)
+        return {k: v * np.nan for k, v in real(self, x).items()}
+    real = featherpose.estimator.Estimator.infer
+    monkeypatch.setattr(featherpose.estimator.Estimator, "infer", nan_heads)
+    assert main(["predict", str(photos), "--save", str(out), *FAST]) == 2
+    assert "the network output NaN/inf" in one_error_line(capsys)  # not one "skipped" line per image
+    assert len(calls) == 1
+
+
+def test_video_drawing_keeps_its_name_and_never_replaces_another_video(tmp_path, capsys):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    clip = small_video(folder / "clip.avi", frames=2)
+    other = small_video(folder / "clip.mp4", frames=1)  # an unrelated video of the same stem
+    before = digest(folder)
+    assert main(["predict", str(clip), "--save", str(folder), "--max-frames", "2", *FAST]) == 0
+    assert int(cv2.VideoCapture(str(folder / "clip.avi.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    after = digest(folder)
+    assert after.pop("clip.avi.mp4") and after == before  # clip.mp4 and clip.avi untouched
+    assert main(["predict", str(other), "--save", str(folder), *FAST]) == 2  # clip.mp4 -> clip.mp4: its input
+    assert f"would overwrite the input {other}" in one_error_line(capsys)
+
+
+def test_plan_outputs_is_always_input_to_output(tmp_path):
+    clip = small_video(tmp_path / "clip.avi", frames=1)
+    plan = featherpose.predict.plan_outputs("video", str(clip), None, tmp_path / "out", None, [])
+    assert plan == {str(clip): tmp_path / "out" / "clip.avi.mp4"}
+    assert featherpose.predict.plan_outputs("webcam", "3", None, tmp_path / "out", None, []) == {
+        "3": tmp_path / "out" / "camera3.mp4"}
+    assert featherpose.predict.plan_outputs("video", str(clip), None, None, tmp_path / "p.json", []) == {}

@@ -9,7 +9,6 @@ exits 130 (a folder or video keeps and writes what was done); an unexpected exce
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -105,19 +104,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_input(out: str, flag: str, inputs: dict[str, str | None]) -> None:
-    """ValueError when the output ``out`` (given with ``flag``) is one of the ``inputs`` (what -> path)."""
-    for what, path in inputs.items():
-        if path is not None and Path(path).is_file() and Path(out).resolve() == Path(path).resolve():
-            raise ValueError(f"{flag} {out} would overwrite the {what} {path}; choose another file name")
-
-
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .fileio import check_writable
+    from .fileio import check_writable, refuse_overwrite, same_file
     from .runtime.export import export_onnx
     from .zoo import load
 
-    _refuse_input(args.onnx, "--onnx", {"weight file": args.model})
+    if Path(args.model).is_file():
+        refuse_overwrite(args.onnx, {same_file(args.model): f"the weight file {args.model}"}, f"--onnx {args.onnx}",
+                         "choose another file name")
     check_writable(args.onnx, "--onnx file")
     est = load(args.model, backend="torch", input_size=args.input_size)
     path = export_onnx(est.network, est.input_hw, args.onnx)
@@ -127,22 +121,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate
-    from .fileio import check_writable, write_text
-    from .predict import check_options
+    from .evaluation import ResultsNotWrittenError, evaluate
 
-    check_options(threads=args.threads, input_size=args.input_size)
-    if args.results:
-        _refuse_input(args.results, "--results", {"--data file": args.data, "weight file": args.model})
-        check_writable(args.results, "--results file")
-    report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
-                      threads=args.threads, progress=not args.quiet)
-    print(report.table())  # first: a results file that still fails to write cannot take the metrics with it
-    if args.per_joint:
-        print(report.joint_table())
-    if args.results:
-        print(f"wrote {write_text(args.results, json.dumps(report.results))}")
+    try:
+        report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
+                          threads=args.threads, results_path=args.results, progress=not args.quiet)
+    except ResultsNotWrittenError as exc:  # the metrics first, then the one-line error (main prints it)
+        _print_eval(exc.report, args.per_joint)
+        raise
+    _print_eval(report, args.per_joint)
+    if report.results_path is not None:
+        print(f"wrote {report.results_path}")
     return 0
+
+
+def _print_eval(report, per_joint: bool) -> None:
+    print(report.table())
+    if per_joint:
+        print(report.joint_table())
 
 
 class _Parser(argparse.ArgumentParser):

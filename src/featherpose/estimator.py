@@ -21,7 +21,8 @@ DEFAULT_MIN_SCORE = 0.2
 class NonFiniteOutputError(FloatingPointError, ValueError):
     """The network produced NaN or infinite values (corrupt weights: inputs are always uint8 pixels).
 
-    A FloatingPointError, and a ValueError so a folder run reports the image and goes on."""
+    A FloatingPointError and a ValueError (one line in the CLI). The weights are to blame, not the
+    image, so a folder run stops at the first one instead of reporting every image the same way."""
 
 
 def check_min_score(min_score) -> float:

@@ -7,25 +7,27 @@ hourglass) runs on every person box: from ``boxes`` when given, else from movene
 
 What is written, and the guarantees (see :func:`predict`): a drawing keeps its image's name and
 sub-folder (``photos/a/x.png`` -> ``save/a/x.png``; formats that cannot hold an 8-bit colour drawing,
-e.g. ``.pgm``, get ``.jpg`` appended: ``x.pgm.jpg``); a video or webcam becomes ``save/<name>.mp4``
-(``camera<N>.mp4``). Every output path is planned and checked before the model runs: one that would
-replace an input (an image, the video, ``--boxes``, the weight file), two outputs with the same
-path, or a location that cannot be written is an error before any work. A write that still fails
-late (a full disk) is reported and the other outputs are still written.
+e.g. ``.pgm``, get ``.jpg`` appended: ``x.pgm.jpg``); an annotated video keeps its video's name, with
+``.mp4`` appended to any other container (``clip.avi`` -> ``save/clip.avi.mp4``, never another video's
+``clip.mp4``); a webcam gives ``save/camera<N>.mp4``. Every output path is planned and checked before
+the model runs: one that would replace an input (an image, the video, ``--boxes``, the weight
+file), two outputs with the same path, or a location that cannot be written is an error before any
+work. A write that still fails late (a full disk) is reported and the other outputs are still written.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
-from .estimator import DEFAULT_MIN_SCORE
-from .fileio import atomic_path, check_writable, remove_stale_temporaries, write_text
+from .estimator import DEFAULT_MIN_SCORE, NonFiniteOutputError, check_min_score
+from .fileio import (WriteError, atomic_path, check_writable, refuse_overwrite, remove_stale_temporaries, same_file,
+                     write_text)
+from .runtime import check_threads
 from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
 from .topdown import TopDown, load_boxes
@@ -75,17 +77,10 @@ def default_model(kind: str, multi: bool) -> str:
     return "movenet-multipose" if multi or kind in ("video", "webcam") else "movenet-lightning"
 
 
-def check_options(*, max_frames: int | None = None, min_score: float | None = None, threads: int | None = None,
-                  input_size: int | None = None) -> None:
-    """Raise a one-line ValueError naming the flag when a number is out of range (None: not given)."""
+def check_max_frames(max_frames: int | None) -> None:
+    """Raise a one-line ValueError when ``max_frames`` is given and below 1."""
     if max_frames is not None and max_frames < 1:
         raise ValueError(f"--max-frames must be >= 1 (got {max_frames}); leave it out to read the whole video")
-    if min_score is not None and not (math.isfinite(min_score) and 0 <= min_score <= 1):
-        raise ValueError(f"--min-score must be between 0 and 1 (got {min_score})")
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1 (got {threads}); leave it out to use every core")
-    if input_size is not None and input_size < 1:
-        raise ValueError(f"--input-size {input_size}: the input size must be a positive multiple of 32")
 
 
 def drawing_name(rel: Path) -> Path:
@@ -93,13 +88,19 @@ def drawing_name(rel: Path) -> Path:
     return rel if rel.suffix.lower() in DRAWING_SUFFIXES else rel.with_name(rel.name + ".jpg")
 
 
-def _same(path: Path) -> str:
-    return str(path.resolve())
+def video_name(name: str) -> str:
+    """The annotated video's file name for a video named ``name``: the same, or ``name + '.mp4'`` (as drawings).
+
+    ``clip.mp4`` -> ``clip.mp4``, ``clip.avi`` -> ``clip.avi.mp4``: never another video's name (``clip.mp4``).
+    """
+    return name if name.lower().endswith(".mp4") else f"{name}.mp4"
 
 
 def plan_outputs(kind: str, source, files: list[Path] | None, save: Path | None, json_path: Path | None,
-                 other_inputs: list[Path]) -> dict[Path, Path] | Path | None:
-    """Check every output before any work; returns image -> drawing (image, folder) or the video's path.
+                 other_inputs: list[Path]) -> dict:
+    """Check every output before any work; returns {input: its drawing or annotated video} ({} without ``save``).
+
+    The keys are ``files`` for a folder, else ``source`` as given.
 
     Raises:
         OSError: ``save`` or ``json_path`` cannot be written (a file where a folder should be, no permission).
@@ -109,48 +110,46 @@ def plan_outputs(kind: str, source, files: list[Path] | None, save: Path | None,
         check_writable(save, "--save folder", folder=True)
     if json_path is not None:
         check_writable(json_path, "--json file")
-    inputs = {_same(p): p for p in [*(files or []), *other_inputs]}
+    inputs = {same_file(p): f"the input {p}" for p in [*(files or []), *other_inputs]}
     if kind in ("video", "image"):
-        inputs[_same(Path(source))] = Path(source)
+        inputs[same_file(source)] = f"the input {source}"
     outputs: dict[str, str] = {}
 
     def claim(out: Path, what: str) -> None:
-        key = _same(out)
-        if key in inputs:
-            hint = f" (drawings keep their image's name); choose a --save folder outside {source}" \
-                if kind == "folder" and what.startswith("--save") else "; choose another path"
-            raise ValueError(f"{what} would overwrite the input {inputs[key]}{hint}")
+        fix = (f"choose a --save folder outside {source} (drawings keep their image's name)"
+               if kind == "folder" and what.startswith("--save") else "choose another path")
+        refuse_overwrite(out, inputs, what, fix)
         if out.is_dir():
             raise ValueError(f"{what}: {out} is a folder; rename or remove it, or choose another --save folder")
+        key = same_file(out)
         if key in outputs:
             raise ValueError(f"{what} and {outputs[key]} would both write {out}; give them different paths")
         outputs[key] = what
 
-    plan: dict[Path, Path] | Path | None = None
+    plan: dict = {}
     if save is not None:
         if kind == "folder":
             plan = {f: save / drawing_name(f.relative_to(source)) for f in files}
         elif kind == "image":
-            plan = {Path(source): save / drawing_name(Path(Path(source).name))}
+            plan = {source: save / drawing_name(Path(Path(source).name))}
         else:
-            plan = save / f"{f'camera{source}' if kind == 'webcam' else Path(source).stem}.mp4"
-        for src, out in (plan.items() if isinstance(plan, dict) else [(source, plan)]):
-            claim(out, f"--save drawing of {src}" if isinstance(plan, dict) else "--save video")
-        for folder in {out.parent for out in plan.values()} - {save} if isinstance(plan, dict) else ():
+            plan = {source: save / (f"camera{source}.mp4" if kind == "webcam" else video_name(Path(source).name))}
+        for src, out in plan.items():
+            claim(out, f"--save drawing of {src}" if kind in ("image", "folder") else f"--save video {out}")
+        for folder in {out.parent for out in plan.values()} - {save}:
             check_writable(folder, "--save sub-folder", folder=True)  # e.g. a file named like a sub-folder
     if json_path is not None:
-        if save is not None and _same(json_path) == _same(save):
+        if save is not None and same_file(json_path) == same_file(save):
             raise ValueError(f"--json {json_path} is the --save folder; give a file name, e.g. {save / 'poses.json'}")
-        claim(json_path, "--json")
-    remove_stale_temporaries(*([] if plan is None else plan.values() if isinstance(plan, dict) else [plan]),
-                             *([json_path] if json_path is not None else []))
+        claim(json_path, f"--json {json_path}")
+    remove_stale_temporaries(*plan.values(), *([json_path] if json_path is not None else []))
     return plan
 
 
 def _save_image(path: Path, rgb) -> Path:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}: OpenCV could not write the drawing (a full disk, or an image too "
+            raise WriteError(f"cannot write {path}: OpenCV could not write the drawing (a full disk, or an image too "
                           f"large for {path.suffix}); free some space or choose another --save folder")
     return path
 
@@ -176,10 +175,12 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         save: folder for drawn images / the annotated video. A drawing keeps its image's file name and
             sub-folder (``a.jpg`` -> ``save/a.jpg``, ``a.png`` -> ``save/a.png``, ``sub/b.jpg`` ->
             ``save/sub/b.jpg``; a format that cannot hold a colour drawing gets ``.jpg`` appended:
-            ``c.pgm`` -> ``save/c.pgm.jpg``); a video or webcam gives ``save/<stem>.mp4`` / ``camera<N>.mp4``.
+            ``c.pgm`` -> ``save/c.pgm.jpg``); a video gives ``save/<name>`` (``.mp4`` appended to any other
+            container: ``clip.avi`` -> ``save/clip.avi.mp4``), a webcam ``save/camera<N>.mp4``.
         json_path: keypoints file: one image -> Poses JSON; folder (searched recursively) -> COCO results
             list (``image_id`` = index in sorted order, plus ``file_name`` relative to the folder);
             video -> one entry per frame.
+        threads: CPU threads (>= 1; None: every core).
         min_score: people scoring below this are not drawn or written (0 to 1).
         max_frames: stop a video or webcam after this many frames (>= 1).
         boxes: person boxes for a top-down model (see :mod:`featherpose.topdown`), matched by file name;
@@ -194,8 +195,12 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     Raises:
         ValueError: a number out of range, or an output that would replace an input or another output.
         OSError: ``save`` or ``json_path`` cannot be written. Both are checked before the model is loaded.
+        NonFiniteOutputError: the network output NaN/inf (broken weights): the run stops, even in a folder;
+            what was already written stays.
     """
-    check_options(max_frames=max_frames, min_score=min_score, threads=threads, input_size=input_size)
+    check_max_frames(max_frames)
+    check_min_score(min_score)  # the estimator's own checks, before any work (the input size: when loading)
+    check_threads(threads)
     kind = source_kind(source)
     save = Path(save) if save else None
     json_path = Path(json_path) if json_path else None
@@ -218,8 +223,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         image = load_image(source)
         poses = _run(est, image, Path(source).name, min_score)
         report.processed, report.people, report.poses = 1, len(poses), [poses]
-        if plan:
-            out = plan[Path(source)]
+        if source in plan:
+            out = plan[source]
             _write(report, out, lambda: _save_image(out, poses.draw(image, min_score=0)))
         if json_path:
             text = poses.to_json(file_name=Path(source).name, model=est.name)
@@ -227,7 +232,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     elif kind == "folder":
         _predict_folder(est, Path(source), files, plan, json_path, min_score, progress, report)
     else:
-        _predict_stream(est, int(source) if kind == "webcam" else source, kind, plan, json_path, min_score,
+        _predict_stream(est, int(source) if kind == "webcam" else source, kind, plan.get(source), json_path, min_score,
                         max_frames, progress, report)
     return report
 
@@ -245,7 +250,7 @@ def _folder_images(folder: Path) -> list[Path]:
     return files
 
 
-def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path] | None, json_path, min_score,
+def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path], json_path, min_score,
                     progress, report: PredictReport) -> None:
     """Every image of ``files``: drawn to ``plan[image]``; one COCO results list. Ctrl-C keeps what was done."""
     results = []
@@ -254,6 +259,8 @@ def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path]
             try:
                 image = load_image(path)
                 poses = _run(est, image, path.name, min_score)
+            except NonFiniteOutputError:  # the weights are broken, not the image: every image would fail the same
+                raise
             except (OSError, ValueError, FloatingPointError) as exc:  # a bad file is reported and skipped
                 report.failed.append((str(path), str(exc)))
                 log.debug("skipped %s: %s", path, exc)

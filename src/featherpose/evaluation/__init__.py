@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ..data.coco import CocoCheck, Problem, describe_problems, validate_coco
 from ..estimator import Estimator
-from ..fileio import check_writable, write_text
+from ..fileio import check_writable, refuse_overwrite, same_file, write_text
 from ..image import load_image, square_around
 from ..skeletons import Skeleton, skeleton_for
 from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
@@ -380,7 +380,7 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
     Raises:
         FileNotFoundError: the json is missing.
         ValueError: not a COCO keypoints file, no usable person to evaluate, no keypoint shared with the
-            model, or ``results_path`` is the json itself.
+            model, or ``results_path`` is the json itself or the weight file.
         OSError: ``results_path`` cannot be written (checked before the model runs).
         ResultsNotWrittenError: writing ``results_path`` failed at the end; its ``report`` has every metric.
     """
@@ -388,9 +388,10 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
 
     start = time.perf_counter()
     if results_path is not None:  # before the model runs: an unwritable location fails in a second
-        if Path(results_path).resolve() == Path(data).resolve():
-            raise ValueError(f"results file {results_path} is the annotation file itself: it would be replaced; "
-                             "give another --results file")
+        inputs = {same_file(data): f"the annotation file {data}"}
+        if not isinstance(model, Estimator) and Path(model).is_file():
+            inputs[same_file(model)] = f"the weight file {model}"
+        refuse_overwrite(results_path, inputs, f"results file {results_path}", "give another results file")
         check_writable(results_path, "results file")
     if isinstance(model, Estimator):
         if input_size is not None or threads is not None or backend != "auto":
@@ -489,6 +490,5 @@ class ResultsNotWrittenError(OSError):
 
     def __init__(self, error: OSError, report: EvalReport):
         self.report = report
-        metrics = ", ".join(f"{k} {'n/a' if np.isnan(v) else f'{100 * v:.1f}'}" for k, v in report.metrics().items())
-        super().__init__(f"{error}; the evaluation itself finished: {metrics} (percent)")
+        super().__init__(f"{error} (the evaluation itself finished: its metrics are kept)")
         self.errno = error.errno

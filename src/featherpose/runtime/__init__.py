@@ -60,17 +60,22 @@ class OnnxBackend:
         return {k: v[0] for k, v in zip(self.output_names, outs)}
 
 
+def check_threads(threads) -> None:
+    """Raise a one-line ValueError unless ``threads`` is None or a whole number >= 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise ValueError(f"threads must be a whole number >= 1 (None: the runtime's default), got {threads!r}")
+
+
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: str = "auto",
                    threads: int | None = None, decoder: torch.nn.Module | None = None) -> TorchBackend | OnnxBackend:
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
-        threads: CPU threads, a whole number >= 1 (None or 0: the runtime's default).
+        threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
         decoder: an in-graph decoder (see :mod:`.graph_decoders`); onnxruntime then runs it inside the graph (as Google's
             graphs do) and returns ``{"decoded": ...}`` instead of the heads.
     """
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0):
-        raise ValueError(f"threads must be a whole number >= 1 (None: the runtime's default), got {threads!r}")
+    check_threads(threads)
     threads = int(threads) if threads else None
     backend = default_backend() if backend == "auto" else backend
     if backend == "torch":
