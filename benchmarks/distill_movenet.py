@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     train_dir, held_dir = build_folders(work)
     cfg = load_config(CONFIG)
     cfg.data.train, cfg.out = str(train_dir), str(work / "student")
+    shutil.rmtree(cfg.out, ignore_errors=True)  # the benchmark's own run, trained afresh each time
     cfg.teacher.cache = str(work / "teacher_cache")
     cfg.epochs = args.epochs or cfg.epochs
     start = time.perf_counter()

@@ -13,6 +13,7 @@ the options shrink it for a CPU, and the output says exactly what ran.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg.optim.lr, cfg.optim.min_lr_ratio = args.lr, 0.01  # a short schedule: cosine decay to 1 %
         val, cfg.data.val = cfg.data.val, None  # evaluated once below, with per-joint figures
         cfg.out = str(runs / name)
+        shutil.rmtree(cfg.out, ignore_errors=True)  # the benchmark's own run, trained afresh each time
         if cfg.teacher.model:
             cfg.teacher.model = str(teacher_ckpt)
         start = time.perf_counter()

@@ -271,7 +271,8 @@ def test_distil_movenet_from_unlabelled_frames_alpha_1(tmp_path):
     assert est.skeleton.keypoints == COCO17.keypoints
     cache, = (tmp_path / "cache").glob("teacher-*.npz")
     stamp = cache.stat().st_mtime_ns
-    train(tmp_path / "r.yaml", progress=False)  # same folder again: the teacher's keypoints are reused
+    (tmp_path / "r2.yaml").write_text(yaml.safe_dump({**recipe, "out": str(tmp_path / "student2")}))
+    train(tmp_path / "r2.yaml", progress=False)  # a second run, the same cache: the teacher's keypoints are reused
     assert cache.stat().st_mtime_ns == stamp
 
 
