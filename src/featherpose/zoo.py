@@ -140,30 +140,46 @@ def _rebuild(network_cls, config_cls, weights: WeightsFile, what: str):
     return model
 
 
-def _input_hw(weights: WeightsFile, input_size, native, multiple: int) -> tuple[int, int]:
-    """(H, W) to build for: ``input_size`` or the config's ``native`` side, checked (ints, multiples, the cap)."""
+def _too_large(hw: tuple[int, int]) -> str:
+    return (f"{hw[1]}x{hw[0]} is too large: at most {MAX_INPUT_SIZE} per side (memory grows with the input area, "
+            f"about 2.3 GB at {MAX_INPUT_SIZE} and 30 GB at 4096)")
+
+
+def _input_hw(weights: WeightsFile, input_size, native, multiple: int, resizable: bool) -> tuple[int, int]:
+    """(H, W) to build for: ``input_size`` or the config's ``native`` side, checked (ints, multiples, the cap).
+
+    ``resizable``: whether the model runs at other sizes than its own (multi-person MoveNets), which decides
+    what a file whose own size is over :data:`MAX_INPUT_SIZE` is told to do.
+    """
     if input_size is None and (isinstance(native, bool) or not isinstance(native, int)):
         raise ValueError(f"{_where(weights)}: metadata field 'config' has input_size {native!r}, not an integer; "
                          f"{_FIX}")
-    hw = tuple(input_size) if input_size is not None else (native, native)
+    try:
+        hw = tuple(input_size) if input_size is not None else (native, native)
+    except TypeError:  # e.g. a float
+        hw = ()
     if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in hw):
-        raise ValueError(f"input size must be integers, got {input_size!r}")
+        raise ValueError(f"input size must be an integer or two (height, width), got {input_size!r}")
     source = "input size" if input_size is not None else f"{_where(weights)}: config input_size"
     if hw[0] % multiple or hw[1] % multiple or min(hw) < multiple:
-        raise ValueError(f"{source} must be multiples of {multiple}, got {hw[0]}x{hw[1]}")
-    if max(hw) > MAX_INPUT_SIZE:
-        raise ValueError(f"{source} {hw[1]}x{hw[0]} is too large: at most {MAX_INPUT_SIZE} per side (memory grows "
-                         f"with the input area, about 2.3 GB at {MAX_INPUT_SIZE} and 30 GB at 4096); use "
-                         f"--input-size {MAX_INPUT_SIZE} or less")
-    return hw
+        raise ValueError(f"{source} must be positive multiples of {multiple}, got {hw[0]}x{hw[1]}")
+    if max(hw) <= MAX_INPUT_SIZE:
+        return hw
+    if input_size is not None:
+        raise ValueError(f"input size {_too_large(hw)}; use --input-size {MAX_INPUT_SIZE} or less")
+    fix = (f"pass a smaller input size (--input-size {MAX_INPUT_SIZE} or less)" if resizable else
+           "the model is fixed at that size (--input-size cannot change it): re-train or re-convert it with "
+           f"input_size {MAX_INPUT_SIZE} or less")
+    raise ValueError(f"{source} {_too_large(hw)}; {fix}")
 
 
 def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
     """Rebuild a MoveNet network and its codec from a weight file."""
     model = _rebuild(MoveNet, MoveNetConfig, weights, "MoveNet")
     config = model.config
-    hw = _input_hw(weights, input_size, config.input_size, 32)  # before the codec: its arrays grow with hw
     codec_args = dict(weights.codec)
+    hw = _input_hw(weights, input_size, config.input_size, 32,  # before the codec: its arrays grow with hw
+                   resizable=bool(codec_args.get("multi")))
     multipose = codec_args.pop("multipose", None)
     if not codec_args.get("multi") and hw != (config.input_size, config.input_size):
         raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
@@ -182,8 +198,8 @@ def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = N
     """Rebuild a stacked hourglass (top-down, one person per input) and its heatmap codec from a weight file."""
     model = _rebuild(StackedHourglass, HourglassConfig, weights, "stacked hourglass")
     config = model.config
-    hw = _input_hw(weights, None, config.input_size, 4 * 2 ** config.depth)
-    if input_size is not None and tuple(input_size) != hw:
+    hw = _input_hw(weights, None, config.input_size, 4 * 2 ** config.depth, resizable=False)
+    if input_size is not None and (not isinstance(input_size, (tuple, list)) or tuple(input_size) != hw):
         raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
     try:
         codec = HeatmapCodec(hw, config.num_keypoints, **weights.codec)

