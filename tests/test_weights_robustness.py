@@ -72,3 +72,63 @@ def test_the_cap_applies_to_an_input_size_the_user_passes():
     for bad in (256.0, "256", (256,)):  # not a traceback from tuple(256.0)
         with pytest.raises(ValueError, match=r"input size must be an integer or two \(height, width\)"):
             zoo.build("movenet-multipose", bad)
+
+
+# ------------------------------------------------------------------ finding 11: messages name the field
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"stacks": "4"}, "hourglass stacks is '4'; it must be a whole number"),
+    ({"channels": 7}, "hourglass channels is 7; it needs an even 2 <= channels <= 8192"),
+    ({"depth": 9}, "hourglass depth is 9; it needs 1 <= depth <= 8"),
+    ({"num_keypoints": 0}, "hourglass num_keypoints is 0; it needs num_keypoints >= 1"),
+    ({"input_size": 96}, "hourglass input_size is 96; it must be a multiple of 64 (4 x 2^depth), e.g. 128"),
+])
+def test_hourglass_config_names_the_field_not_the_whole_dataclass(fields, message):
+    with pytest.raises(ValueError) as info:
+        HourglassConfig(**fields)
+    assert str(info.value) == message
+
+
+def test_hourglass_weight_file_with_a_bad_field_names_it(tmp_path):
+    config = HourglassConfig(stacks=1, channels=8, num_keypoints=17, input_size=64, depth=2)
+    path = tmp_path / "hg.safetensors"
+    save_weights(path, StackedHourglass(config).state_dict(), name="hg", architecture="hourglass",
+                 config=dict(config.to_dict(), stacks=10 ** 6), codec={})
+    with pytest.raises(ValueError) as info:
+        zoo.build(path)
+    assert "(hourglass stacks is 1000000; it needs 1 <= stacks <= 64)" in str(info.value)
+    assert "HourglassConfig(" not in str(info.value)
+
+
+def _tfjs_without(folder, source_json, drop_weight_field: str):
+    """A copy of a TFJS graph (and its shards) whose first weight entry lacks one field."""
+    folder.mkdir()
+    spec = json.loads(source_json.read_text())
+    for group in spec["weightsManifest"]:
+        for shard in group["paths"]:
+            shutil.copy(source_json.parent / shard, folder / shard)
+    del spec["weightsManifest"][0]["weights"][0][drop_weight_field]
+    (folder / source_json.name).write_text(json.dumps(spec))
+    return folder / source_json.name
+
+
+def test_tfjs_missing_field_is_named_without_the_exception_type(tmp_path):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "w.bin").write_bytes(np.zeros(8, np.float32).tobytes())
+    spec = {"format": "graph-model", "modelTopology": {"node": []},
+            "weightsManifest": [{"paths": ["w.bin"], "weights": [{"name": "k", "shape": [8]}]}]}
+    (folder / "model.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError) as info:
+        read_graph_model(folder / "model.json")
+    msg = str(info.value)
+    assert msg == (f"{folder / 'model.json'}: malformed TFJS graph model (field 'dtype' is missing); the file or "
+                   "its weight shards are damaged, fetch them again")
+
+
+def test_tfjs_google_graph_missing_a_field_names_it(tmp_path, google_graphs):
+    path = _tfjs_without(tmp_path / "g", google_graphs / "movenet-lightning.json", "shape")
+    with pytest.raises(ValueError, match=r"malformed TFJS graph model \(field 'shape' is missing\)") as info:
+        read_graph_model(path)
+    assert "KeyError" not in str(info.value)

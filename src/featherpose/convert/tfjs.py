@@ -90,8 +90,10 @@ def read_graph_model(json_path: str | Path) -> TFJSGraph:
     try:
         return _parse(json_path, spec)
     except (KeyError, TypeError, IndexError, AttributeError) as exc:
-        raise ValueError(f"{json_path}: malformed TFJS graph model ({type(exc).__name__}: {exc}); the file or its "
-                         "weight shards are damaged, fetch them again") from None
+        why = (f"field {exc.args[0]!r} is missing" if isinstance(exc, KeyError) and exc.args else
+               f"a field has the wrong type or length: {(str(exc).splitlines() or ['?'])[0]}")
+        raise ValueError(f"{json_path}: malformed TFJS graph model ({why}); the file or its weight shards are "
+                         "damaged, fetch them again") from None
 
 
 def _parse(json_path: Path, spec: dict) -> TFJSGraph:

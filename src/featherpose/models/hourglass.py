@@ -19,6 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+#: (field, check, what it needs) of every HourglassConfig field. The upper bounds keep a bad config from
+#: building millions of modules (Newell et al. use 8 stacks, depth 4).
+_RULES = (
+    ("stacks", lambda v: 1 <= v <= 64, "1 <= stacks <= 64"),
+    ("channels", lambda v: 2 <= v <= 8192 and v % 2 == 0, "an even 2 <= channels <= 8192"),
+    ("num_keypoints", lambda v: v >= 1, "num_keypoints >= 1"),
+    ("depth", lambda v: 1 <= v <= 8, "1 <= depth <= 8"),
+    ("input_size", lambda v: True, ""),  # a whole number; its multiple depends on depth, checked after
+)
+
+
 @dataclass
 class HourglassConfig:
     """Hyper-parameters of a stacked hourglass (everything needed to rebuild it).
@@ -38,16 +49,16 @@ class HourglassConfig:
     depth: int = 4
 
     def __post_init__(self):
-        if not all(isinstance(v, int) and not isinstance(v, bool)
-                   for v in (self.stacks, self.channels, self.num_keypoints, self.input_size, self.depth)):
-            raise ValueError(f"hourglass sizes must be integers; got {self}")
-        # Upper bounds keep a bad config from building millions of modules (Newell et al. use 8 stacks, depth 4).
-        if not (1 <= self.stacks <= 64 and 2 <= self.channels <= 8192 and self.channels % 2 == 0
-                and 1 <= self.depth <= 8 and self.num_keypoints >= 1):
-            raise ValueError(f"hourglass needs 1 <= stacks <= 64, an even 2 <= channels <= 8192, 1 <= depth <= 8 "
-                             f"and num_keypoints >= 1; got {self}")
-        if self.input_size % (4 * 2 ** self.depth):
-            raise ValueError(f"hourglass input_size must be a multiple of {4 * 2 ** self.depth}, got {self.input_size}")
+        for name, ok, must in _RULES:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"hourglass {name} is {value!r}; it must be a whole number")
+            if not ok(value):
+                raise ValueError(f"hourglass {name} is {value}; it needs {must}")
+        multiple = 4 * 2 ** self.depth
+        if self.input_size < multiple or self.input_size % multiple:
+            raise ValueError(f"hourglass input_size is {self.input_size}; it must be a multiple of {multiple} "
+                             f"(4 x 2^depth), e.g. {max(1, round(self.input_size / multiple)) * multiple}")
 
     def to_dict(self) -> dict:
         return asdict(self)
