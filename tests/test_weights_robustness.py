@@ -132,3 +132,34 @@ def test_tfjs_google_graph_missing_a_field_names_it(tmp_path, google_graphs):
     with pytest.raises(ValueError, match=r"malformed TFJS graph model \(field 'shape' is missing\)") as info:
         read_graph_model(path)
     assert "KeyError" not in str(info.value)
+
+
+# ------------------------------------------------------------------ finding 12: JPEG fill bytes
+
+
+def _with_fill_bytes(jpeg: bytes, size_wh: tuple[int, int] | None = None) -> bytes:
+    """``jpeg`` with 0xFF fill bytes before its first marker and its frame header (optionally with another size)."""
+    sof = jpeg.index(b"\xff\xc0")  # messi5.jpg is baseline
+    frame = bytearray(jpeg[sof:])
+    if size_wh is not None:
+        frame[5:9] = size_wh[1].to_bytes(2, "big") + size_wh[0].to_bytes(2, "big")
+    return jpeg[:2] + b"\xff" * 5 + jpeg[2:sof] + b"\xff" * 3 + bytes(frame)
+
+
+def test_jpeg_with_fill_bytes_reads_the_same(tmp_path):
+    original = MEDIA / "messi5.jpg"
+    path = tmp_path / "fill.jpg"
+    path.write_bytes(_with_fill_bytes(original.read_bytes()))
+    assert np.array_equal(load_image(path), load_image(original))
+
+
+def test_jpeg_with_fill_bytes_is_size_checked_before_decoding(tmp_path, monkeypatch):
+    path = tmp_path / "huge.jpg"
+    path.write_bytes(_with_fill_bytes((MEDIA / "messi5.jpg").read_bytes(), size_wh=(20000, 15000)))
+
+    def no_decode(*args):
+        raise AssertionError("decoded an image whose header says 300 megapixels")
+
+    monkeypatch.setattr("featherpose.image.cv2.imdecode", no_decode)
+    with pytest.raises(ImageError, match=r"huge.jpg: 20000x15000 is 300 megapixels, over the 250-megapixel limit"):
+        load_image(path)

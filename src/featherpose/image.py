@@ -9,6 +9,7 @@ small PNG can decode to gigabytes).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -92,19 +93,43 @@ def _is_pil_image(obj) -> bool:
     return any(c.__module__.startswith("PIL.") and c.__name__ == "Image" for c in type(obj).__mro__)
 
 
+_FILL = re.compile(rb"\xff+")  # a JPEG marker: one or more 0xFF (the extra ones are fill bytes), then its code
+#: Segments scanned for a JPEG's frame header; real files have a few dozen (a file with more is decoded
+#: first and checked after, under OpenCV's own 1-gigapixel guard).
+_MAX_JPEG_SEGMENTS = 10_000
+
+
 def _header_size(data: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from a PNG or JPEG header without decoding it; None for other formats or odd headers."""
+    """(height, width) from a PNG or JPEG header without decoding it; None for other formats or odd headers.
+
+    JPEG segments are walked marker by marker up to the first start-of-frame; any number of 0xFF fill
+    bytes may precede a marker, and markers without a length (RSTn, TEM) are stepped over.
+    """
     head = data[:16].tobytes()
     if head.startswith(b"\x89PNG\r\n\x1a\n") and data.size >= 24:
         w, h = (int.from_bytes(data[i:i + 4].tobytes(), "big") for i in (16, 20))
         return h, w
     if head.startswith(b"\xff\xd8"):
-        i, n = 2, data.size
-        while i + 9 < n and data[i] == 0xFF:
-            marker, length = int(data[i + 1]), int(data[i + 2]) << 8 | int(data[i + 3])
+        buf, i = memoryview(data), 2
+        for _ in range(_MAX_JPEG_SEGMENTS):
+            fill = _FILL.match(buf, i)
+            if fill is None:  # not at a marker: the headers are damaged
+                return None
+            i = fill.end()  # at the marker's code
+            if i + 7 >= len(buf):
+                return None
+            marker = buf[i]
+            if marker == 0xD9:  # end of image before any frame
+                return None
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # TEM, RSTn, SOI: no length, no payload
+                i += 1
+                continue
             if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
-                return int(data[i + 5]) << 8 | int(data[i + 6]), int(data[i + 7]) << 8 | int(data[i + 8])
-            i += 2 + length
+                return buf[i + 4] << 8 | buf[i + 5], buf[i + 6] << 8 | buf[i + 7]
+            length = buf[i + 1] << 8 | buf[i + 2]  # counts itself, not the marker
+            if length < 2:
+                return None
+            i += 1 + length
     return None
 
 
