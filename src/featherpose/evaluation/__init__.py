@@ -423,8 +423,9 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
         if not len(gt.image_ids):
             raise ValueError(f"{path}: no annotated person left to evaluate; {describe_problems(problems)}")
     if problems:
-        notes.insert(0, f"{describe_problems(problems)}; left out of the ground truth too (an image with its "
-                        "annotations), so the scores are over the rest")
+        notes.insert(0, f"{describe_problems(problems)}; left out of the ground truth too (a skipped image with "
+                        "all its people), so the scores are over the rest (a multi-person model that finds a person "
+                        "whose annotation was skipped is charged a false positive)")
     kpts = kpts[:, model_idx].astype(np.float64)                              # (R, Ks, 3), data order
     if not est.multi_person:
         scores = kpts[..., 2].mean(axis=1)
