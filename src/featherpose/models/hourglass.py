@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import ConvAct
+
 
 #: (field, check, what it needs) of every HourglassConfig field. The upper bounds keep a bad config from
 #: building millions of modules (Newell et al. use 8 stacks, depth 4).
@@ -95,8 +97,9 @@ class Hourglass(nn.Module):
         return self.skip(x) + F.interpolate(low, scale_factor=2.0, mode="nearest")
 
 
-def conv_bn_relu(cin: int, cout: int, kernel: int = 1, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride, kernel // 2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+def conv_bn_relu(cin: int, cout: int, kernel: int = 1, stride: int = 1) -> ConvAct:
+    """Conv2d (with bias, padding ``kernel // 2``) -> BatchNorm -> ReLU (state_dict keys ``0.*``, ``1.*``)."""
+    return ConvAct(cin, cout, kernel, stride, act=nn.ReLU, batch_norm=True, bias=True, tf_same=False)
 
 
 class StackedHourglass(nn.Module):

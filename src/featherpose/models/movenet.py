@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import ConvAct, InvertedResidual, SeparableConv, make_divisible
+
 # MobileNetV2 inverted-residual settings: (expansion t, output channels c, repeats n, first stride s)
 MOBILENET_V2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 # Indices (0-based, as Keras names them block_N) of the blocks whose outputs feed the FPN at strides 4, 8, 16.
@@ -32,12 +34,6 @@ HEAD_CHANNELS = 96
 HEATMAP_PRIOR_BIAS = -2.19
 # fp16 rounding of 1/127.5 as stored in Google's graphs: x_float = x * INPUT_SCALE - 1
 INPUT_SCALE = 0.007843017578125
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round a channel count to a multiple of ``divisor`` without dropping more than 10 %."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 @dataclass
@@ -68,45 +64,6 @@ class MoveNetConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-class ConvAct(nn.Sequential):
-    """Conv2d (+ BatchNorm) (+ activation) with TensorFlow ``SAME`` padding."""
-
-    def __init__(self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-                 act: type[nn.Module] | None = nn.ReLU6, batch_norm: bool = False, bias: bool = True):
-        layers: list[nn.Module] = []
-        if kernel > 1 and stride == 2:  # TF SAME on an even input: the extra row/column goes bottom/right
-            layers.append(nn.ZeroPad2d((kernel // 2 - 1, kernel // 2, kernel // 2 - 1, kernel // 2)))
-            padding = 0
-        else:
-            padding = kernel // 2
-        layers.append(nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=bias and not batch_norm))
-        if batch_norm:
-            layers.append(nn.BatchNorm2d(cout))
-        if act is not None:
-            layers.append(act(inplace=True))
-        super().__init__(*layers)
-
-    @property
-    def conv(self) -> nn.Conv2d:
-        return next(m for m in self if isinstance(m, nn.Conv2d))
-
-
-class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand (ReLU6) -> 3x3 depthwise (ReLU6) -> 1x1 project (linear)."""
-
-    def __init__(self, cin: int, cout: int, stride: int, expansion: int, batch_norm: bool):
-        super().__init__()
-        hidden = cin * expansion
-        self.expand = ConvAct(cin, hidden, batch_norm=batch_norm) if expansion != 1 else nn.Identity()
-        self.depthwise = ConvAct(hidden, hidden, 3, stride, groups=hidden, batch_norm=batch_norm)
-        self.project = ConvAct(hidden, cout, act=None, batch_norm=batch_norm)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
-        return x + y if self.residual else y
 
 
 class MobileNetV2(nn.Module):
@@ -195,14 +152,6 @@ class ShuffleNetV2(nn.Module):
 
 
 BACKBONES = {"mobilenetv2": MobileNetV2, "shufflenetv2": ShuffleNetV2}
-
-
-class SeparableConv(nn.Sequential):
-    """3x3 depthwise (no bias, no activation) -> 1x1 pointwise with bias -> ReLU."""
-
-    def __init__(self, cin: int, cout: int, batch_norm: bool = False):
-        super().__init__(ConvAct(cin, cin, 3, groups=cin, act=None, bias=False),
-                         ConvAct(cin, cout, act=nn.ReLU, batch_norm=batch_norm))
 
 
 class FPN(nn.Module):
