@@ -62,3 +62,15 @@ def test_hourglass_state_dict_keys_unchanged():
 @pytest.mark.parametrize("value, expected", [(32 * 1.75, 56), (16 * 0.5, 8), (3, 8), (116 * 0.75, 88), (90, 88)])
 def test_make_divisible(value, expected):
     assert layers.make_divisible(value) == expected
+
+
+def test_keypoint_metadata_lives_in_skeletons():
+    from featherpose import skeletons
+    from featherpose.data import coco
+
+    assert coco.WHOLEBODY_PARTS is skeletons.WHOLEBODY_PARTS
+    assert sum(len(names) for _, names, _ in skeletons.WHOLEBODY_PARTS) == 133 - 17
+    assert skeletons.sigmas_by_name(skeletons.LSP14.keypoints) == list(skeletons.LSP14.sigmas)
+    assert skeletons.sigmas_by_name(["nose", "neck"]) == [0.026, 0.079]
+    assert skeletons.sigmas_by_name(["nose", "tail"]) is None
+    assert skeletons.keypoints_without_sigma(["nose", "tail"]) == ["tail"]

@@ -3,10 +3,13 @@
 A new keypoint set is a data change: add a :class:`Skeleton` to ``SKELETONS``. Flip pairs are
 derived from the ``left_`` / ``right_`` name prefixes, so they cannot disagree with the names.
 Sigmas are the per-keypoint OKS constants (COCO's, and mmpose's dataset configs for the others,
-as carried in the ``oks_sigmas`` field of ``shared/data`` jsons).
+as carried in the ``oks_sigmas`` field of ``shared/data`` jsons); :func:`sigmas_by_name` finds them for
+any list of registered keypoint names. ``WHOLEBODY_PARTS`` holds the names and sigmas of the
+COCO-WholeBody points stored beside the 17 body points (foot, face, hands).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,6 +122,52 @@ LSP14 = Skeleton(
 )
 
 SKELETONS: dict[str, Skeleton] = {s.name: s for s in (COCO17, OPENPOSE18, CROWDPOSE14, MPII16, LSP14)}
+
+
+# COCO-WholeBody v1.0: the parts stored beside the 17 body points, in the order they are appended,
+# with their keypoint names (left_/right_ prefixes give the flip pairs) and the OKS sigmas of the
+# COCO-WholeBody evaluation (Jin et al., ECCV 2020).
+_WB_FOOT = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
+_WB_FACE_SIGMAS = (
+    0.042, 0.043, 0.044, 0.043, 0.040, 0.035, 0.031, 0.025, 0.020, 0.023, 0.029, 0.032, 0.037, 0.038, 0.043,
+    0.041, 0.045, 0.013, 0.012, 0.011, 0.011, 0.012, 0.012, 0.011, 0.011, 0.013, 0.015, 0.009, 0.007, 0.007,
+    0.007, 0.012, 0.009, 0.008, 0.016, 0.010, 0.017, 0.011, 0.009, 0.011, 0.009, 0.007, 0.013, 0.008, 0.011,
+    0.012, 0.010, 0.034, 0.008, 0.008, 0.009, 0.008, 0.008, 0.007, 0.010, 0.008, 0.009, 0.009, 0.009, 0.007,
+    0.007, 0.008, 0.011, 0.008, 0.008, 0.008, 0.01, 0.008)
+_WB_HAND_SIGMAS = (0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026,
+                   0.017, 0.021, 0.021, 0.032, 0.02, 0.019, 0.022, 0.031)
+WHOLEBODY_PARTS: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
+    ("foot", _WB_FOOT, (0.068, 0.066, 0.066, 0.092, 0.094, 0.094)),
+    ("face", tuple(f"face_{i}" for i in range(68)), _WB_FACE_SIGMAS),
+    ("lefthand", tuple(f"left_hand_{i}" for i in range(21)), _WB_HAND_SIGMAS),
+    ("righthand", tuple(f"right_hand_{i}" for i in range(21)), _WB_HAND_SIGMAS),
+)
+
+
+def _sigma_by_name() -> dict[str, float]:
+    """Keypoint name -> OKS sigma, from the first registered skeleton (``SKELETONS`` order) that has the name."""
+    known: dict[str, float] = {}
+    for skel in SKELETONS.values():
+        for n, s in zip(skel.keypoints, skel.sigmas):
+            known.setdefault(n, s)
+    return known
+
+
+def sigmas_by_name(names: Sequence[str]) -> list[float] | None:
+    """OKS sigmas of a keypoint set given by names: the registered skeleton's when one has exactly these
+    names (in this order), else each name's sigma in the first registered skeleton that has it; None when
+    some name is in no registered skeleton (:func:`keypoints_without_sigma` lists them)."""
+    registered = skeleton_for(names)
+    if registered is not None:
+        return list(registered.sigmas)
+    known = _sigma_by_name()
+    return [known[n] for n in names] if all(n in known for n in names) else None
+
+
+def keypoints_without_sigma(names: Sequence[str]) -> list[str]:
+    """The names among ``names`` that no registered skeleton gives an OKS sigma."""
+    known = _sigma_by_name()
+    return [n for n in names if n not in known]
 
 
 def get_skeleton(name: str) -> Skeleton:

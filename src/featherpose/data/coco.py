@@ -10,7 +10,8 @@ cannot be graded on: crowd regions and persons without (enough) labelled keypoin
 K and the OKS sigmas come from the json (``oks_sigmas`` in the category or at the top level), or
 else from :mod:`featherpose.skeletons` by keypoint name. COCO-WholeBody files, which keep 17 body
 points in ``keypoints`` and the rest in ``foot_kpts`` / ``face_kpts`` / ``lefthand_kpts`` /
-``righthand_kpts``, are assembled into K = 133.
+``righthand_kpts``, are assembled into K = 133 (the parts' names and sigmas:
+:data:`featherpose.skeletons.WHOLEBODY_PARTS`).
 
 Bad annotations never stop an epoch: each is logged once (``logging.warning``), recorded in
 ``CocoKeypoints.problems`` with its annotation / image id, and skipped. Coordinates are returned
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..fileio import read_json, write_text
 from ..image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
-from ..skeletons import SKELETONS, Skeleton, skeleton_for
+from ..skeletons import WHOLEBODY_PARTS, Skeleton, keypoints_without_sigma, sigmas_by_name, skeleton_for
 
 logger = logging.getLogger(__name__)
 f32 = np.float32
@@ -39,26 +40,6 @@ f32 = np.float32
 #: size, than MAX_BOX_SIDE pixels) is a data error: a top-down crop around it would need gigabytes.
 MAX_BOX_FACTOR = 4
 MAX_BOX_SIDE = 65536
-
-# COCO-WholeBody v1.0: the parts stored beside the 17 body points, in the order they are appended,
-# with their keypoint names (left_/right_ prefixes give the flip pairs) and the OKS sigmas of the
-# COCO-WholeBody evaluation (Jin et al., ECCV 2020).
-_WB_FOOT = ("left_big_toe", "left_small_toe", "left_heel", "right_big_toe", "right_small_toe", "right_heel")
-_WB_FACE_SIGMAS = (
-    0.042, 0.043, 0.044, 0.043, 0.040, 0.035, 0.031, 0.025, 0.020, 0.023, 0.029, 0.032, 0.037, 0.038, 0.043,
-    0.041, 0.045, 0.013, 0.012, 0.011, 0.011, 0.012, 0.012, 0.011, 0.011, 0.013, 0.015, 0.009, 0.007, 0.007,
-    0.007, 0.012, 0.009, 0.008, 0.016, 0.010, 0.017, 0.011, 0.009, 0.011, 0.009, 0.007, 0.013, 0.008, 0.011,
-    0.012, 0.010, 0.034, 0.008, 0.008, 0.009, 0.008, 0.008, 0.007, 0.010, 0.008, 0.009, 0.009, 0.009, 0.007,
-    0.007, 0.008, 0.011, 0.008, 0.008, 0.008, 0.01, 0.008)
-_WB_HAND_SIGMAS = (0.029, 0.022, 0.035, 0.037, 0.047, 0.026, 0.025, 0.024, 0.035, 0.018, 0.024, 0.022, 0.026,
-                   0.017, 0.021, 0.021, 0.032, 0.02, 0.019, 0.022, 0.031)
-WHOLEBODY_PARTS: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
-    ("foot", _WB_FOOT, (0.068, 0.066, 0.066, 0.092, 0.094, 0.094)),
-    ("face", tuple(f"face_{i}" for i in range(68)), _WB_FACE_SIGMAS),
-    ("lefthand", tuple(f"left_hand_{i}" for i in range(21)), _WB_HAND_SIGMAS),
-    ("righthand", tuple(f"right_hand_{i}" for i in range(21)), _WB_HAND_SIGMAS),
-)
-
 
 @dataclass
 class Sample:
@@ -172,17 +153,6 @@ def _segmentation_region(seg, height: int | None, width: int | None) -> tuple | 
     return None
 
 
-def _sigmas_by_name(names: Sequence[str]) -> list[float] | None:
-    known: dict[str, float] = {}
-    for skel in SKELETONS.values():
-        for n, s in zip(skel.keypoints, skel.sigmas):
-            known.setdefault(n, s)
-    missing = [n for n in names if n not in known]
-    if missing:
-        return None
-    return [known[n] for n in names]
-
-
 def keypoint_category(categories: list, category_id: int | None = None, source: str = "the json") -> dict:
     """The category to read keypoints from: ``category_id`` if given, else the one named ``person``,
     else the first with a ``keypoints`` list. Shared by training data and evaluation."""
@@ -213,10 +183,9 @@ def keypoint_sigmas(names: list[str], json_sigmas=None, source: str = "the json"
             raise ValueError(f"{source}: 'oks_sigmas' must be {len(names)} positive numbers, one per keypoint, got "
                              f"{str(json_sigmas)[:80]}; fix it, or remove it to use the registered skeleton's{hint}")
         return [float(s) for s in json_sigmas]
-    registered = skeleton_for(names)
-    found = list(registered.sigmas) if registered else _sigmas_by_name(names)
+    found = sigmas_by_name(names)
     if found is None:
-        unknown = [n for n in names if _sigmas_by_name([n]) is None]
+        unknown = keypoints_without_sigma(names)
         raise ValueError(f"{source}: no OKS sigma for keypoints {unknown}; add an 'oks_sigmas' list "
                          f"(one per keypoint) to the json's category{hint}")
     return found
