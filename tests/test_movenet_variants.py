@@ -11,7 +11,6 @@ from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.codecs.ops import sigmoid, soft_sigmoid
 from featherpose.models.movenet import MoveNet, MoveNetConfig
 from featherpose.runtime.export import export_onnx
-from featherpose.runtime.graph_decoders import graph_decoder
 from featherpose.train.trainer import train
 
 from conftest import MEDIA, golden_input
@@ -51,7 +50,7 @@ def test_soft_sigmoid_values_and_in_graph_decoder():
     x = torch.from_numpy(golden_input("basketball1", 192)).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         heads = model(x)
-        in_graph = graph_decoder(codec)(heads).numpy()
+        in_graph = codec.graph_decoder()(heads).numpy()
     numpy_ref = codec.decode_graph_layout({k: v[0].numpy() for k, v in heads.items()})
     assert np.abs(in_graph - numpy_ref).max() <= 1e-5
 

@@ -68,7 +68,7 @@ def test_preprocessing_reproduces_saved_inputs(sample):
 @pytest.mark.parametrize("variant", ["lightning", "thunder"])
 def test_in_graph_decoder_matches_numpy(estimators, variant):
     """The torch decoder exported into the ONNX graph equals the NumPy codec on every golden sample."""
-    from featherpose.runtime.graph_decoders import decode_single_pose_torch
+    from featherpose.codecs.movenet_graph import decode_single_pose_torch
 
     est = estimators[variant]
     codec = est.codec

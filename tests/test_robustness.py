@@ -22,12 +22,12 @@ import featherpose
 import featherpose.codecs
 import featherpose.estimator as estimator_mod
 from featherpose import cli
+from featherpose.codecs.base import Codec
 from featherpose.codecs.heatmap import HeatmapCodec
 from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.estimator import Estimator
 from featherpose.image import ImageError, load_image, resize_with_pad
 from featherpose.poses import Poses
-from featherpose.runtime.graph_decoders import graph_decoder
 from featherpose.skeletons import COCO17, LSP14
 from featherpose.topdown import TopDown
 from featherpose.zoo import build
@@ -56,7 +56,7 @@ def _codec_classes() -> set[type]:
     for mod in pkgutil.iter_modules(featherpose.codecs.__path__):
         module = importlib.import_module(f"featherpose.codecs.{mod.name}")
         found |= {c for _, c in inspect.getmembers(module, inspect.isclass)
-                  if c.__module__ == module.__name__ and callable(getattr(c, "decode", None))}
+                  if c.__module__ == module.__name__ and callable(getattr(c, "decode", None)) and c is not Codec}
     return found
 
 
@@ -124,13 +124,13 @@ def test_decoders_survive_hostile_heads(name, fill, monkeypatch):
 
 
 @pytest.mark.parametrize("fill", FILLS)
-@pytest.mark.parametrize("name", sorted(n for n, c in CODECS.items() if graph_decoder(c) is not None))
+@pytest.mark.parametrize("name", sorted(n for n, c in CODECS.items() if c.graph_decoder() is not None))
 def test_in_graph_decoders_survive_hostile_heads(name, fill, monkeypatch):
     """The torch decoders exported into the ONNX graph: finite heads give finite output; any NaN/inf
     head turns the whole output NaN, which the Estimator reports (the decoding alone could hide it)."""
     codec, heads = CODECS[name], _heads(name, fill)
     with torch.inference_mode():
-        out = graph_decoder(codec)({h: torch.from_numpy(v[None]) for h, v in heads.items()}).numpy()
+        out = codec.graph_decoder()({h: torch.from_numpy(v[None]) for h, v in heads.items()}).numpy()
     assert out.shape == (1, 1, codec.num_keypoints, 3)
     est = _estimator(name, monkeypatch, {"decoded": out[0]})
     if fill in FINITE_FILLS:

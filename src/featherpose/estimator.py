@@ -8,8 +8,8 @@ from torch import nn
 
 from .image import Letterbox, load_image, resize_with_pad
 from .poses import Poses
+from .codecs.base import Codec
 from .runtime import create_backend
-from .runtime.graph_decoders import graph_decoder
 from .skeletons import Skeleton
 
 #: The instance score below which ``est(image)`` leaves a person out: the same default as the CLI's
@@ -48,28 +48,34 @@ class Estimator:
     Args:
         name: model name.
         network: the torch module (also the source of the ONNX export).
-        codec: decodes raw heads; has ``input_hw``, ``multi`` and ``decode(heads)``.
+        codec: decodes raw heads (a :class:`~featherpose.codecs.base.Codec`); its kind says whether the model
+            sees one person, several, or one person crop (top-down), and its optional in-graph decoder runs
+            inside the ONNX graph.
         skeleton: the keypoint set the model predicts.
         backend: ``auto``, ``onnxruntime`` or ``torch``.
         threads: CPU threads (None: runtime default).
     """
 
-    def __init__(self, name: str, network: nn.Module, codec, skeleton: Skeleton, backend: str = "auto",
+    def __init__(self, name: str, network: nn.Module, codec: Codec, skeleton: Skeleton, backend: str = "auto",
                  threads: int | None = None):
         self.name = name
         self.network = network
         self.codec = codec
         self.skeleton = skeleton
         self.input_hw = codec.input_hw
+        self.kind = codec.kind
         self.multi_person = codec.multi
-        self.top_down = getattr(codec, "top_down", False)  # one person per input, needs person boxes on whole images
-        self.backend = create_backend(network, self.input_hw, backend, threads, graph_decoder(codec))
+        self.top_down = codec.top_down  # one person per input, needs person boxes on whole images
+        self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder())
 
     def __repr__(self) -> str:
         return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"
 
-    def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE) -> Poses:
-        """Poses of the people scoring at least ``min_score`` (0: all the model outputs).
+    def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE, *,
+                 name: str | None = None) -> Poses:
+        """Poses of the people scoring at least ``min_score`` (0: all the model outputs). ``name`` (the image's
+        file name) is ignored: it is there so that a :class:`~featherpose.topdown.TopDown` and an Estimator are
+        called alike.
 
         Raises:
             FileNotFoundError, ImageError: see :func:`~featherpose.image.load_image`.

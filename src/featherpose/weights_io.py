@@ -5,7 +5,9 @@ Metadata keys (all strings, as safetensors requires):
     name          model name, e.g. "movenet-lightning"
     architecture  "movenet"
     config        JSON of the architecture's config dataclass
-    codec         JSON of the codec's keyword arguments (arrays are stored as tensors "codec.<key>")
+    codec         JSON of the codec's settings, its ``to_dict()`` (its ``arrays()`` are stored as tensors
+                  "codec.<key>"); the family's codec class reads them back with ``from_dict`` (see
+                  :class:`featherpose.codecs.base.Codec`). Older files hold the same keys.
     source, license, notes   provenance shown by ``featherpose models --detail``
 
 Tensors are stored in float16 when every value is exactly representable (Google's MoveNet weights
@@ -22,6 +24,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from .codecs.base import Codec
 from .fileio import atomic_path
 
 FORMAT_VERSION = "1"
@@ -49,9 +52,18 @@ def _compact(t: torch.Tensor) -> torch.Tensor:
 
 
 def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], *, name: str, architecture: str,
-                 config: dict, codec: dict, codec_arrays: dict[str, np.ndarray] | None = None,
+                 config: dict, codec: Codec | dict, codec_arrays: dict[str, np.ndarray] | None = None,
                  **provenance: str) -> Path:
-    """Write a weight file atomically (temporary file in the same folder, then rename)."""
+    """Write a weight file atomically (temporary file in the same folder, then rename).
+
+    Args:
+        codec: the model's codec, stored through its ``to_dict()`` and ``arrays()``; or those settings as a
+            dict (with ``codec_arrays``), as :func:`load_weights` returns them.
+        codec_arrays: codec arrays besides (and over) the codec's own ``arrays()``.
+    """
+    if not isinstance(codec, dict):
+        codec_arrays = {**codec.arrays(), **(codec_arrays or {})}
+        codec = codec.to_dict()
     tensors = {k: _compact(v.detach().cpu()) for k, v in state_dict.items()}
     for key, arr in (codec_arrays or {}).items():
         tensors[CODEC_TENSOR_PREFIX + key] = _compact(torch.from_numpy(np.ascontiguousarray(arr, np.float32)))

@@ -17,9 +17,11 @@ perfect prediction scores 1.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from .movenet import Decoded
+from .base import Codec, Decoded
 
 f32 = np.float32
 
@@ -54,8 +56,8 @@ def heatmap_argmax(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xy, value.astype(f32)
 
 
-class HeatmapCodec:
-    """Encoder / decoder for top-down heatmap models (one person per input).
+class HeatmapCodec(Codec):
+    """Encoder / decoder for top-down heatmap models (one person per input); a :class:`~.base.Codec`.
 
     Args:
         input_hw: network input (H, W) in pixels.
@@ -66,8 +68,7 @@ class HeatmapCodec:
         normalize: the seed's ``1 / (2 pi sigma^2)`` peak (True) or a peak of 1 (False).
     """
 
-    multi = False
-    top_down = True
+    kind = "top-down"
 
     def __init__(self, input_hw: tuple[int, int], num_keypoints: int, stride: int = 4, sigma: float = 1.0,
                  normalize: bool = True):
@@ -83,9 +84,19 @@ class HeatmapCodec:
         self.peak = 1.0 / (2 * np.pi * self.sigma ** 2) if normalize else 1.0
         self.heatmap_hw = (self.input_hw[0] // stride, self.input_hw[1] // stride)
 
-    def to_dict(self) -> dict:
-        """What rebuilds this codec (stored in weight files); input_hw comes from the model config."""
+    def to_dict(self) -> dict[str, Any]:
+        """What rebuilds this codec (stored in weight files); input_hw and K come from the model config."""
         return {"stride": self.stride, "sigma": self.sigma, "normalize": self.normalize}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], input_hw: tuple[int, int], num_keypoints: int,
+                  arrays: dict[str, np.ndarray] | None = None) -> HeatmapCodec:
+        """The codec :meth:`to_dict` describes (``arrays`` is unused: the codec has none).
+
+        Raises:
+            TypeError, ValueError: ``d`` has an unknown key or a bad value.
+        """
+        return cls(input_hw, num_keypoints, **d)
 
     def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None, boxes: np.ndarray | None = None
                ) -> dict[str, np.ndarray]:

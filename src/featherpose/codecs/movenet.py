@@ -7,7 +7,7 @@ Heads are channel-first float32 arrays with the batch axis dropped:
     regress (2K, h, w) and offset (2K, h, w) with (y, x) interleaved per keypoint,
     box_scale, box_offset (2, h, w) for the MultiPose graph.
 
-``decode`` returns :class:`Decoded` in input pixels (x before y). ``decode_graph_layout`` returns
+``decode`` returns :class:`~.base.Decoded` in input pixels (x before y). ``decode_graph_layout`` returns
 exactly what Google's graph outputs ([1, 1, K, 3] or [1, M, 3K + 5], y before x, normalised),
 which is what the parity tests compare.
 
@@ -17,10 +17,14 @@ the centre prior map as read from the graph when the importer saved it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict
+from typing import Any
 
 import numpy as np
+from torch import nn
 
+from .base import Codec, Decoded
+from .movenet_graph import SinglePoseDecoder
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
 from .movenet_targets import TargetConfig, encode_movenet
 from .ops import ACTIVATIONS, sigmoid
@@ -37,21 +41,6 @@ def make_center_prior(h: int, w: int, fp16: bool = True) -> np.ndarray:
     i, j = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
     prior = 1.0 / (np.sqrt((i - h / 2) ** 2 + (j - w / 2) ** 2) + 1.8)
     return _fp16(prior) if fp16 else prior.astype(f32)
-
-
-@dataclass
-class Decoded:
-    """Decoded instances in input pixels.
-
-    Attributes:
-        keypoints: (N, K, 3) x, y, score.
-        boxes: (N, 4) x1, y1, x2, y2, or None when the model predicts no boxes.
-        scores: (N,) instance scores.
-    """
-
-    keypoints: np.ndarray
-    boxes: np.ndarray | None
-    scores: np.ndarray
 
 
 def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndarray, offset: np.ndarray,
@@ -91,8 +80,8 @@ def decode_single_pose(heatmap: np.ndarray, center: np.ndarray, regress: np.ndar
     return np.stack([y, x, heat[kidx, ky, kx]], axis=1).astype(f32)
 
 
-class MoveNetCodec:
-    """Encoder / decoder for MoveNet heads (single-pose, or multi-person; box heads optional).
+class MoveNetCodec(Codec):
+    """Encoder / decoder for MoveNet heads (single-pose, or multi-person; box heads optional); a :class:`~.base.Codec`.
 
     Args:
         input_hw: network input (H, W) in pixels.
@@ -116,10 +105,12 @@ class MoveNetCodec:
         self.activation = activation
         self.input_hw = tuple(input_hw)
         self.num_keypoints = num_keypoints
-        self.multi = multi
+        self.kind = "multi" if multi else "single"
+        self.fp16_constants = bool(fp16_constants)
         self.stride = stride
         h, w = self.input_hw[0] // stride, self.input_hw[1] // stride
-        if center_prior is None or center_prior.shape != (h, w):
+        self.prior_given = center_prior is not None and center_prior.shape == (h, w)  # stored in weight files
+        if not self.prior_given:
             center_prior = make_center_prior(h, w, fp16_constants)
         self.prior = np.asarray(center_prior, f32)
         round_ = _fp16 if fp16_constants else (lambda v: np.asarray(v, f32))
@@ -127,6 +118,42 @@ class MoveNetCodec:
         self.grid_scale = round_([1.0 / h, 1.0 / w])
         self.multipose = multipose or GOOGLE_MULTIPOSE
         self.targets = targets or TargetConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that rebuild this codec (weight-file metadata 'codec'); the centre prior read from a
+        graph is in :meth:`arrays`, input size and K come from the model config."""
+        d = {"multi": self.multi, "fp16_constants": self.fp16_constants, "activation": self.activation,
+             "stride": self.stride, "targets": asdict(self.targets)}
+        if self.multi:
+            d["multipose"] = self.multipose.to_dict()
+        return d
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``center_prior`` when one was given (the importer's, read from Google's graph), else nothing."""
+        return {"center_prior": self.prior} if self.prior_given else {}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], input_hw: tuple[int, int], num_keypoints: int,
+                  arrays: dict[str, np.ndarray] | None = None) -> MoveNetCodec:
+        """The codec :meth:`to_dict` / :meth:`arrays` describe; also reads the older files' metadata (no
+        ``targets`` or ``stride``; ``multipose`` absent or null for Google's constants).
+
+        Raises:
+            TypeError, ValueError, KeyError: ``d`` has an unknown key or a bad value.
+        """
+        args = dict(d)
+        multipose = args.pop("multipose", None)
+        targets = args.pop("targets", None)
+        return cls(input_hw, num_keypoints, center_prior=(arrays or {}).get("center_prior"),
+                   multipose=MultiposeConstants.from_dict(multipose) if multipose else None,
+                   targets=TargetConfig(**targets) if targets else None, **args)
+
+    def graph_decoder(self) -> nn.Module | None:
+        """The single-pose decoder in torch ops (:mod:`.movenet_graph`) for export into the ONNX graph, as in
+        Google's graphs; None for multi-person codecs (the MultiPose decoder runs in NumPy)."""
+        if self.multi:
+            return None
+        return SinglePoseDecoder(self.prior, self.distance_bias, self.grid_scale, self.activation)
 
     def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,
                boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -137,8 +164,8 @@ class MoveNetCodec:
     def decode_graph_layout(self, heads: dict[str, np.ndarray]) -> np.ndarray:
         """Heads (batch axis dropped) -> the graph's own output: [1, 1, K, 3] or [1, M, 3K + 5].
 
-        A backend whose graph already decoded (output ``decoded``, see
-        :mod:`featherpose.runtime.graph_decoders`) passes that through.
+        A backend whose graph already decoded (output ``decoded``, see :meth:`graph_decoder`) passes that
+        through.
         """
         if "decoded" in heads:
             return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)

@@ -72,8 +72,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: s
 
     Args:
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
-        decoder: an in-graph decoder (see :mod:`.graph_decoders`); onnxruntime then runs it inside the graph (as Google's
-            graphs do) and returns ``{"decoded": ...}`` instead of the heads.
+        decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime then runs it inside the graph (as
+            Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
     """
     check_threads(threads)
     threads = int(threads) if threads else None

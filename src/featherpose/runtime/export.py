@@ -30,8 +30,8 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     """Export ``model`` for a fixed input size.
 
     Args:
-        decoder: an in-graph decoder (:func:`featherpose.runtime.graph_decoders.graph_decoder`); when given, the graph outputs
-            the decoded keypoints as ``decoded`` instead of the raw heads.
+        decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
+            given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
 
     Returns:
         The ONNX bytes when ``path`` is None, else the path written (atomically).

@@ -10,10 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-
-def soft_sigmoid(x: torch.Tensor) -> torch.Tensor:
-    """The seed's cheaper sigmoid replacement ``0.5 * x / (1 + |x|) + 0.5`` (range (0, 1))."""
-    return 0.5 * x / (1 + x.abs()) + 0.5
+from ..codecs.ops import soft_sigmoid_torch as soft_sigmoid  # the seed's ``0.5 * x / (1 + |x|) + 0.5``, range (0, 1)
 
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "soft_sigmoid": soft_sigmoid}

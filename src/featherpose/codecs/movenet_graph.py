@@ -1,16 +1,16 @@
-"""Decoders that run inside the exported graph, as Google's MoveNet graphs do.
+"""MoveNet's single-pose decoder in torch ops, exported into the ONNX graph as Google's graphs have it.
 
-The NumPy codecs stay the reference: each function here mirrors one of them op for op (same
-float32 order), and the tests check the two agree on the golden samples. onnxruntime then returns
-the decoded keypoints (output ``decoded``) instead of the raw heads, which the codec passes through.
+The NumPy decoder (:func:`.movenet.decode_single_pose`) stays the reference: this one mirrors it op
+for op (same float32 order), and the tests check the two agree on the golden samples. onnxruntime
+then returns the decoded keypoints (output ``decoded``) instead of the raw heads, which
+:meth:`.movenet.MoveNetCodec.decode` passes through. Reached through ``MoveNetCodec.graph_decoder()``.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..codecs.movenet import MoveNetCodec
-from ..train.losses import soft_sigmoid
+from .ops import soft_sigmoid_torch
 
 f32 = np.float32
 
@@ -26,7 +26,7 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     """
     heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
     k, h, w = heatmap.shape
-    act = torch.sigmoid if activation == "sigmoid" else soft_sigmoid
+    act = torch.sigmoid if activation == "sigmoid" else soft_sigmoid_torch
     c = torch.argmax((act(center) * prior).reshape(-1))
     cy, cx = c // w, c % w
     reg = regress[:, cy, cx].reshape(k, 2)
@@ -47,23 +47,20 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     return torch.where(finite, out, torch.full_like(out, float("nan")))
 
 
-
 class SinglePoseDecoder(torch.nn.Module):
-    """A MoveNet codec's single-pose decoder as a module (heads dict -> (1, 1, K, 3)), for ONNX export."""
+    """A MoveNet codec's single-pose decoder as a module (heads dict -> (1, 1, K, 3)), for ONNX export.
 
-    def __init__(self, codec: MoveNetCodec):
+    Args:
+        prior: (h, w) centre prior. distance_bias, grid_scale: (2,) y, x factors. activation: ``sigmoid``
+            or ``soft_sigmoid``; all as the codec holds them.
+    """
+
+    def __init__(self, prior: np.ndarray, distance_bias: float, grid_scale: np.ndarray, activation: str = "sigmoid"):
         super().__init__()
-        self.register_buffer("prior", torch.from_numpy(codec.prior.copy()))
-        self.register_buffer("grid_scale", torch.from_numpy(np.asarray(codec.grid_scale, f32).copy()))
-        self.distance_bias = float(codec.distance_bias)
-        self.activation = codec.activation
+        self.register_buffer("prior", torch.from_numpy(np.asarray(prior, f32).copy()))
+        self.register_buffer("grid_scale", torch.from_numpy(np.asarray(grid_scale, f32).copy()))
+        self.distance_bias = float(distance_bias)
+        self.activation = activation
 
     def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
         return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale, self.activation)
-
-
-def graph_decoder(codec) -> torch.nn.Module | None:
-    """The in-graph decoder for a codec, or None where decoding stays in NumPy (MultiPose, other families)."""
-    if isinstance(codec, MoveNetCodec) and not codec.multi:
-        return SinglePoseDecoder(codec)
-    return None
