@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
+from .codecs.base import Codec
 from .image import Letterbox, load_image, resize_with_pad
 from .poses import Poses
-from .codecs.base import Codec
 from .runtime import create_backend
 from .skeletons import Skeleton
 
