@@ -17,7 +17,7 @@ f32 = np.float32
 
 def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
                              grid_scale: torch.Tensor, activation: str = "sigmoid") -> torch.Tensor:
-    """:func:`featherpose.codecs.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's graph has it).
+    """:func:`.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's has it).
 
     Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
     normalised. The tests check it against the NumPy decoder on the golden samples. When any head
