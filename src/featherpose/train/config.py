@@ -2,7 +2,8 @@
 
 Unknown keys are errors (a typo must not silently train the default), values are checked for
 type and range when the file is read, and every error is one ValueError naming the file, the key
-and what the value must be.
+and what the value must be. The ``model:`` and ``loss:`` sections are the dataclasses of the family
+``model.architecture`` names (:data:`featherpose.families.FAMILIES`), so another family's key is unknown.
 """
 from __future__ import annotations
 
@@ -16,29 +17,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-
-@dataclass
-class ModelSection:
-    """Network: architecture + its hyper-parameters, and optional starting weights.
-
-    ``movenet`` (bottom-up) uses backbone, width, batch_norm and multi; ``hourglass`` (top-down, one
-    person per box: Fast Pose Distillation) uses stacks, channels, sigma and crop_expand.
-    """
-
-    architecture: str = "movenet"
-    backbone: str = "mobilenetv2"  # or shufflenetv2 (seed 003: width 0.75, 3-level FPN)
-    width: float = 1.0
-    input_size: int = 192
-    batch_norm: bool = True
-    multi: bool = False  # several people: Google's MultiPose box heads, every centre decoded
-    stacks: int = 4  # hourglass: FPD student 4, teacher 8
-    channels: int = 128  # hourglass: FPD student 128, teacher 256
-    sigma: float = 1.0  # hourglass: Gaussian sigma in heatmap cells
-    crop_expand: float = 1.25  # hourglass: crop side / longer side of the person box (as evaluation)
-    init: str | None = None  # a zoo name (e.g. movenet-lightning, to fine-tune) or a weight file
+from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
+from ..families import MoveNetLossSection, MoveNetModelSection  # noqa: F401 (the default recipe's sections)
 
 
-ARCHITECTURES = ("movenet", "hourglass")
+#: The architectures a recipe can train: the rows of the family table.
+ARCHITECTURES = tuple(FAMILIES)
 
 
 @dataclass
@@ -62,18 +46,6 @@ def default_augment() -> list[dict]:
             {"ZoomSmallPeople": {"target": [2000, 12000], "p": 0.3}},
             {"RandomFlip": {"p": 0.5}},
             {"ColorJitter": {}}]
-
-
-@dataclass
-class LossSection:
-    head_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
-    early_head_weights: tuple[float, float, float, float] | None = (1.0, 1.0, 0.1, 1.0)
-    early_epochs: int = 0
-    k: float = 5.0
-    activation: str = "sigmoid"
-    bone_weight: float = 0.0
-    kernel: str = "exponential"
-    center: str = "box"
 
 
 @dataclass
@@ -108,10 +80,10 @@ class OptimSection:
 class TrainConfig:
     """A whole recipe."""
 
-    model: ModelSection = field(default_factory=ModelSection)
+    model: ModelSection = field(default_factory=MoveNetModelSection)  # the family's own (families.py)
     data: DataSection = field(default_factory=DataSection)
     augment: list = field(default_factory=default_augment)  # [{TransformName: {arguments}}, ...]
-    loss: LossSection = field(default_factory=LossSection)
+    loss: LossSection = field(default_factory=MoveNetLossSection)
     optim: OptimSection = field(default_factory=OptimSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     epochs: int = 10
@@ -167,42 +139,57 @@ def _coerce(value, hint, where: str):
     return value
 
 
-def _build(cls, values: dict, where: str):
+def _build(cls, values: dict, where: str, family: str | None = None):
+    """``cls(**values)`` with every value coerced to its field's type. ``family``: the architecture of a
+    recipe (TrainConfig), whose ``model`` and ``loss`` sections are read into that family's dataclasses."""
     if not isinstance(values, dict):
         raise ValueError(f"{where}: expected a mapping of keys to values, got {type(values).__name__} {values!r:.60}")
     hints = typing.get_type_hints(cls)
+    hints = {f.name: hints[f.name] for f in dataclasses.fields(cls)}  # not a section's RULES / CHOICES
     unknown = sorted(str(k) for k in values if k not in hints)
     if unknown:
+        if family is not None and cls is not TrainConfig:  # a family section: say whose key it is
+            owners = [r.name for r in FAMILIES.values() for s in (r.model_section, r.loss_section)
+                      if s is not cls and unknown[0] in {f.name for f in dataclasses.fields(s)}]
+            section = where.rpartition(".")[2]
+            whose = f" ({section}.{unknown[0]} is a key of {' and '.join(owners)})" if owners else ""
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)} for architecture {family}{whose}; "
+                             f"known: {', '.join(hints) or 'none'}")
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(hints)}")
+    sections = {"model": FAMILIES[family].model_section, "loss": FAMILIES[family].loss_section} \
+        if family is not None and cls is TrainConfig else {}
     kwargs = {}
     for name, value in values.items():
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), {} if value is None else value, f"{where}.{name}")
+            kwargs[name] = _build(sections.get(name, type(default)), {} if value is None else value,
+                                  f"{where}.{name}", family)
         else:
             kwargs[name] = _coerce(value, hints[name], f"{where}.{name}")
+    for name, section in sections.items():  # a section the recipe leaves out: the family's defaults
+        kwargs.setdefault(name, section())
     return cls(**kwargs)
 
 
-# The value rules of every numeric field: (key, test, what the value must be).
+def _architecture(raw, where: str) -> str:
+    """The family a raw recipe's ``model.architecture`` names (default ``movenet``), checked."""
+    model = raw.get("model") if isinstance(raw, dict) else None
+    arch = model.get("architecture", "movenet") if isinstance(model, dict) else "movenet"
+    if not isinstance(arch, str) or arch not in FAMILIES:
+        raise ValueError(f"{where}: model.architecture {arch!r} is not one of {', '.join(FAMILIES)}")
+    return arch
+
+
+# The value rules of every numeric field: (key, test, what the value must be); a family's model and loss
+# sections add their own (their RULES, in families.py).
 RULES = (
     ("epochs", lambda v: v >= 1, "a whole number >= 1"),
     ("batch_size", lambda v: v >= 1, "a whole number >= 1"),
     ("seed", lambda v: v >= 0, "a whole number >= 0"),
     ("eval_every", lambda v: v >= 1, "a whole number >= 1 (epochs between evaluations)"),
     ("max_steps_per_epoch", lambda v: v is None or v >= 1, "empty or a whole number >= 1"),
-    ("model.width", lambda v: 0 < v <= 4, "a width multiplier in (0, 4], e.g. 1.0"),
-    ("model.stacks", lambda v: v >= 1, "a whole number >= 1"),
-    ("model.channels", lambda v: v >= 1, "a whole number >= 1"),
-    ("model.sigma", lambda v: v > 0, "a number > 0 (heatmap cells)"),
-    ("model.crop_expand", lambda v: v > 0, "a number > 0, e.g. 1.25"),
     ("data.workers", lambda v: v >= 0, "a whole number >= 0 (0: load in the main process)"),
     ("data.min_keypoints", lambda v: v >= 0, "a whole number >= 0"),
-    ("loss.head_weights", lambda v: all(w >= 0 for w in v), "four numbers >= 0"),
-    ("loss.early_head_weights", lambda v: v is None or all(w >= 0 for w in v), "empty or four numbers >= 0"),
-    ("loss.early_epochs", lambda v: v >= 0, "a whole number >= 0"),
-    ("loss.k", lambda v: v > 0, "a number > 0"),
-    ("loss.bone_weight", lambda v: v >= 0, "a number >= 0"),
     ("optim.lr", lambda v: v > 0, "a number > 0, e.g. 1e-3"),
     ("optim.weight_decay", lambda v: v >= 0, "a number >= 0"),
     ("optim.warmup_steps", lambda v: v >= 0, "a whole number >= 0"),
@@ -216,7 +203,17 @@ RULES = (
 def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
     """Range, choice and augmentation checks of a built recipe (``load_config`` runs them; ``train`` runs them
     again on a TrainConfig changed in code); a ValueError naming ``name`` and the key."""
-    for key, ok, must in RULES:
+    arch = cfg.model.architecture
+    if arch not in FAMILIES:
+        raise ValueError(f"{name}: model.architecture {arch!r} is not one of {', '.join(ARCHITECTURES)}")
+    row = FAMILIES[arch]
+    for key, section in (("model", row.model_section), ("loss", row.loss_section)):
+        if type(getattr(cfg, key)) is not section:
+            raise ValueError(f"{name}: the {key} section is a {type(getattr(cfg, key)).__name__}, a {arch} recipe "
+                             f"needs a {section.__name__} (featherpose.families)")
+    rules = (*RULES, *((f"model.{k}", ok, must) for k, ok, must in row.model_section.RULES),
+             *((f"loss.{k}", ok, must) for k, ok, must in row.loss_section.RULES))
+    for key, ok, must in rules:
         section, _, attr = key.rpartition(".")
         value = getattr(getattr(cfg, section) if section else cfg, attr)
         try:
@@ -225,24 +222,17 @@ def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
             good = False
         if not good:
             raise ValueError(f"{name}: {key} is {value!r}; it must be {must}")
-    from ..zoo import MAX_INPUT_SIZE  # the largest network featherpose.load / eval / export accept afterwards
-
-    multiple = 64 if cfg.model.architecture == "hourglass" else 32
+    # MAX_INPUT_SIZE: the largest network featherpose.load / eval / export accept afterwards
+    multiple = row.input_multiple
     size = cfg.model.input_size
     if not (isinstance(size, int) and 0 < size <= MAX_INPUT_SIZE and size % multiple == 0):
         near = min(MAX_INPUT_SIZE, max(multiple, round(size / multiple) * multiple)) if isinstance(size, int) else 192
-        raise ValueError(f"{name}: model.input_size is {size}; a {cfg.model.architecture} needs a multiple of "
+        raise ValueError(f"{name}: model.input_size is {size}; a {arch} needs a multiple of "
                          f"{multiple} from {multiple} to {MAX_INPUT_SIZE}, e.g. {near}")
-    from ..codecs.ops import ACTIVATIONS
-    from ..models.movenet import BACKBONES
-
     choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd", "rmsprop")),
                "device": (cfg.device, ("auto", "cpu", "cuda")),
-               "model.architecture": (cfg.model.architecture, ARCHITECTURES),
-               "model.backbone": (cfg.model.backbone, tuple(BACKBONES)),
-               "loss.activation": (cfg.loss.activation, tuple(ACTIVATIONS)),
-               "loss.kernel": (cfg.loss.kernel, ("exponential", "gaussian")),
-               "loss.center": (cfg.loss.center, ("box", "mean"))}
+               **{f"model.{k}": (getattr(cfg.model, k), allowed) for k, allowed in row.model_section.CHOICES.items()},
+               **{f"loss.{k}": (getattr(cfg.loss, k), allowed) for k, allowed in row.loss_section.CHOICES.items()}}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ValueError(f"{name}: {key} {value!r} is not one of {', '.join(allowed)}")
@@ -321,7 +311,8 @@ def load_config(path: str | Path) -> TrainConfig:
         raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text file; a recipe is YAML text (see configs/)") from None
-    cfg = _build(TrainConfig, {} if raw is None else raw, path.name)
+    raw = {} if raw is None else raw
+    cfg = _build(TrainConfig, raw, path.name, _architecture(raw, path.name))
     base = path.parent
     for section, attr in (("data", "train"), ("data", "val"), ("data", "image_root"), ("teacher", "cache")):
         value = getattr(getattr(cfg, section), attr)

@@ -1,9 +1,10 @@
 """Training batches: COCO samples -> augmentation (one affine) -> codec.encode -> tensors.
 
-Bottom-up families (MoveNet) take whole images; top-down families (hourglass) take one person per
-item, cut out around its box (:class:`~featherpose.data.topdown.TopDownKeypoints`). When a teacher's
-keypoints were cached (distillation), they ride along with the labels through the same affine and
-flip and are encoded by the same codec into ``teacher_*`` targets.
+Bottom-up families (MoveNet) take whole images; top-down families (hourglass; their row in
+:data:`~featherpose.families.FAMILIES` says which) take one person per item, cut out around its box
+(:class:`~featherpose.data.topdown.TopDownKeypoints`). When a teacher's keypoints were cached
+(distillation), they ride along with the labels through the same affine and flip and are encoded by
+the same codec into ``teacher_*`` targets.
 """
 from __future__ import annotations
 
@@ -14,24 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..codecs.heatmap import HeatmapCodec
-from ..codecs.movenet import MoveNetCodec
-from ..codecs.movenet_targets import TargetConfig
 from ..data import CocoKeypoints, build_transforms
 from ..data.coco import Sample, image_folder_as_coco
 from ..data.topdown import TopDownKeypoints
+from ..families import family
 from ..skeletons import Skeleton
 from .config import TrainConfig
 
 
-def build_codec(cfg: TrainConfig, num_keypoints: int) -> MoveNetCodec | HeatmapCodec:
-    """The codec of the recipe's architecture (it encodes the targets and decodes for evaluation)."""
-    hw = (cfg.model.input_size, cfg.model.input_size)
-    if cfg.model.architecture == "hourglass":
-        return HeatmapCodec(hw, num_keypoints, sigma=cfg.model.sigma)
-    return MoveNetCodec(hw, num_keypoints, multi=cfg.model.multi, fp16_constants=False,
-                        targets=TargetConfig(kernel=cfg.loss.kernel, center=cfg.loss.center),
-                        activation=cfg.loss.activation)
+def build_codec(cfg: TrainConfig, num_keypoints: int):
+    """The codec of the recipe's family (it encodes the targets and decodes for evaluation)."""
+    return family(cfg.model.architecture).training_codec(cfg.model, cfg.loss, num_keypoints)
 
 
 class TrainDataset(Dataset):
@@ -52,22 +46,22 @@ class TrainDataset(Dataset):
         if not self.labelled:
             if skeleton is None:
                 raise ValueError(f"{ann_file} is a folder of unlabelled images; a teacher must say which keypoints")
-            if cfg.model.architecture == "hourglass":
+            if family(cfg.model.architecture).top_down:
                 raise ValueError(f"{ann_file} is a folder of unlabelled images, which has no person boxes for a "
-                                 "top-down (hourglass) student to crop; distil a MoveNet student from such a folder, "
-                                 "or give a COCO json with the people's boxes")
+                                 f"top-down ({cfg.model.architecture}) student to crop; distil a MoveNet student "
+                                 "from such a folder, or give a COCO json with the people's boxes")
             ann_file = image_folder_as_coco(ann_file, skeleton, Path(cfg.out) / "unlabelled_images.json")
         self.coco = CocoKeypoints(ann_file, cfg.data.image_root if self.labelled else cfg.data.train,
                                   min_keypoints=cfg.data.min_keypoints, seed=cfg.seed)
         self.skeleton: Skeleton = self.coco.skeleton
         self.pipeline = build_transforms(cfg.augment, hw, self.skeleton)
-        self.top_down = cfg.model.architecture == "hourglass"
+        self.top_down = family(cfg.model.architecture).top_down  # a top-down family's model section has crop_expand
         self.people = TopDownKeypoints(self.coco, self.pipeline, cfg.model.crop_expand) if self.top_down else None
         if len(self) == 0:
             raise ValueError(f"{cfg.data.train}: no usable {'people' if self.top_down else 'images'} "
                              "(see the warnings above)")
-        self.box_heads = cfg.model.multi  # multi-person models get Google's MultiPose box heads
         self.codec = build_codec(cfg, self.skeleton.num_keypoints)
+        self.box_heads = self.codec.multi  # multi-person models get Google's MultiPose box heads
         self.with_labels = self.labelled and (not cfg.teacher.model or cfg.teacher.alpha < 1)
         self.teacher_keypoints: list[np.ndarray] | None = None  # per item (N, K, 3) in source pixels, once cached
         self.teacher_joints = np.ones(self.num_keypoints, np.float32)  # (K,) 1 where the teacher predicts the joint

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..codecs.heatmap import HeatmapCodec
 from ..data.transforms import apply_affine, letterbox_matrix
+from ..families import family_of
 from ..fileio import atomic_path
 from ..skeletons import Skeleton
 
@@ -83,10 +83,11 @@ class Teacher:
         self.student_codec = student_codec
         self.mapping = joint_map(self.skeleton, student_skeleton)
         self.min_confidence = float(min_confidence)
-        same = (isinstance(self.codec, HeatmapCodec) and isinstance(student_codec, HeatmapCodec)
-                and self.skeleton.keypoints == student_skeleton.keypoints
-                and self.codec.input_hw == student_codec.input_hw and self.codec.peak == student_codec.peak)
-        self.soft = same  # FPD proper: the teacher's heatmaps are the target
+        # FPD proper: the teacher's raw heads (heatmaps) are the target, where its family says they can be
+        row = family_of(self.codec)
+        self.soft = (row.soft_teacher is not None and family_of(student_codec) is row
+                     and self.skeleton.keypoints == student_skeleton.keypoints
+                     and row.soft_teacher(self.codec, student_codec))
         self.fingerprint = hashlib.sha256(resolve_weights(model)[0].read_bytes()).hexdigest()[:16]
 
     @property

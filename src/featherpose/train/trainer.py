@@ -42,17 +42,15 @@ import numpy as np
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from ..codecs.heatmap import HeatmapCodec
 from ..data.coco import describe_problems
+from ..families import family, loss_parts
 from ..fileio import TMP_MARK, atomic_path, check_writable, remove_stale_temporaries, write_text
-from ..models.hourglass import HourglassConfig, StackedHourglass
-from ..models.movenet import MoveNet, MoveNetConfig
 from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
 from .config import TrainConfig, check_paths, load_config, validate
 from .data import TrainDataset
 from .distill import Teacher, cache_teacher_keypoints, live_targets
-from .losses import DistillationLoss, HeatmapLoss, MoveNetLoss
+from .losses import DistillationLoss
 
 log = logging.getLogger(__name__)
 
@@ -96,45 +94,36 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def build_model(cfg: TrainConfig, num_keypoints: int) -> MoveNet | StackedHourglass:
-    """The network of the recipe, with starting weights when ``model.init`` names some."""
+def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
+    """The network of the recipe's family, with starting weights when ``model.init`` names some."""
+    row = family(cfg.model.architecture)
     if cfg.model.init:
-        from ..zoo import ARCHITECTURES, resolve_weights
+        from ..zoo import resolve_weights
 
         weights = load_weights(resolve_weights(cfg.model.init)[0])
         arch = weights.meta.get("architecture")
         if arch != cfg.model.architecture:
             raise ValueError(f"model.init {cfg.model.init} is a {arch} network, the recipe trains a "
                              f"{cfg.model.architecture}")
-        if arch == "movenet":
+        if row.init_any_size:
             weights.config = {**weights.config, "input_size": cfg.model.input_size}
-        model, _ = ARCHITECTURES[arch](weights, None)
+        model, _ = row.from_weights(weights, None)
         if model.config.num_keypoints != num_keypoints:
             raise ValueError(f"model.init {cfg.model.init} predicts {model.config.num_keypoints} keypoints, "
                              f"the data has {num_keypoints}")
         return model.train()
-    if cfg.model.architecture == "hourglass":
-        return StackedHourglass(HourglassConfig(stacks=cfg.model.stacks, channels=cfg.model.channels,
-                                                num_keypoints=num_keypoints, input_size=cfg.model.input_size))
-    return MoveNet(MoveNetConfig(width=cfg.model.width, num_keypoints=num_keypoints, input_size=cfg.model.input_size,
-                                 batch_norm=cfg.model.batch_norm, backbone=cfg.model.backbone,
-                                 box_heads=cfg.model.multi))
+    return row.network(row.network_config(cfg.model, num_keypoints))
 
 
-def build_loss(cfg: TrainConfig, skeleton: Skeleton) -> MoveNetLoss | HeatmapLoss | DistillationLoss:
+def build_loss(cfg: TrainConfig, skeleton: Skeleton):
     """The family's loss, wrapped in FPD's distillation loss when the recipe names a teacher."""
-    if cfg.model.architecture == "hourglass":
-        loss = HeatmapLoss()
-    else:
-        loss = MoveNetLoss(head_weights=tuple(cfg.loss.head_weights), k=cfg.loss.k, activation=cfg.loss.activation,
-                           bone_weight=cfg.loss.bone_weight, limbs=list(skeleton.limbs))
+    loss = family(cfg.model.architecture).loss(cfg.model, cfg.loss, skeleton)
     return DistillationLoss(loss, cfg.teacher.alpha) if cfg.teacher.model else loss
 
 
 def _codec_metadata(cfg: TrainConfig, codec) -> dict:
-    if isinstance(codec, HeatmapCodec):
-        return codec.to_dict()
-    return {"multi": cfg.model.multi, "fp16_constants": False, "activation": cfg.loss.activation}
+    """The weight file's ``codec`` metadata: what the family rebuilds the codec from."""
+    return family(cfg.model.architecture).codec_metadata(codec)
 
 
 CHECKPOINT_FILE = re.compile(r"^(weights|optim)-e\d{4,}\.(safetensors|pt)$")
@@ -324,7 +313,7 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     if not steps:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss", "heatmap", "center", "regress", "offset", "distill"):
+    for key in ("loss", *LOSS_PARTS, "distill"):
         values = [float(r[key]) if r.get(key) else float("nan") for r in rows if r["loss"]]
         if any(v == v for v in values):
             ax.plot(steps, values, label=key, lw=1 if key != "loss" else 2)
@@ -348,8 +337,9 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-CSV_FIELDS = ["step", "epoch", "lr", "loss", "heatmap", "center", "regress", "offset", "box", "bone", "distill",
-              "images_per_s", "AP", "PCK"]
+#: Every family's loss parts (the table's order), the columns of metrics.csv between ``loss`` and ``distill``.
+LOSS_PARTS = tuple(loss_parts())
+CSV_FIELDS = ["step", "epoch", "lr", "loss", *LOSS_PARTS, "distill", "images_per_s", "AP", "PCK"]
 
 
 def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool = False,
@@ -439,10 +429,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         dataset.set_epoch(epoch)
         torch.manual_seed(_epoch_seed(cfg.seed, rank, epoch))
         net.train()
-        early = cfg.loss.early_head_weights is not None and epoch < cfg.loss.early_epochs
-        base_loss = loss_fn.base if isinstance(loss_fn, DistillationLoss) else loss_fn
-        if isinstance(base_loss, MoveNetLoss):
-            base_loss.head_weights = tuple(cfg.loss.early_head_weights if early else cfg.loss.head_weights)
+        schedule = family(cfg.model.architecture).head_weight_schedule
+        if schedule is not None:
+            schedule(loss_fn.base if isinstance(loss_fn, DistillationLoss) else loss_fn, cfg.loss, epoch)
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress or rank != 0, dynamic_ncols=True)
         rows = []
