@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from featherpose.cli import main
-from featherpose.evaluation import crop_square, evaluate, greedy_match
+from featherpose.evaluation import evaluate, greedy_match
 from featherpose.evaluation.coco import dataset_sigmas, load_coco, oks, run_cocoeval
 from featherpose.evaluation.pck import (auc_from_distances, box_size, head_size, normalized_distances, pck,
                                         pck_auc, pckh, torso_size)
+from featherpose.image import crop_square
 from featherpose.skeletons import LSP14
 
 from conftest import DATA

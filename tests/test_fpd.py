@@ -16,8 +16,7 @@ from featherpose.codecs.heatmap import HeatmapCodec, heatmap_argmax
 from featherpose.data import CocoKeypoints, Compose
 from featherpose.data.topdown import TopDownKeypoints
 from featherpose.data.transforms import apply_affine
-from featherpose.evaluation import crop_square
-from featherpose.image import letterbox
+from featherpose.image import crop_square, letterbox
 from featherpose.models import complexity
 from featherpose.models.hourglass import HourglassConfig, StackedHourglass
 from featherpose.skeletons import COCO17, LSP14

@@ -23,6 +23,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 # The largest image accepted (250 megapixels, e.g. 20000 x 12500; a 200 MP phone photo fits): one
 # 8-bit RGB copy of it is 750 MB, and decoding and converting make several.
 MAX_IMAGE_PIXELS = 250_000_000
+#: Top-down crops are squares of this many times the longer side of the person box.
+CROP_EXPAND = 1.25
 
 
 class ImageError(ValueError):
@@ -260,7 +262,29 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
 
 def square_around(box_xywh, expand: float) -> tuple[int, int, int]:
     """The square of side ``ceil(expand * max(w, h))`` (at least 2) centred on an x, y, w, h box, in whole
-    pixels: (x0, y0 of its top-left pixel, side). Top-down evaluation crops it; top-down training warps it."""
+    pixels: (x0, y0 of its top-left pixel, side). Top-down inference crops it (:func:`crop_square`); top-down
+    training warps it."""
     x, y, w, h = (float(v) for v in box_xywh)
     side = max(2, int(np.ceil(expand * max(w, h))))
     return int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), side
+
+
+def crop_square(image: np.ndarray, bbox_xywh, expand: float = CROP_EXPAND) -> tuple[np.ndarray, np.ndarray]:
+    """Cut the square of side ``expand * max(w, h)`` centred on a box (:func:`square_around`); outside the
+    image is zero (black, like the letterbox padding).
+
+    Args:
+        image: (H, W, 3) uint8.
+        bbox_xywh: x, y, w, h of the person box in image pixels.
+
+    Returns:
+        (crop (S, S, 3), (2,) x, y of the crop's top-left corner in image pixels: add it to
+        crop coordinates to get image coordinates).
+    """
+    x0, y0, side = square_around(bbox_xywh, expand)
+    crop = np.zeros((side, side, 3), np.uint8)
+    ih, iw = image.shape[:2]
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)
+    if sx1 > sx0 and sy1 > sy0:
+        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return crop, np.array([x0, y0], np.float32)

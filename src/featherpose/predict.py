@@ -238,8 +238,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
 
 
 def _run(est, image, name: str, min_score: float) -> Poses:
-    """One image through the estimator; a top-down one also gets the file name (to find given boxes)."""
-    return est(image, name, min_score=min_score) if isinstance(est, TopDown) else est(image, min_score=min_score)
+    """One image through the estimator, with its file name (a top-down one finds given boxes by it)."""
+    return est(image, min_score=min_score, name=name)
 
 
 def _folder_images(folder: Path) -> list[Path]:

@@ -1,10 +1,11 @@
 """Top-down estimation: person boxes -> one square crop per person -> a single-person model -> Poses.
 
 Top-down models (the FPD hourglasses) see one person per input, so on a whole image they need person
-boxes: from a multi-person featherpose model (movenet-multipose by default), or given by the user
-(``--boxes FILE``). Each box is cut out as evaluation does (:func:`featherpose.evaluation.crop_square`:
-a square 1.25x the box's longer side), the model runs on the crop, and its keypoints are moved back
-into the image.
+boxes: from a multi-person featherpose model (movenet-multipose by default), given by the user
+(``--boxes FILE``), or the ground-truth boxes evaluation gives (:meth:`TopDown.on_boxes`). Each box is cut
+out by :func:`featherpose.image.crop_square` (a square 1.25x the box's longer side), the model runs on the
+crop, and its keypoints are moved back into the image. This is the one top-down inference: ``predict`` and
+``evaluate`` both run it.
 
 A boxes file is JSON: a COCO keypoints or detections file (``images`` + ``annotations`` with ``bbox``),
 or a list of ``{"file_name": ..., "bbox": [x, y, w, h], "score": ...}``; boxes are matched to images by
@@ -17,9 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from .estimator import DEFAULT_MIN_SCORE, Estimator, check_min_score
-from .evaluation import CROP_EXPAND, crop_square
 from .fileio import read_json
-from .image import MAX_IMAGE_PIXELS, load_image, square_around
+from .image import CROP_EXPAND, MAX_IMAGE_PIXELS, crop_square, load_image, square_around
 from .poses import Poses
 
 f32 = np.float32
@@ -99,15 +99,35 @@ class TopDown:
         boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2], found.scores[:, None]], axis=1)
         return boxes[boxes[:, 4] >= self.min_box_score].astype(f32)
 
-    def __call__(self, image: str | Path | np.ndarray, name: str | None = None,
-                 min_score: float = DEFAULT_MIN_SCORE) -> Poses:
+    def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE, *,
+                 name: str | None = None) -> Poses:
         """Poses of every boxed person scoring at least ``min_score`` (box score x mean keypoint score; 0: all),
-        in image pixels; ``name`` (the image's file name) selects given boxes."""
+        in image pixels; ``name`` (the image's file name) selects given boxes. The call shape of
+        :meth:`Estimator.__call__ <featherpose.estimator.Estimator.__call__>`, so callers need not tell them apart."""
         min_score = check_min_score(min_score)
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
         image = load_image(image)
-        boxes = self.person_boxes(image, name)
+        poses = self.on_boxes(image, self.person_boxes(image, name), name)
+        return poses.filter(min_score) if min_score > 0 else poses
+
+    def on_boxes(self, image: np.ndarray, boxes: np.ndarray, name: str | None = None) -> Poses:
+        """The pose in each of ``boxes`` of one image, in box order, none left out.
+
+        Args:
+            image: (H, W, 3) uint8 RGB (see :func:`~featherpose.image.load_image`).
+            boxes: (N, 5) x, y, w, h, score, or (N, 4) x, y, w, h (score 1: ground-truth boxes), in image pixels.
+            name: the image's name, for error messages.
+
+        Returns:
+            N :class:`Poses` in image pixels; each scores its box score x its mean keypoint score.
+
+        Raises:
+            ValueError: a box whose crop would be over :data:`~featherpose.image.MAX_IMAGE_PIXELS`.
+        """
+        boxes = np.asarray(boxes)  # not cast: each crop is where the caller's box numbers put it
+        if not boxes.size:
+            boxes = np.zeros((0, 5), f32)
         kpts = np.zeros((len(boxes), self.skeleton.num_keypoints, 3), f32)
         for i, box in enumerate(boxes):
             side = square_around(box[:4], CROP_EXPAND)[2]
@@ -119,7 +139,7 @@ class TopDown:
             kp = self.pose(crop, min_score=0).keypoints[0]
             kpts[i] = kp
             kpts[i, :, :2] += corner
-        scores = boxes[:, 4] * kpts[..., 2].mean(axis=1) if len(boxes) else np.zeros(0, f32)
+        box_scores = boxes[:, 4] if boxes.shape[1] > 4 else np.ones(len(boxes), f32)
+        scores = box_scores * kpts[..., 2].mean(axis=1) if len(boxes) else np.zeros(0, f32)
         xyxy = np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:4]], axis=1) if len(boxes) else None
-        poses = Poses.create(kpts, scores, xyxy, image.shape[:2], self.skeleton)
-        return poses.filter(min_score) if min_score > 0 else poses
+        return Poses.create(kpts, scores, xyxy, image.shape[:2], self.skeleton)

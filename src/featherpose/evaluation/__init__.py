@@ -8,10 +8,12 @@ How predictions are made (``evaluate``):
 - Multi-person models run on every whole image of the data, people included or not (detections
   on an image without people are false positives, as in COCO). Every instance the model returns
   is kept, with no score threshold; its ``score`` is the model's instance score.
-- Single-person models run top-down on the ground-truth boxes: for each annotated person
-  (``iscrowd`` 0, at least one labelled keypoint) a square of side ``CROP_EXPAND`` (1.25) x
-  ``max(w, h)`` of its box is cut around the box centre; parts outside the image are zero (black,
-  like the letterbox padding), so the person stays in the middle of the network input, where
+- Single-person models run top-down on the ground-truth boxes, through the
+  :class:`~featherpose.topdown.TopDown` that ``featherpose predict`` uses
+  (:meth:`~featherpose.topdown.TopDown.on_boxes`): for each annotated person (``iscrowd`` 0, at
+  least one labelled keypoint) a square of side ``CROP_EXPAND`` (1.25) x ``max(w, h)`` of its box is
+  cut around the box centre (:func:`featherpose.image.crop_square`); parts outside the image are zero
+  (black, like the letterbox padding), so the person stays in the middle of the network input, where
   MoveNet's centre prior looks. Keypoints are mapped back to the image and the result gets that
   person's ``image_id``: exactly one result per annotated person. Its ``score`` is the box score
   (1 for a ground-truth box) x the mean keypoint score over the evaluated keypoints.
@@ -36,23 +38,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .. import zoo  # the module, not its load: zoo.load is looked up when called
 from ..data.coco import CocoCheck, Problem, describe_problems, validate_coco
 from ..estimator import Estimator
 from ..fileio import check_writable, refuse_overwrite, same_file, write_text
-from ..image import load_image, square_around
+from ..image import CROP_EXPAND, load_image
 from ..skeletons import Skeleton, skeleton_for
+from ..topdown import TopDown
 from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
 from .pck import (PCKScore, auc_from_distances, box_size, head_size, normalized_distances, pck, pck_auc,
                   pck_from_distances, pckh, torso_size)
 
-__all__ = ["CROP_EXPAND", "EvalReport", "PCKResult", "PCKScore", "ResultsNotWrittenError", "coco_keypoint_ap",
-           "crop_square", "evaluate", "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size",
-           "head_size", "torso_size"]
+__all__ = ["EvalReport", "PCKResult", "PCKScore", "ResultsNotWrittenError", "coco_keypoint_ap", "evaluate",
+           "greedy_match", "oks", "pck", "pck_auc", "pckh", "run_cocoeval", "box_size", "head_size", "torso_size"]
 
 log = logging.getLogger(__name__)
 
-#: Top-down crops are squares of this many times the longer side of the person box.
-CROP_EXPAND = 1.25
 #: (normaliser, annotation field, alpha, AUC range end): the PCK variants, when the data allows them.
 PCK_VARIANTS = (("box", "bbox", 0.2, 0.2), ("torso", "torso_size", 0.2, 0.2), ("head", "head_box", 0.5, 0.5))
 
@@ -138,26 +139,6 @@ class EvalReport:
             rows.append(f"{joint:<{width}} " + " ".join(f"{'n/a' if np.isnan(v) else f'{100 * v:.1f}':>18}"
                                                        for v in values))
         return "\n".join(rows)
-
-
-def crop_square(image: np.ndarray, bbox_xywh, expand: float = CROP_EXPAND) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the square of side ``expand * max(w, h)`` centred on a box; outside the image is zero.
-
-    Args:
-        image: (H, W, 3) uint8.
-        bbox_xywh: x, y, w, h of the person box in image pixels.
-
-    Returns:
-        (crop (S, S, 3), (2,) x, y of the crop's top-left corner in image pixels: add it to
-        crop coordinates to get image coordinates).
-    """
-    x0, y0, side = square_around(bbox_xywh, expand)
-    crop = np.zeros((side, side, 3), np.uint8)
-    ih, iw = image.shape[:2]
-    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, iw), min(y0 + side, ih)
-    if sx1 > sx0 and sy1 > sy0:
-        crop[sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = image[sy0:sy1, sx0:sx1]
-    return crop, np.array([x0, y0], np.float32)
 
 
 def greedy_match(similarity: np.ndarray) -> np.ndarray:
@@ -334,25 +315,22 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
             kpts.append(poses.keypoints)
             scores.append(poses.scores)
         owner = [-1] * len(ids)
-    else:
+    else:  # the top-down inference predict runs, on each image's ground-truth boxes
+        topdown = TopDown(est, boxes={})  # boxes come per image, to on_boxes
         files = {img["id"]: img["file_name"] for img in dataset["images"]}
         order = np.argsort(gt.image_ids, kind="stable")
-        current, image = None, None
-        for m in tqdm(order, desc="evaluate", unit="person", disable=not progress):
-            if gt.image_ids[m] != current:
-                current = gt.image_ids[m]
-                image = read(current, files[current])
-            if image is None:
-                continue
-            crop, corner = crop_square(image, gt.boxes[m])
-            poses = est(crop, min_score=0)
-            if not len(poses):
-                continue
-            kp = poses.keypoints[int(np.argmax(poses.scores))].copy()
-            kp[:, :2] += corner
-            ids.append(current)
-            kpts.append(kp[None])
-            owner.append(int(m))  # no score here: evaluate() scores from the evaluated keypoints
+        sorted_ids = gt.image_ids[order]
+        people_of = np.split(order, np.flatnonzero(sorted_ids[1:] != sorted_ids[:-1]) + 1) if len(order) else []
+        with tqdm(total=len(order), desc="evaluate", unit="person", disable=not progress) as bar:
+            for people in people_of:  # image by image, in image id order; people in annotation order
+                image_id = int(gt.image_ids[people[0]])
+                image = read(image_id, files[image_id])
+                if image is not None:
+                    poses = topdown.on_boxes(image, gt.boxes[people], files[image_id])
+                    ids += [image_id] * len(people)
+                    kpts.append(poses.keypoints)
+                    owner += people.tolist()  # no score here: evaluate() scores from the evaluated keypoints
+                bar.update(len(people))
     kpts = np.concatenate(kpts) if kpts else np.zeros((0, k, 3), np.float32)
     scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
     return np.array(ids, np.int64), kpts, scores, np.array(owner, np.intp), unreadable
@@ -384,8 +362,6 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
         OSError: ``results_path`` cannot be written (checked before the model runs).
         ResultsNotWrittenError: writing ``results_path`` failed at the end; its ``report`` has every metric.
     """
-    from ..zoo import load
-
     start = time.perf_counter()
     if results_path is not None:  # before the model runs: an unwritable location fails in a second
         inputs = {same_file(data): f"the annotation file {data}"}
@@ -399,7 +375,7 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
                              "Estimator pass them to featherpose.load() instead")
         est = model
     else:
-        est = load(model, backend=backend, threads=threads, input_size=input_size)
+        est = zoo.load(model, backend=backend, threads=threads, input_size=input_size)
     path = Path(data)
     dataset = load_coco(path)
     cat = person_category(dataset, str(path))
