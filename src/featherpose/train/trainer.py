@@ -121,11 +121,6 @@ def build_loss(cfg: TrainConfig, skeleton: Skeleton):
     return DistillationLoss(loss, cfg.teacher.alpha) if cfg.teacher.model else loss
 
 
-def _codec_metadata(cfg: TrainConfig, codec) -> dict:
-    """The weight file's ``codec`` metadata: what the family rebuilds the codec from."""
-    return family(cfg.model.architecture).codec_metadata(codec)
-
-
 CHECKPOINT_FILE = re.compile(r"^(weights|optim)-e\d{4,}\.(safetensors|pt)$")
 COMMIT_FILES = ("state.json", "last.safetensors", "last.optim.pt")
 # what earlier featherpose versions' atomic_path left of a killed checkpoint write: ".{stem}.{8 random}{suffix}"
@@ -182,7 +177,7 @@ def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skele
     weights, optim = ck / f"weights-e{epoch + 1:04d}.safetensors", ck / f"optim-e{epoch + 1:04d}.pt"
     save_weights(weights, model.state_dict(), name=out.resolve().name,
                  architecture=cfg.model.architecture, config=model.config.to_dict(),
-                 codec=_codec_metadata(cfg, codec), skeleton=skeleton_to_json(skeleton), source=how,
+                 codec=codec, skeleton=skeleton_to_json(skeleton), source=how,
                  license="see the training data's licence")
     with atomic_path(optim) as tmp:
         torch.save(optimizer.state_dict(), tmp)
