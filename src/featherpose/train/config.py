@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
-from ..families import MoveNetLossSection, MoveNetModelSection  # noqa: F401 (the default recipe's sections)
+from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection, MoveNetLossSection, MoveNetModelSection
 
 
 #: The architectures a recipe can train: the rows of the family table.
@@ -172,9 +171,10 @@ def _build(cls, values: dict, where: str, family: str | None = None):
 
 
 def _architecture(raw, where: str) -> str:
-    """The family a raw recipe's ``model.architecture`` names (default ``movenet``), checked."""
+    """The family a raw recipe's ``model.architecture`` names (default: the default recipe's), checked."""
     model = raw.get("model") if isinstance(raw, dict) else None
-    arch = model.get("architecture", "movenet") if isinstance(model, dict) else "movenet"
+    default = TrainConfig().model.architecture
+    arch = model.get("architecture", default) if isinstance(model, dict) else default
     if not isinstance(arch, str) or arch not in FAMILIES:
         raise ValueError(f"{where}: model.architecture {arch!r} is not one of {', '.join(FAMILIES)}")
     return arch
