@@ -150,6 +150,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .families import FAMILIES
+    from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR
+
     parser = _Parser(prog="featherpose", description="Fast 2D human pose estimation on CPUs.")
     parser.add_argument("--version", action="version", version=f"featherpose {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -157,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="estimate poses in an image, folder, video or webcam")
     p.add_argument("source", nargs="?", help="image, folder of images, video file, or webcam index (0)")
     p.add_argument("--sample", action="store_true", help="use the demo image bundled with featherpose")
-    p.add_argument("--model", help="model name or .safetensors file (default: movenet-lightning for images, "
-                                   "movenet-multipose with --multi and for video / webcam)")
-    p.add_argument("--multi", action="store_true", help="several people per image (movenet-multipose)")
+    p.add_argument("--model", help=f"model name or .safetensors file (default: {DEFAULT_IMAGE_MODEL} for images, "
+                                   f"{DEFAULT_MULTI_MODEL} with --multi and for video / webcam)")
+    p.add_argument("--multi", action="store_true", help=f"several people per image ({DEFAULT_MULTI_MODEL})")
     p.add_argument("--save", metavar="DIR", help="write drawn images / annotated video into DIR")
     p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
@@ -169,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"drop people scoring below this (default {DEFAULT_MIN_SCORE}, as featherpose.load)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
     p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
-                                                  "{file_name, bbox}); default: movenet-multipose finds them")
+                                                  f"{{file_name, bbox}}); default: {DETECTOR} finds them")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-person lines")
     p.set_defaults(func=_cmd_predict)
 
@@ -177,8 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. 'movenet-*'")
     p.add_argument("--detail", action="store_true", help="parameters, licence, paper, source")
     p.set_defaults(func=_cmd_models)
-
-    from .families import FAMILIES
 
     importable = {name: row for name, row in FAMILIES.items() if row.importer is not None}
     p = sub.add_parser("convert", help="import published weights into featherpose .safetensors files")
