@@ -32,7 +32,7 @@ from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
 from .topdown import TopDown, load_boxes
 from .video.io import VIDEO_SUFFIXES, VideoError, VideoReader, video_writer
-from .zoo import load
+from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR, load
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def source_kind(source: str | Path | int) -> str:
 
 
 def default_model(kind: str, multi: bool) -> str:
-    return "movenet-multipose" if multi or kind in ("video", "webcam") else "movenet-lightning"
+    return DEFAULT_MULTI_MODEL if multi or kind in ("video", "webcam") else DEFAULT_IMAGE_MODEL
 
 
 def check_max_frames(max_frames: int | None) -> None:
@@ -212,8 +212,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     if est.top_down:
         if boxes is not None and kind not in ("image", "folder"):
             raise ValueError("--boxes gives boxes per image file; for a video or webcam leave it out "
-                             "(movenet-multipose then finds the people)")
-        detector = None if boxes is not None else load("movenet-multipose", backend=backend, threads=threads)
+                             f"({DETECTOR} then finds the people)")
+        detector = None if boxes is not None else load(DETECTOR, backend=backend, threads=threads)
         est = TopDown(est, detector, load_boxes(boxes) if boxes is not None else None)
     elif boxes is not None:
         raise ValueError(f"--boxes {boxes}: boxes are for top-down models; {est.name} finds people by itself "
