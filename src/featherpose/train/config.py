@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection, MoveNetLossSection, MoveNetModelSection
+from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
+from ..families.movenet import MoveNetLossSection, MoveNetModelSection
 
 
 #: The architectures a recipe can train: the rows of the family table.
@@ -79,7 +80,7 @@ class OptimSection:
 class TrainConfig:
     """A whole recipe."""
 
-    model: ModelSection = field(default_factory=MoveNetModelSection)  # the family's own (families.py)
+    model: ModelSection = field(default_factory=MoveNetModelSection)  # the family's own (families/<family>.py)
     data: DataSection = field(default_factory=DataSection)
     augment: list = field(default_factory=default_augment)  # [{TransformName: {arguments}}, ...]
     loss: LossSection = field(default_factory=MoveNetLossSection)
@@ -181,7 +182,7 @@ def _architecture(raw, where: str) -> str:
 
 
 # The value rules of every numeric field: (key, test, what the value must be); a family's model and loss
-# sections add their own (their RULES, in families.py).
+# sections add their own (their RULES, in families/<family>.py).
 RULES = (
     ("epochs", lambda v: v >= 1, "a whole number >= 1"),
     ("batch_size", lambda v: v >= 1, "a whole number >= 1"),
