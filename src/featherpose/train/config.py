@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..data.coco import Sample
+from ..data.transforms import TRANSFORMS, Compose
 from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
 from ..families.movenet import MoveNetLossSection, MoveNetModelSection
 
@@ -243,9 +245,6 @@ def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
 def _check_augment(augment: list, name: str) -> None:
     """Each entry a one-key mapping {TransformName: {arguments}} with a known name and arguments it accepts;
     the pipeline is built and run once on a small synthetic image so a bad value fails here, not in an epoch."""
-    from ..data.coco import Sample
-    from ..data.transforms import TRANSFORMS, Compose
-
     example = "e.g. - RandomAffine: {rotation: 30}"
     steps, k = [], 1
     for i, entry in enumerate(augment):

@@ -34,6 +34,7 @@ from ..data.transforms import apply_affine, letterbox_matrix
 from ..families import family_of
 from ..fileio import atomic_path
 from ..skeletons import Skeleton
+from ..zoo import build, resolve_weights
 
 log = logging.getLogger(__name__)
 f32 = np.float32
@@ -75,8 +76,6 @@ class Teacher:
 
     def __init__(self, model: str, student_codec, student_skeleton: Skeleton, min_confidence: float = 0.3,
                  device: torch.device | str = "cpu"):
-        from ..zoo import build, resolve_weights
-
         self.name, network, self.codec, self.skeleton = build(model)
         self.network = network.eval().to(device).requires_grad_(False)
         self.device = torch.device(device)

@@ -43,10 +43,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from ..data.coco import describe_problems
+from ..estimator import Estimator
+from ..evaluation import evaluate
 from ..families import family, loss_parts
 from ..fileio import TMP_MARK, atomic_path, check_writable, remove_stale_temporaries, write_text
 from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
+from ..zoo import build, resolve_weights
 from .config import TrainConfig, check_paths, load_config, validate
 from .data import TrainDataset
 from .distill import Teacher, cache_teacher_keypoints, live_targets
@@ -98,8 +101,6 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
     """The network of the recipe's family, with starting weights when ``model.init`` names some."""
     row = family(cfg.model.architecture)
     if cfg.model.init:
-        from ..zoo import resolve_weights
-
         weights = load_weights(resolve_weights(cfg.model.init)[0])
         arch = weights.meta.get("architecture")
         if arch != cfg.model.architecture:
@@ -361,7 +362,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         _refuse_existing_run(ck)
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
-        from ..zoo import build
 
         teacher_skeleton = build(cfg.teacher.model)[3]
     dataset = TrainDataset(cfg, teacher_skeleton)
@@ -491,8 +491,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
 
 def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
     """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
-    from ..estimator import Estimator
-    from ..evaluation import evaluate
 
     cpu_model = type(model)(model.config)
     cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
