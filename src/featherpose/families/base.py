@@ -93,6 +93,15 @@ def rebuild_network(network_cls, config_cls, weights: WeightsFile, what: str):
     return model
 
 
+def codec_from_weights(codec_cls, weights: WeightsFile, input_hw: tuple[int, int], num_keypoints: int, what: str):
+    """``codec_cls.from_dict`` of the file's codec settings; a bad field is one clear error naming the file."""
+    try:
+        return codec_cls.from_dict(weights.codec, input_hw, num_keypoints, weights.codec_arrays)
+    except BAD_FIELD as exc:
+        raise ValueError(f"{where(weights)}: metadata field 'codec' does not describe a {what} codec "
+                         f"({first_line(exc)}); {WEIGHTS_FIX}") from None
+
+
 def _too_large(hw: tuple[int, int]) -> str:
     return (f"{hw[1]}x{hw[0]} is too large: at most {MAX_INPUT_SIZE} per side (memory grows with the input area, "
             f"about 2.3 GB at {MAX_INPUT_SIZE} and 30 GB at 4096)")

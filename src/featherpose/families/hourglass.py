@@ -14,8 +14,7 @@ import numpy as np
 from ..codecs.heatmap import HeatmapCodec
 from ..models.hourglass import HourglassConfig, StackedHourglass
 from ..weights_io import WeightsFile
-from .base import (BAD_FIELD, WEIGHTS_FIX, Family, LossSection, ModelSection, first_line, input_hw,
-                   rebuild_network, where)
+from .base import Family, LossSection, ModelSection, codec_from_weights, input_hw, rebuild_network
 
 # ---------------------------------------------------------------------------------- recipe sections
 
@@ -52,11 +51,7 @@ def _hourglass_from_weights(weights: WeightsFile, input_size: tuple[int, int] | 
     hw = input_hw(weights, None, config.input_size, 4 * 2 ** config.depth, resizable=False)
     if input_size is not None and (not isinstance(input_size, (tuple, list)) or tuple(input_size) != hw):
         raise ValueError(f"{weights.meta.get('name')} is a top-down model fixed at {hw[1]}x{hw[0]}")
-    try:
-        codec = HeatmapCodec.from_dict(weights.codec, hw, config.num_keypoints, weights.codec_arrays)
-    except BAD_FIELD as exc:
-        raise ValueError(f"{where(weights)}: metadata field 'codec' does not describe a heatmap codec "
-                         f"({first_line(exc)}); {WEIGHTS_FIX}") from None
+    codec = codec_from_weights(HeatmapCodec, weights, hw, config.num_keypoints, "heatmap")
     return model.eval(), codec
 
 

@@ -16,8 +16,7 @@ from ..codecs.movenet_targets import TargetConfig
 from ..codecs.ops import ACTIVATIONS
 from ..models.movenet import BACKBONES, MoveNet, MoveNetConfig
 from ..weights_io import WeightsFile
-from .base import (BAD_FIELD, WEIGHTS_FIX, Family, LossSection, ModelSection, first_line, input_hw,
-                   rebuild_network, where)
+from .base import Family, LossSection, ModelSection, codec_from_weights, input_hw, rebuild_network
 
 # ---------------------------------------------------------------------------------- recipe sections
 
@@ -72,11 +71,7 @@ def _movenet_from_weights(weights: WeightsFile, input_size: tuple[int, int] | No
     if not multi and hw != (config.input_size, config.input_size):
         raise ValueError(f"{weights.meta.get('name')} is a single-pose model fixed at "
                          f"{config.input_size}x{config.input_size}; only multi-person models take other sizes")
-    try:
-        codec = MoveNetCodec.from_dict(weights.codec, hw, config.num_keypoints, weights.codec_arrays)
-    except BAD_FIELD as exc:
-        raise ValueError(f"{where(weights)}: metadata field 'codec' does not describe a MoveNet codec "
-                         f"({first_line(exc)}); {WEIGHTS_FIX}") from None
+    codec = codec_from_weights(MoveNetCodec, weights, hw, config.num_keypoints, "MoveNet")
     return model.eval(), codec
 
 
