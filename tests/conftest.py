@@ -71,3 +71,14 @@ def google_graphs() -> Path:
         for key, name in (("model_json_sha256", entry["file"]), ("weights_bin_sha256", entry["file"][:-5] + ".bin")):
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry[key], name
     return folder
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test: fast on a loaded 2-core box, and the same arithmetic every run."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

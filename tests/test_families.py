@@ -26,12 +26,7 @@ TINY = {"movenet": {"width": 0.35}, "hourglass": {"stacks": 1, "channels": 16}}
 NAMES = list(FAMILIES)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
 
 
 def tiny_recipe(folder: Path, name: str) -> Path:

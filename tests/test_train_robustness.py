@@ -43,13 +43,7 @@ def tiny_recipe(folder: Path, name: str = "recipe.yaml", **overrides) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread, here and in the subprocess: fast on a loaded 2-core box, and the same arithmetic."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
 
 
 def final_weights(run: Path) -> dict[str, torch.Tensor]:
