@@ -18,16 +18,17 @@ the centre prior map as read from the graph when the importer saved it.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from .base import Codec, Decoded
-from .movenet_graph import SinglePoseDecoder
 from .movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants, decode_multipose
 from .movenet_targets import TargetConfig, encode_movenet
 from .ops import ACTIVATIONS, sigmoid
+
+if TYPE_CHECKING:  # the codec is numpy; torch is needed only to export its decoder into a graph
+    from torch import nn
 
 f32 = np.float32
 
@@ -153,6 +154,8 @@ class MoveNetCodec(Codec):
         Google's graphs; None for multi-person codecs (the MultiPose decoder runs in NumPy)."""
         if self.multi:
             return None
+        from .movenet_graph import SinglePoseDecoder
+
         return SinglePoseDecoder(self.prior, self.distance_bias, self.grid_scale, self.activation)
 
     def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,

@@ -362,7 +362,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         _refuse_existing_run(ck)
     teacher_skeleton = None
     if cfg.teacher.model and Path(cfg.data.train).is_dir():  # unlabelled images: learn the teacher's keypoints
-
         teacher_skeleton = build(cfg.teacher.model)[3]
     dataset = TrainDataset(cfg, teacher_skeleton)
     if rank == 0 and dataset.coco.problems:
@@ -491,7 +490,6 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
 
 def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
     """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
-
     cpu_model = type(model)(model.config)
     cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch")
