@@ -25,11 +25,12 @@ and importers are imported only when a hook that needs them runs, so ``import fe
 from __future__ import annotations
 
 from . import hourglass, movenet
-from .base import (BAD_FIELD, MAX_INPUT_SIZE, WEIGHTS_FIX, Family, LossSection, ModelSection, first_line,
-                   input_hw, rebuild_network)
+from .base import (BAD_FIELD, DEFAULT_ARCHITECTURE, MAX_INPUT_SIZE, WEIGHTS_FIX, Family, LossSection,
+                   ModelSection, first_line, input_hw, rebuild_network)
 
-__all__ = ["BAD_FIELD", "FAMILIES", "MAX_INPUT_SIZE", "WEIGHTS_FIX", "Family", "LossSection", "ModelSection",
-           "family", "family_of", "first_line", "input_hw", "loss_parts", "rebuild_network"]
+__all__ = ["BAD_FIELD", "DEFAULT_ARCHITECTURE", "FAMILIES", "MAX_INPUT_SIZE", "WEIGHTS_FIX", "Family",
+           "LossSection", "ModelSection", "family", "family_of", "first_line", "input_hw", "loss_parts",
+           "rebuild_network"]
 
 FAMILIES: dict[str, Family] = {
     "movenet": movenet.MOVENET,

@@ -20,6 +20,9 @@ from ..weights_io import WeightsFile
 #: 30 GB at 4096 (killed by the kernel). 1024 (4x MoveNet's 256) keeps a run under ~2.5 GB.
 MAX_INPUT_SIZE = 1024
 
+#: The family a recipe trains when its ``model:`` section names no ``architecture``.
+DEFAULT_ARCHITECTURE = "movenet"
+
 
 # ---------------------------------------------------------------------------------- recipe sections
 # A recipe's ``model:`` and ``loss:`` sections are read into the family's own dataclasses (train/config.py),
@@ -34,7 +37,7 @@ class ModelSection:
     RULES: ClassVar[tuple] = ()
     CHOICES: ClassVar[dict[str, tuple]] = {}
 
-    architecture: str = "movenet"
+    architecture: str = DEFAULT_ARCHITECTURE
     input_size: int = 192
     init: str | None = None  # a zoo name (e.g. movenet-lightning, to fine-tune) or a weight file
 

@@ -19,8 +19,7 @@ import yaml
 
 from ..data.coco import Sample
 from ..data.transforms import TRANSFORMS, Compose
-from ..families import FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
-from ..families.movenet import MoveNetLossSection, MoveNetModelSection
+from ..families import DEFAULT_ARCHITECTURE, FAMILIES, MAX_INPUT_SIZE, LossSection, ModelSection
 
 
 #: The architectures a recipe can train: the rows of the family table.
@@ -78,14 +77,20 @@ class OptimSection:
     grad_clip: float = 5.0
 
 
+def default_section(name: str):
+    """The default family's (:data:`~featherpose.families.DEFAULT_ARCHITECTURE`) ``model:`` or ``loss:`` section."""
+    row = FAMILIES[DEFAULT_ARCHITECTURE]
+    return row.model_section() if name == "model" else row.loss_section()
+
+
 @dataclass
 class TrainConfig:
     """A whole recipe."""
 
-    model: ModelSection = field(default_factory=MoveNetModelSection)  # the family's own (families/<family>.py)
+    model: ModelSection = field(default_factory=lambda: default_section("model"))  # the family's own
     data: DataSection = field(default_factory=DataSection)
     augment: list = field(default_factory=default_augment)  # [{TransformName: {arguments}}, ...]
-    loss: LossSection = field(default_factory=MoveNetLossSection)
+    loss: LossSection = field(default_factory=lambda: default_section("loss"))
     optim: OptimSection = field(default_factory=OptimSection)
     teacher: TeacherSection = field(default_factory=TeacherSection)
     epochs: int = 10
@@ -174,10 +179,9 @@ def _build(cls, values: dict, where: str, family: str | None = None):
 
 
 def _architecture(raw, where: str) -> str:
-    """The family a raw recipe's ``model.architecture`` names (default: the default recipe's), checked."""
+    """The family a raw recipe's ``model.architecture`` names (default: ``DEFAULT_ARCHITECTURE``), checked."""
     model = raw.get("model") if isinstance(raw, dict) else None
-    default = TrainConfig().model.architecture
-    arch = model.get("architecture", default) if isinstance(model, dict) else default
+    arch = model.get("architecture", DEFAULT_ARCHITECTURE) if isinstance(model, dict) else DEFAULT_ARCHITECTURE
     if not isinstance(arch, str) or arch not in FAMILIES:
         raise ValueError(f"{where}: model.architecture {arch!r} is not one of {', '.join(FAMILIES)}")
     return arch
