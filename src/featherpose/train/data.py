@@ -55,7 +55,8 @@ class TrainDataset(Dataset):
                                   min_keypoints=cfg.data.min_keypoints, seed=cfg.seed)
         self.skeleton: Skeleton = self.coco.skeleton
         self.pipeline = build_transforms(cfg.augment, hw, self.skeleton)
-        self.top_down = family(cfg.model.architecture).top_down  # a top-down family's model section has crop_expand
+        self.family = family(cfg.model.architecture)
+        self.top_down = self.family.top_down  # a top-down family's model section has crop_expand
         self.people = TopDownKeypoints(self.coco, self.pipeline, cfg.model.crop_expand) if self.top_down else None
         if len(self) == 0:
             raise ValueError(f"{cfg.data.train}: no usable {'people' if self.top_down else 'images'} "
@@ -108,18 +109,12 @@ class TrainDataset(Dataset):
         """``teacher_*`` targets from a teacher's keypoints (N, K, 3) already in this skeleton (v = 0: not used).
 
         A teacher's doubt is not evidence of absence, so no keypoint it lacks or doubts is taught as
-        "nothing here". For a heatmap student such keypoints get weight 0. For MoveNet, whose heatmap
-        channels are shared by everyone in the image, ``teacher_keypoint_weight`` (K,) is 0 for a channel
-        unless the teacher predicts that keypoint and is confident of it for every person it found; when
-        it is confident of nothing in the image, the image carries no teacher loss at all. No box targets
-        (the teacher's boxes are not kept).
+        "nothing here": the family's ``teacher_targets`` hook (families/<family>.py) weighs such keypoints 0.
+        No box targets (the teacher's boxes are not kept).
         """
         targets = self.encode(keypoints, sample, boxes=False)
-        if not self.top_down:
-            confident = keypoints[..., 2] > 0
-            targets["keypoint_weight"] = (self.teacher_joints * confident.all(axis=0)).astype(np.float32)
-            if len(keypoints) and not confident.any():
-                targets["weight"] = np.zeros_like(targets["weight"])
+        if self.family.teacher_targets is not None:
+            targets = self.family.teacher_targets(targets, keypoints, self.teacher_joints)
         return {f"teacher_{k}": v for k, v in targets.items()}
 
     @staticmethod
