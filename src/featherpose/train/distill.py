@@ -83,8 +83,8 @@ class Teacher:
         self.mapping = joint_map(self.skeleton, student_skeleton)
         self.min_confidence = float(min_confidence)
         # FPD proper: the teacher's raw heads (heatmaps) are the target, where its family says they can be
-        row = family_of(self.codec)
-        self.soft = (row.soft_teacher is not None and family_of(student_codec) is row
+        self.row = row = family_of(self.codec)
+        self.soft = (row.soft_teacher is not None and row.soft_targets is not None and family_of(student_codec) is row
                      and self.skeleton.keypoints == student_skeleton.keypoints
                      and row.soft_teacher(self.codec, student_codec))
         self.fingerprint = hashlib.sha256(resolve_weights(model)[0].read_bytes()).hexdigest()[:16]
@@ -117,9 +117,8 @@ class Teacher:
         return out
 
     def soft_targets(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """FPD's own target: the teacher's heatmaps (and every keypoint weighted 1)."""
-        heatmap = self.heads(images)["heatmap"]
-        return {"teacher_heatmap": heatmap, "teacher_weight": torch.ones(heatmap.shape[:2], device=heatmap.device)}
+        """``teacher_*`` targets from the teacher's raw heads, by its family's ``soft_targets`` (FPD: its heatmaps)."""
+        return {f"teacher_{k}": v for k, v in self.row.soft_targets(self.heads(images)).items()}
 
 
 def live_targets(teacher: Teacher, dataset, images: torch.Tensor) -> dict[str, torch.Tensor]:
