@@ -17,7 +17,6 @@ from typing import Any
 from .estimator import Estimator
 from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
 from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, first_line
-from .models.hourglass import HourglassConfig
 from .skeletons import COCO17, skeleton_from_json
 from .weights_io import load_weights
 
@@ -89,10 +88,6 @@ def weights_path(info: ModelInfo) -> Path:
     return path
 
 
-#: Each family's rebuild-from-a-weight-file, by architecture (see :data:`featherpose.families.FAMILIES`).
-ARCHITECTURES = {name: row.from_weights for name, row in FAMILIES.items()}
-
-
 @dataclass(frozen=True)
 class Trainable:
     """An architecture of a paper without bundled weights (``featherpose models --detail`` lists it).
@@ -101,21 +96,27 @@ class Trainable:
         name: the name it is listed under.
         description: what it is and which recipe trains it.
         architecture: its family (a key of :data:`~featherpose.families.FAMILIES`).
-        config: the network's config.
+        settings: the fields of the network's config (the family row's ``config`` class).
     """
 
     name: str
     description: str
     architecture: str
-    config: Any
+    settings: dict[str, Any]
+
+    @property
+    def config(self):
+        """The network's config: the family row's config class built from ``settings``."""
+        return family(self.architecture).config(**self.settings)
 
 
 TRAINABLE: dict[str, Trainable] = {
     "hourglass-8x256": Trainable("hourglass-8x256", "Fast Pose Distillation teacher: Newell et al.'s 8-stack "
                                  "hourglass (LSP: configs/fpd_lsp_teacher.yaml)", "hourglass",
-                                 HourglassConfig(8, 256, 14, 256)),
+                                 {"stacks": 8, "channels": 256, "num_keypoints": 14, "input_size": 256}),
     "hourglass-4x128": Trainable("hourglass-4x128", "Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
-                                 "configs/fpd_lsp_student.yaml)", "hourglass", HourglassConfig(4, 128, 14, 256)),
+                                 "configs/fpd_lsp_student.yaml)", "hourglass",
+                                 {"stacks": 4, "channels": 128, "num_keypoints": 14, "input_size": 256}),
 }
 
 #: The defaults :mod:`featherpose.predict` runs: one person per image, several (``--multi``, videos, webcams),
