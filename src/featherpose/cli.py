@@ -167,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
+    p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
+                   "MoveNet (multi-person models)")
     p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                    help=f"drop people scoring below this (default {DEFAULT_MIN_SCORE}, as featherpose.load)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
@@ -198,14 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("model", help="model name or .safetensors file")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
-    p.add_argument("--input-size", type=int, help="input side, multiple of 32 (multi-person models)")
+    p.add_argument("--input-size", type=int, help="input side, a multiple the model accepts, e.g. 32 for MoveNet "
+                   "(multi-person models)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("eval", help="OKS AP and PCK of a model on COCO-keypoints data")
     p.add_argument("--model", required=True, help="model name or .safetensors file")
     p.add_argument("--data", required=True, metavar="COCO.json",
                    help="COCO keypoints json (file_name relative to its folder)")
-    p.add_argument("--input-size", type=int, help="network input side, multiple of 32 (multi-person models)")
+    p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
+                   "MoveNet (multi-person models)")
     p.add_argument("--results", metavar="FILE", help="also write the COCO results json")
     p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])

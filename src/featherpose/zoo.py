@@ -148,7 +148,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         model: a zoo name (``featherpose.models()``) or the path of a featherpose ``.safetensors`` file.
         backend: ``auto`` (fastest available), ``onnxruntime`` or ``torch``.
         threads: CPU threads for the backend (None: the runtime's default).
-        input_size: network input side (or (H, W)) in pixels, multiples of 32; multi-person models only.
+        input_size: network input side (or (H, W)) in pixels, multiples the model accepts (32 for MoveNet);
+            multi-person models only.
 
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.

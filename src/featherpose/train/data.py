@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from ..data import CocoKeypoints, build_transforms
 from ..data.coco import Sample, image_folder_as_coco
 from ..data.topdown import TopDownKeypoints
-from ..families import family
+from ..families import FAMILIES, family
 from ..skeletons import Skeleton
 from .config import TrainConfig
 
@@ -47,8 +47,9 @@ class TrainDataset(Dataset):
             if skeleton is None:
                 raise ValueError(f"{ann_file} is a folder of unlabelled images; a teacher must say which keypoints")
             if family(cfg.model.architecture).top_down:
+                whole = " or ".join(n for n, row in FAMILIES.items() if not row.top_down)
                 raise ValueError(f"{ann_file} is a folder of unlabelled images, which has no person boxes for a "
-                                 f"top-down ({cfg.model.architecture}) student to crop; distil a MoveNet student "
+                                 f"top-down ({cfg.model.architecture}) student to crop; distil a {whole} student "
                                  "from such a folder, or give a COCO json with the people's boxes")
             ann_file = image_folder_as_coco(ann_file, skeleton, Path(cfg.out) / "unlabelled_images.json")
         self.coco = CocoKeypoints(ann_file, cfg.data.image_root if self.labelled else cfg.data.train,

@@ -7,6 +7,7 @@ stacked over the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -14,6 +15,9 @@ from ..codecs.ops import soft_sigmoid_torch as soft_sigmoid  # the seed's ``0.5 
 
 
 ACTIVATIONS = {"sigmoid": torch.sigmoid, "soft_sigmoid": soft_sigmoid}
+
+#: What every family's loss is (its row's ``loss`` hook builds one): ``loss(heads, targets) -> (total, parts)``.
+LossFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]], tuple[torch.Tensor, dict]]
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, k: float, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -128,7 +132,7 @@ class DistillationLoss:
     once the prefix is dropped); with ``alpha`` 1 the label targets may be absent.
     """
 
-    base: MoveNetLoss | HeatmapLoss
+    base: LossFn  # the student family's loss
     alpha: float = 0.5
 
     def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
