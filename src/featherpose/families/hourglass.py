@@ -21,7 +21,8 @@ from .base import Family, LossSection, ModelSection, codec_from_weights, input_h
 
 @dataclass
 class HourglassModelSection(ModelSection):
-    """``hourglass`` (top-down, one person per box: Fast Pose Distillation): stacks, channels, sigma, crop_expand."""
+    """``hourglass`` (top-down, one person per box: Fast Pose Distillation): stacks, channels, sigma, normalize,
+    crop_expand."""
 
     RULES: ClassVar[tuple] = (
         ("stacks", lambda v: v >= 1, "a whole number >= 1"),
@@ -34,6 +35,7 @@ class HourglassModelSection(ModelSection):
     stacks: int = 4  # FPD student 4, teacher 8
     channels: int = 128  # FPD student 128, teacher 256
     sigma: float = 1.0  # Gaussian sigma in heatmap cells
+    normalize: bool = True  # the seed's 1 / (2 pi sigma^2) heatmap peak (true) or a peak of 1 (false)
     crop_expand: float = 1.25  # crop side / longer side of the person box (as evaluation)
 
 
@@ -62,7 +64,8 @@ def _hourglass_config(model: HourglassModelSection, num_keypoints: int) -> Hourg
 
 
 def _hourglass_codec(model: HourglassModelSection, loss: HourglassLossSection, num_keypoints: int) -> HeatmapCodec:
-    return HeatmapCodec((model.input_size, model.input_size), num_keypoints, sigma=model.sigma)
+    return HeatmapCodec((model.input_size, model.input_size), num_keypoints, sigma=model.sigma,
+                        normalize=model.normalize)
 
 
 def _hourglass_loss(model: HourglassModelSection, loss: HourglassLossSection, skeleton):
