@@ -53,3 +53,26 @@ def test_memorise_short(tmp_path, name):
     assert result.step == steps
     assert result.first_loss / result.last_loss >= 10  # ~40x measured
     assert result.metrics[metric] >= bar, result.metrics
+
+
+def test_hourglass_heads_start_near_the_background():
+    """The heads' first outputs are ~0 (the targets' background), not PyTorch's default std ~0.4 (issue 11)."""
+    import torch
+
+    from featherpose.models.hourglass import HourglassConfig, StackedHourglass
+
+    torch.manual_seed(0)
+    net = StackedHourglass(HourglassConfig(stacks=2, channels=16, num_keypoints=14, input_size=64)).train()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, 64, 64) * 255)
+    assert float(out["stacks"].abs().max()) < 0.05
+
+
+def test_recipe_chooses_the_heatmap_peak():
+    from featherpose.train.data import build_codec
+
+    cfg = load_config(ROOT / "configs" / "hourglass_memorise.yaml")
+    assert build_codec(cfg, 14).peak == pytest.approx(1 / (2 * 3.141592653589793))
+    cfg.model.normalize, cfg.model.sigma = False, 2.0
+    codec = build_codec(cfg, 14)
+    assert (codec.peak, codec.sigma) == (1.0, 2.0)
