@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/movenet_eval.py
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/movenet_memorise.py
+	$(PY) benchmarks/hourglass_memorise.py
 	$(PY) benchmarks/distill_speed.py
 
 clean:
