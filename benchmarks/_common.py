@@ -67,3 +67,21 @@ def median_ms(run, runs: int, warmup: int = 5) -> float:
         times.append(time.perf_counter() - start)
     times.sort()
     return 1000 * times[len(times) // 2]
+
+
+def memorise_rows(title: str, result, metric: str, value: float, bar: float) -> list[str]:
+    """The proof-of-learning table of a memorisation run: the loss falls >= 10x and ``metric`` reaches ``bar``.
+
+    Args:
+        result: the :class:`~featherpose.train.trainer.TrainResult` of the run.
+    """
+    ratio = result.first_loss / result.last_loss
+
+    def verdict(ok: bool) -> str:
+        return "PASS" if ok else "MISS"
+
+    return [f"| memorisation ({title}) | value | target | |", "|---|---:|---:|---|",
+            f"| loss first step -> last step | {result.first_loss:.3g} -> {result.last_loss:.3g} ({ratio:.1f}x) "
+            f"| >= 10x | {verdict(ratio >= 10)} |",
+            f"| {metric} on the memorised set, {result.step} steps | {value:.3f} | >= {bar:g} | {verdict(value >= bar)} |",
+            ""]

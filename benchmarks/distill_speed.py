@@ -14,7 +14,6 @@ teacher per-person inference latency.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import yaml
 
 import featherpose
 from featherpose.codecs.heatmap import HeatmapCodec
+from featherpose.data.coco import first_images
 from featherpose.estimator import Estimator
 from featherpose.models.hourglass import HourglassConfig, StackedHourglass
 from featherpose.skeletons import LSP14, skeleton_to_json
@@ -50,15 +50,7 @@ def hourglass_weights(folder: Path, stacks: int, channels: int) -> Path:
 
 def lsp_subset(tmp: Path, n: int) -> Path:
     """The first ``n`` LSP train people as a json of their own (absolute image paths)."""
-    data = json.loads(LSP_TRAIN.read_text())
-    data["images"] = data["images"][:n]
-    for im in data["images"]:
-        im["file_name"] = str((LSP_TRAIN.parent / im["file_name"]).resolve())
-    ids = {im["id"] for im in data["images"]}
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    path = tmp / f"lsp_train_{n}.json"
-    path.write_text(json.dumps(data))
-    return path
+    return first_images(LSP_TRAIN, n, tmp / f"lsp_train_{n}.json")
 
 
 def step_rate(tmp: Path, name: str, model: dict, teacher: dict, steps: int, batch: int) -> tuple[float, float]:

@@ -10,29 +10,19 @@ tests/test_memorise_hourglass.py is its short variant.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
+from featherpose.data.coco import first_images
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
 
-from _common import emit, machine_lines
+from _common import emit, machine_lines, memorise_rows
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def first_images(ann_file: Path, n: int, out: Path) -> Path:
-    """A copy of the COCO json ``ann_file`` with its first ``n`` images and their people; absolute image paths."""
-    data = json.loads(Path(ann_file).read_text())
-    data["images"] = [dict(im, file_name=str(Path(ann_file).parent / im["file_name"])) for im in data["images"][:n]]
-    ids = {im["id"] for im in data["images"]}
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(data))
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,15 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg.epochs = args.epochs or cfg.epochs
         cfg.eval_every = cfg.epochs
         mem = train(cfg)
-    ratio = mem.first_loss / mem.last_loss
-    pck = mem.metrics["PCK@0.2 (torso)"]
     m = cfg.model
-    lines += [f"| memorisation (configs/hourglass_memorise.yaml: {m.stacks}x{m.channels}, {m.input_size}x{m.input_size}, "
-              "16 LSP people) | value | target | |", "|---|---:|---:|---|",
-              f"| loss first step -> last step | {mem.first_loss:.3g} -> {mem.last_loss:.3g} ({ratio:.1f}x) "
-              f"| >= 10x | {'PASS' if ratio >= 10 else 'MISS'} |",
-              f"| PCK@0.2 (torso) on the same people, {mem.step} steps | {pck:.3f} | >= 0.95 | "
-              f"{'PASS' if pck >= 0.95 else 'MISS'} |", ""]
+    lines += memorise_rows(f"configs/hourglass_memorise.yaml: {m.stacks}x{m.channels}, {m.input_size}x{m.input_size}, "
+                           "16 LSP people", mem, "PCK@0.2 (torso)", mem.metrics["PCK@0.2 (torso)"], 0.95)
     emit("\n".join(lines), args.out)
     return 0
 

@@ -20,7 +20,7 @@ from featherpose.evaluation import evaluate
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
 
-from _common import emit, machine_lines
+from _common import emit, machine_lines, memorise_rows
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -37,13 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.epochs = args.epochs or cfg.epochs
         cfg.eval_every = cfg.epochs
         mem = train(cfg)
-        ratio = mem.first_loss / mem.last_loss
-        ap = mem.metrics["AP"]
-        lines += ["| memorisation (configs/movenet_memorise.yaml) | value | target | |", "|---|---:|---:|---|",
-                  f"| loss first step -> last step | {mem.first_loss:.4f} -> {mem.last_loss:.4f} ({ratio:.1f}x) "
-                  f"| >= 10x | {'PASS' if ratio >= 10 else 'MISS'} |",
-                  f"| OKS AP on the same images, {mem.step} steps | {ap:.3f} | >= 0.9 | {'PASS' if ap >= 0.9 else 'MISS'} |",
-                  ""]
+        lines += memorise_rows("configs/movenet_memorise.yaml", mem, "OKS AP", mem.metrics["AP"], 0.9)
         ft = load_config(CONFIGS / "movenet_finetune_lightning.yaml")
         ft.out = str(Path(tmp) / "finetune")
         before = evaluate("movenet-lightning", ft.data.val, backend="torch", progress=False).coco["AP"]

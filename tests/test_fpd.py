@@ -14,6 +14,7 @@ import yaml
 import featherpose
 from featherpose.codecs.heatmap import HeatmapCodec, heatmap_argmax
 from featherpose.data import CocoKeypoints, Compose
+from featherpose.data.coco import first_images
 from featherpose.data.topdown import TopDownKeypoints
 from featherpose.data.transforms import apply_affine
 from featherpose.image import crop_square, letterbox
@@ -32,15 +33,7 @@ LABELED = DATA / "labeled_dev"
 
 def lsp_subset(tmp_path: Path, name: str, n: int) -> Path:
     """The first n people of an LSP json, with absolute image paths, as a new json."""
-    data = json.loads((LSP / name).read_text())
-    data["images"] = data["images"][:n]
-    ids = {im["id"] for im in data["images"]}
-    for im in data["images"]:
-        im["file_name"] = str((LSP / im["file_name"]).resolve())
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    path = tmp_path / f"{n}_{name}"
-    path.write_text(json.dumps(data))
-    return path
+    return first_images(LSP / name, n, tmp_path / f"{n}_{name}")
 
 
 # ------------------------------------------------------------------------------------------ network

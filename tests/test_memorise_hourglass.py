@@ -4,11 +4,11 @@ labelled people until its own metric on them passes a bar. One row per trainable
 benchmarks/hourglass_memorise.py's."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
+from featherpose.data.coco import first_images
 from featherpose.families import FAMILIES
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
@@ -16,16 +16,6 @@ from featherpose.train.trainer import train
 from conftest import DATA, ROOT
 
 LSP_TRAIN = DATA / "lsp" / "lsp_train.json"
-
-
-def first_images(ann_file: Path, n: int, out: Path) -> Path:
-    """A copy of the COCO json ``ann_file`` with its first ``n`` images and their people; absolute image paths."""
-    data = json.loads(ann_file.read_text())
-    data["images"] = [dict(im, file_name=str(ann_file.parent / im["file_name"])) for im in data["images"][:n]]
-    ids = {im["id"] for im in data["images"]}
-    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
-    out.write_text(json.dumps(data))
-    return out
 
 
 #: family -> (recipe, its 16-person data, settings of the short run, the metric, its bar). Measured on 2 cores

@@ -614,3 +614,18 @@ def image_folder_as_coco(folder: str | Path, skeleton: Skeleton, out_json: str |
             "annotations": [], "categories": [category]}
     write_text(out_json, json.dumps(data))
     return Path(out_json)
+
+
+def first_images(ann_file: str | Path, n: int, out_json: str | Path) -> Path:
+    """Write a copy of the COCO json ``ann_file`` holding only its first ``n`` images and their annotations.
+
+    Image paths become absolute, so the copy can live anywhere (a memorisation or timing subset).
+    """
+    ann_file = Path(ann_file)
+    data = read_json(ann_file, "annotation file")
+    data["images"] = [dict(im, file_name=str((ann_file.parent / im["file_name"]).resolve()))
+                      for im in data["images"][:n]]
+    ids = {im["id"] for im in data["images"]}
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] in ids]
+    write_text(out_json, json.dumps(data))
+    return Path(out_json)
