@@ -1,11 +1,17 @@
-"""MoveNet training speed: images/s of a training step and of the data loader alone.
+"""Training speed: images/s of the data loader (per worker process) and of a training step, per model.
 
-    python benchmarks/train_speed.py [--batch 32] [--steps 10] [--threads 2] [--data JSON] [--out FILE]
+    python benchmarks/train_speed.py [--workers 1 2] [--steps 10] [--threads 2] [--precision auto] [--out FILE]
 
-A step = forward + loss + backward + AdamW update of MoveNet Lightning (MobileNetV2 1.0 + FPN,
-BatchNorm, 192x192) on a batch of real images (coco_mini train, the default augmentation). The
-loader number is the same pipeline (read, augment, encode targets, collate) without the network,
-so one can see whether data loading would be the bottleneck. Uses the GPU when one is available.
+Two models, each with its own recipe's data and augmentation:
+  - MoveNet Lightning (MobileNetV2 1.0 + FPN, 192x192) on coco_mini train, the default augmentation;
+  - the FPD student hourglass (4x128, 256x256) on LSP train, configs/fpd_lsp_student_scratch.yaml's augmentation.
+
+The loader rows run the trainer's own pipeline (read, augment, encode targets, collate; uint8 images,
+persistent workers) with nothing else in the process, over enough items that every worker stays busy,
+once per ``--workers`` count; "per worker" is images/s divided by the workers. A machine feeds about
+per-worker x (cores - 1) images/s (the main process needs a core). The step rows are the trainer's step
+(forward in the recipe's precision, loss, backward, optimizer) on a real batch, on the GPU when there is
+one (the ``device`` line says which). Data: ``FEATHERPOSE_SHARED`` or ``../shared`` beside the checkout.
 """
 from __future__ import annotations
 
@@ -15,80 +21,99 @@ import time
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
-from featherpose.train.config import TrainConfig
-from featherpose.train.data import TrainDataset
-from featherpose.train.losses import MoveNetLoss
-from featherpose.train.trainer import build_model
+from featherpose.train.config import TrainConfig, load_config
+from featherpose.train.data import EpochIndices, TrainDataset
+from featherpose.train.trainer import OPTIMIZERS, batch_to, build_loss, build_model, forward_loss, place_model
 
 from _common import SHARED, emit, machine_lines
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def recipes(batch: int) -> list[tuple[str, TrainConfig]]:
+    """(label, recipe) of the two models timed."""
+    movenet = TrainConfig()  # the default recipe: MoveNet Lightning at 192
+    movenet.data.train = str(SHARED / "data" / "coco_mini" / "person_keypoints_train2017.json")
+    hourglass = load_config(CONFIGS / "fpd_lsp_student_scratch.yaml")
+    hourglass.data.train = str(SHARED / "data" / "lsp" / "lsp_train.json")
+    for cfg in (movenet, hourglass):
+        cfg.batch_size = batch
+    return [("MoveNet Lightning 192 (coco_mini)", movenet),
+            (f"hourglass {hourglass.model.stacks}x{hourglass.model.channels} 256 (LSP)", hourglass)]
+
+
+def loader_images_per_s(dataset: TrainDataset, batch: int, workers: int, batches: int) -> float:
+    """Images/s of the trainer's loader alone, after its first batch (the workers' start)."""
+    sampler = EpochIndices(RandomSampler(dataset, replacement=True, num_samples=batch * (batches + 1 + 2 * workers)))
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+                        collate_fn=TrainDataset.collate, persistent_workers=workers > 0,
+                        pin_memory=torch.cuda.is_available())
+    feed = iter(loader)
+    for _ in range(max(1, workers)):  # every worker has started and delivered once
+        next(feed)
+    start, n = time.perf_counter(), 0
+    for _ in range(batches):
+        n += next(feed)[0].shape[0]
+    return n / (time.perf_counter() - start)
+
+
+def step_images_per_s(cfg: TrainConfig, dataset: TrainDataset, device: torch.device, steps: int) -> tuple[float, bool]:
+    """Images/s of the training step on one real batch, and whether it ran in bf16."""
+    model, bf16 = place_model(build_model(cfg, dataset.num_keypoints).train(), cfg, device)
+    optimizer = OPTIMIZERS[cfg.optim.name](model.parameters(), lr=cfg.optim.lr)
+    loss_fn = build_loss(cfg, dataset.skeleton)
+    images, targets = TrainDataset.collate([dataset[i % len(dataset)] for i in range(cfg.batch_size)])
+    images = batch_to(images, device)
+    targets = {k: v.to(device) for k, v in targets.items()}
+
+    def step():
+        loss, _ = forward_loss(model, loss_fn, images, targets, bf16)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3):  # warm-up (cuDNN's autotuner)
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * cfg.batch_size / (time.perf_counter() - start), bf16
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=10, help="timed steps (after 2 warm-up steps)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--workers", type=int, default=2, help="data loader processes")
-    p.add_argument("--data", default=str(SHARED / "data" / "coco_mini" / "person_keypoints_train2017.json"))
+    p.add_argument("--steps", type=int, default=10, help="timed steps (after 3 warm-up steps)")
+    p.add_argument("--loader-batches", type=int, default=12, help="timed loader batches per worker count")
+    p.add_argument("--threads", type=int, default=2, help="torch threads of the step on a CPU")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="loader process counts to time")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="the step's precision (auto: bf16 on a GPU that has it, else fp32)")
     p.add_argument("--out", help="also write the markdown here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    cfg = TrainConfig()
-    cfg.data.train, cfg.data.workers, cfg.batch_size = args.data, args.workers, args.batch
-    dataset = TrainDataset(cfg)
-    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers, drop_last=False,
-                        collate_fn=TrainDataset.collate, persistent_workers=args.workers > 0)
-
-    def batches():
-        while True:
-            yield from loader
-
-    feed = batches()
-    next(feed)  # start the workers
-    t = time.perf_counter()
-    n = 0
-    for _ in range(args.steps):
-        images, _ = next(feed)
-        n += images.shape[0]
-    loader_ips = n / (time.perf_counter() - t)
-
-    model = build_model(cfg, dataset.num_keypoints).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = MoveNetLoss()
-    images, targets = next(feed)
-    images, targets = images.to(device), {k: v.to(device) for k, v in targets.items()}
-
-    def step():
-        loss, _ = loss_fn(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(2):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    step_ips = args.steps * images.shape[0] / (time.perf_counter() - t)
     where = f"{args.threads} (device {device}" + (f", {torch.cuda.get_device_name()})" if device.type == "cuda" else ")")
-    text = "\n".join([
-        "## MoveNet Lightning training speed", "", *machine_lines(where, ("torch",)),
-        f"- data {Path(args.data).name} ({len(dataset)} images), default augmentation",
-        "",
-        "| what | images/s |", "|---|---:|",
-        f"| training step (192x192, batch {args.batch}, forward + backward + AdamW) | {step_ips:.1f} |",
-        f"| data loader alone ({args.workers} workers: read, augment, encode, collate) | {loader_ips:.1f} |",
-        "",
-    ])
-    emit(text, args.out)
+    lines = ["## Training speed", "", *machine_lines(where, ("torch", "opencv-python-headless")), "",
+             "| model | what | images/s | per worker |", "|---|---|---:|---:|"]
+    for label, cfg in recipes(args.batch):
+        cfg.precision = args.precision
+        dataset = TrainDataset(cfg)
+        for workers in args.workers:
+            ips = loader_images_per_s(dataset, args.batch, workers, args.loader_batches * max(1, workers))
+            lines.append(f"| {label} | data loader, {workers} worker{'s' * (workers != 1)} | {ips:.1f} | "
+                         f"{ips / max(1, workers):.1f} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+        ips, bf16 = step_images_per_s(cfg, dataset, device, args.steps)
+        lines.append(f"| {label} | training step, batch {args.batch}, {'bf16' if bf16 else 'fp32'} | {ips:.1f} | |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    emit("\n".join(lines) + "\n", args.out)
     return 0
 
 

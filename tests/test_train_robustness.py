@@ -53,7 +53,7 @@ def final_weights(run: Path) -> dict[str, torch.Tensor]:
 def metric_rows(run: Path) -> list[dict]:
     """metrics.csv without the timing column."""
     with (run / "metrics.csv").open() as f:
-        return [{k: v for k, v in row.items() if k != "images_per_s"} for row in csv.DictReader(f)]
+        return [{k: v for k, v in row.items() if k not in ("images_per_s", "wait_ms")} for row in csv.DictReader(f)]
 
 
 def assert_same_run(run: Path, reference: Path) -> None:

@@ -550,9 +550,10 @@ class CocoKeypoints:
         """Change the per-item transform seeds (``[seed, epoch, index]``) for a new epoch."""
         self.epoch = int(epoch)
 
-    def rng(self, index: int) -> np.random.Generator:
-        """The augmentation generator of item ``index`` this epoch: ``np.random.default_rng([seed, epoch, index])``."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
+    def rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """The augmentation generator of item ``index`` in ``epoch`` (default: this one's, :meth:`set_epoch`):
+        ``np.random.default_rng([seed, epoch, index])``."""
+        return np.random.default_rng([self.seed, self.epoch if epoch is None else int(epoch), int(index)])
 
     def load(self, index: int) -> Sample:
         """The untransformed sample of ``records[index]``.

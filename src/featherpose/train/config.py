@@ -100,6 +100,9 @@ class TrainConfig:
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
     device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, fp32 on a CPU; or fp32, bf16
+    max_minutes: float | None = None  # a time budget: the learning rate decays over it, the run stops after the
+    #                                   epoch that spends it (not reproducible step for step: it follows the clock)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,6 +198,7 @@ RULES = (
     ("seed", lambda v: v >= 0, "a whole number >= 0"),
     ("eval_every", lambda v: v >= 1, "a whole number >= 1 (epochs between evaluations)"),
     ("max_steps_per_epoch", lambda v: v is None or v >= 1, "empty or a whole number >= 1"),
+    ("max_minutes", lambda v: v is None or v > 0, "empty or a number of minutes > 0"),
     ("data.workers", lambda v: v >= 0, "a whole number >= 0 (0: load in the main process)"),
     ("data.min_keypoints", lambda v: v >= 0, "a whole number >= 0"),
     ("optim.lr", lambda v: v > 0, "a number > 0, e.g. 1e-3"),
@@ -238,6 +242,7 @@ def validate(cfg: TrainConfig, name: str = "the recipe") -> None:
                          f"{multiple} from {multiple} to {MAX_INPUT_SIZE}, e.g. {near}")
     choices = {"optim.name": (cfg.optim.name, ("adamw", "sgd", "rmsprop")),
                "device": (cfg.device, ("auto", "cpu", "cuda")),
+               "precision": (cfg.precision, ("auto", "fp32", "bf16")),
                **{f"model.{k}": (getattr(cfg.model, k), allowed) for k, allowed in row.model_section.CHOICES.items()},
                **{f"loss.{k}": (getattr(cfg.loss, k), allowed) for k, allowed in row.loss_section.CHOICES.items()}}
     for key, (value, allowed) in choices.items():

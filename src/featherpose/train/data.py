@@ -1,5 +1,11 @@
 """Training batches: COCO samples -> augmentation (one affine) -> codec.encode -> tensors.
 
+Images leave the loader as uint8 (a quarter of float32's bytes through the worker queues and the copy to
+the GPU); the trainer makes them float on the device. The sampler hands each item its epoch
+(:class:`EpochIndices`), so loader workers can live for the whole run and a resumed run still draws the
+same augmentation. Loader processes compute with one thread each: PyTorch sets one torch thread in a
+worker, and OpenCV runs serially in a forked process (measured: CPU time equals wall time in a worker).
+
 Bottom-up families (MoveNet) take whole images; top-down families (hourglass; their row in
 :data:`~featherpose.families.FAMILIES` says which) take one person per item, cut out around its box
 (:class:`~featherpose.data.topdown.TopDownKeypoints`). When a teacher's keypoints were cached
@@ -13,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from ..data import CocoKeypoints, build_transforms
 from ..data.coco import Sample, image_folder_as_coco
@@ -28,11 +34,33 @@ def build_codec(cfg: TrainConfig, num_keypoints: int):
     return family(cfg.model.architecture).training_codec(cfg.model, cfg.loss, num_keypoints)
 
 
-class TrainDataset(Dataset):
-    """Items are (image (3, H, W) float 0..255, {target name: tensor}) for one recipe.
+class EpochIndices(Sampler):
+    """``(epoch, index)`` for each index of ``sampler``: every item knows its epoch in any worker process.
 
-    Each item is augmented with ``np.random.default_rng([seed, epoch, index])`` (see
-    :class:`~featherpose.data.CocoKeypoints`), so a resumed run sees the same augmentation.
+    ``set_epoch`` reaches the wrapped sampler too (a :class:`~torch.utils.data.DistributedSampler` reshuffles).
+    """
+
+    def __init__(self, sampler):
+        self.sampler, self.epoch = sampler, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return ((self.epoch, int(i)) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class TrainDataset(Dataset):
+    """Items are (image (3, H, W) uint8, {target name: tensor}) for one recipe.
+
+    Item ``index`` (of the current epoch, :meth:`set_epoch`) or ``(epoch, index)`` is augmented with
+    ``np.random.default_rng([seed, epoch, index])`` (see :class:`~featherpose.data.CocoKeypoints`), so a
+    resumed run sees the same augmentation.
 
     Args:
         cfg: the recipe.
@@ -84,19 +112,20 @@ class TrainDataset(Dataset):
             return self.people.person(index)
         return self.coco[index], None  # the dataset has no transform of its own: untransformed
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
         sample, start = self.source(index)
         n = len(sample.keypoints)
         cached = self.teacher_keypoints is not None
         if cached:
             sample = replace(sample, keypoints=np.concatenate([sample.keypoints, self.teacher_keypoints[index]]))
-        sample = self.pipeline(sample, self.coco.rng(index), start=start)
+        sample = self.pipeline(sample, self.coco.rng(index, epoch), start=start)
         targets = {}
         if self.with_labels:
             targets.update(self.encode(sample.keypoints[:n], sample))
         if cached:
             targets.update(self.encode_teacher(sample.keypoints[n:], sample))
-        image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1))).float()
+        image = torch.from_numpy(np.ascontiguousarray(sample.image.transpose(2, 0, 1)))  # uint8
         return image, {k: torch.from_numpy(v) for k, v in targets.items()}
 
     def encode(self, keypoints: np.ndarray, sample: Sample | None = None, boxes: bool = True) -> dict[str, np.ndarray]:

@@ -96,8 +96,9 @@ class Teacher:
 
     @torch.no_grad()
     def heads(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Raw teacher heads for a batch of student inputs (B, 3, H, W) float 0..255, resized to the teacher's input."""
-        x = images.to(self.device)
+        """Raw teacher heads for a batch of student inputs (B, 3, H, W) 0..255 (uint8 or float), resized to the
+        teacher's input."""
+        x = images.to(self.device).float()
         if tuple(x.shape[-2:]) != self.codec.input_hw:
             x = F.interpolate(x, size=self.codec.input_hw, mode="bilinear", align_corners=False)
         return self.network(x)

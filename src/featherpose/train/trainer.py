@@ -3,6 +3,10 @@
     featherpose train configs/movenet_lightning_coco.yaml            # this machine
     torchrun --nproc_per_node 8 -m featherpose train CONFIG.yaml      # 8 GPUs (or CPU processes, gloo)
 
+On a GPU the step runs in bf16 autocast (``precision: auto``; ``fp32`` or ``bf16`` force it, a CPU trains in
+fp32 unless the recipe says ``bf16``), with channels-last tensors and cuDNN's autotuner; the loss is
+computed in fp32. Loader workers live for the whole run and send uint8 images, pinned for the copy.
+
 Per epoch the trainer writes (rank 0, atomically) into ``out``:
     checkpoints/weights-eNNNN.safetensors   model weights after epoch NNNN
     checkpoints/optim-eNNNN.pt              optimizer state after epoch NNNN
@@ -10,7 +14,8 @@ Per epoch the trainer writes (rank 0, atomically) into ``out``:
                                    sha256: what --resume continues from
     checkpoints/last.safetensors   the weights state.json names (a hard link, else a copy), loadable by
                                    featherpose.load / eval / export; last.optim.pt likewise
-    metrics.csv                    one row per step (loss parts, lr, images/s) and per evaluation
+    metrics.csv                    one row per step (loss parts, lr, images/s, ms waited for data) and per
+                                   evaluation
     curves.png                     the training curves
 
 A checkpoint is one unit: both files are written under epoch-specific names, then state.json is
@@ -51,18 +56,22 @@ from ..skeletons import Skeleton, skeleton_to_json
 from ..weights_io import load_weights, save_weights
 from ..zoo import build, resolve_weights
 from .config import TrainConfig, check_paths, load_config, validate
-from .data import TrainDataset
+from .data import EpochIndices, TrainDataset
 from .distill import Teacher, cache_teacher_keypoints, live_targets
 from .losses import DistillationLoss
 
 log = logging.getLogger(__name__)
 
 
-def get_lr(step: int, total_steps: int, cfg) -> float:
-    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``."""
+def get_lr(step: int, total_steps: int, cfg, time_used: float = 0.0) -> float:
+    """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``.
+
+    ``time_used``: the fraction of a time budget (``max_minutes``) spent; the decay follows whichever of
+    steps and time is further along, so a budgeted run ends at the low learning rate too.
+    """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps))
+    progress = min(1.0, max(time_used, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -82,6 +91,15 @@ OPTIMIZERS = {"adamw": torch.optim.AdamW, "sgd": lambda params, **kw: torch.opti
               "rmsprop": torch.optim.RMSprop}  # RMSProp: FPD's and Newell et al.'s optimiser
 
 
+def _cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), from /proc/cpuinfo's flags (Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -95,6 +113,49 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the step runs in bf16 autocast: ``precision: bf16``, or ``auto`` on a GPU that supports bf16."""
+    if cfg.precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return cfg.precision == "bf16"
+
+
+def _as_float32(heads):
+    """The network's outputs (a dict, list or tensor) in float32, for a loss computed in full precision."""
+    if isinstance(heads, dict):
+        return {k: _as_float32(v) for k, v in heads.items()}
+    if isinstance(heads, (list, tuple)):
+        return type(heads)(_as_float32(v) for v in heads)
+    return heads.float() if torch.is_tensor(heads) and heads.is_floating_point() else heads
+
+
+def place_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, bool]:
+    """``model`` on ``device`` set up to train there (channels-last, cuDNN autotuning on a GPU), and whether its
+    steps run in bf16 autocast (:func:`use_bf16`)."""
+    model = model.to(device)
+    bf16 = use_bf16(cfg, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # a fixed input size: cuDNN picks the fastest kernels once
+        model = model.to(memory_format=torch.channels_last)
+    elif bf16 and not _cpu_has_bf16():
+        _say("precision: bf16 on a CPU without AVX512-BF16 or AMX runs emulated, slower than fp32; "
+             "use precision: fp32 here")
+    return model, bf16
+
+
+def forward_loss(net, loss_fn, images: torch.Tensor, targets: dict, bf16: bool) -> tuple[torch.Tensor, dict]:
+    """The step's forward pass (in bf16 autocast when ``bf16``) and its loss, computed in float32."""
+    with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=bf16):
+        heads = net(images)
+    return loss_fn(_as_float32(heads), targets)
+
+
+def batch_to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A loader batch (B, 3, H, W) uint8 as float32 0..255 on ``device`` (channels-last on a GPU)."""
+    images = images.to(device, non_blocking=True).float()
+    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
 
 
 def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
@@ -169,7 +230,7 @@ def _tidy_checkpoints(ck: Path, keep: set[str]) -> None:
 
 
 def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skeleton: Skeleton, epoch: int,
-                     step: int, metrics: dict) -> None:
+                     step: int, metrics: dict, minutes: float) -> None:
     """Write epoch ``epoch``'s weights and optimizer state, then commit them with one rename of state.json."""
     ck = out / "checkpoints"
     how = f"featherpose train, epoch {epoch + 1}, step {step}"
@@ -183,8 +244,9 @@ def _save_checkpoint(out: Path, model, codec, optimizer, cfg: TrainConfig, skele
     with atomic_path(optim) as tmp:
         torch.save(optimizer.state_dict(), tmp)
     files = {"weights": _describe(weights), "optim": _describe(optim)}
-    write_text(ck / "state.json", json.dumps({"epoch": epoch, "step": step, "metrics": metrics, "files": files,
-                                              "config": cfg.to_dict()}, indent=1))  # the commit
+    write_text(ck / "state.json", json.dumps({"epoch": epoch, "step": step, "minutes": round(minutes, 4),
+                                              "metrics": metrics, "files": files, "config": cfg.to_dict()},
+                                             indent=1))  # the commit
     _publish(weights, ck / "last.safetensors")
     _publish(optim, ck / "last.optim.pt")
     _tidy_checkpoints(ck, {weights.name, optim.name})
@@ -335,7 +397,8 @@ def _plot_curves(csv_path: Path, png: Path) -> None:
 
 #: Every family's loss parts (the table's order), the columns of metrics.csv between ``loss`` and ``distill``.
 LOSS_PARTS = tuple(loss_parts())
-CSV_FIELDS = ["step", "epoch", "lr", "loss", *LOSS_PARTS, "distill", "images_per_s", "AP", "PCK"]
+# images_per_s: the whole step's throughput, data waiting included; wait_ms: of it, the time waiting for the loader
+CSV_FIELDS = ["step", "epoch", "lr", "loss", *LOSS_PARTS, "distill", "images_per_s", "wait_ms", "AP", "PCK"]
 
 
 def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool = False,
@@ -367,7 +430,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     if rank == 0 and dataset.coco.problems:
         _say(f"{dataset.coco.ann_file.name}: {describe_problems(dataset.coco.problems, 5)}; training on the rest")
     k = dataset.num_keypoints
-    model = build_model(cfg, k).to(device)
+    model, bf16 = place_model(build_model(cfg, k), cfg, device)
     codec = dataset.codec
     loss_fn = build_loss(cfg, dataset.skeleton)
     teacher = None
@@ -395,13 +458,13 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         start_epoch, step, metrics = state["epoch"] + 1, state["step"], state.get("metrics") or {}
         log.info("resuming after epoch %d at step %d", state["epoch"] + 1, step)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches; workers are
-    # not persistent: each epoch's start afresh with a copy of the dataset made after its set_epoch(epoch)
-    sampler = DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed)
+    # shuffled by (seed, epoch) alone, on one process too, so a resumed epoch sees the same batches; each index
+    # carries its epoch (the augmentation seed), so the workers persist across epochs
+    sampler = EpochIndices(DistributedSampler(dataset, world, rank, shuffle=True, seed=cfg.seed))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler,
                         num_workers=cfg.data.workers, drop_last=len(dataset) >= cfg.batch_size * world,
-                        collate_fn=TrainDataset.collate,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        collate_fn=TrainDataset.collate, persistent_workers=cfg.data.workers > 0,
+                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(cfg.seed))
     steps_per_epoch = min(len(loader), cfg.max_steps_per_epoch or len(loader))
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     csv_path = out / "metrics.csv"
@@ -418,6 +481,12 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                 _publish(state["optim_path"], ck / "last.optim.pt")
     result = TrainResult(out, start_epoch, step)
     last_plot = 0.0
+    started = time.perf_counter() - 60 * float((state or {}).get("minutes", 0.0))  # a resumed run's time counts
+
+    def time_used() -> float:
+        """The fraction of the recipe's time budget spent (0 without one)."""
+        return (time.perf_counter() - started) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -429,18 +498,19 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    disable=not progress or rank != 0, dynamic_ncols=True)
         rows = []
+        t_done = time.perf_counter()  # when the previous step ended: the time until the next batch is data waiting
         for i, (images, targets) in enumerate(loader):
             if i >= steps_per_epoch:
                 break
             t0 = time.perf_counter()
-            lr = get_lr(step, total_steps, cfg.optim)
+            lr = get_lr(step, total_steps, cfg.optim, time_used())
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images = images.to(device, non_blocking=True)
+            images = batch_to(images, device)
             if teacher is not None:
                 targets.update(live_targets(teacher, dataset, images))
             targets = {n: t.to(device, non_blocking=True) for n, t in targets.items()}
-            loss, parts = loss_fn(net(images), targets)
+            loss, parts = forward_loss(net, loss_fn, images, targets, bf16)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower optim.lr")
             optimizer.zero_grad(set_to_none=True)
@@ -449,13 +519,16 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             step += 1
-            ips = images.shape[0] * world / (time.perf_counter() - t0)
-            value = float(loss.detach())
+            value = float(loss.detach())  # (waits for the GPU: the step's time below is real)
+            now = time.perf_counter()
+            ips, wait_ms = images.shape[0] * world / (now - t_done), 1000 * (t0 - t_done)
+            t_done = now
             result.step, result.last_loss = step, value
             result.first_loss = value if result.first_loss is None else result.first_loss
             rows.append({"step": step, "epoch": epoch + 1, "lr": f"{lr:.6g}", "loss": f"{value:.6g}",
-                         **{n: f"{v:.6g}" for n, v in parts.items()}, "images_per_s": f"{ips:.1f}"})
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}")
+                         **{n: f"{v:.6g}" for n, v in parts.items()}, "images_per_s": f"{ips:.1f}",
+                         "wait_ms": f"{wait_ms:.1f}"})
+            bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", img_s=f"{ips:.0f}")
             bar.update()
             if dry_run:
                 break
@@ -475,7 +548,8 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                                  "PCK": f"{pck:.4f}"})
             with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
                 csv.DictWriter(f, CSV_FIELDS).writerows(rows)
-            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics)
+            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics,
+                             (time.perf_counter() - started) / 60)
             if failed is not None:
                 raise ValueError(f"evaluation on data.val failed after epoch {epoch + 1} ({failed}); that epoch is "
                                  f"saved in {ck}: fix data.val (or remove it) and continue with --resume")
@@ -485,6 +559,10 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         if world > 1:
             dist.barrier()
         result.epochs_done, result.step, result.metrics = epoch + 1, step, metrics
+        if time_used() >= 1 and epoch + 1 < cfg.epochs:
+            _say(f"max_minutes: the {cfg.max_minutes:g}-minute budget is spent after epoch {epoch + 1} of {cfg.epochs} "
+                 f"(step {step}); stopping")
+            break
     return result
 
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One-command GPU check (issue 11): training speed on CUDA, then Fast Pose Distillation on LSP at GPU batch
+# sizes (teacher 8x256, student 4x128 alone and distilled with alpha 0.5, 256x256), each run under a time
+# budget; about 8 minutes on one H100. Writes one markdown file, OUT_FOLDER/gpu_check.md (default gpu_check/).
+#
+#     bash benchmarks/gpu_check.sh [OUT_FOLDER]
+#
+# Runs offline. It needs, on the GPU machine:
+#   - python3 with torch (CUDA), numpy, opencv, pyyaml, safetensors, onnxruntime, tqdm, scipy, matplotlib;
+#     featherpose itself is used from this checkout's src/ (not installed);
+#   - pycocotools: installed, or its wheel for that machine's Python beside this script
+#     (benchmarks/pycocotools-*.whl; git ignores it). Fetch it where there is a network, e.g. for Python 3.12:
+#       python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#           --platform manylinux2014_x86_64 -d benchmarks pycocotools==2.0.11
+#   - the data, found in this order: $FEATHERPOSE_SHARED, shared/ inside the checkout, ../shared beside it:
+#       <shared>/data/lsp/        lsp_train.json, lsp_test.json and their images/ (the FPD runs, PCK@0.2)
+#       <shared>/data/coco_mini/  person_keypoints_train2017.json and its images (MoveNet's loader row)
+#     e.g. mkdir -p shared/data && cp -r ../shared/data/lsp ../shared/data/coco_mini shared/data/
+#
+# Budgets (minutes, override with the environment): TEACHER_MINUTES=2.5, STUDENT_MINUTES=1.25 (each student);
+# the batch is BATCH=32, the loader WORKERS=12 (of 16 cores). Scores: PCK@0.2 (torso) and its AUC on the
+# 1000 LSP test images, scored on the CPU by onnxruntime. Record the file in benchmarks/RESULTS.md.
+# SPEED_ARGS and FPD_ARGS are appended to the two scripts' arguments (later ones win); a rehearsal of the whole
+# script on a CPU, in about 3 minutes:
+#   ALLOW_CPU=1 TEACHER_MINUTES=0.3 STUDENT_MINUTES=0.2 SPEED_ARGS="--batch 4 --steps 1 --loader-batches 1 --workers 1" FPD_ARGS="--teacher 1x16 \
+#       --student 1x8 --input-size 64 --batch-size 8 --steps-per-epoch 2 --workers 1" bash benchmarks/gpu_check.sh /tmp/gc
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+out=$(mkdir -p "${1:-$root/gpu_check}" && cd "${1:-$root/gpu_check}" && pwd)
+py=${PYTHON:-python3}
+
+fail() { echo "gpu_check: $*" >&2; exit 2; }
+
+if [ -z "${FEATHERPOSE_SHARED:-}" ]; then
+    for d in "$root/shared" "$root/../shared"; do
+        if [ -d "$d/data/lsp" ]; then FEATHERPOSE_SHARED=$(cd "$d" && pwd); break; fi
+    done
+fi
+[ -f "${FEATHERPOSE_SHARED:-/nonexistent}/data/lsp/lsp_train.json" ] ||
+    fail "no LSP data: put data/lsp (and data/coco_mini) under shared/ in the checkout or ../shared, or set FEATHERPOSE_SHARED"
+export FEATHERPOSE_SHARED
+
+site="$out/site"
+if ! "$py" -c "import pycocotools" 2>/dev/null; then
+    wheel=$(ls "$here"/pycocotools-*.whl 2>/dev/null | head -n 1 || true)
+    [ -n "$wheel" ] || fail "pycocotools is missing and no pycocotools-*.whl is beside $0; see the header for how to fetch it"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel"
+fi
+export PYTHONPATH="$root/src:$site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+"$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || [ -n "${ALLOW_CPU:-}" ] ||
+    fail "torch sees no GPU (ALLOW_CPU=1 rehearses the script on the CPU)"
+
+start=$(date +%s)
+cd "$here"
+# shellcheck disable=SC2086  # SPEED_ARGS / FPD_ARGS are word lists
+"$py" train_speed.py --batch 64 --steps 20 --workers 1 2 4 8 ${SPEED_ARGS:-} --out "$out/train_speed.md"
+"$py" fpd_lsp.py --teacher 8x256 --student 4x128 --input-size 256 --batch-size "${BATCH:-32}" \
+    --optim adamw --lr 1e-3 --warmup 100 --epochs 1000 --eval-every 1000 --workers "${WORKERS:-12}" \
+    --teacher-minutes "${TEACHER_MINUTES:-2.5}" --minutes "${STUDENT_MINUTES:-1.25}" \
+    ${FPD_ARGS:-} --runs "$out/runs" --out "$out/fpd_lsp.md"
+minutes=$(( ($(date +%s) - start + 59) / 60 ))
+{
+    echo "# GPU check ($(date -u +%Y-%m-%dT%H:%M:%SZ), $minutes min in all)"
+    echo
+    cat "$out/train_speed.md"
+    echo
+    cat "$out/fpd_lsp.md"
+} > "$out/gpu_check.md.tmp"
+mv "$out/gpu_check.md.tmp" "$out/gpu_check.md"
+echo "gpu_check: wrote $out/gpu_check.md ($minutes min)"
