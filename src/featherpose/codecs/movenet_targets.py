@@ -132,20 +132,22 @@ def encode_movenet(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int
     people = [i for i in range(n) if visible[i].any()]
     centres = person_centres(yx, visible, cfg.center)
     steps = np.arange(-cfg.neighbourhood, cfg.neighbourhood + 1)
-    # Neighbourhood cells first, centre cells last, so a centre is never overwritten by a neighbour.
+    around = np.stack(np.meshgrid(steps, steps, indexing="ij"), -1).reshape(-1, 2)
+    around = around[(around != 0).any(axis=1)]  # (M, 2) the neighbourhood's offsets, the centre left out
+    # Neighbourhood cells first, centre cells last, so a centre is never overwritten by a neighbour; people
+    # in order (a later person's cells win), each person's cells at once (they are distinct).
     for pass_centres in (False, True):
         for i in people:
             c = np.clip(np.rint(centres[i]), 0, [h - 1, w - 1]).astype(int)
-            nbrs = [(c[0], c[1])] if pass_centres else [(c[0] + a, c[1] + b) for a in steps for b in steps
-                                                         if (a or b) and 0 <= c[0] + a < h and 0 <= c[1] + b < w]
-            vis2 = np.repeat(visible[i], 2)
-            for cy, cx in nbrs:
-                out["regress"][:, cy, cx] = (yx[i] - f32([cy, cx])).reshape(-1)
-                out["regress_mask"][:, cy, cx] = vis2
-                if boxes is not None:
-                    out["box_scale"][:, cy, cx] = box_size[i]
-                    out["box_offset"][:, cy, cx] = box_mid[i] - f32([cy, cx])
-                    out["box_mask"][:, cy, cx] = 1
+            cells_yx = c[None] if pass_centres else c + around
+            cells_yx = cells_yx[(cells_yx >= 0).all(axis=1) & (cells_yx < [h, w]).all(axis=1)]
+            cy, cx = cells_yx[:, 0], cells_yx[:, 1]
+            out["regress"][:, cy, cx] = (yx[i][None] - cells_yx[:, None].astype(f32)).reshape(len(cy), -1).T
+            out["regress_mask"][:, cy, cx] = np.repeat(visible[i], 2)[:, None]
+            if boxes is not None:
+                out["box_scale"][:, cy, cx] = box_size[i][:, None]
+                out["box_offset"][:, cy, cx] = (box_mid[i][None] - cells_yx.astype(f32)).T
+                out["box_mask"][:, cy, cx] = 1
     for i in people:
         ys, xs = yx[i, visible[i], 0], yx[i, visible[i], 1]
         area = max(float(ys.max() - ys.min()), 1.0) * max(float(xs.max() - xs.min()), 1.0)
