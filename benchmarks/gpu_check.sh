@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 11): training speed on CUDA, then Fast Pose Distillation on LSP at GPU batch
 # sizes (teacher 8x256, student 4x128 alone and distilled with alpha 0.5, 256x256), each run under a time
-# budget; about 8 minutes on one H100. Writes one markdown file, OUT_FOLDER/gpu_check.md (default gpu_check/).
+# budget; about 7 minutes on one H100. Writes one markdown file, OUT_FOLDER/gpu_check.md (default gpu_check/).
 #
 #     bash benchmarks/gpu_check.sh [OUT_FOLDER]
 #
 # Runs offline. It needs, on the GPU machine:
-#   - python3 with torch (CUDA), numpy, opencv, pyyaml, safetensors, onnxruntime, tqdm, scipy, matplotlib;
+#   - python3 (or $PYTHON) with torch (CUDA), numpy, opencv, pyyaml, safetensors, onnx, onnxruntime, tqdm,
+#     matplotlib;
 #     featherpose itself is used from this checkout's src/ (not installed);
 #   - pycocotools: installed, or its wheel for that machine's Python beside this script
 #     (benchmarks/pycocotools-*.whl; git ignores it). Fetch it where there is a network, e.g. for Python 3.12:
@@ -17,7 +18,8 @@
 #       <shared>/data/coco_mini/  person_keypoints_train2017.json and its images (MoveNet's loader row)
 #     e.g. mkdir -p shared/data && cp -r ../shared/data/lsp ../shared/data/coco_mini shared/data/
 #
-# Budgets (minutes, override with the environment): TEACHER_MINUTES=2.5, STUDENT_MINUTES=1.25 (each student);
+# Budgets (minutes, override with the environment): TEACHER_MINUTES=2, STUDENT_MINUTES=1 (each student; a run
+# stops after the epoch that spends its budget: seconds over on a GPU);
 # the batch is BATCH=32, the loader WORKERS=12 (of 16 cores). Scores: PCK@0.2 (torso) and its AUC on the
 # 1000 LSP test images, scored on the CPU by onnxruntime. Record the file in benchmarks/RESULTS.md.
 # SPEED_ARGS and FPD_ARGS are appended to the two scripts' arguments (later ones win); a rehearsal of the whole
@@ -33,23 +35,28 @@ py=${PYTHON:-python3}
 
 fail() { echo "gpu_check: $*" >&2; exit 2; }
 
-if [ -z "${FEATHERPOSE_SHARED:-}" ]; then
-    for d in "$root/shared" "$root/../shared"; do
-        if [ -d "$d/data/lsp" ]; then FEATHERPOSE_SHARED=$(cd "$d" && pwd); break; fi
-    done
-fi
-[ -f "${FEATHERPOSE_SHARED:-/nonexistent}/data/lsp/lsp_train.json" ] ||
-    fail "no LSP data: put data/lsp (and data/coco_mini) under shared/ in the checkout or ../shared, or set FEATHERPOSE_SHARED"
+for d in ${FEATHERPOSE_SHARED:+"$FEATHERPOSE_SHARED"} "$root/shared" "$root/../shared"; do
+    if [ -f "$d/data/lsp/lsp_train.json" ]; then FEATHERPOSE_SHARED=$(cd "$d" && pwd); break; fi
+done
+for f in data/lsp/lsp_train.json data/lsp/lsp_test.json data/coco_mini/person_keypoints_train2017.json; do
+    [ -f "${FEATHERPOSE_SHARED:-/nonexistent}/$f" ] ||
+        fail "no $f: lay out data/lsp and data/coco_mini under shared/ in the checkout or ../shared, or set FEATHERPOSE_SHARED"
+done
 export FEATHERPOSE_SHARED
 
-site="$out/site"
-if ! "$py" -c "import pycocotools" 2>/dev/null; then
-    wheel=$(ls "$here"/pycocotools-*.whl 2>/dev/null | head -n 1 || true)
-    [ -n "$wheel" ] || fail "pycocotools is missing and no pycocotools-*.whl is beside $0; see the header for how to fetch it"
-    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel"
-fi
+site="$out/site"  # pycocotools from its wheel, unpacked (a wheel is a zip: no pip needed)
 export PYTHONPATH="$root/src:$site${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+if ! "$py" -c "import pycocotools._mask" 2>/dev/null; then
+    for wheel in "$here"/pycocotools-*.whl; do
+        [ -f "$wheel" ] || fail "pycocotools is missing and no pycocotools-*.whl is beside $0; see the header for how to fetch it"
+        rm -rf "$site" && "$py" -m zipfile -e "$wheel" "$site"
+        if "$py" -c "import pycocotools._mask" 2>/dev/null; then break; fi
+        rm -rf "$site"
+    done
+    "$py" -c "import pycocotools._mask" 2>/dev/null ||
+        fail "no pycocotools-*.whl beside $0 fits $("$py" -V); fetch the one for this Python (see the header)"
+fi
 "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" || [ -n "${ALLOW_CPU:-}" ] ||
     fail "torch sees no GPU (ALLOW_CPU=1 rehearses the script on the CPU)"
 
@@ -59,7 +66,7 @@ cd "$here"
 "$py" train_speed.py --batch 64 --steps 20 --workers 1 2 4 8 ${SPEED_ARGS:-} --out "$out/train_speed.md"
 "$py" fpd_lsp.py --teacher 8x256 --student 4x128 --input-size 256 --batch-size "${BATCH:-32}" \
     --optim adamw --lr 1e-3 --warmup 100 --epochs 1000 --eval-every 1000 --workers "${WORKERS:-12}" \
-    --teacher-minutes "${TEACHER_MINUTES:-2.5}" --minutes "${STUDENT_MINUTES:-1.25}" \
+    --teacher-minutes "${TEACHER_MINUTES:-2}" --minutes "${STUDENT_MINUTES:-1}" \
     ${FPD_ARGS:-} --runs "$out/runs" --out "$out/fpd_lsp.md"
 minutes=$(( ($(date +%s) - start + 59) / 60 ))
 {

@@ -45,13 +45,13 @@ def recipes(batch: int) -> list[tuple[str, TrainConfig]]:
 
 
 def loader_images_per_s(dataset: TrainDataset, batch: int, workers: int, batches: int) -> float:
-    """Images/s of the trainer's loader alone, after its first batch (the workers' start)."""
-    sampler = EpochIndices(RandomSampler(dataset, replacement=True, num_samples=batch * (batches + 1 + 2 * workers)))
+    """Images/s of the trainer's loader alone, after its start (the first two batches of each worker)."""
+    sampler = EpochIndices(RandomSampler(dataset, replacement=True, num_samples=batch * (batches + 2 + 2 * workers)))
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers,
                         collate_fn=TrainDataset.collate, persistent_workers=workers > 0,
                         pin_memory=torch.cuda.is_available())
     feed = iter(loader)
-    for _ in range(max(1, workers)):  # every worker has started and delivered once
+    for _ in range(2 * max(1, workers)):  # every worker has started, and the batches they prefetched are gone
         next(feed)
     start, n = time.perf_counter(), 0
     for _ in range(batches):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 
 import numpy as np
 import pytest
@@ -53,12 +54,20 @@ def test_persistent_workers_train_exactly_as_the_main_process(tmp_path):
         assert torch.equal(value, finals[1][name]), name
 
 
-def test_metrics_show_throughput_and_data_wait(tmp_path):
+def test_metrics_show_throughput_and_data_wait(tmp_path, monkeypatch):
+    """A loader slowed by 50 ms per item shows as wait_ms (>= 100 ms per batch of 2) and caps images/s."""
+    load = TrainDataset.__getitem__
+
+    def slow(self, key):
+        time.sleep(0.05)
+        return load(self, key)
+
+    monkeypatch.setattr(TrainDataset, "__getitem__", slow)
     train(write_recipe(tmp_path), progress=False)
     rows = _rows(tmp_path / "run")
     assert len(rows) == 4
     for r in rows:
-        assert float(r["images_per_s"]) > 0 and float(r["wait_ms"]) >= 0
+        assert float(r["wait_ms"]) >= 100 and 0 < float(r["images_per_s"]) < 2 / 0.1
 
 
 def test_bf16_autocast_on_request(tmp_path):
@@ -80,12 +89,15 @@ def test_bf16_autocast_on_request(tmp_path):
 
 
 def test_time_budget_stops_the_run_and_decays_the_learning_rate(tmp_path):
-    recipe = write_recipe(tmp_path, epochs=5, max_minutes=1e-4, optim={"warmup_steps": 0, "min_lr_ratio": 0.1})
+    recipe = write_recipe(tmp_path, epochs=5, max_minutes=1e-6, optim={"warmup_steps": 0, "min_lr_ratio": 0.1})
     result = train(recipe, progress=False)
     assert result.epochs_done == 1 and result.step == 2  # the budget was spent in the first epoch
     state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
     assert state["epoch"] == 0 and state["minutes"] > 0
     lr = [float(r["lr"]) for r in _rows(tmp_path / "run")]
-    assert lr[-1] == pytest.approx(0.002 * 0.1)  # the schedule's end, reached by the clock
+    assert lr == pytest.approx([0.002 * 0.1] * 2)  # the schedule's end, reached by the clock
+    assert (tmp_path / "run" / "curves.png").is_file()
+    resumed = train(recipe, resume=True, progress=False)  # its budget is spent: nothing more to train
+    assert resumed.step == 2 and len(_rows(tmp_path / "run")) == 2
     with pytest.raises(ValueError, match="max_minutes is 0.0; it must be empty or a number of minutes > 0"):
         load_config(_recipe(tmp_path / "bad", max_minutes=0))

@@ -49,7 +49,8 @@ class EpochIndices(Sampler):
             self.sampler.set_epoch(epoch)
 
     def __iter__(self):
-        return ((self.epoch, int(i)) for i in self.sampler)
+        epoch = self.epoch
+        return ((epoch, int(i)) for i in self.sampler)
 
     def __len__(self) -> int:
         return len(self.sampler)

@@ -72,13 +72,15 @@ class Teacher:
         student_skeleton: the keypoints the student learns.
         min_confidence: teacher keypoints below this score are not targets.
         device: where the teacher runs.
+        bf16: run the teacher in bf16 autocast (as the student's step does); its heads come back as float32.
     """
 
     def __init__(self, model: str, student_codec, student_skeleton: Skeleton, min_confidence: float = 0.3,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", bf16: bool = False):
         self.name, network, self.codec, self.skeleton = build(model)
         self.network = network.eval().to(device).requires_grad_(False)
         self.device = torch.device(device)
+        self.bf16 = bf16
         self.student_codec = student_codec
         self.mapping = joint_map(self.skeleton, student_skeleton)
         self.min_confidence = float(min_confidence)
@@ -101,7 +103,9 @@ class Teacher:
         x = images.to(self.device).float()
         if tuple(x.shape[-2:]) != self.codec.input_hw:
             x = F.interpolate(x, size=self.codec.input_hw, mode="bilinear", align_corners=False)
-        return self.network(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            heads = self.network(x)
+        return {k: v.float() for k, v in heads.items()}
 
     def keypoints(self, images: torch.Tensor) -> list[np.ndarray]:
         """Per image, the teacher's people (N, K_student, 3) x, y, v in student input pixels."""

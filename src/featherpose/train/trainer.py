@@ -63,15 +63,15 @@ from .losses import DistillationLoss
 log = logging.getLogger(__name__)
 
 
-def get_lr(step: int, total_steps: int, cfg, time_used: float = 0.0) -> float:
+def get_lr(step: int, total_steps: int, cfg, budget_spent: float = 0.0) -> float:
     """Linear warm-up to ``cfg.lr`` over ``warmup_steps``, then cosine decay to ``lr * min_lr_ratio``.
 
-    ``time_used``: the fraction of a time budget (``max_minutes``) spent; the decay follows whichever of
+    ``budget_spent``: the fraction of a time budget (``max_minutes``) spent; the decay follows whichever of
     steps and time is further along, so a budgeted run ends at the low learning rate too.
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, max(time_used, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)))
+    progress = min(1.0, max(budget_spent, (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -118,7 +118,7 @@ def _dist_setup(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 def use_bf16(cfg: TrainConfig, device: torch.device) -> bool:
     """Whether the step runs in bf16 autocast: ``precision: bf16``, or ``auto`` on a GPU that supports bf16."""
     if cfg.precision == "auto":
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
     return cfg.precision == "bf16"
 
 
@@ -154,8 +154,8 @@ def forward_loss(net, loss_fn, images: torch.Tensor, targets: dict, bf16: bool) 
 
 def batch_to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A loader batch (B, 3, H, W) uint8 as float32 0..255 on ``device`` (channels-last on a GPU)."""
-    images = images.to(device, non_blocking=True).float()
-    return images.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else images
+    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return images.to(device, non_blocking=True).to(torch.float32, memory_format=layout)
 
 
 def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
@@ -435,7 +435,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     loss_fn = build_loss(cfg, dataset.skeleton)
     teacher = None
     if cfg.teacher.model:
-        teacher = Teacher(cfg.teacher.model, codec, dataset.skeleton, cfg.teacher.min_confidence, device)
+        teacher = Teacher(cfg.teacher.model, codec, dataset.skeleton, cfg.teacher.min_confidence, device, bf16)
         dataset.teacher_joints = teacher.shared_joints
         log.info("distilling from %s (alpha %g, %s, %d of %d keypoints shared)", teacher.name, cfg.teacher.alpha,
                  "cached" if cfg.teacher.cache else ("live, heatmaps" if teacher.soft else "live, keypoints"),
@@ -483,13 +483,24 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
     last_plot = 0.0
     started = time.perf_counter() - 60 * float((state or {}).get("minutes", 0.0))  # a resumed run's time counts
 
-    def time_used() -> float:
-        """The fraction of the recipe's time budget spent (0 without one)."""
-        return (time.perf_counter() - started) / (60 * cfg.max_minutes) if cfg.max_minutes else 0.0
+    def budget_spent() -> float:
+        """The fraction of the recipe's time budget (``max_minutes``) spent, 0 without one, by rank 0's clock:
+        every process of a DDP run must set the same learning rate and stop after the same epoch."""
+        if not cfg.max_minutes:
+            return 0.0
+        spent = (time.perf_counter() - started) / (60 * cfg.max_minutes)
+        if world > 1:
+            shared = torch.tensor([spent], dtype=torch.float64, device=device)
+            dist.broadcast(shared, 0)
+            spent = float(shared)
+        return spent
 
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
-        dataset.set_epoch(epoch)
+        if budget_spent() >= 1:
+            _say(f"max_minutes: the {cfg.max_minutes:g}-minute budget is spent after epoch {epoch} of {cfg.epochs} "
+                 f"(step {step}); stopping")
+            break
+        sampler.set_epoch(epoch)  # the items carry their epoch: the augmentation follows it in every worker
         torch.manual_seed(_epoch_seed(cfg.seed, rank, epoch))
         net.train()
         schedule = family(cfg.model.architecture).head_weight_schedule
@@ -503,7 +514,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             if i >= steps_per_epoch:
                 break
             t0 = time.perf_counter()
-            lr = get_lr(step, total_steps, cfg.optim, time_used())
+            lr = get_lr(step, total_steps, cfg.optim, budget_spent())
             for group in optimizer.param_groups:
                 group["lr"] = lr
             images = batch_to(images, device)
@@ -511,15 +522,15 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                 targets.update(live_targets(teacher, dataset, images))
             targets = {n: t.to(device, non_blocking=True) for n, t in targets.items()}
             loss, parts = forward_loss(net, loss_fn, images, targets, bf16)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower optim.lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            value = float(loss.detach())  # the step's one wait for the GPU
+            if not math.isfinite(value):
+                raise FloatingPointError(f"loss became {value} at step {step}; lower optim.lr")
             if cfg.optim.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
             step += 1
-            value = float(loss.detach())  # (waits for the GPU: the step's time below is real)
             now = time.perf_counter()
             ips, wait_ms = images.shape[0] * world / (now - t_done), 1000 * (t0 - t_done)
             t_done = now
@@ -553,16 +564,14 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
             if failed is not None:
                 raise ValueError(f"evaluation on data.val failed after epoch {epoch + 1} ({failed}); that epoch is "
                                  f"saved in {ck}: fix data.val (or remove it) and continue with --resume")
-            if time.monotonic() - last_plot > 30 or epoch + 1 == cfg.epochs:  # plotting costs ~1 s
+            if time.monotonic() - last_plot > 30:  # plotting costs ~1 s
                 _plot_curves(csv_path, out / "curves.png")
                 last_plot = time.monotonic()
         if world > 1:
             dist.barrier()
         result.epochs_done, result.step, result.metrics = epoch + 1, step, metrics
-        if time_used() >= 1 and epoch + 1 < cfg.epochs:
-            _say(f"max_minutes: the {cfg.max_minutes:g}-minute budget is spent after epoch {epoch + 1} of {cfg.epochs} "
-                 f"(step {step}); stopping")
-            break
+    if rank == 0 and result.epochs_done > start_epoch:
+        _plot_curves(csv_path, out / "curves.png")
     return result
 
 
