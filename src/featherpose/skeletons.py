@@ -93,6 +93,18 @@ OPENPOSE18 = Skeleton(
     tuple(_COCO_SIGMA.get(n, 0.079) for n in _OPENPOSE_NAMES),
 )
 
+#: OpenPose-18's 19 part affinity fields (Lightweight OpenPose, Intel's ``human-pose-estimation-0001``), in the
+#: order its grouping visits them: keypoint pairs (a, b) as OpenPose-18 indices and the PAF channels (x, y) of
+#: each. Parts 17 and 18 (shoulder-ear) only fill in missing keypoints; they are not drawn.
+OPENPOSE18_PAF_LIMBS: tuple[tuple[int, int], ...] = (
+    (1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 0),
+    (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17))
+OPENPOSE18_PAF_CHANNELS: tuple[tuple[int, int], ...] = (
+    (12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11),
+    (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27))
+#: COCO-17 index of each OpenPose-18 keypoint (-1: the neck, which COCO does not have).
+OPENPOSE18_TO_COCO17: tuple[int, ...] = tuple(-1 if n == "neck" else _COCO_NAMES.index(n) for n in _OPENPOSE_NAMES)
+
 _CROWDPOSE_NAMES = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
                     "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "head", "neck")
 CROWDPOSE14 = Skeleton(

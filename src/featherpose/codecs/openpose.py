@@ -1,0 +1,348 @@
+"""Lightweight OpenPose codec: part affinity field (PAF) grouping, in vectorised NumPy.
+
+Dimensions: K = 18 OpenPose-18 keypoints (heatmap channel 18 is the background), L = 19 limbs
+(:data:`~featherpose.skeletons.OPENPOSE18_PAF_LIMBS`), network grid [h, w] = input / 8, upsampled grid
+[H, W] = [h, w] * ``upsample``, P peaks, N people. Heads are channel-first float32 with the batch axis dropped:
+    heatmaps (K + 1, h, w), pafs (2L, h, w) with each limb's (x, y) channels as the skeleton lists them.
+
+``decode`` does what the reference (Daniil-Osokin/lightweight-human-pose-estimation.pytorch @ d23c284,
+``demo.infer_fast`` + ``modules/keypoints.py``) does, with no Python loop over pixels, peaks or candidate pairs:
+    1. upsample both heads x4 with OpenCV's cubic resize;
+    2. per keypoint: zero values under 0.1, peaks strictly above their 4 neighbours (zero outside the map),
+       ordered by x (then y); a peak closer than 6 upsampled pixels to an earlier kept one of its type is dropped;
+    3. per limb, every (a, b) pair of its two types: the PAF at 10 points along a -> b (rounded to the grid),
+       dotted with the unit vector; the score is the mean of the values above 0.05, and the pair is a candidate
+       when that mean is > 0 and more than 80 % of the points pass;
+    4. per limb, candidates taken greedily by descending score, each peak used once;
+    5. limbs 0-16 in order join or start people (a person's score: its keypoint values plus its limb scores);
+       limbs 17-18 (shoulder-ear) only fill in a missing ear or shoulder;
+    6. people with fewer than 3 keypoints, or a score per keypoint under 0.2, are dropped.
+Step 4's greedy order is the reference's ``argsort()[::-1]`` within each limb, so ties resolve as there.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ..skeletons import OPENPOSE18_PAF_CHANNELS, OPENPOSE18_PAF_LIMBS, OPENPOSE18_TO_COCO17
+from .base import Codec, Decoded
+
+f32 = np.float32
+LIMBS = np.array(OPENPOSE18_PAF_LIMBS, np.int64)  # (L, 2) keypoint types a, b
+PAF_CHANNELS = np.array(OPENPOSE18_PAF_CHANNELS, np.int64)  # (L, 2) x, y channels
+NUM_TREE_LIMBS = 17  # limbs 0-16 build people; 17-18 only fill in
+#: A person's score sums at most 18 keypoint values and 17 limb scores (``decode``'s scores divide by this).
+MAX_POSE_TERMS = 35
+
+
+@dataclass(frozen=True)
+class GroupingConfig:
+    """The reference's decoding constants (``extract_keypoints``, ``group_keypoints``).
+
+    Attributes:
+        peak_threshold: heatmap values below it are zeroed before peak finding.
+        nms_radius: a peak closer than this (upsampled pixels, Euclidean) to a kept one of its type is dropped.
+        points_per_limb: PAF samples along a candidate limb.
+        min_paf_score: a sample passes when PAF . unit vector exceeds it.
+        success_ratio: a candidate needs more than this fraction of passing samples.
+        min_keypoints: people with fewer keypoints (counted over limbs 0-16) are dropped.
+        min_mean_score: people whose score per keypoint is under it are dropped.
+    """
+
+    peak_threshold: float = 0.1
+    nms_radius: float = 6.0
+    points_per_limb: int = 10
+    min_paf_score: float = 0.05
+    success_ratio: float = 0.8
+    min_keypoints: int = 3
+    min_mean_score: float = 0.2
+
+
+def upsample(maps: np.ndarray, factor: int, channels: int | None = None) -> np.ndarray:
+    """(C, h, w) -> (h * factor, w * factor, C') float32 with OpenCV's cubic resize (the reference's); C' is
+    the first ``channels`` channels (all by default)."""
+    hwc = np.ascontiguousarray(maps[:channels].transpose(1, 2, 0), dtype=f32)
+    if factor == 1:
+        return hwc
+    out = cv2.resize(hwc, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return out.reshape(out.shape[0], out.shape[1], -1)  # cv2 drops a lone channel axis
+
+
+def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0):
+    """Keypoint candidates of every type, the reference's ``extract_keypoints`` for all K at once.
+
+    Args:
+        heatmaps: (H, W, K) upsampled heatmaps.
+        threshold: values below it count as 0.
+        radius: suppression distance in pixels of the upsampled grid.
+
+    Returns:
+        xy (P, 2) int64 upsampled-grid pixels, scores (P,) float32, types (P,) int64; ordered by type, then
+        x, then y (the reference's global keypoint ids are the row numbers).
+    """
+    hm = np.where(heatmaps < f32(threshold), f32(0), heatmaps)  # NaN stays NaN (never a peak), as the reference
+    h, w, k = hm.shape
+    pad = np.zeros((h + 2, w + 2, k), f32)
+    pad[1:-1, 1:-1] = hm
+    with np.errstate(invalid="ignore"):
+        peaks = ((hm > pad[:-2, 1:-1]) & (hm > pad[2:, 1:-1]) & (hm > pad[1:-1, :-2]) & (hm > pad[1:-1, 2:]))
+    y, x, t = np.nonzero(peaks)
+    order = np.lexsort((y, x, t))
+    x, y, t = x[order], y[order], t[order]
+    keep = _suppress_close(x, y, t, radius)
+    x, y, t = x[keep], y[keep], t[keep]
+    return np.stack([x, y], 1).astype(np.int64), hm[y, x, t], t.astype(np.int64)
+
+
+def _suppress_close(x: np.ndarray, y: np.ndarray, t: np.ndarray, radius: float) -> np.ndarray:
+    """(P,) bool: peaks kept by the reference's sequential suppression (in the given order, a peak is dropped
+    when an earlier *kept* peak of its type is closer than ``radius``), resolved without a loop over peaks."""
+    n = len(x)
+    src, dst = [], []
+    d = 1
+    while d < n:  # pairs (i, i + d) of one type with |dx| < radius; sorted by x, so larger d only grows dx
+        same = (t[d:] == t[:-d]) & (x[d:] - x[:-d] < radius)
+        if not same.any():
+            break
+        close = same & ((x[d:] - x[:-d]) ** 2 + (y[d:] - y[:-d]) ** 2 < radius * radius)
+        i = np.nonzero(close)[0]
+        src.append(i)
+        dst.append(i + d)
+        d += 1
+    if not src or not sum(len(s) for s in src):
+        return np.ones(n, bool)
+    src, dst = np.concatenate(src), np.concatenate(dst)
+    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, -1 dropped
+    state[np.bincount(dst, minlength=n) == 0] = 1
+    while (state == 0).any():  # each pass decides at least the earliest undecided peak
+        s = state[src]
+        dropped = np.bincount(dst, s == 1, minlength=n) > 0
+        open_ = np.bincount(dst, s != -1, minlength=n) > 0  # an earlier peak that is kept or undecided
+        state[(state == 0) & dropped] = -1
+        state[(state == 0) & ~open_] = 1
+    return state == 1
+
+
+def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: GroupingConfig):
+    """PAF line integrals of every candidate pair of every limb (the reference's arithmetic, float32).
+
+    Args:
+        xy: (P, 2) peak pixels of the upsampled grid, types (P,): from :func:`find_peaks`.
+        pafs: (H, W, 2L) upsampled PAFs.
+
+    Returns:
+        limb (C,), a (C,), b (C,) peak indices and score (C,) float64 of the pairs that pass, ordered by limb
+        and, within a limb, as the reference ranks them (descending score).
+    """
+    counts = np.bincount(types, minlength=LIMBS.max() + 1)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    na, nb = counts[LIMBS[:, 0]], counts[LIMBS[:, 1]]
+    sizes = na * nb
+    total = int(sizes.sum())
+    if total == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0)
+    limb = np.repeat(np.arange(len(LIMBS)), sizes)
+    within = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    n_rep = np.repeat(na, sizes)
+    bi, ai = np.divmod(within, np.maximum(n_rep, 1))  # the reference's order: b-major, then a
+    a = starts[LIMBS[limb, 0]] + ai
+    b = starts[LIMBS[limb, 1]] + bi
+    p = cfg.points_per_limb
+    grid = np.arange(p, dtype=f32).reshape(1, -1, 1)
+    pa = xy[a].astype(f32).reshape(-1, 1, 2)
+    vec_raw = xy[b].astype(f32).reshape(-1, 1, 2) - pa
+    points = ((1 / (p - 1) * vec_raw) * grid + pa).round().astype(np.int64)  # (C, p, 2)
+    h, w, c = pafs.shape
+    flat = (points[..., 1] * w + points[..., 0]) * c  # (C, p)
+    ch = PAF_CHANNELS[limb][:, None, :]  # (C, 1, 2)
+    field = pafs.reshape(-1)[flat[..., None] + ch]  # (C, p, 2)
+    vec = vec_raw / (np.linalg.norm(vec_raw, ord=2, axis=-1, keepdims=True) + 1e-6)
+    affinity = (field * vec).sum(-1).reshape(-1, p)
+    valid = affinity > cfg.min_paf_score
+    valid_num = valid.sum(1)
+    score = (affinity * valid).sum(1) / (valid_num + 1e-6)
+    ok = np.nonzero((score > 0) & (valid_num / p > cfg.success_ratio))[0]
+    limb, a, b, score = limb[ok], a[ok], b[ok], score[ok]
+    bounds = np.searchsorted(limb, np.arange(len(LIMBS) + 1))
+    order = np.concatenate([lo + np.argsort(score[lo:hi])[::-1] for lo, hi in zip(bounds[:-1], bounds[1:])])
+    return limb[order], a[order], b[order], score[order]
+
+
+def match_greedy(limb: np.ndarray, a: np.ndarray, b: np.ndarray, num_peaks: int) -> np.ndarray:
+    """(C,) bool: the pairs the reference's ``connections_nms`` keeps, given pairs in rank order per limb:
+    within each limb, a pair is kept unless an earlier kept pair uses its a or its b.
+
+    Resolved in rounds without a loop over pairs: a pair ranked first among the live pairs of both its a and
+    its b is what the greedy scan keeps; pairs sharing a peak with it die. Each round keeps at least one pair.
+    """
+    n = len(limb)
+    kept = np.zeros(n, bool)
+    if n == 0:
+        return kept
+    rank = np.arange(n)
+    ka, kb = limb * num_peaks + a, limb * num_peaks + b
+    size = (int(limb.max()) + 1) * num_peaks
+    used_a, used_b = np.zeros(size, bool), np.zeros(size, bool)
+    live = rank
+    while len(live):
+        first_a, first_b = np.full(size, n), np.full(size, n)
+        np.minimum.at(first_a, ka[live], live)
+        np.minimum.at(first_b, kb[live], live)
+        win = live[(first_a[ka[live]] == live) & (first_b[kb[live]] == live)]
+        kept[win] = True
+        used_a[ka[win]] = True
+        used_b[kb[win]] = True
+        live = live[~(used_a[ka[live]] | used_b[kb[live]])]
+    return kept
+
+
+def assemble(limb: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, peak_scores: np.ndarray,
+             cfg: GroupingConfig):
+    """People from the kept pairs (in rank order), the reference's ``group_keypoints`` assembly.
+
+    Returns:
+        ids (N, 18) int64 peak index per keypoint (-1 missing), score (N,) float64 (keypoint values + limb
+        scores), count (N,) keypoints counted over limbs 0-16; in the reference's order, filtered as it filters.
+    """
+    n_peaks, n_pairs = len(peak_scores), len(limb)
+    ids = np.full((n_pairs, 18), -1, np.int64)
+    total = np.zeros(n_pairs)
+    count = np.zeros(n_pairs, np.int64)
+    owner = np.full(n_peaks, -1, np.int64)  # limbs 0-16 form a tree, so a peak is in at most one person
+    kscore = peak_scores.astype(np.float64)
+    bounds = np.searchsorted(limb, np.arange(len(LIMBS) + 1))
+    people = 0
+    for part in range(len(LIMBS)):
+        lo, hi = bounds[part], bounds[part + 1]
+        if lo == hi:
+            continue
+        ta, tb = LIMBS[part]
+        ca, cb, s = a[lo:hi], b[lo:hi], score[lo:hi]
+        if part >= NUM_TREE_LIMBS:  # fill in a missing ear (or shoulder) only; no score, no count
+            e = ids[:people]
+            fill_b = (e[:, ta][None, :] == ca[:, None]) & (e[:, tb][None, :] == -1)  # (pairs, people)
+            fill_a = (e[:, tb][None, :] == cb[:, None]) & (e[:, ta][None, :] == -1)
+            pi, pe = np.nonzero(fill_b)
+            e[pe, tb] = cb[pi]
+            pi, pe = np.nonzero(fill_a & ~fill_b.any(0)[None, :])
+            e[pe, ta] = ca[pi]
+            continue
+        e = owner[ca]
+        m = e >= 0
+        em = e[m]
+        ids[em, tb] = cb[m]
+        count[em] += 1
+        total[em] += kscore[cb[m]] + s[m]
+        owner[cb[m]] = em
+        new = np.arange(people, people + int((~m).sum()))
+        ids[new, ta], ids[new, tb] = ca[~m], cb[~m]
+        count[new] = 2
+        total[new] = (kscore[ca[~m]] + kscore[cb[~m]]) + s[~m]
+        owner[ca[~m]] = new
+        owner[cb[~m]] = new
+        people += len(new)
+    ids, total, count = ids[:people], total[:people], count[:people]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        keep = ~((count < cfg.min_keypoints) | (total / count < cfg.min_mean_score))
+    return ids[keep], total[keep], count[keep]
+
+
+def group(heatmaps_up: np.ndarray, pafs_up: np.ndarray, cfg: GroupingConfig):
+    """Upsampled heads -> people: keypoints (N, 18, 3) x, y, value in upsampled-grid pixels ((-1, -1, -1) where
+    missing, as the reference), score (N,) float64 (the reference's ``pose_entries[:, 18]``), count (N,)."""
+    xy, peak_scores, types = find_peaks(heatmaps_up, cfg.peak_threshold, cfg.nms_radius)
+    limb, a, b, s = score_limbs(xy, types, pafs_up, cfg)
+    kept = match_greedy(limb, a, b, len(xy))
+    ids, total, count = assemble(limb[kept], a[kept], b[kept], s[kept], peak_scores, cfg)
+    table = np.concatenate([np.column_stack([xy.astype(f32), peak_scores]), np.full((1, 3), -1, f32)])
+    return table[ids], total, count  # ids == -1 picks the (-1, -1, -1) row
+
+
+class PafCodec(Codec):
+    """Encoder / decoder for Lightweight OpenPose heads (heatmaps + PAFs at stride 8); a :class:`~.base.Codec`.
+
+    Args:
+        input_hw: network input (H, W) in pixels, multiples of ``stride``.
+        num_keypoints: 18 decodes OpenPose-18 keypoints (neck included); 17 the COCO-17 view (neck dropped).
+        upsample: the factor heads are upsampled by before peak finding (the reference's 4).
+        stride: input pixels per network cell.
+        grouping: decoding constants (the reference's by default).
+    """
+
+    kind = "multi"
+
+    def __init__(self, input_hw: tuple[int, int], num_keypoints: int = 18, upsample: int = 4, stride: int = 8,
+                 grouping: GroupingConfig | None = None):
+        if num_keypoints not in (17, 18):
+            raise ValueError(f"PafCodec decodes OpenPose-18 (num_keypoints=18) or its COCO-17 view (17), "
+                             f"got num_keypoints={num_keypoints}")
+        if int(upsample) < 1:
+            raise ValueError(f"upsample must be a positive integer, got {upsample!r}")
+        if input_hw[0] % stride or input_hw[1] % stride:
+            raise ValueError(f"input size {tuple(input_hw)} must be multiples of the stride {stride}")
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.num_keypoints = num_keypoints
+        self.upsample = int(upsample)
+        self.stride = int(stride)
+        self.grouping = grouping or GroupingConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings that rebuild this codec (weight-file metadata 'codec'); input size and K come from the
+        model config."""
+        return {"upsample": self.upsample, "stride": self.stride, "grouping": asdict(self.grouping)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], input_hw: tuple[int, int], num_keypoints: int,
+                  arrays: dict[str, np.ndarray] | None = None) -> PafCodec:
+        """The codec :meth:`to_dict` describes.
+
+        Raises:
+            TypeError, ValueError: ``d`` has an unknown key or a bad value.
+        """
+        args = dict(d)
+        grouping = args.pop("grouping", None)
+        return cls(input_hw, num_keypoints, grouping=GroupingConfig(**grouping) if grouping else None, **args)
+
+    def head_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The raw heads :meth:`decode` takes, name -> (C, h, w)."""
+        h, w = self.input_hw[0] // self.stride, self.input_hw[1] // self.stride
+        return {"heatmaps": (19, h, w), "pafs": (2 * len(LIMBS), h, w)}
+
+    def decode_openpose(self, heads: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Heads (batch axis dropped) -> the reference's people in input pixels.
+
+        Returns:
+            keypoints (N, 18, 3) float32 x, y, heatmap value, (-1, -1, -1) where missing; scores (N,) float64,
+            the reference's pose score (keypoint values + limb scores). Order as the reference's.
+        """
+        with np.errstate(over="ignore", invalid="ignore"):
+            hm = upsample(heads["heatmaps"], self.upsample, 18)
+            pafs = upsample(heads["pafs"], self.upsample)
+            kp, total, _ = group(hm, pafs, self.grouping)
+        present = kp[..., 2] != -1
+        kp[..., :2] = np.where(present[..., None], kp[..., :2] * f32(self.stride / self.upsample), f32(-1))
+        return kp, total
+
+    def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
+        """Heads (batch axis dropped) -> people in input pixels: keypoints (N, K, 3) x, y, score with missing
+        keypoints (0, 0, 0); scores (N,) the reference's pose score / 35 (its most terms), clipped to [0, 1],
+        so people rank as the reference ranks them. No boxes.
+
+        Never raises on NaN/inf or huge heads (NaN is never a peak).
+        """
+        kp, total = self.decode_openpose(heads)
+        kp = np.where(kp[..., 2:] == -1, f32(0), kp)
+        if self.num_keypoints == 17:
+            kp = to_coco17(kp)
+        scores = np.clip(total / MAX_POSE_TERMS, 0, 1).astype(f32)
+        return Decoded(keypoints=kp.astype(f32), boxes=None, scores=scores)
+
+
+def to_coco17(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 18, C) OpenPose-18 -> (N, 17, C) COCO-17, the neck dropped."""
+    order = np.argsort(OPENPOSE18_TO_COCO17)[1:]  # COCO index j <- OpenPose index order[j]
+    return keypoints[:, order]
