@@ -23,9 +23,12 @@ reference (MobileNet trunk, refinement trunks); Intel's IR has it folded into th
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
+import cv2
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,6 +43,9 @@ MOBILENET = (("conv1", 3, 32, 2, 1), ("conv2_1", 32, 64, 1, 1), ("conv2_2", 64, 
              ("conv4_2", 256, 512, 1, 1), ("conv5_1", 512, 512, 1, 2), ("conv5_2", 512, 512, 1, 1),
              ("conv5_3", 512, 512, 1, 1), ("conv5_4", 512, 512, 1, 1), ("conv5_5", 512, 512, 1, 1))
 STRIDE = 8
+#: Raw pixel value of the padding: 128 is exactly 0 after either variant's normalisation (the reference pads
+#: with 0 after normalising).
+PAD_VALUE = 128
 
 
 @dataclass
@@ -236,3 +242,30 @@ def dequantise(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         elif not key.endswith(QUANTISED[1:]):
             out[key] = value
     return out
+
+
+def reference_input(image_bgr: np.ndarray, height: int = 256) -> tuple[np.ndarray, float, tuple[int, int, int, int]]:
+    """The network input the reference demo (``infer_fast``) makes of an image, bit for bit.
+
+    ``image_bgr`` (h, w, 3) uint8 BGR (``cv2.imread(path, cv2.IMREAD_COLOR)``) is resized by
+    ``scale = height / h`` on both axes (``cv2.resize`` with ``fx = fy = scale``, bilinear), then padded with
+    raw :data:`PAD_VALUE` to ``ceil(height / 8) * 8`` x ``ceil(max(w', height) / 8) * 8``, centred (the odd
+    pixel at the bottom / right).
+
+    Returns:
+        (float32 (1, 3, H, W) BGR 0..255, as ``golden/lwop/*/input.npy``; ``scale`` in input pixels per image
+        pixel; the padding (top, left, bottom, right) in input pixels). An input point (x, y) is image point
+        ``((x - left) / scale, (y - top) / scale)``.
+    """
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3 or image_bgr.dtype != np.uint8:
+        raise ValueError(f"expected an (h, w, 3) uint8 BGR image, got {image_bgr.shape} {image_bgr.dtype}")
+    scale = height / image_bgr.shape[0]
+    scaled = cv2.resize(image_bgr, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    h, w = scaled.shape[:2]
+    out_h = math.ceil(height / STRIDE) * STRIDE
+    out_w = math.ceil(max(w, height) / STRIDE) * STRIDE
+    top, left = (out_h - h) // 2, (out_w - w) // 2
+    padded = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
+    padded[top:top + h, left:left + w] = scaled
+    x = padded.transpose(2, 0, 1)[None].astype(np.float32)
+    return x, scale, (top, left, out_h - h - top, out_w - w - left)
