@@ -60,6 +60,12 @@ ZOO: dict[str, ModelInfo] = {
         "movenet-multipose", "movenet-multipose.safetensors", True, (256, 256),
         "Google MoveNet MultiPose Lightning v1 (MobileNetV2 1.5 + FPN), imported; up to 6 people",
         _MOVENET_LICENSE, _MOVENET_PAPER),
+    "lightweight-openpose": ModelInfo(
+        "lightweight-openpose", "lightweight-openpose.safetensors", True, (256, 456),
+        "Lightweight OpenPose (MobileNetV1 + CPM + 1 refinement stage, part affinity fields), Intel's Open Model Zoo "
+        "human-pose-estimation-0001 FP16-INT8 IR imported (int8 weights kept exactly); several people, 18 keypoints",
+        "Apache-2.0 (Intel Open Model Zoo); see weights/NOTICE",
+        "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)"),
 }
 
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..codecs.openpose import PafCodec
 from ..fileio import check_writable
 from ..models.lwop import IR_INPUT_SCALE, IR_INPUT_SHIFT, QUANTISED, LightweightOpenPose, LwopConfig
+from ..skeletons import OPENPOSE18, skeleton_to_json
 from ..weights_io import save_weights
 from .openvino_ir import IRGraph, Layer, read_ir
 
@@ -35,7 +38,12 @@ NUM_CONVS = 58
 LWOP_LICENSE = "Apache-2.0 (Intel Open Model Zoo, human-pose-estimation-0001)"
 #: The IR's config: one refinement stage, the ``ir`` variant, BGR input, height 256 by default.
 IR_CONFIG = LwopConfig()
+#: The bundled model's: the IR's, taking RGB as every featherpose pipeline feeds it (Estimator, trainer).
+BUNDLED_CONFIG = replace(IR_CONFIG, rgb_input=True)
 _ACTS = {"ReLU": nn.ReLU, "Elu": nn.ELU}
+#: sha256 of the FP16-INT8 files as Open Model Zoo 2021.4's ``model.yml`` lists them (weights README).
+OMZ_FP16_INT8_SHA256 = {"xml": "581b082e749848fdfc6d4b4b70e8189c3c2bae1c2d59c6b2c1a026a5471754e3",
+                        "bin": "df2a9f41f15c3a0c8a0c5a704650338a3cc5c7bb588f2bfc14ea7093fa37b446"}
 
 
 def module_path(ir_name: str) -> str:
@@ -213,17 +221,24 @@ def _sha256(path: Path) -> str:
 
 
 def convert_lwop(source: str | Path, out_dir: str | Path) -> list[Path]:
-    """Convert Intel's IR (``human-pose-estimation-0001.xml``, its .bin beside it) into
-    ``<out_dir>/lightweight-openpose.safetensors``; returns [that path]."""
+    """Convert Intel's IR (``human-pose-estimation-0001.xml``, its .bin beside it, or their folder) into
+    ``<out_dir>/lightweight-openpose.safetensors``; returns [that path].
+
+    The file holds the IR's int8 weights, scales, zero points and biases unchanged (see the module docstring),
+    :data:`BUNDLED_CONFIG` (RGB input), the OpenPose-18 skeleton and the reference's decoding settings.
+    """
     check_writable(out_dir, "--out folder", folder=True)  # before any work
     source = Path(source)
     if source.is_dir():
         source = source / f"{IR_NAME}.xml"
     _, tensors, graph = import_lwop(source)
-    provenance = (f"Intel Open Model Zoo {IR_NAME} (Lightweight OpenPose, Osokin 2018), FP16-INT8 OpenVINO IR "
-                  f"v{graph.version}; {graph.xml_path.name} sha256 {_sha256(graph.xml_path)}, {graph.bin_path.name} "
-                  f"sha256 {_sha256(graph.bin_path)}; int8 weights with their f16 scales and zero points stored "
-                  "unchanged")
-    codec = {"upsample": 4}
+    hashes = {"xml": _sha256(graph.xml_path), "bin": _sha256(graph.bin_path)}
+    official = ("equal to the FP16-INT8 entries of Open Model Zoo 2021.4 model.yml" if hashes == OMZ_FP16_INT8_SHA256
+                else "NOT the FP16-INT8 files Open Model Zoo 2021.4 model.yml lists")
+    provenance = (f"Intel Open Model Zoo {IR_NAME} (Lightweight OpenPose, Osokin 2018), OpenVINO IR v{graph.version}; "
+                  f"{graph.xml_path.name} sha256 {hashes['xml']}, {graph.bin_path.name} sha256 {hashes['bin']} "
+                  f"({official}); int8 weights with their f16 scales and zero points, and f16 biases, stored unchanged")
+    codec = PafCodec((BUNDLED_CONFIG.input_size, BUNDLED_CONFIG.input_size), BUNDLED_CONFIG.num_keypoints)
     return [save_weights(Path(out_dir) / f"{NAME}.safetensors", tensors, name=NAME, architecture="lwop",
-                         config=IR_CONFIG.to_dict(), codec=codec, source=provenance, license=LWOP_LICENSE)]
+                         config=BUNDLED_CONFIG.to_dict(), codec=codec, skeleton=skeleton_to_json(OPENPOSE18),
+                         source=provenance, license=LWOP_LICENSE)]
