@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from featherpose.codecs.openpose import (GroupingConfig, PafCodec, find_peaks, match_greedy, to_coco17,
-                                         upsample)
+from featherpose.codecs.openpose import (LIMBS, GroupingConfig, PafCodec, find_peaks, match_greedy, to_coco17,
+                                         upsample, with_neck)
 from featherpose.skeletons import OPENPOSE18_TO_COCO17
 
-from conftest import SHARED
+from conftest import DATA, SHARED
 
 LWOP = SHARED / "golden" / "lwop"
 LWOP_SAMPLES = ([s["name"] for s in json.loads((LWOP / "manifest.json").read_text())["samples"]]
@@ -170,3 +170,118 @@ def test_settings_round_trip_and_errors():
         PafCodec((256, 256), upsample=0)
     with pytest.raises(TypeError):
         PafCodec.from_dict({"sigma": 7, **codec.to_dict()}, (256, 344), 18)
+
+
+# ----- encode -----
+
+def test_encode_shapes_peaks_and_background():
+    codec = PafCodec((64, 96))
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, 0] = (8 * 3 + 3.5, 8 * 2 + 3.5, 2)  # a nose on cell (2, 3)'s centre
+    kp[1, 0] = (8 * 3 + 3.5 + 5, 8 * 2 + 3.5, 1)  # another person's nose 5 px to the right
+    t = codec.encode(kp)
+    assert {k: v.shape for k, v in t.items()} == {"heatmaps": (19, 8, 12), "pafs": (38, 8, 12), "weight": (1, 8, 12)}
+    assert all(v.dtype == np.float32 for v in t.values())
+    nose = t["heatmaps"][0]
+    assert nose[2, 3] == 1.0  # max, not sum, where the two Gaussians overlap
+    assert nose[2, 4] == pytest.approx(np.exp(-3.0 ** 2 / (2 * 49)))  # the second nose is 3 px from cell (2, 4)
+    assert nose[5, 3] == 0  # 24 px away: exp(-24^2 / 98) < 0.01 is cut to 0
+    np.testing.assert_allclose(t["heatmaps"][18], 1 - t["heatmaps"][:18].max(0))
+    assert (t["heatmaps"][1:18] == 0).all() and (t["pafs"] == 0).all() and (t["weight"] == 1).all()
+
+
+def test_encode_neck_pafs_and_averaging():
+    """Cell (i, j) is centred on pixel (8j + 3.5, 8i + 3.5). Two people share a neck on cell (3, 4)'s centre: one
+    with a horizontal neck -> right shoulder limb, one with a vertical one."""
+    codec = PafCodec((64, 128))
+    kp = np.zeros((2, 17, 3), np.float32)
+    kp[0, 5], kp[0, 6] = (19.5, 27.5, 2), (51.5, 27.5, 2)  # COCO left, right shoulder: neck (35.5, 27.5)
+    kp[1, 5], kp[1, 6] = (35.5, 3.5, 2), (35.5, 51.5, 1)  # the same neck
+    t = codec.encode(kp)
+    assert t["heatmaps"][1][3, 4] == 1.0 and t["heatmaps"][1].max() == 1.0
+    px, py = t["pafs"][12], t["pafs"][13]  # limb 0, neck -> right shoulder
+    assert (px[3, 6], py[3, 6]) == (1.0, 0.0)  # person 0's band only (rows 2-4, columns 3-7)
+    assert (px[6, 4], py[6, 4]) == (0.0, 1.0)  # person 1's band only (rows 2-7, columns 3-5)
+    assert (px[3, 4], py[3, 4]) == (0.5, 0.5)  # averaged where the bands meet
+    assert px[3, 7] == 1.0 and px[3, 8] == 0 and px[1, 6] == 0 and px[5, 6] == 0  # 1 cell past the ends, no more
+    assert (t["pafs"][20][3, 2], t["pafs"][21][3, 2]) == (-1.0, 0.0)  # limb 1, neck -> left shoulder
+    unlabelled = kp * np.array([1, 1, 0], np.float32)
+    nobody = codec.encode(unlabelled)
+    assert (nobody["heatmaps"][:18] == 0).all() and (nobody["pafs"] == 0).all()
+    np.testing.assert_array_equal(codec.encode(with_neck(kp))["pafs"], t["pafs"])  # 17 -> 18 as encode does
+    assert with_neck(kp)[:, 1].tolist() == [[35.5, 27.5, 2.0], [35.5, 27.5, 1.0]]
+
+
+def test_encode_ignore_mask_and_errors():
+    codec = PafCodec((32, 48))
+    ignore = np.zeros((32, 48), bool)
+    ignore[:8, :8] = True
+    ignore[8:12, 8:16] = True  # half of cell (1, 1)
+    w = codec.encode(np.zeros((0, 18, 3), np.float32), ignore=ignore)["weight"][0]
+    assert w[0, 0] == 0 and w[1, 1] == 0.5 and w.sum() == 4 * 6 - 1.5
+    with pytest.raises(ValueError, match=r"\(N, 18, 3\) OpenPose-18 or \(N, 17, 3\) COCO-17"):
+        codec.encode(np.zeros((1, 14, 3), np.float32))
+
+
+ROUND_TRIP = {"labeled_dev/person_keypoints_coco17.json": (11, 11),  # (people, people the grouping can return)
+              "coco_mini/person_keypoints_train2017.json": (46, 45),
+              "coco_mini/person_keypoints_val2017.json": (29, 26)}
+
+
+def components(k18: np.ndarray) -> list[np.ndarray]:
+    """The labelled keypoints of one person (18, 3) split into the groups limbs 0-16 connect (the grouping
+    builds people from those limbs only)."""
+    label = np.where(k18[:, 2] > 0, np.arange(18), -1)
+    for _ in range(18):
+        for a, b in LIMBS[:17]:
+            if label[a] >= 0 and label[b] >= 0:
+                label[label == max(label[a], label[b])] = min(label[a], label[b])
+    return [np.flatnonzero(label == c) for c in np.unique(label[label >= 0])]
+
+
+def returnable(k18: np.ndarray) -> np.ndarray:
+    """(18,) bool: the keypoints the grouping can return for this person: its largest connected group if that
+    has 3 keypoints or more (fewer are dropped), plus an ear or shoulder that limbs 17-18 fill in."""
+    groups = [g for g in components(k18) if len(g) >= 3]
+    out = np.zeros(18, bool)
+    if groups:
+        out[max(groups, key=len)] = True
+        for a, b in LIMBS[17:]:
+            if k18[a, 2] > 0 and k18[b, 2] > 0 and out[a] != out[b]:
+                out[a] = out[b] = True
+    return out
+
+
+@pytest.mark.parametrize("json_name", list(ROUND_TRIP))
+def test_round_trip_every_person(json_name):
+    """decode(encode(ground truth)) on every multi-person image, at twice the image size (stride-8 cells of 4
+    image pixels; at the bundled 256-pixel height small people blur into the grid): exactly one person per
+    group of >= 3 connected keypoints, and each person's returnable keypoints at OKS >= 0.9."""
+    from featherpose.evaluation.coco import oks
+    from featherpose.skeletons import COCO17
+
+    data = json.loads((DATA / json_name).read_text())
+    people = recovered = 0
+    for img in data["images"]:
+        anns = [a for a in data["annotations"] if a["image_id"] == img["id"] and not a.get("iscrowd")
+                and a.get("num_keypoints", 0) > 0]
+        if len(anns) < 2:
+            continue
+        gt = np.array([a["keypoints"] for a in anns], np.float32).reshape(-1, 17, 3)
+        k18 = with_neck(gt)
+        codec = PafCodec((-(-img["height"] * 2 // 8) * 8, -(-img["width"] * 2 // 8) * 8), num_keypoints=17)
+        targets = codec.encode(gt * np.array([2, 2, 1], np.float32))
+        decoded = codec.decode({"heatmaps": targets["heatmaps"], "pafs": targets["pafs"]})
+        assert len(decoded.scores) == sum(len(g) >= 3 for k in k18 for g in components(k)), img["id"]
+        kp = decoded.keypoints / np.array([2, 2, 1], np.float32)
+        expected = gt.copy()
+        expected[..., 2] *= to_coco17(np.stack([returnable(k) for k in k18])[..., None])[..., 0]
+        keep = expected[..., 2].any(1)
+        sim = oks(kp, expected[keep], np.array([a["area"] for a in anns])[keep], np.array(COCO17.sigmas))
+        for _ in range(int(keep.sum())):  # one-to-one: the best pair first
+            i, j = np.unravel_index(np.argmax(sim), sim.shape)
+            assert sim[i, j] >= 0.9, (img["id"], sim[i, j])
+            sim[i, :], sim[:, j] = -1, -1
+        people += len(anns)
+        recovered += int(keep.sum())
+    assert (people, recovered) == ROUND_TRIP[json_name]

@@ -61,6 +61,104 @@ class GroupingConfig:
     min_mean_score: float = 0.2
 
 
+@dataclass(frozen=True)
+class TargetConfig:
+    """How ``encode`` draws training targets (the reference's ``datasets/coco.py`` settings).
+
+    Attributes:
+        sigma: keypoint Gaussian sigma in input pixels; values under 0.01 (exponent > ln 100) are cut to 0.
+        paf_width: half-width of a limb's PAF band, in cells.
+    """
+
+    sigma: float = 7.0
+    paf_width: float = 1.0
+
+
+def with_neck(keypoints: np.ndarray) -> np.ndarray:
+    """(N, 17, 3) COCO-17 -> (N, 18, 3) OpenPose-18 with the neck at the shoulders' midpoint where both are
+    labelled (visibility: the smaller of theirs), else unlabelled (0, 0, 0); (N, 18, 3) passes through."""
+    keypoints = np.asarray(keypoints, f32)
+    if keypoints.shape[1] == 18:
+        return keypoints
+    out = np.zeros((len(keypoints), 18, 3), f32)
+    for i, j in enumerate(OPENPOSE18_TO_COCO17):
+        if j >= 0:
+            out[:, i] = keypoints[:, j]
+    sho = keypoints[:, [5, 6]]  # COCO left, right shoulder
+    both = (sho[:, :, 2] > 0).all(1)
+    out[both, 1, :2] = sho[both, :, :2].mean(1)
+    out[both, 1, 2] = sho[both, :, 2].min(1)
+    return out
+
+
+def encode_openpose(keypoints: np.ndarray, input_hw: tuple[int, int], stride: int = 8,
+                    config: TargetConfig | None = None, ignore: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Training targets for one input.
+
+    Cell (i, j) is centred on input pixel (i * stride + stride / 2 - 0.5, j * stride + stride / 2 - 0.5), the
+    reference's convention.
+
+    Args:
+        keypoints: (N, 18, 3) OpenPose-18 or (N, 17, 3) COCO-17 x, y, v in input pixels; v > 0 is labelled.
+        input_hw: input (H, W) pixels, multiples of ``stride``.
+        ignore: optional (H, W) bool, True on crowds and unlabelled people (or (h, w) fractions ignored).
+
+    Returns:
+        heatmaps (19, h, w): per keypoint the Gaussians of every labelled person (max where people overlap),
+            channel 18 the background, 1 - the maximum over the 18;
+        pafs (38, h, w): per limb, in the cells within ``paf_width`` cells of the segment a -> b (and of its
+            bounding box grown by it) the unit vector a -> b, averaged where limbs of several people meet;
+        weight (1, h, w): the fraction of each cell's pixels not ignored (1 without ``ignore``).
+    """
+    cfg = config or TargetConfig()
+    kp = with_neck(keypoints)
+    big_h, big_w = input_hw
+    h, w = big_h // stride, big_w // stride
+    shift = stride / 2 - 0.5
+    cx = np.arange(w) * stride + shift  # (w,) input pixels
+    cy = np.arange(h) * stride + shift
+    labelled = kp[:, :, 2] > 0  # (N, 18)
+    x, y = kp[:, :, 0].astype(np.float64), kp[:, :, 1].astype(np.float64)
+    ex = (cx[None, None, :] - x[..., None]) ** 2 / (2 * cfg.sigma ** 2)  # (N, 18, w)
+    ey = (cy[None, None, :] - y[..., None]) ** 2 / (2 * cfg.sigma ** 2)  # (N, 18, h)
+    e = ey[..., :, None] + ex[..., None, :]  # (N, 18, h, w)
+    g = np.where((e <= np.log(100.0)) & labelled[..., None, None], np.exp(-np.minimum(e, 50.0)), 0.0)
+    heat = np.zeros((19, h, w), f32)
+    if len(kp):
+        heat[:18] = g.max(0)
+    heat[18] = 1 - heat[:18].max(0)
+
+    pafs = np.zeros((2 * len(LIMBS), h, w), f32)
+    a, b = kp[:, LIMBS[:, 0]], kp[:, LIMBS[:, 1]]  # (N, L, 3)
+    ax, ay = a[..., 0] / stride, a[..., 1] / stride  # cells, the cell centres at (shift / stride) + index
+    vx, vy = b[..., 0] / stride - ax, b[..., 1] / stride - ay
+    norm = np.hypot(vx, vy)
+    drawn = (a[..., 2] > 0) & (b[..., 2] > 0) & (norm > 1e-7)  # (N, L)
+    ux, uy = vx / np.maximum(norm, 1e-7), vy / np.maximum(norm, 1e-7)
+    gx = (np.arange(w) + shift / stride)[None, None, None, :]
+    gy = (np.arange(h) + shift / stride)[None, None, :, None]
+    t = cfg.paf_width
+    xs = lambda v: v[..., None, None]  # noqa: E731  (N, L) -> (N, L, 1, 1)
+    near = (np.abs((gx - xs(ax)) * xs(uy) - (gy - xs(ay)) * xs(ux)) <= t)
+    near &= (gx >= xs(np.minimum(ax, ax + vx)) - t) & (gx <= xs(np.maximum(ax, ax + vx)) + t)
+    near &= (gy >= xs(np.minimum(ay, ay + vy)) - t) & (gy <= xs(np.maximum(ay, ay + vy)) + t)
+    near &= xs(drawn)  # (N, L, h, w)
+    count = near.sum(0)  # (L, h, w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sx = np.where(count > 0, (near * xs(ux)).sum(0) / count, 0)
+        sy = np.where(count > 0, (near * xs(uy)).sum(0) / count, 0)
+    pafs[PAF_CHANNELS[:, 0]] = sx
+    pafs[PAF_CHANNELS[:, 1]] = sy
+
+    weight = np.ones((1, h, w), f32)
+    if ignore is not None:
+        ignore = np.asarray(ignore)
+        small = (ignore.reshape(h, stride, w, stride).mean(axis=(1, 3)) if ignore.shape == (big_h, big_w)
+                 else ignore.astype(np.float64))
+        weight[0] = 1 - small
+    return {"heatmaps": heat, "pafs": pafs, "weight": weight}
+
+
 def upsample(maps: np.ndarray, factor: int, channels: int | None = None) -> np.ndarray:
     """(C, h, w) -> (h * factor, w * factor, C') float32 with OpenCV's cubic resize (the reference's); C' is
     the first ``channels`` channels (all by default)."""
@@ -83,18 +181,25 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0
         xy (P, 2) int64 upsampled-grid pixels, scores (P,) float32, types (P,) int64; ordered by type, then
         x, then y (the reference's global keypoint ids are the row numbers).
     """
-    hm = np.where(heatmaps < f32(threshold), f32(0), heatmaps)  # NaN stays NaN (never a peak), as the reference
-    h, w, k = hm.shape
-    pad = np.zeros((h + 2, w + 2, k), f32)
-    pad[1:-1, 1:-1] = hm
+    h, w, k = heatmaps.shape
+    flat = heatmaps.reshape(-1)
+    thr = f32(threshold)
+    idx = np.flatnonzero(flat >= thr)  # only these can be peaks: every other value counts as 0 (NaN never passes)
+    t = idx % k
+    x = (idx // k) % w
+    y = idx // (w * k)
+    c = flat[idx]
+    peak = np.ones(len(idx), bool)
     with np.errstate(invalid="ignore"):
-        peaks = ((hm > pad[:-2, 1:-1]) & (hm > pad[2:, 1:-1]) & (hm > pad[1:-1, :-2]) & (hm > pad[1:-1, 2:]))
-    y, x, t = np.nonzero(peaks)
+        for inside, step in ((x > 0, -k), (x < w - 1, k), (y > 0, -w * k), (y < h - 1, w * k)):
+            n = flat[np.where(inside, idx + step, idx)]
+            n = np.where(inside & ~(n < thr), n, f32(0))  # the reference zeroes values under the threshold
+            peak &= c > n
+    idx, t, x, y = idx[peak], t[peak], x[peak], y[peak]
     order = np.lexsort((y, x, t))
     x, y, t = x[order], y[order], t[order]
     keep = _suppress_close(x, y, t, radius)
-    x, y, t = x[keep], y[keep], t[keep]
-    return np.stack([x, y], 1).astype(np.int64), hm[y, x, t], t.astype(np.int64)
+    return np.stack([x[keep], y[keep]], 1), flat[idx[order][keep]], t[keep]
 
 
 def _suppress_close(x: np.ndarray, y: np.ndarray, t: np.ndarray, radius: float) -> np.ndarray:
@@ -271,12 +376,13 @@ class PafCodec(Codec):
         upsample: the factor heads are upsampled by before peak finding (the reference's 4).
         stride: input pixels per network cell.
         grouping: decoding constants (the reference's by default).
+        targets: how ``encode`` draws training targets.
     """
 
     kind = "multi"
 
     def __init__(self, input_hw: tuple[int, int], num_keypoints: int = 18, upsample: int = 4, stride: int = 8,
-                 grouping: GroupingConfig | None = None):
+                 grouping: GroupingConfig | None = None, targets: TargetConfig | None = None):
         if num_keypoints not in (17, 18):
             raise ValueError(f"PafCodec decodes OpenPose-18 (num_keypoints=18) or its COCO-17 view (17), "
                              f"got num_keypoints={num_keypoints}")
@@ -289,11 +395,13 @@ class PafCodec(Codec):
         self.upsample = int(upsample)
         self.stride = int(stride)
         self.grouping = grouping or GroupingConfig()
+        self.targets = targets or TargetConfig()
 
     def to_dict(self) -> dict[str, Any]:
         """The settings that rebuild this codec (weight-file metadata 'codec'); input size and K come from the
         model config."""
-        return {"upsample": self.upsample, "stride": self.stride, "grouping": asdict(self.grouping)}
+        return {"upsample": self.upsample, "stride": self.stride, "grouping": asdict(self.grouping),
+                "targets": asdict(self.targets)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], input_hw: tuple[int, int], num_keypoints: int,
@@ -304,8 +412,20 @@ class PafCodec(Codec):
             TypeError, ValueError: ``d`` has an unknown key or a bad value.
         """
         args = dict(d)
-        grouping = args.pop("grouping", None)
-        return cls(input_hw, num_keypoints, grouping=GroupingConfig(**grouping) if grouping else None, **args)
+        grouping, targets = args.pop("grouping", None), args.pop("targets", None)
+        return cls(input_hw, num_keypoints, grouping=GroupingConfig(**grouping) if grouping else None,
+                   targets=TargetConfig(**targets) if targets else None, **args)
+
+    def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,
+               boxes: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Training targets for one input: keypoints (N, 18 or 17, 3) x, y, v in input pixels and an optional
+        (H, W) ignore mask -> heatmaps (19, h, w), pafs (38, h, w), weight (1, h, w) (see
+        :func:`encode_openpose`); ``boxes`` are not used."""
+        keypoints = np.asarray(keypoints, f32)
+        if keypoints.ndim != 3 or keypoints.shape[1:] not in ((18, 3), (17, 3)):
+            raise ValueError(f"PafCodec.encode takes keypoints (N, 18, 3) OpenPose-18 or (N, 17, 3) COCO-17, "
+                             f"got shape {keypoints.shape}")
+        return encode_openpose(keypoints, self.input_hw, self.stride, self.targets, ignore)
 
     def head_shapes(self) -> dict[str, tuple[int, ...]]:
         """The raw heads :meth:`decode` takes, name -> (C, h, w)."""
