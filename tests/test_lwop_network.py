@@ -178,3 +178,35 @@ def test_perturbed_weight_breaks_parity(network, one_thread, path, bound):
     with torch.no_grad():
         weight[0, 0, 0, 0] += weight[0].abs().max() / 127  # about one int8 step of channel 0
     assert err(run(model, x)) > bound
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+@pytest.fixture(scope="module")
+def bundled():
+    from featherpose import zoo
+
+    _, network, codec, _ = zoo.build("lightweight-openpose")
+    return network, codec
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_image_to_reference_poses(bundled, one_thread, sample):
+    """Image file -> reference_input -> the bundled (RGB) network -> PafCodec -> image pixels gives the reference
+    pipeline's people on the float build (poses_float.npy): same people and keypoints, x and y bit for bit,
+    keypoint values within 1e-5, pose scores within 1e-4 (measured: 1.3e-6 and 1.5e-5)."""
+    from featherpose.codecs.openpose import PafCodec
+
+    network, codec = bundled
+    x, scale, (top, left, _, _) = reference_input(cv2.imread(str(LWOP_GOLDEN / entry(sample)["image"]),
+                                                              cv2.IMREAD_COLOR))
+    heads = {k: v[0] for k, v in run(network, np.ascontiguousarray(x[:, ::-1])).items()}  # BGR -> RGB
+    kp, score = PafCodec.from_dict(codec.to_dict(), x.shape[2:], 18).decode_openpose(heads)
+    ref, ref_score = golden(sample, "poses_float.npy"), golden(sample, "pose_scores_float.npy")
+    assert kp.shape == ref.shape
+    present = kp[..., 2] != -1
+    np.testing.assert_array_equal(present, ref[..., 2] != -1)
+    xy = np.where(present[..., None], (kp[..., :2].astype(np.float64) - [left, top]) / scale, -1)
+    np.testing.assert_array_equal(xy.astype(np.float32), ref[..., :2])
+    np.testing.assert_allclose(kp[..., 2], ref[..., 2], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(score, ref_score, atol=1e-4, rtol=0)
