@@ -233,3 +233,22 @@ def test_dequantise_leaves_float_state_dicts_alone():
     state = LightweightOpenPose().state_dict()
     out = dequantise(state)
     assert out.keys() == state.keys() and all(out[k] is state[k] for k in state)
+
+
+def test_family_rebuilds_any_size_and_float_files(tmp_path, imported):
+    """The row runs the model at any multiple of 8 (default 256 x 456, the IR's shape) and reads weight files
+    holding float32 weights (e.g. fine-tuned ones) as well as the int8-stored bundled one."""
+    from featherpose.families import FAMILIES
+    from featherpose.weights_io import save_weights
+
+    row = FAMILIES["lwop"]
+    bundled = load_weights(weights_path(model_info("lightweight-openpose")))
+    net, codec = row.from_weights(bundled, (368, 496))
+    assert codec.input_hw == (368, 496) and codec.head_shapes()["pafs"] == (38, 46, 62)
+    assert row.from_weights(bundled)[1].input_hw == (256, 456)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        row.from_weights(bundled, (250, 456))
+    path = save_weights(tmp_path / "float.safetensors", net.state_dict(), name="float", architecture="lwop",
+                        config=net.config.to_dict(), codec=codec)
+    again, _ = row.from_weights(load_weights(path))
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in again.state_dict().items())

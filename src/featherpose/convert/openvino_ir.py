@@ -5,12 +5,13 @@ edges (``from-layer:from-port -> to-layer:to-port``); every ``Const`` layer poin
 ``offset`` in the bin, of its ``element_type`` (f16, f32, i8, u8, i32, i64, ...) and ``shape``.
 
 :meth:`IRGraph.value` evaluates a constant subgraph (Const, Convert, Subtract, Add, Multiply, Reshape,
-FakeQuantize) in float64 **without intermediate rounding**: an int8 weight ``q`` with an f16 zero point
+FakeQuantize) in float64 with no rounding but FakeQuantize's own: an int8 weight ``q`` with an f16 zero point
 ``zp`` and an f16 scale ``s`` (``Const(i8) -> Convert -> Subtract(zp) -> Multiply(s)``, the usual compressed
-int8 weight) becomes exactly ``(q - zp) * s``: ``q - zp`` needs at most 8 + 24 bits and the product at most
-36 significant bits, well inside float64's 53. The IR types this chain f16; OpenVINO's float build of the
-same weights (the golden oracle) evaluates it in float32 once, which is what :func:`float32_exact` checks
-is lossless.
+int8 weight) becomes exactly ``(q - zp) * s``. For ``|zp| < 2^8`` (any f16 is a multiple of 2^-24) ``q - zp``
+has at most 32 significant bits and its product with an 11-bit f16 scale at most 43, inside float64's 53
+(Intel's zero points, 0 and +-2^-17, need 25 and 36). Float32's 24 bits hold the product where ``zp`` is 0
+(8 + 11 bits), not in general otherwise (:func:`float32_exact` tells). The IR types this chain f16;
+OpenVINO's float build of the same weights (the golden oracle) computes it in float32.
 """
 from __future__ import annotations
 
