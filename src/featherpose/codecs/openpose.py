@@ -182,20 +182,18 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0
         x, then y (the reference's global keypoint ids are the row numbers).
     """
     h, w, k = heatmaps.shape
-    flat = heatmaps.reshape(-1)
-    thr = f32(threshold)
-    idx = np.flatnonzero(flat >= thr)  # only these can be peaks: every other value counts as 0 (NaN never passes)
-    t = idx % k
-    x = (idx // k) % w
-    y = idx // (w * k)
+    row = (w + 2) * k
+    pad = np.zeros((h + 2, w + 2, k), f32)  # zero outside the map, as the reference pads
+    pad[1:-1, 1:-1] = heatmaps
+    flat = pad.reshape(-1)
+    # Only values >= threshold can be peaks, and for them "above the zeroed neighbour" is "above the neighbour"
+    # (a neighbour under the threshold is under the candidate too); NaN is never a candidate and no NaN's neighbour.
+    idx = np.flatnonzero(flat >= f32(threshold))
     c = flat[idx]
-    peak = np.ones(len(idx), bool)
-    with np.errstate(invalid="ignore"):
-        for inside, step in ((x > 0, -k), (x < w - 1, k), (y > 0, -w * k), (y < h - 1, w * k)):
-            n = flat[np.where(inside, idx + step, idx)]
-            n = np.where(inside & ~(n < thr), n, f32(0))  # the reference zeroes values under the threshold
-            peak &= c > n
-    idx, t, x, y = idx[peak], t[peak], x[peak], y[peak]
+    idx = idx[(c > flat[idx - k]) & (c > flat[idx + k]) & (c > flat[idx - row]) & (c > flat[idx + row])]
+    y, rest = np.divmod(idx, row)
+    x, t = np.divmod(rest, k)
+    x, y = x - 1, y - 1
     order = np.lexsort((y, x, t))
     x, y, t = x[order], y[order], t[order]
     keep = _suppress_close(x, y, t, radius)
@@ -257,16 +255,18 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
     a = starts[LIMBS[limb, 0]] + ai
     b = starts[LIMBS[limb, 1]] + bi
     p = cfg.points_per_limb
-    grid = np.arange(p, dtype=f32).reshape(1, -1, 1)
-    pa = xy[a].astype(f32).reshape(-1, 1, 2)
-    vec_raw = xy[b].astype(f32).reshape(-1, 1, 2) - pa
-    points = ((1 / (p - 1) * vec_raw) * grid + pa).round().astype(np.int64)  # (C, p, 2)
-    h, w, c = pafs.shape
-    flat = (points[..., 1] * w + points[..., 0]) * c  # (C, p)
-    ch = PAF_CHANNELS[limb][:, None, :]  # (C, 1, 2)
-    field = pafs.reshape(-1)[flat[..., None] + ch]  # (C, p, 2)
-    vec = vec_raw / (np.linalg.norm(vec_raw, ord=2, axis=-1, keepdims=True) + 1e-6)
-    affinity = (field * vec).sum(-1).reshape(-1, p)
+    xy_f = xy.astype(f32)
+    need = next((m for m in range(p + 1) if m / p > cfg.success_ratio), p + 1)  # passing samples a pair needs
+    if need > p:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros(0)
+    # A pair failing p - need + 1 samples cannot pass: probe that many (middle) samples first, then sample the
+    # survivors fully. Each sample's arithmetic does not depend on which others are taken, so this is exact.
+    probe = np.unique(np.linspace(0, p - 1, p - need + 3)[1:-1].round().astype(int))
+    if len(probe) == p - need + 1 and len(probe) < p:
+        passes = (_affinity(xy_f, a, b, limb, pafs, p, probe) > cfg.min_paf_score).any(1)
+        limb, a, b = limb[passes], a[passes], b[passes]
+    affinity = _affinity(xy_f, a, b, limb, pafs, p, np.arange(p))
     valid = affinity > cfg.min_paf_score
     valid_num = valid.sum(1)
     score = (affinity * valid).sum(1) / (valid_num + 1e-6)
@@ -275,6 +275,22 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
     bounds = np.searchsorted(limb, np.arange(len(LIMBS) + 1))
     order = np.concatenate([lo + np.argsort(score[lo:hi])[::-1] for lo, hi in zip(bounds[:-1], bounds[1:])])
     return limb[order], a[order], b[order], score[order]
+
+
+def _affinity(xy: np.ndarray, a: np.ndarray, b: np.ndarray, limb: np.ndarray, pafs: np.ndarray, p: int,
+              steps: np.ndarray) -> np.ndarray:
+    """(C, len(steps)) PAF . unit(b - a) at samples ``steps`` of the ``p`` along each pair, rounded to the grid
+    (the reference's float32 arithmetic, step by step; ``xy`` float32 peaks)."""
+    grid = steps.astype(f32)[None, :, None]
+    pa = xy[a][:, None, :]
+    vec_raw = xy[b][:, None, :] - pa  # (C, 1, 2)
+    points = ((1 / (p - 1) * vec_raw) * grid + pa).round().astype(np.int64)  # (C, S, 2)
+    h, w, c = pafs.shape
+    flat = (points[..., 1] * w + points[..., 0]) * c  # (C, S)
+    ch = PAF_CHANNELS[limb]
+    vec = vec_raw[:, 0] / (np.sqrt((vec_raw[:, 0] * vec_raw[:, 0]).sum(-1, keepdims=True)) + 1e-6)  # (C, 2)
+    values = pafs.reshape(-1)
+    return values[flat + ch[:, :1]] * vec[:, :1] + values[flat + ch[:, 1:]] * vec[:, 1:]
 
 
 def match_greedy(limb: np.ndarray, a: np.ndarray, b: np.ndarray, num_peaks: int) -> np.ndarray:
