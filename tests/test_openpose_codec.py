@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from featherpose.codecs.openpose import (LIMBS, GroupingConfig, PafCodec, find_peaks, match_greedy, to_coco17,
-                                         upsample, with_neck)
+from featherpose.codecs.openpose import (LIMBS, GroupingConfig, PafCodec, find_peaks, hot_window, match_greedy,
+                                         to_coco17, upsample, upsample_window, with_neck)
 from featherpose.skeletons import OPENPOSE18_TO_COCO17
 
 from conftest import DATA, SHARED
@@ -88,6 +88,35 @@ def test_decode_coco17_view_and_scores():
     assert (np.argsort(-d18.scores, kind="stable") == np.argsort(-ref_scores, kind="stable")).all()
     assert to_coco17(np.arange(18)[None, :, None]).ravel().tolist() == [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4,
                                                                        11, 8, 12, 9, 13, 10]
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3, 4])
+def test_windows_upsample_exactly_and_hold_every_candidate(factor):
+    """decode upsamples only windows: their values equal the full upsample's, and no value outside the heatmap
+    window reaches the peak threshold."""
+    rng = np.random.default_rng(factor)
+    maps = [golden_heads(s, "float")["heatmaps"] for s in LWOP_SAMPLES[:4]]
+    for _ in range(4):  # sparse random blobs, and a blank map
+        m = np.zeros((19, 12, 17), np.float32)
+        m[:, rng.integers(0, 12, 3), rng.integers(0, 17, 3)] = rng.uniform(-0.3, 1.2, (19, 3))
+        maps.append(m)
+    maps.append(np.zeros((19, 12, 17), np.float32))
+    for m in maps:
+        full = upsample(m, factor, 18)
+        h, w = full.shape[:2]
+        for rows, cols in [((0, h - 1), (0, w - 1)), ((1, h - 3), (5, w - 1)), ((h // 2, h // 2 + 3), (2, 2))]:
+            # bit-identical for power-of-two factors; x3's phases round differently by ~5e-9
+            np.testing.assert_allclose(upsample_window(m, factor, rows, cols, 18),
+                                       full[rows[0]:rows[1] + 1, cols[0]:cols[1] + 1], rtol=0,
+                                       atol=0 if factor in (1, 2, 4) else 1e-7)
+        window = hot_window(m[:18], 0.1, factor)
+        hot = np.argwhere((full >= 0.1).any(2))
+        if window is None:
+            assert not len(hot)
+            continue
+        (r0, r1), (c0, c1) = window
+        assert len(hot) and (hot[:, 0] >= r0).all() and (hot[:, 0] <= r1).all()
+        assert (hot[:, 1] >= c0).all() and (hot[:, 1] <= c1).all()
 
 
 def reference_suppression(xy: np.ndarray, radius: float) -> np.ndarray:

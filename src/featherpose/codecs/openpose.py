@@ -169,11 +169,68 @@ def upsample(maps: np.ndarray, factor: int, channels: int | None = None) -> np.n
     return out.reshape(out.shape[0], out.shape[1], -1)  # cv2 drops a lone channel axis
 
 
-def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0):
+def _cubic_gain(factor: int) -> float:
+    """The most sum(|w|) of OpenCV's cubic weights (a = -0.75) over the output phases of a x``factor`` resize:
+    an upsampled value is at most this squared times the largest |value| among its 4 x 4 source cells."""
+    t = np.modf((np.arange(factor) + 0.5) / factor - 0.5 + 1)[0]  # fractional source positions
+    d = np.abs(t[:, None] - np.array([-1, 0, 1, 2])[None, :])  # distance to the 4 taps
+    a = -0.75
+    w = np.where(d <= 1, ((a + 2) * d - (a + 3)) * d * d + 1, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a)
+    return float(np.abs(w).sum(1).max())
+
+
+def _source_span(lo: int, hi: int, n: int, factor: int) -> tuple[int, int]:
+    """The source cells [first, last] that OpenCV's cubic resize reads for output pixels lo..hi (of n cells)."""
+    first = int(np.floor((lo + 0.5) / factor - 0.5)) - 1
+    last = int(np.floor((hi + 0.5) / factor - 0.5)) + 2
+    return max(first, 0), min(last, n - 1)
+
+
+def upsample_crop(maps: np.ndarray, factor: int, rows: tuple[int, int], cols: tuple[int, int],
+                  channels: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """The cubic upsample of just the source cells that output pixels ``rows`` x ``cols`` (first, last) read.
+
+    Returns:
+        (H', W', C') contiguous float32 whose pixel (0, 0) is the full upsample's pixel ``origin`` (x, y); on
+        ``rows`` x ``cols`` it equals the full upsample (bit-identical for power-of-two factors; for others OpenCV
+        rounds the cropped phases differently, by ~1e-8), elsewhere it need not.
+    """
+    r0, r1 = _source_span(*rows, maps.shape[1], factor)
+    c0, c1 = _source_span(*cols, maps.shape[2], factor)
+    return upsample(maps[:channels, r0:r1 + 1, c0:c1 + 1], factor), (factor * c0, factor * r0)
+
+
+def upsample_window(maps: np.ndarray, factor: int, rows: tuple[int, int], cols: tuple[int, int],
+                    channels: int | None = None) -> np.ndarray:
+    """``upsample(maps, factor, channels)[rows[0]:rows[1] + 1, cols[0]:cols[1] + 1]`` from :func:`upsample_crop`."""
+    up, (x0, y0) = upsample_crop(maps, factor, rows, cols, channels)
+    return up[rows[0] - y0:rows[1] - y0 + 1, cols[0] - x0:cols[1] - x0 + 1]
+
+
+def hot_window(heatmaps: np.ndarray, threshold: float, factor: int) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The upsampled rows and columns (first, last) outside which no upsampled value of ``heatmaps`` (K, h, w)
+    reaches ``threshold`` (so none is a peak), from the cubic weights' bound; None when none can."""
+    h, w = heatmaps.shape[1:]
+    hot = (np.abs(heatmaps) >= threshold / (_cubic_gain(factor) ** 2 * 1.001)).any(0)
+    rows, cols = np.flatnonzero(hot.any(1)), np.flatnonzero(hot.any(0))
+    if not len(rows):
+        return None
+
+    def span(first: int, last: int, n: int) -> tuple[int, int]:  # outputs whose 4 taps meet [first, last]
+        lo = int(np.ceil(factor * (first - 1.5) - 0.5)) if factor > 1 else first
+        hi = int(np.ceil(factor * (last + 2.5) - 0.5)) - 1 if factor > 1 else last
+        return max(lo, 0), min(hi, n * factor - 1)
+
+    return span(rows[0], rows[-1], h), span(cols[0], cols[-1], w)
+
+
+def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0,
+               origin: tuple[int, int] = (0, 0)):
     """Keypoint candidates of every type, the reference's ``extract_keypoints`` for all K at once.
 
     Args:
-        heatmaps: (H, W, K) upsampled heatmaps.
+        heatmaps: (H, W, K) upsampled heatmaps, or a window of them whose first pixel is ``origin`` (x, y) and
+            outside which every value is under ``threshold``.
         threshold: values below it count as 0.
         radius: suppression distance in pixels of the upsampled grid.
 
@@ -193,7 +250,7 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0
     idx = idx[(c > flat[idx - k]) & (c > flat[idx + k]) & (c > flat[idx - row]) & (c > flat[idx + row])]
     y, rest = np.divmod(idx, row)
     x, t = np.divmod(rest, k)
-    x, y = x - 1, y - 1
+    x, y = x - 1 + origin[0], y - 1 + origin[1]
     order = np.lexsort((y, x, t))
     x, y, t = x[order], y[order], t[order]
     keep = _suppress_close(x, y, t, radius)
@@ -229,12 +286,13 @@ def _suppress_close(x: np.ndarray, y: np.ndarray, t: np.ndarray, radius: float) 
     return state == 1
 
 
-def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: GroupingConfig):
+def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: GroupingConfig,
+                origin: tuple[int, int] = (0, 0)):
     """PAF line integrals of every candidate pair of every limb (the reference's arithmetic, float32).
 
     Args:
         xy: (P, 2) peak pixels of the upsampled grid, types (P,): from :func:`find_peaks`.
-        pafs: (H, W, 2L) upsampled PAFs.
+        pafs: (H, W, 2L) upsampled PAFs, or a window of them holding every peak, first pixel ``origin`` (x, y).
 
     Returns:
         limb (C,), a (C,), b (C,) peak indices and score (C,) float64 of the pairs that pass, ordered by limb
@@ -262,11 +320,11 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
         return empty, empty, empty, np.zeros(0)
     # A pair failing p - need + 1 samples cannot pass: probe that many (middle) samples first, then sample the
     # survivors fully. Each sample's arithmetic does not depend on which others are taken, so this is exact.
-    probe = np.unique(np.linspace(0, p - 1, p - need + 3)[1:-1].round().astype(int))
+    probe = np.sort(np.argsort(np.abs(np.arange(p) - (p - 1) / 2), kind="stable")[:p - need + 1])  # the middle
     if len(probe) == p - need + 1 and len(probe) < p:
-        passes = (_affinity(xy_f, a, b, limb, pafs, p, probe) > cfg.min_paf_score).any(1)
+        passes = (_affinity(xy_f, a, b, limb, pafs, p, probe, origin) > cfg.min_paf_score).any(1)
         limb, a, b = limb[passes], a[passes], b[passes]
-    affinity = _affinity(xy_f, a, b, limb, pafs, p, np.arange(p))
+    affinity = _affinity(xy_f, a, b, limb, pafs, p, np.arange(p), origin)
     valid = affinity > cfg.min_paf_score
     valid_num = valid.sum(1)
     score = (affinity * valid).sum(1) / (valid_num + 1e-6)
@@ -278,7 +336,7 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
 
 
 def _affinity(xy: np.ndarray, a: np.ndarray, b: np.ndarray, limb: np.ndarray, pafs: np.ndarray, p: int,
-              steps: np.ndarray) -> np.ndarray:
+              steps: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """(C, len(steps)) PAF . unit(b - a) at samples ``steps`` of the ``p`` along each pair, rounded to the grid
     (the reference's float32 arithmetic, step by step; ``xy`` float32 peaks)."""
     grid = steps.astype(f32)[None, :, None]
@@ -286,7 +344,7 @@ def _affinity(xy: np.ndarray, a: np.ndarray, b: np.ndarray, limb: np.ndarray, pa
     vec_raw = xy[b][:, None, :] - pa  # (C, 1, 2)
     points = ((1 / (p - 1) * vec_raw) * grid + pa).round().astype(np.int64)  # (C, S, 2)
     h, w, c = pafs.shape
-    flat = (points[..., 1] * w + points[..., 0]) * c  # (C, S)
+    flat = ((points[..., 1] - origin[1]) * w + points[..., 0] - origin[0]) * c  # (C, S)
     ch = PAF_CHANNELS[limb]
     vec = vec_raw[:, 0] / (np.sqrt((vec_raw[:, 0] * vec_raw[:, 0]).sum(-1, keepdims=True)) + 1e-6)  # (C, 2)
     values = pafs.reshape(-1)
@@ -372,11 +430,28 @@ def assemble(limb: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, 
     return ids[keep], total[keep], count[keep]
 
 
-def group(heatmaps_up: np.ndarray, pafs_up: np.ndarray, cfg: GroupingConfig):
-    """Upsampled heads -> people: keypoints (N, 18, 3) x, y, value in upsampled-grid pixels ((-1, -1, -1) where
-    missing, as the reference), score (N,) float64 (the reference's ``pose_entries[:, 18]``), count (N,)."""
-    xy, peak_scores, types = find_peaks(heatmaps_up, cfg.peak_threshold, cfg.nms_radius)
-    limb, a, b, s = score_limbs(xy, types, pafs_up, cfg)
+def group(heatmaps: np.ndarray, pafs: np.ndarray, factor: int, cfg: GroupingConfig):
+    """Raw heads -> people: keypoints (N, 18, 3) x, y, value in upsampled-grid pixels ((-1, -1, -1) where
+    missing, as the reference), score (N,) float64 (the reference's ``pose_entries[:, 18]``), count (N,).
+
+    Only the windows that matter are upsampled: heatmaps where a value can reach the peak threshold, PAFs over
+    the peaks' bounding box (every PAF sample lies inside it); the values are those of the full upsample.
+
+    Args:
+        heatmaps: (K + 1, h, w), pafs: (2L, h, w) network heads; factor: the upsampling factor.
+    """
+    empty = np.zeros((0, 18, 3), f32), np.zeros(0), np.zeros(0, np.int64)
+    window = hot_window(heatmaps[:18], cfg.peak_threshold, factor)
+    if window is None:
+        return empty
+    rows, cols = window
+    hm = upsample_window(heatmaps, factor, rows, cols, 18)
+    xy, peak_scores, types = find_peaks(hm, cfg.peak_threshold, cfg.nms_radius, (cols[0], rows[0]))
+    if not len(xy):
+        return empty
+    (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+    paf_window, paf_origin = upsample_crop(pafs, factor, (int(y0), int(y1)), (int(x0), int(x1)))
+    limb, a, b, s = score_limbs(xy, types, paf_window, cfg, paf_origin)
     kept = match_greedy(limb, a, b, len(xy))
     ids, total, count = assemble(limb[kept], a[kept], b[kept], s[kept], peak_scores, cfg)
     table = np.concatenate([np.column_stack([xy.astype(f32), peak_scores]), np.full((1, 3), -1, f32)])
@@ -456,9 +531,8 @@ class PafCodec(Codec):
             the reference's pose score (keypoint values + limb scores). Order as the reference's.
         """
         with np.errstate(over="ignore", invalid="ignore"):
-            hm = upsample(heads["heatmaps"], self.upsample, 18)
-            pafs = upsample(heads["pafs"], self.upsample)
-            kp, total, _ = group(hm, pafs, self.grouping)
+            kp, total, _ = group(np.asarray(heads["heatmaps"], f32), np.asarray(heads["pafs"], f32), self.upsample,
+                                 self.grouping)
         present = kp[..., 2] != -1
         kp[..., :2] = np.where(present[..., None], kp[..., :2] * f32(self.stride / self.upsample), f32(-1))
         return kp, total
