@@ -17,7 +17,15 @@ Dimensions: K = 18 OpenPose-18 keypoints (heatmap channel 18 is the background),
     5. limbs 0-16 in order join or start people (a person's score: its keypoint values plus its limb scores);
        limbs 17-18 (shoulder-ear) only fill in a missing ear or shoulder;
     6. people with fewer than 3 keypoints, or a score per keypoint under 0.2, are dropped.
-Step 4's greedy order is the reference's ``argsort()[::-1]`` within each limb, so ties resolve as there.
+The sequential steps (2's suppression, 4's greedy scan) are resolved in vectorised rounds that give the scan's
+result; 4 ranks with the reference's own ``argsort()[::-1]`` per limb, so equal scores resolve as there. For
+speed, step 1 upsamples only the heatmap window where a value can reach 0.1 (OpenCV's cubic weights bound it)
+and the PAFs over the peaks' box, and step 3 first samples the 2 middle points (a pair failing both cannot
+pass); none of this changes a value, so on finite heads the people, pixels and scores are the reference's
+(tests/test_openpose_codec.py, every golden sample).
+
+``encode`` draws the reference's training targets (``datasets/coco.py``), with people combined as the issue
+asks: Gaussians by max, PAFs averaged where limbs meet (the reference sums and overwrites).
 """
 from __future__ import annotations
 
@@ -118,11 +126,12 @@ def encode_openpose(keypoints: np.ndarray, input_hw: tuple[int, int], stride: in
     cx = np.arange(w) * stride + shift  # (w,) input pixels
     cy = np.arange(h) * stride + shift
     labelled = kp[:, :, 2] > 0  # (N, 18)
-    x, y = kp[:, :, 0].astype(np.float64), kp[:, :, 1].astype(np.float64)
-    ex = (cx[None, None, :] - x[..., None]) ** 2 / (2 * cfg.sigma ** 2)  # (N, 18, w)
-    ey = (cy[None, None, :] - y[..., None]) ** 2 / (2 * cfg.sigma ** 2)  # (N, 18, h)
+    ex = ((cx[None, None, :] - kp[:, :, :1]) ** 2 / (2 * cfg.sigma ** 2)).astype(f32)  # (N, 18, w)
+    ey = ((cy[None, None, :] - kp[:, :, 1:2]) ** 2 / (2 * cfg.sigma ** 2)).astype(f32)  # (N, 18, h)
+    ex[~labelled] = np.inf  # an unlabelled keypoint draws nothing
     e = ey[..., :, None] + ex[..., None, :]  # (N, 18, h, w)
-    g = np.where((e <= np.log(100.0)) & labelled[..., None, None], np.exp(-np.minimum(e, 50.0)), 0.0)
+    g = np.exp(-ey)[..., :, None] * np.exp(-ex)[..., None, :]  # separable Gaussian
+    g[e > f32(np.log(100.0))] = 0  # the reference's cut at 0.01
     heat = np.zeros((19, h, w), f32)
     if len(kp):
         heat[:18] = g.max(0)
@@ -130,25 +139,24 @@ def encode_openpose(keypoints: np.ndarray, input_hw: tuple[int, int], stride: in
 
     pafs = np.zeros((2 * len(LIMBS), h, w), f32)
     a, b = kp[:, LIMBS[:, 0]], kp[:, LIMBS[:, 1]]  # (N, L, 3)
-    ax, ay = a[..., 0] / stride, a[..., 1] / stride  # cells, the cell centres at (shift / stride) + index
+    ax, ay = a[..., 0] / stride, a[..., 1] / stride  # cells; cell (i, j)'s centre is (j, i) + shift / stride
     vx, vy = b[..., 0] / stride - ax, b[..., 1] / stride - ay
     norm = np.hypot(vx, vy)
     drawn = (a[..., 2] > 0) & (b[..., 2] > 0) & (norm > 1e-7)  # (N, L)
     ux, uy = vx / np.maximum(norm, 1e-7), vy / np.maximum(norm, 1e-7)
-    gx = (np.arange(w) + shift / stride)[None, None, None, :]
-    gy = (np.arange(h) + shift / stride)[None, None, :, None]
+    gx = (np.arange(w) + shift / stride).astype(f32)[None, None, None, :]
+    gy = (np.arange(h) + shift / stride).astype(f32)[None, None, :, None]
     t = cfg.paf_width
-    xs = lambda v: v[..., None, None]  # noqa: E731  (N, L) -> (N, L, 1, 1)
-    near = (np.abs((gx - xs(ax)) * xs(uy) - (gy - xs(ay)) * xs(ux)) <= t)
-    near &= (gx >= xs(np.minimum(ax, ax + vx)) - t) & (gx <= xs(np.maximum(ax, ax + vx)) + t)
-    near &= (gy >= xs(np.minimum(ay, ay + vy)) - t) & (gy <= xs(np.maximum(ay, ay + vy)) + t)
-    near &= xs(drawn)  # (N, L, h, w)
+    xs = lambda v: v.astype(f32)[..., None, None]  # noqa: E731  (N, L) -> (N, L, 1, 1)
+    near = np.abs((gx - xs(ax)) * xs(uy) - (gy - xs(ay)) * xs(ux)) <= t  # within t cells of the line
+    near &= (gx >= xs(np.minimum(ax, ax + vx) - t)) & (gx <= xs(np.maximum(ax, ax + vx) + t))
+    near &= (gy >= xs(np.minimum(ay, ay + vy) - t)) & (gy <= xs(np.maximum(ay, ay + vy) + t))
+    near &= drawn[..., None, None]  # (N, L, h, w)
+    near = near.astype(f32)
     count = near.sum(0)  # (L, h, w)
     with np.errstate(invalid="ignore", divide="ignore"):
-        sx = np.where(count > 0, (near * xs(ux)).sum(0) / count, 0)
-        sy = np.where(count > 0, (near * xs(uy)).sum(0) / count, 0)
-    pafs[PAF_CHANNELS[:, 0]] = sx
-    pafs[PAF_CHANNELS[:, 1]] = sy
+        pafs[PAF_CHANNELS[:, 0]] = np.where(count > 0, np.einsum("nlhw,nl->lhw", near, ux.astype(f32)) / count, 0)
+        pafs[PAF_CHANNELS[:, 1]] = np.where(count > 0, np.einsum("nlhw,nl->lhw", near, uy.astype(f32)) / count, 0)
 
     weight = np.ones((1, h, w), f32)
     if ignore is not None:
