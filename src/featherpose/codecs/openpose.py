@@ -252,7 +252,8 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0
     pad[1:-1, 1:-1] = heatmaps
     flat = pad.reshape(-1)
     # Only values >= threshold can be peaks, and for them "above the zeroed neighbour" is "above the neighbour"
-    # (a neighbour under the threshold is under the candidate too); NaN is never a candidate and no NaN's neighbour.
+    # (a neighbour under the threshold is under the candidate too). A NaN is never a candidate, and a NaN
+    # neighbour stops one (comparisons with NaN are false), as in the reference.
     idx = np.flatnonzero(flat >= f32(threshold))
     c = flat[idx]
     idx = idx[(c > flat[idx - k]) & (c > flat[idx + k]) & (c > flat[idx - row]) & (c > flat[idx + row])]
