@@ -84,8 +84,23 @@ def test_decode_coco17_view_and_scores():
             np.testing.assert_array_equal(d17.keypoints[:, j], d18.keypoints[:, i])
     missing = ref[..., 2] == -1
     assert (d18.keypoints[missing] == 0).all() and (d18.keypoints[~missing][:, 2] > 0).all()
-    np.testing.assert_allclose(d18.scores, np.clip(ref_scores / 35, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(d18.scores, ref_scores / (ref_scores + 2.4), atol=1e-6)
     assert (np.argsort(-d18.scores, kind="stable") == np.argsort(-ref_scores, kind="stable")).all()
+
+
+@needs_golden
+def test_every_reference_person_passes_the_default_min_score():
+    """Person scores keep the reference's order, and every person the reference keeps scores >= 0.2."""
+    from featherpose.estimator import DEFAULT_MIN_SCORE
+
+    for sample in LWOP_SAMPLES:
+        info = sample_info(sample)
+        ref_scores = np.load(LWOP / sample / "pose_scores_float.npy")
+        scores = PafCodec(tuple(info["input_hw"])).decode(golden_heads(sample, "float")).scores
+        assert len(scores) == len(ref_scores) and (scores >= DEFAULT_MIN_SCORE).all()
+        assert (np.diff(scores[np.argsort(ref_scores)]) >= 0).all()
+    assert PafCodec((8, 8)).person_scores(np.array([0.6, np.inf, np.nan, 1e300])).tolist() == [
+        np.float32(0.2), 1.0, 0.0, 1.0]
     assert to_coco17(np.arange(18)[None, :, None]).ravel().tolist() == [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4,
                                                                        11, 8, 12, 9, 13, 10]
 

@@ -42,8 +42,6 @@ f32 = np.float32
 LIMBS = np.array(OPENPOSE18_PAF_LIMBS, np.int64)  # (L, 2) keypoint types a, b
 PAF_CHANNELS = np.array(OPENPOSE18_PAF_CHANNELS, np.int64)  # (L, 2) x, y channels
 NUM_TREE_LIMBS = 17  # limbs 0-16 build people; 17-18 only fill in
-#: A person's score sums at most 18 keypoint values and 17 limb scores (``decode``'s scores divide by this).
-MAX_POSE_TERMS = 35
 
 
 @dataclass(frozen=True)
@@ -548,17 +546,25 @@ class PafCodec(Codec):
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
         """Heads (batch axis dropped) -> people in input pixels: keypoints (N, K, 3) x, y, score with missing
-        keypoints (0, 0, 0); scores (N,) the reference's pose score / 35 (its most terms), clipped to [0, 1],
-        so people rank as the reference ranks them. No boxes.
+        keypoints (0, 0, 0); no boxes.
 
-        Never raises on NaN/inf or huge heads (NaN is never a peak).
+        A person's score maps the reference's pose score s (keypoint values + limb scores) into [0, 1) as
+        s / (s + 4 s_min), with s_min = min_keypoints * min_mean_score (0.6) the smallest s the reference keeps:
+        people rank as the reference ranks them, and every person it keeps scores >= 0.2 (the default
+        ``min_score``). Never raises on NaN/inf or huge heads (NaN is never a peak).
         """
         kp, total = self.decode_openpose(heads)
         kp = np.where(kp[..., 2:] == -1, f32(0), kp)
         if self.num_keypoints == 17:
             kp = to_coco17(kp)
-        scores = np.clip(total / MAX_POSE_TERMS, 0, 1).astype(f32)
-        return Decoded(keypoints=kp.astype(f32), boxes=None, scores=scores)
+        return Decoded(keypoints=kp.astype(f32), boxes=None, scores=self.person_scores(total))
+
+    def person_scores(self, pose_scores: np.ndarray) -> np.ndarray:
+        """(N,) float32 in [0, 1]: the reference's pose scores s -> s / (s + 4 s_min) (see :meth:`decode`)."""
+        s_min = self.grouping.min_keypoints * self.grouping.min_mean_score
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scores = np.where(np.isposinf(pose_scores), 1.0, pose_scores / (pose_scores + 4 * s_min))
+        return np.clip(np.nan_to_num(scores, nan=0.0), 0, 1).astype(f32)
 
 
 def to_coco17(keypoints: np.ndarray) -> np.ndarray:
