@@ -22,7 +22,7 @@ from conftest import DATA
 
 LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
 #: Smaller networks than the families' defaults (speed); a family not named here is tested at its defaults.
-TINY = {"movenet": {"width": 0.35}, "hourglass": {"stacks": 1, "channels": 16}}
+TINY = {"movenet": {"width": 0.35}, "hourglass": {"stacks": 1, "channels": 16}, "lwop": {"num_refinement_stages": 1}}
 NAMES = list(FAMILIES)
 
 

@@ -79,23 +79,28 @@ def _lwop_from_weights(weights: WeightsFile, input_size: tuple[int, int] | None 
 
 
 def _lwop_config(model: LwopModelSection, num_keypoints: int) -> LwopConfig:
-    """Recipes train on featherpose's RGB batches, so the network takes RGB (``rgb_input``)."""
-    return LwopConfig(num_keypoints=num_keypoints, num_refinement_stages=model.num_refinement_stages,
+    """The network a recipe trains: it always predicts the 18 OpenPose-18 keypoints (+ background) and 19 PAFs,
+    whatever the data's skeleton (COCO-17 data: the codec adds the neck when it encodes and drops it when it
+    decodes, :class:`~featherpose.codecs.openpose.PafCodec`); it takes featherpose's RGB batches (``rgb_input``)."""
+    if num_keypoints not in (17, 18):
+        raise ValueError(f"Lightweight OpenPose trains on COCO-17 or OpenPose-18 keypoints, the data has "
+                         f"{num_keypoints}; give a COCO person-keypoints json")
+    return LwopConfig(num_keypoints=18, num_refinement_stages=model.num_refinement_stages,
                       input_size=model.input_size, variant=model.variant, batch_norm=model.batch_norm,
                       rgb_input=True)
 
 
 def _lwop_codec(model: LwopModelSection, loss: LwopLossSection, num_keypoints: int) -> PafCodec:
+    """The training codec: encodes the data's keypoints (COCO-17 gets its neck, the shoulders' midpoint) and
+    decodes to them (17: the COCO-17 view, neck dropped), so evaluation compares like with like."""
     return PafCodec((model.input_size, model.input_size), num_keypoints, upsample=model.upsample)
 
 
 def _lwop_loss(model: LwopModelSection, loss: LwopLossSection, skeleton):
-    from ..train import losses  # training only: not loaded by `import featherpose`
+    """The reference's masked L2 on every stage's heatmaps and PAFs (:class:`~featherpose.train.losses.PafLoss`)."""
+    from ..train.losses import PafLoss  # training only: not loaded by `import featherpose`
 
-    if not hasattr(losses, "PafLoss"):
-        raise ValueError("training Lightweight OpenPose needs train.losses.PafLoss (issue 12 item 5), not written "
-                         "yet; the bundled lightweight-openpose model runs for inference")
-    return losses.PafLoss()
+    return PafLoss()
 
 
 def _lwop_ideal_heads(codec: PafCodec, targets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,8 +1,10 @@
-"""MoveNet losses (seed 003): weighted MSE for heatmap and centre, masked L1 for regression and offset.
+"""Every family's loss: ``loss(heads, targets) -> (total, {part: float})``.
 
-Shapes: B images, K keypoints, grid [h, w]. Predictions are the raw heads (logits for heatmap and
-centre); targets and masks come from :func:`featherpose.codecs.movenet_targets.encode_movenet`,
-stacked over the batch.
+MoveNet (seed 003): weighted MSE for heatmap and centre, masked L1 for regression and offset; shapes: B images,
+K keypoints, grid [h, w]; predictions are the raw heads (logits for heatmap and centre), targets and masks from
+:func:`featherpose.codecs.movenet_targets.encode_movenet`, stacked over the batch. The hourglass: heatmap MSE
+on every stack (:class:`HeatmapLoss`). Lightweight OpenPose: masked L2 on every stage's heatmaps and PAFs
+(:class:`PafLoss`).
 """
 from __future__ import annotations
 
@@ -122,6 +124,38 @@ class HeatmapLoss:
         per_stack = err.sum(dim=(0, 2, 3, 4)) / (weight.sum(dim=(0, 2, 3, 4)).clamp(min=1))
         total = per_stack.sum()
         return total, {"heatmap": float(per_stack[-1].detach())}
+
+
+@dataclass
+class PafLoss:
+    """Lightweight OpenPose's loss, as the reference trains (its ``train.py`` + ``modules/loss.py``): for every
+    stage (initial + refinements, intermediate supervision) and both heads, ``sum((mask * (pred - target))^2)
+    / 2 / B``, the stages' terms summed. The sum runs over every channel and cell (heatmaps: the 18 keypoints
+    and the background; PAFs: 38), so it is not a mean: at 368 x 368 one image has 19 x 46 x 46 heatmap cells.
+
+    Heads: ``stages_heatmaps`` (B, S, 19, h, w) and ``stages_pafs`` (B, S, 38, h, w) in training mode, else
+    the last stage's ``heatmaps`` (B, 19, h, w) / ``pafs`` (B, 38, h, w) alone (S = 1). Targets (from
+    :meth:`~featherpose.codecs.openpose.PafCodec.encode`, stacked): ``heatmaps``, ``pafs`` and ``weight``
+    (B, 1, h, w), the fraction of each cell outside crowds and unlabelled people (the reference's mask, applied
+    to every channel). Optional ``keypoint_weight`` (B, 19): heatmap channels weighted 0 have no target (a
+    teacher's doubted keypoints); their PAFs still count.
+
+    Parts (metrics.csv): ``heatmaps`` and ``pafs``, each summed over the stages (total = their sum).
+    """
+
+    def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        batch = targets["heatmaps"].shape[0]
+        mask = targets["weight"][:, None]  # (B, 1, 1, h, w): every stage, every channel
+        heat_mask = mask
+        if "keypoint_weight" in targets:
+            heat_mask = mask * targets["keypoint_weight"][:, None, :, None, None]
+        parts = {}
+        for name, m in (("heatmaps", heat_mask), ("pafs", mask)):
+            stages = heads.get(f"stages_{name}", heads[name][:, None])  # (B, S, C, h, w)
+            err = (stages - targets[name][:, None]) * m
+            parts[name] = (err * err).sum() / 2 / batch
+        total = parts["heatmaps"] + parts["pafs"]
+        return total, {n: float(v.detach()) for n, v in parts.items()}
 
 
 @dataclass
