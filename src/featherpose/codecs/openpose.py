@@ -320,18 +320,23 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
     a = starts[LIMBS[limb, 0]] + ai
     b = starts[LIMBS[limb, 1]] + bi
     p = cfg.points_per_limb
-    xy_f = xy.astype(f32)
     need = next((m for m in range(p + 1) if m / p > cfg.success_ratio), p + 1)  # passing samples a pair needs
     if need > p:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty, np.zeros(0)
+    xf, yf = xy[:, 0].astype(f32), xy[:, 1].astype(f32)
+    ax, ay = xf[a], yf[a]
+    dx, dy = xf[b] - ax, yf[b] - ay
+    norm = np.sqrt(dx * dx + dy * dy) + 1e-6
+    pairs = [ax, ay, dx, dy, dx / norm, dy / norm, PAF_CHANNELS[limb, 0], PAF_CHANNELS[limb, 1]]
     # A pair failing p - need + 1 samples cannot pass: probe that many (middle) samples first, then sample the
     # survivors fully. Each sample's arithmetic does not depend on which others are taken, so this is exact.
     probe = np.sort(np.argsort(np.abs(np.arange(p) - (p - 1) / 2), kind="stable")[:p - need + 1])  # the middle
     if len(probe) == p - need + 1 and len(probe) < p:
-        passes = (_affinity(xy_f, a, b, limb, pafs, p, probe, origin) > cfg.min_paf_score).any(1)
+        passes = (_affinity(pairs, pafs, p, probe, origin) > cfg.min_paf_score).any(1)
         limb, a, b = limb[passes], a[passes], b[passes]
-    affinity = _affinity(xy_f, a, b, limb, pafs, p, np.arange(p), origin)
+        pairs = [v[passes] for v in pairs]
+    affinity = _affinity(pairs, pafs, p, np.arange(p), origin)
     valid = affinity > cfg.min_paf_score
     valid_num = valid.sum(1)
     score = (affinity * valid).sum(1) / (valid_num + 1e-6)
@@ -342,20 +347,22 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
     return limb[order], a[order], b[order], score[order]
 
 
-def _affinity(xy: np.ndarray, a: np.ndarray, b: np.ndarray, limb: np.ndarray, pafs: np.ndarray, p: int,
-              steps: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """(C, len(steps)) PAF . unit(b - a) at samples ``steps`` of the ``p`` along each pair, rounded to the grid
-    (the reference's float32 arithmetic, step by step; ``xy`` float32 peaks)."""
-    grid = steps.astype(f32)[None, :, None]
-    pa = xy[a][:, None, :]
-    vec_raw = xy[b][:, None, :] - pa  # (C, 1, 2)
-    points = ((1 / (p - 1) * vec_raw) * grid + pa).round().astype(np.int64)  # (C, S, 2)
+def _affinity(pairs: list[np.ndarray], pafs: np.ndarray, p: int, steps: np.ndarray,
+              origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """(C, len(steps)) PAF . unit(b - a) at samples ``steps`` of the ``p`` along each pair, rounded to the grid.
+
+    ``pairs``: a's x, y, b - a's x, y, the unit vector's x, y (float32) and the limb's PAF channels (C,) each.
+    Element for element this is the reference's float32 arithmetic, so the values are the same.
+    """
+    ax, ay, dx, dy, ux, uy, cx, cy = (v[:, None] for v in pairs)
+    grid = steps.astype(f32)[None, :]
+    step = f32(1 / (p - 1))
+    px = ((step * dx) * grid + ax).round().astype(np.int64)  # (C, S)
+    py = ((step * dy) * grid + ay).round().astype(np.int64)
     h, w, c = pafs.shape
-    flat = ((points[..., 1] - origin[1]) * w + points[..., 0] - origin[0]) * c  # (C, S)
-    ch = PAF_CHANNELS[limb]
-    vec = vec_raw[:, 0] / (np.sqrt((vec_raw[:, 0] * vec_raw[:, 0]).sum(-1, keepdims=True)) + 1e-6)  # (C, 2)
+    flat = ((py - origin[1]) * w + px - origin[0]) * c
     values = pafs.reshape(-1)
-    return values[flat + ch[:, :1]] * vec[:, :1] + values[flat + ch[:, 1:]] * vec[:, 1:]
+    return values[flat + cx] * ux + values[flat + cy] * uy
 
 
 def match_greedy(limb: np.ndarray, a: np.ndarray, b: np.ndarray, num_peaks: int) -> np.ndarray:
