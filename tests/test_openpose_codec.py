@@ -58,9 +58,8 @@ def test_decode_matches_reference(sample, build):
 
 @needs_golden
 @pytest.mark.parametrize("sample", LWOP_SAMPLES)
-def test_peaks_and_entries_match_reference(sample):
-    """The peaks are the reference's ``all_keypoints`` row for row, and each person's keypoint ids its
-    ``pose_entries``."""
+def test_peaks_match_reference(sample):
+    """The peaks are the reference's ``all_keypoints`` row for row (pixels, values, order)."""
     heads = golden_heads(sample, "float")
     ref = np.load(LWOP / sample / "grouping_float.npz")
     xy, scores, types = find_peaks(upsample(heads["heatmaps"], 4, 18))
