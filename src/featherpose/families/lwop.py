@@ -16,6 +16,7 @@ import numpy as np
 
 from ..codecs.openpose import PafCodec
 from ..models.lwop import QUANTISED, STRIDE, VARIANTS, LightweightOpenPose, LwopConfig, dequantise
+from ..skeletons import OPENPOSE18_TO_COCO17
 from ..weights_io import WeightsFile
 from .base import Family, LossSection, ModelSection, codec_from_weights, input_hw, rebuild_network
 
@@ -108,6 +109,24 @@ def _lwop_ideal_heads(codec: PafCodec, targets: dict[str, np.ndarray]) -> dict[s
     return {name: np.asarray(targets[name], np.float32) for name in ("heatmaps", "pafs")}
 
 
+def _lwop_teacher_targets(targets: dict[str, np.ndarray], keypoints: np.ndarray, joints: np.ndarray
+                          ) -> dict[str, np.ndarray]:
+    """A teacher's doubt is not evidence of absence: the heatmap channels are shared by everyone in the image, so
+    ``keypoint_weight`` (19,) is 0 for a keypoint channel unless the teacher predicts that keypoint (``joints``,
+    (K,) in the student's skeleton, 17 or 18) and is confident of it for every person it found; the neck of a
+    COCO-17 student counts as both shoulders, the background channel always counts. PAFs keep their weight; when
+    the teacher is confident of nothing, the image weighs 0."""
+    keypoints = np.asarray(keypoints, np.float32)
+    confident = keypoints[..., 2] > 0  # (N, K)
+    trusted = (np.asarray(joints) > 0) & confident.all(axis=0)  # (K,)
+    if len(keypoints) and not confident.any():
+        targets["weight"] = np.zeros_like(targets["weight"])
+    if len(trusted) == 17:  # COCO-17 -> OpenPose-18 channels; neck: both shoulders
+        trusted = np.array([trusted[j] if j >= 0 else trusted[5] and trusted[6] for j in OPENPOSE18_TO_COCO17])
+    targets["keypoint_weight"] = np.append(trusted, True).astype(np.float32)
+    return targets
+
+
 def _lwop_import(source, out_dir) -> list:
     from ..convert.lwop import convert_lwop  # the importer loads only when asked for
 
@@ -120,7 +139,8 @@ LWOP = Family(
     name="lwop", kinds=("multi",), network=LightweightOpenPose, config=LwopConfig, codec=PafCodec,
     model_section=LwopModelSection, loss_section=LwopLossSection, input_multiple=STRIDE,
     network_config=_lwop_config, training_codec=_lwop_codec, from_weights=_lwop_from_weights,
-    loss=_lwop_loss, loss_parts=("heatmaps", "pafs"), ideal_heads=_lwop_ideal_heads, init_any_size=True,
+    loss=_lwop_loss, loss_parts=("heatmaps", "pafs"), ideal_heads=_lwop_ideal_heads,
+    teacher_targets=_lwop_teacher_targets, init_any_size=True,
     importer=_lwop_import,
     importer_source="human-pose-estimation-0001.xml (Intel Open Model Zoo OpenVINO IR, its .bin beside it) "
                     "or its folder")
