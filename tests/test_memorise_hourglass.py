@@ -16,6 +16,7 @@ from featherpose.train.trainer import train
 from conftest import DATA, ROOT
 
 LSP_TRAIN = DATA / "lsp" / "lsp_train.json"
+LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
 
 
 #: family -> (recipe, its 16-person data, settings of the short run, the metric, its bar). Measured on 2 cores
@@ -24,6 +25,8 @@ LSP_TRAIN = DATA / "lsp" / "lsp_train.json"
 MEMORISE = {
     "hourglass": ("hourglass_memorise.yaml", LSP_TRAIN, {"stacks": 1, "channels": 64, "input_size": 64}, 120,
                   "PCK@0.2 (torso)", 0.9),
+    # Lightweight OpenPose (bottom-up): labeled_dev's 4 COCO images, 12 people, 1-5 per image (grouping by PAFs).
+    "lwop": ("lwop_memorise.yaml", LABELED, {"input_size": 128}, 200, "AP", 0.2),
 }
 
 
