@@ -30,16 +30,24 @@ def test_backends_agree(name):
 
 @pytest.mark.parametrize("name", featherpose.models())
 def test_onnx_export_runs_on_golden_input(name, tmp_path):
+    """Every zoo model exports; the graph outputs the codec's heads (names and shapes) and equals torch on the
+    image the model's own preprocessing makes of messi5 (MoveNet: golden input_S.npz; Lightweight OpenPose: its
+    own width, 416, through the dynamic width axis) and on zeros of ``est.input_hw``."""
     est = featherpose.load(name, backend="torch")
-    path = export_onnx(est.network, est.input_hw, tmp_path / f"{name}.onnx")
+    path = export_onnx(est.network, est.input_hw, tmp_path / f"{name}.onnx", dynamic_width=est.dynamic_width)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    size = est.input_hw[0]
-    x = np.load(GOLDEN / "messi5" / f"input_{size}.npz")["input"]
-    outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
-    assert set(outs) == set(est.network.heads)
-    ref = est.infer(x)
-    for k, v in outs.items():
-        assert np.abs(v[0] - ref[k]).max() <= 1e-4 * max(1.0, np.abs(ref[k]).max()), k
+    x, _ = est.preprocess(load_image(golden_image_path("messi5")))
+    if not est.dynamic_width:
+        np.testing.assert_array_equal(x, np.load(GOLDEN / "messi5" / f"input_{est.input_hw[0]}.npz")["input"])
+    shapes = est.codec.head_shapes()
+    for image in (x, np.zeros((1, *est.input_hw, 3), np.int32)):
+        outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": image})))
+        assert set(outs) == set(shapes)
+        ref = est.infer(image)
+        for k, v in outs.items():
+            c, h, w = shapes[k]
+            assert v.shape == (1, c, h, image.shape[2] * w // est.input_hw[1]), (k, v.shape)
+            assert np.abs(v[0] - ref[k]).max() <= 1e-4 * max(1.0, np.abs(ref[k]).max()), k
 
 
 def test_default_backend_is_onnxruntime():

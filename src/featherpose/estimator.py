@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from torch import nn
@@ -54,10 +55,17 @@ class Estimator:
         skeleton: the keypoint set the model predicts.
         backend: ``auto``, ``onnxruntime`` or ``torch``.
         threads: CPU threads (None: runtime default).
+        preprocess: (HxWx3 uint8 RGB image, ``codec.input_hw``) -> ((Hi, Wi, 3) int32 RGB network input,
+            :class:`~featherpose.image.Letterbox`), the family's (its row's ``preprocess``); None: TF's letterbox
+            to ``codec.input_hw`` (:func:`~featherpose.image.resize_with_pad`, MoveNet's).
+        dynamic_width: the input width follows each image (``preprocess`` chooses it); the ONNX graph then has a
+            dynamic width axis.
     """
 
     def __init__(self, name: str, network: nn.Module, codec: Codec, skeleton: Skeleton, backend: str = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, *,
+                 preprocess: Callable[[np.ndarray, tuple[int, int]], tuple[np.ndarray, Letterbox]] | None = None,
+                 dynamic_width: bool = False):
         self.name = name
         self.network = network
         self.codec = codec
@@ -66,10 +74,14 @@ class Estimator:
         self.kind = codec.kind
         self.multi_person = codec.multi
         self.top_down = codec.top_down  # one person per input, needs person boxes on whole images
-        self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder())
+        self._preprocess = preprocess or resize_with_pad
+        self.dynamic_width = dynamic_width
+        self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder(),
+                                      dynamic_width=dynamic_width)
 
     def __repr__(self) -> str:
-        return f"Estimator({self.name!r}, input {self.input_hw[1]}x{self.input_hw[0]}, backend {self.backend.name})"
+        width = "W" if self.dynamic_width else self.input_hw[1]
+        return f"Estimator({self.name!r}, input {width}x{self.input_hw[0]}, backend {self.backend.name})"
 
     def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE, *,
                  name: str | None = None) -> Poses:
@@ -87,8 +99,9 @@ class Estimator:
         return poses.filter(min_score) if min_score > 0 else poses
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        """HxWx3 uint8 RGB -> ((1, H, W, 3) int32 network input, letterbox geometry)."""
-        x, letterbox = resize_with_pad(image, self.input_hw)
+        """HxWx3 uint8 RGB -> ((1, Hi, Wi, 3) int32 network input, letterbox geometry); (Hi, Wi) is
+        :attr:`input_hw` unless :attr:`dynamic_width` (then the width follows the image)."""
+        x, letterbox = self._preprocess(image, self.input_hw)
         return x[None], letterbox
 
     def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,7 +120,8 @@ class Estimator:
                                        "re-create or re-train the weight file")
 
     def postprocess(self, heads: dict[str, np.ndarray], letterbox: Letterbox) -> Poses:
-        """Raw heads -> Poses in image pixels (all the model outputs, unfiltered).
+        """Raw heads -> Poses in image pixels (all the model outputs, unfiltered); a keypoint the codec reports
+        missing, (0, 0, 0), stays (0, 0, 0).
 
         Raises:
             NonFiniteOutputError: the heads hold NaN/inf.
@@ -116,7 +130,8 @@ class Estimator:
         with np.errstate(over="ignore", invalid="ignore"):  # huge but finite heads overflow harmlessly to inf distances
             dec = self.codec.decode(heads)
         kpts = dec.keypoints.copy()
-        kpts[..., :2] = letterbox.to_image(kpts[..., :2])
+        missing = (kpts == 0).all(axis=-1, keepdims=True)  # a codec's missing keypoint (0, 0, 0) stays (0, 0, 0)
+        kpts[..., :2] = np.where(missing, kpts[..., :2], letterbox.to_image(kpts[..., :2]))
         boxes = None
         if dec.boxes is not None:  # person boxes
             boxes = letterbox.to_image(dec.boxes.reshape(-1, 2, 2)).reshape(-1, 4)

@@ -181,7 +181,10 @@ def load_image(source) -> np.ndarray:
 class Letterbox:
     """Geometry of an aspect-preserving resize into a padded ``input_hw`` canvas.
 
-    The image (``image_hw``) is resized to ``resized_hw`` and placed at (``top``, ``left``).
+    The image (``image_hw``) is resized to ``resized_hw`` and placed at (``top``, ``left``). ``scale``: when the
+    resize used one factor on both axes (OpenCV's ``fx = fy = scale``, input pixels per image pixel, as
+    :func:`resize_height_pad_centred`), points map with it exactly, in float64 as the reference does; None: each
+    axis's own ratio ``resized / image`` (:func:`resize_with_pad`).
     """
 
     image_hw: tuple[int, int]
@@ -189,24 +192,37 @@ class Letterbox:
     resized_hw: tuple[int, int]
     top: int
     left: int
+    scale: float | None = None
+
+    def _ratio(self) -> tuple[float, float]:
+        """Input pixels per image pixel, (x, y)."""
+        if self.scale is not None:
+            return self.scale, self.scale
+        return self.resized_hw[1] / self.image_hw[1], self.resized_hw[0] / self.image_hw[0]
 
     def _scale(self) -> np.ndarray:
         """Image pixels per input pixel, (x, y)."""
+        if self.scale is not None:
+            return np.array([1 / self.scale, 1 / self.scale], f32)
         return np.array([self.image_hw[1] / self.resized_hw[1], self.image_hw[0] / self.resized_hw[0]], f32)
 
     @property
     def matrix(self) -> np.ndarray:
         """(3, 3) affine from image pixels to input pixels (pixel centres at integers, as in TF's and
         OpenCV's half-pixel resizing): warping an image with it reproduces this letterbox's geometry."""
-        sx, sy = self.resized_hw[1] / self.image_hw[1], self.resized_hw[0] / self.image_hw[0]
+        sx, sy = self._ratio()
         return np.array([[sx, 0.0, self.left + 0.5 * sx - 0.5], [0.0, sy, self.top + 0.5 * sy - 0.5], [0, 0, 1.0]])
 
     def to_image(self, xy_input: np.ndarray) -> np.ndarray:
-        """Map (..., 2) x, y in input pixels back to pixels of the original image."""
+        """Map (..., 2) x, y in input pixels back to pixels of the original image (float32)."""
+        if self.scale is not None:  # the reference's (x - left) / scale, in float64
+            return ((np.asarray(xy_input, np.float64) - [self.left, self.top]) / self.scale).astype(f32)
         return ((xy_input - np.array([self.left, self.top], f32)) * self._scale()).astype(f32)
 
     def to_input(self, xy_image: np.ndarray) -> np.ndarray:
         """Map (..., 2) x, y in image pixels into the network input (inverse of :meth:`to_image`)."""
+        if self.scale is not None:
+            return (np.asarray(xy_image, np.float64) * self.scale + [self.left, self.top]).astype(f32)
         return (xy_image / self._scale() + np.array([self.left, self.top], f32)).astype(f32)
 
 
@@ -258,6 +274,41 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     out = np.zeros((*input_hw, 3), np.int32)
     out[box.top:box.top + oh, box.left:box.left + ow] = t + (b - t) * wy
     return out, box
+
+
+#: Raw value of the padding :func:`resize_height_pad_centred` adds (Lightweight OpenPose: 0 once normalised).
+CENTRED_PAD_VALUE = 128
+
+
+def resize_height_pad_centred(image: np.ndarray, height: int, multiple: int = 8,
+                              pad_value: int = CENTRED_PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """The reference Lightweight OpenPose demo's preprocessing (``infer_fast``), bit for bit: the image keeps its
+    aspect and gets its own input width.
+
+    An HxWx3 uint8 image is resized by ``scale = height / H`` on both axes with OpenCV's bilinear
+    (``cv2.resize(fx=fy=scale, INTER_LINEAR)``: 11-bit fixed-point weights, still uint8), to
+    ``round(H * scale) x round(W * scale)``; then padded with ``pad_value`` to ``ceil(height / multiple)`` x
+    ``ceil(max(w', height) / multiple)`` multiples, centred (the odd pixel at the bottom / right). The channels
+    are resized independently, so RGB in gives RGB out.
+
+    Returns:
+        (int32 array (Hi, Wi, 3) 0..255, the letterbox geometry with ``scale``: input point (x, y) is image point
+        ``((x - left) / scale, (y - top) / scale)``).
+    """
+    if height < 1 or multiple < 1:
+        raise ValueError(f"height and multiple must be positive, got {height} and {multiple}")
+    h, w = image.shape[:2]
+    scale = height / h
+    scaled = cv2.resize(np.ascontiguousarray(image), (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    if scaled.ndim == 2:  # a one-pixel-wide result loses nothing, but keep 3 channels
+        scaled = scaled[..., None]
+    sh, sw = scaled.shape[:2]
+    out_h = -(-height // multiple) * multiple
+    out_w = -(-max(sw, height) // multiple) * multiple
+    top, left = (out_h - sh) // 2, (out_w - sw) // 2
+    out = np.full((out_h, out_w, 3), pad_value, np.int32)
+    out[top:top + sh, left:left + sw] = scaled
+    return out, Letterbox((h, w), (out_h, out_w), (sh, sw), top, left, scale)
 
 
 def square_around(box_xywh, expand: float) -> tuple[int, int, int]:

@@ -16,8 +16,8 @@ from typing import Any
 
 from .estimator import Estimator
 from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
-from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, first_line
-from .skeletons import COCO17, skeleton_from_json
+from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, family_of, first_line
+from .skeletons import COCO17, SKELETONS, skeleton_from_json
 from .weights_io import load_weights
 
 class UnknownModelError(ValueError):
@@ -63,7 +63,8 @@ ZOO: dict[str, ModelInfo] = {
     "lightweight-openpose": ModelInfo(
         "lightweight-openpose", "lightweight-openpose.safetensors", True, (256, 456),
         "Lightweight OpenPose (MobileNetV1 + CPM + 1 refinement stage, part affinity fields), Intel's Open Model Zoo "
-        "human-pose-estimation-0001 FP16-INT8 IR imported (int8 weights kept exactly); several people, 18 keypoints",
+        "human-pose-estimation-0001 FP16-INT8 IR imported (int8 weights kept exactly); several people, COCO-17 "
+        "keypoints (OpenPose-18: skeleton='openpose18'); input height 256, width follows the image (456: 16:9)",
         "Apache-2.0 (Intel Open Model Zoo); see weights/NOTICE",
         "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)"),
 }
@@ -147,7 +148,7 @@ def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
 
 
 def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads: int | None = None,
-         input_size: int | tuple[int, int] | None = None) -> Estimator:
+         input_size: int | tuple[int, int] | None = None, skeleton: str | None = None) -> Estimator:
     """A ready-to-run estimator.
 
     Args:
@@ -155,19 +156,28 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         backend: ``auto`` (fastest available), ``onnxruntime`` or ``torch``.
         threads: CPU threads for the backend (None: the runtime's default).
         input_size: network input side (or (H, W)) in pixels, multiples the model accepts (32 for MoveNet);
-            multi-person models only.
+            multi-person models only. Lightweight OpenPose: the input height (default 256; the paper's 368),
+            the width follows each image.
+        skeleton: the keypoint set of the Poses (a name in :data:`~featherpose.skeletons.SKELETONS`), where the
+            model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
+            dropped), ``"openpose18"`` its own 18 keypoints, neck included.
 
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
     """
-    name, network, codec, skeleton = build(model, input_size)
-    return Estimator(name, network, codec, skeleton, backend, threads)
+    name, network, codec, skel = build(model, input_size, skeleton)
+    row = family_of(codec)
+    return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
+                     dynamic_width=row.dynamic_width)
 
 
-def build(model: str | Path, input_size: int | tuple[int, int] | None = None):
+def build(model: str | Path, input_size: int | tuple[int, int] | None = None, skeleton: str | None = None):
     """(name, torch network in eval mode, codec, skeleton) of a zoo name or featherpose weight file.
 
-    What :func:`load` wraps in an Estimator; training uses it directly (a teacher runs batched in torch).
+    What :func:`load` wraps in an Estimator; training uses it directly (a teacher runs batched in torch). The
+    skeleton is the one the codec decodes to: the file's own when they have the same keypoint count, else
+    COCO-17 for a 17-keypoint codec (Lightweight OpenPose's 18-keypoint network decodes to COCO-17). ``skeleton``
+    (a name) asks for another the codec can decode to: the file's own or COCO-17.
     """
     path, name = resolve_weights(model)
     weights = load_weights(path)
@@ -177,11 +187,24 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None):
     hw = (input_size, input_size) if isinstance(input_size, int) else input_size
     network, codec = FAMILIES[arch].from_weights(weights, hw)
     try:
-        skeleton = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
+        own = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
     except BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({first_line(exc)}); "
                          f"{WEIGHTS_FIX}") from None
-    if skeleton.num_keypoints != network.config.num_keypoints:
-        raise ValueError(f"{path}: skeleton {skeleton.name} has {skeleton.num_keypoints} keypoints, the network "
+    if own.num_keypoints != network.config.num_keypoints:
+        raise ValueError(f"{path}: skeleton {own.name} has {own.num_keypoints} keypoints, the network "
                          f"{network.config.num_keypoints}")
-    return name or weights.meta.get("name", path.stem), network, codec, skeleton
+    choices = {s.name: s for s in (own, COCO17) if s.num_keypoints in (codec.num_keypoints, own.num_keypoints)}
+    default = own if own.num_keypoints == codec.num_keypoints else COCO17 if codec.num_keypoints == 17 else None
+    if default is None:
+        raise ValueError(f"{path}: the codec decodes {codec.num_keypoints} keypoints, skeleton {own.name} has "
+                         f"{own.num_keypoints}; {WEIGHTS_FIX}")
+    chosen = default
+    if skeleton is not None and skeleton != default.name:
+        if skeleton not in choices or codec.num_keypoints == own.num_keypoints:
+            offered = default.name if codec.num_keypoints == own.num_keypoints else " or ".join(choices)
+            known = "" if skeleton in SKELETONS else f" (not a skeleton; known: {', '.join(SKELETONS)})"
+            raise ValueError(f"{path}: skeleton {skeleton!r}{known} is not one this model outputs: {offered}")
+        chosen = choices[skeleton]
+        codec = type(codec).from_dict(codec.to_dict(), codec.input_hw, chosen.num_keypoints, codec.arrays())
+    return name or weights.meta.get("name", path.stem), network, codec, chosen

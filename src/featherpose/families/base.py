@@ -175,6 +175,12 @@ class Family:
         importer: (source, out folder) -> written weight files, the ``featherpose convert`` of this family;
             None: nothing to import.
         importer_source: what ``featherpose convert <family>`` takes (its help line).
+        preprocess: (HxWx3 uint8 RGB image, the codec's input (H, W)) -> ((Hi, Wi, 3) int32 RGB network input,
+            :class:`~featherpose.image.Letterbox` that maps its points back to the image), what the
+            :class:`~featherpose.estimator.Estimator` feeds the network; None: TF's letterbox to the codec's
+            input (:func:`~featherpose.image.resize_with_pad`, MoveNet's and the hourglass's).
+        dynamic_width: ``preprocess`` gives each image its own input width (the height is the codec's); the ONNX
+            export then has a dynamic width axis.
     """
 
     name: str
@@ -198,6 +204,8 @@ class Family:
     init_any_size: bool = False
     importer: Callable[..., list] | None = None
     importer_source: str = ""
+    preprocess: Callable[[Any, tuple[int, int]], tuple] | None = None
+    dynamic_width: bool = False
 
     @property
     def top_down(self) -> bool:

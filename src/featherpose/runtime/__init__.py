@@ -67,13 +67,15 @@ def check_threads(threads) -> None:
 
 
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: str = "auto",
-                   threads: int | None = None, decoder: torch.nn.Module | None = None) -> TorchBackend | OnnxBackend:
+                   threads: int | None = None, decoder: torch.nn.Module | None = None, *,
+                   dynamic_width: bool = False) -> TorchBackend | OnnxBackend:
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime then runs it inside the graph (as
             Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
+        dynamic_width: the ONNX graph takes any input width (``input_hw``'s is the one it is traced at).
     """
     check_threads(threads)
     threads = int(threads) if threads else None
@@ -83,5 +85,5 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: s
     if backend == "onnxruntime":
         from .export import export_onnx
 
-        return OnnxBackend(export_onnx(model, input_hw, decoder=decoder), threads)
+        return OnnxBackend(export_onnx(model, input_hw, decoder=decoder, dynamic_width=dynamic_width), threads)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

@@ -26,10 +26,14 @@ class NHWCInput(nn.Module):
 
 
 def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
-                decoder: nn.Module | None = None) -> bytes | Path:
-    """Export ``model`` for a fixed input size.
+                decoder: nn.Module | None = None, dynamic_width: bool = False) -> bytes | Path:
+    """Export ``model`` for a fixed input size (H, W), or a fixed height and any width.
+
+    The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
 
     Args:
+        dynamic_width: the input width is a dynamic axis (``width``; the heads' last axis follows it, ``grid_w``),
+            for models whose input width follows the image (Lightweight OpenPose); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
 
@@ -43,7 +47,9 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(NHWCInput(model, decoder).eval(), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
-                          dynamo=False, opset_version=17, input_names=["image"], output_names=names)
+                          dynamo=False, opset_version=17, input_names=["image"], output_names=names,
+                          dynamic_axes=({"image": {2: "width"}, **({} if decoder is not None else {n: {3: "grid_w"} for n in names})}
+                                        if dynamic_width else None))
     data = buf.getvalue()
     if path is None:
         return data
