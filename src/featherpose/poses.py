@@ -19,10 +19,12 @@ from .skeletons import COCO17, Skeleton
 
 
 def _boxes_from_keypoints(keypoints: np.ndarray, min_score: float) -> np.ndarray:
-    """(N, 4) x1, y1, x2, y2 around each person's keypoints scoring above ``min_score`` (all if none do)."""
+    """(N, 4) x1, y1, x2, y2 around each person's keypoints scoring above ``min_score``; if none do, around
+    those scoring above 0 (a missing keypoint, score 0, is never in a box unless all are missing)."""
     boxes = np.zeros((len(keypoints), 4), np.float32)
     for i, kp in enumerate(keypoints):
         pts = kp[kp[:, 2] > min_score, :2]
+        pts = pts if len(pts) else kp[kp[:, 2] > 0, :2]
         pts = pts if len(pts) else kp[:, :2]
         boxes[i] = [*pts.min(axis=0), *pts.max(axis=0)]
     return boxes
