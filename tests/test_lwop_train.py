@@ -192,23 +192,22 @@ def openpose18_json(coco17: Path, out: Path) -> Path:
 
 
 def test_finetuning_the_bundled_model_for_20_steps_keeps_its_ap(tmp_path):
-    """configs/lwop_finetune.yaml, 20 steps on labeled_dev (as OpenPose-18, the bundled model's keypoints): OKS AP
-    on those images, at the 256x256 training input, moves by at most 0.05 (measured, 1 thread, ~60 s: 0.375 -> 0.383)."""
+    """configs/lwop_finetune.yaml, 20 steps on labeled_dev relabelled as OpenPose-18 (the bundled model's own
+    keypoints): OKS AP on labeled_dev's COCO-17 json, both models run as ``featherpose eval`` runs them, moves by
+    at most 0.05 (measured, 1 thread, ~40 s, lr 4e-5: 0.542 -> 0.534)."""
     from featherpose.evaluation import evaluate
     from featherpose.train.trainer import train
 
     if not LABELED.exists():
         pytest.skip(f"{LABELED} is not here")
-    data = openpose18_json(LABELED, tmp_path / "op18.json")
     cfg = load_config(ROOT / "configs" / "lwop_finetune.yaml")
-    cfg.data.train = cfg.data.val = str(data)
+    cfg.data.train = cfg.data.val = str(openpose18_json(LABELED, tmp_path / "op18.json"))
     cfg.out = str(tmp_path / "ft")
-    before = evaluate("lightweight-openpose", data, input_size=cfg.model.input_size, backend="torch",
-                      progress=False).coco["AP"]  # at the square input the trainer evaluates at
     result = train(cfg, progress=False)
-    assert result.step == 20
-    after = result.metrics["AP"]
-    print("AP before", before, "after", after)
+    assert result.step == 20 and result.last_loss < result.first_loss * 2
+    before = evaluate("lightweight-openpose", LABELED, backend="torch", progress=False).coco["AP"]
+    after = evaluate(tmp_path / "ft" / "checkpoints" / "last.safetensors", LABELED, backend="torch",
+                     progress=False).coco["AP"]
     assert abs(after - before) <= 0.05, (before, after)
 
 

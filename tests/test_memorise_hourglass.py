@@ -1,6 +1,6 @@
-"""Proof of learning for the top-down families (issue 11): from random init, a model memorises 16 real
-labelled people until its own metric on them passes a bar. One row per trainable family of the table
-(the hourglass now; a new family adds its row). The full bar (>= 0.95 PCK@0.2 on a bigger model) is
+"""Proof of learning for the trainable families (issue 11, issue 12 item 5): from random init, a model memorises
+a few real labelled images (16 people at most) until its own metric on them passes a bar. One row per trainable
+family of the table (the hourglass, Lightweight OpenPose; a new family adds its row). The full bar (>= 0.95 PCK@0.2 on a bigger model) is
 benchmarks/hourglass_memorise.py's."""
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
 MEMORISE = {
     "hourglass": ("hourglass_memorise.yaml", LSP_TRAIN, {"stacks": 1, "channels": 64, "input_size": 64}, 120,
                   "PCK@0.2 (torso)", 0.9),
-    # Lightweight OpenPose (bottom-up): labeled_dev's 4 COCO images, 12 people, 1-5 per image (grouping by PAFs).
+    # Lightweight OpenPose (bottom-up): labeled_dev's 4 COCO images, 12 people, 1-5 per image (grouping by PAFs);
+    # measured at 128x128, 200 steps (~100 s): loss 897 -> 4.0, OKS AP 0.31 (AP50 0.66).
     "lwop": ("lwop_memorise.yaml", LABELED, {"input_size": 128}, 200, "AP", 0.2),
 }
 
