@@ -178,3 +178,23 @@ def test_cli_eval_gives_the_reference_ap(capsys):
     out = capsys.readouterr().out
     ap = float(re.search(r"^AP\s+([\d.]+)$", out, re.M).group(1))
     assert abs(ap - 31.2) <= 0.2, out
+
+
+def test_cli_predict_openpose18_image_is_the_golden_people(capsys, tmp_path):
+    """``featherpose predict messi5.jpg --model lightweight-openpose --skeleton openpose18 --json``: the reference's
+    six people, neck included, at the golden pixels; an unknown skeleton is one line, exit 2."""
+    path = tmp_path / "k.json"
+    assert main(["predict", str(LWOP_GOLDEN / entry("messi5")["image"]), "--model", MODEL, "--skeleton",
+                 "openpose18", "--json", str(path), "--quiet", "--min-score", "0"]) == 0
+    people = json.loads(path.read_text())["people"]
+    ref = golden("messi5", "poses_float.npy")
+    assert len(people) == len(ref)
+    for person, kp in zip(people, ref):
+        assert list(person["keypoints"]) == list(OPENPOSE18.keypoints)
+        got = np.array([person["keypoints"][n] for n in OPENPOSE18.keypoints], np.float64)
+        want = np.where(kp[:, 2:] != -1, kp, 0)
+        np.testing.assert_allclose(got[:, :2], want[:, :2], atol=0.005 + TOLERANCE, rtol=0)  # JSON: 2 decimals
+        np.testing.assert_allclose(got[:, 2], want[:, 2], atol=5e-6 + 1e-5, rtol=0)  # JSON: 5 decimals
+    assert main(["predict", str(MEDIA / "messi5.jpg"), "--model", MODEL, "--skeleton", "mpii16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not one this model outputs: openpose18 or coco17" in err

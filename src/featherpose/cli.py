@@ -34,7 +34,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     source = sample_image() if args.sample else args.source
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
                      backend=args.backend, threads=args.threads, input_size=args.input_size,
-                     min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet)
+                     min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet,
+                     skeleton=args.skeleton)
     if report.kind == "image" and not args.quiet:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
@@ -170,12 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
-                   "MoveNet (multi-person models)")
+                   "MoveNet (multi-person models); lightweight-openpose: the height, a multiple of 8 (default 256), "
+                   "the width follows each image")
     p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                    help=f"drop people scoring below this (default {DEFAULT_MIN_SCORE}, as featherpose.load)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
     p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
                                                   f"{{file_name, bbox}}); default: {DETECTOR} finds them")
+    p.add_argument("--skeleton", help="keypoints to write and draw where the model offers several "
+                                      "(lightweight-openpose: coco17, the default, or openpose18 with the neck)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-person lines")
     p.set_defaults(func=_cmd_predict)
 
@@ -202,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model name or .safetensors file")
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
     p.add_argument("--input-size", type=int, help="input side, a multiple the model accepts, e.g. 32 for MoveNet "
-                   "(multi-person models)")
+                   "(multi-person models); lightweight-openpose: the height (default 256), the width stays dynamic")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("eval", help="OKS AP and PCK of a model on COCO-keypoints data")
@@ -210,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, metavar="COCO.json",
                    help="COCO keypoints json (file_name relative to its folder)")
     p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
-                   "MoveNet (multi-person models)")
+                   "MoveNet (multi-person models); lightweight-openpose: the height, a multiple of 8 (default 256), "
+                   "the width follows each image")
     p.add_argument("--results", metavar="FILE", help="also write the COCO results json")
     p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])

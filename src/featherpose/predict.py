@@ -165,7 +165,7 @@ def _write(report: PredictReport, path: Path, write) -> None:
 def predict(source: str | Path | int, model: str | None = None, *, multi: bool = False, save: str | Path | None = None,
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
             input_size: int | None = None, min_score: float = DEFAULT_MIN_SCORE, max_frames: int | None = None,
-            boxes: str | Path | None = None, progress: bool = True) -> PredictReport:
+            boxes: str | Path | None = None, progress: bool = True, skeleton: str | None = None) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
     Args:
@@ -185,6 +185,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         max_frames: stop a video or webcam after this many frames (>= 1).
         boxes: person boxes for a top-down model (see :mod:`featherpose.topdown`), matched by file name;
             without it a top-down model crops the people movenet-multipose finds.
+        skeleton: the keypoint set written and drawn, where the model offers several (lightweight-openpose:
+            ``openpose18``; None: the model's default, see :func:`featherpose.load`).
 
     Returns:
         A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped; an
@@ -208,7 +210,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     other_inputs = [Path(p) for p in (boxes, model) if p is not None and Path(p).is_file()]
     plan = plan_outputs(kind, source, files, save, json_path, other_inputs)
     model = model or default_model(kind, multi)
-    est = load(model, backend=backend, threads=threads, input_size=input_size)
+    est = load(model, backend=backend, threads=threads, input_size=input_size, skeleton=skeleton)
     if est.top_down:
         if boxes is not None and kind not in ("image", "folder"):
             raise ValueError("--boxes gives boxes per image file; for a video or webcam leave it out "
