@@ -198,3 +198,20 @@ def test_cli_predict_openpose18_image_is_the_golden_people(capsys, tmp_path):
     assert main(["predict", str(MEDIA / "messi5.jpg"), "--model", MODEL, "--skeleton", "mpii16"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not one this model outputs: openpose18 or coco17" in err
+
+
+def test_a_lwop_file_trained_on_coco17_loads(tmp_path):
+    """A weight file of the 18-keypoint network whose skeleton is COCO-17 (what training on COCO data writes)
+    loads: the skeleton is checked against the codec's 17 output keypoints, not the network's 18; it offers
+    only COCO-17."""
+    from featherpose import zoo
+    from featherpose.skeletons import skeleton_to_json
+    from featherpose.weights_io import load_weights, save_weights
+
+    bundled = load_weights(zoo.weights_path(zoo.model_info(MODEL)))
+    path = save_weights(tmp_path / "coco.safetensors", bundled.state_dict, name="coco", architecture="lwop",
+                        config=bundled.config, codec=bundled.codec, skeleton=skeleton_to_json(COCO17))
+    name, net, codec, skeleton = zoo.build(path)
+    assert name == "coco" and net.config.num_keypoints == 18 and codec.num_keypoints == 17 and skeleton is COCO17
+    with pytest.raises(ValueError, match="skeleton 'openpose18' is not one this model outputs: coco17$"):
+        zoo.build(path, skeleton="openpose18")

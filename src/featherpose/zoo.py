@@ -191,20 +191,25 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     except BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({first_line(exc)}); "
                          f"{WEIGHTS_FIX}") from None
-    if own.num_keypoints != network.config.num_keypoints:
-        raise ValueError(f"{path}: skeleton {own.name} has {own.num_keypoints} keypoints, the network "
-                         f"{network.config.num_keypoints}")
-    choices = {s.name: s for s in (own, COCO17) if s.num_keypoints in (codec.num_keypoints, own.num_keypoints)}
-    default = own if own.num_keypoints == codec.num_keypoints else COCO17 if codec.num_keypoints == 17 else None
-    if default is None:
-        raise ValueError(f"{path}: the codec decodes {codec.num_keypoints} keypoints, skeleton {own.name} has "
-                         f"{own.num_keypoints}; {WEIGHTS_FIX}")
-    chosen = default
-    if skeleton is not None and skeleton != default.name:
-        if skeleton not in choices or codec.num_keypoints == own.num_keypoints:
-            offered = default.name if codec.num_keypoints == own.num_keypoints else " or ".join(choices)
-            known = "" if skeleton in SKELETONS else f" (not a skeleton; known: {', '.join(SKELETONS)})"
-            raise ValueError(f"{path}: skeleton {skeleton!r}{known} is not one this model outputs: {offered}")
-        chosen = choices[skeleton]
-        codec = type(codec).from_dict(codec.to_dict(), codec.input_hw, chosen.num_keypoints, codec.arrays())
-    return name or weights.meta.get("name", path.stem), network, codec, chosen
+    # the codec's output keypoints decide (lwop: an 18-keypoint network decodes to COCO-17 by default)
+    if own.num_keypoints == codec.num_keypoints:
+        default = own
+    elif codec.num_keypoints == COCO17.num_keypoints:
+        default = COCO17
+    else:
+        raise ValueError(f"{path}: skeleton {own.name} has {own.num_keypoints} keypoints, the codec decodes "
+                         f"{codec.num_keypoints}; {WEIGHTS_FIX}")
+    offered = [own.name, default.name] if own is not default else [own.name]  # own: if the codec decodes to it
+    if skeleton is None or skeleton == default.name:
+        return name or weights.meta.get("name", path.stem), network, codec, default
+    other = None
+    if skeleton == own.name:
+        try:
+            other = type(codec).from_dict(codec.to_dict(), codec.input_hw, own.num_keypoints, codec.arrays())
+        except (TypeError, ValueError):
+            offered.remove(own.name)
+    if other is None:
+        known = "" if skeleton in SKELETONS else f" (not a skeleton; known: {', '.join(SKELETONS)})"
+        raise ValueError(f"{path}: skeleton {skeleton!r}{known} is not one this model outputs: "
+                         f"{' or '.join(offered)}")
+    return name or weights.meta.get("name", path.stem), network, other, own
