@@ -8,8 +8,10 @@ Two models, each with its own recipe's data and augmentation:
 
 The loader rows run the trainer's own pipeline (read, augment, encode targets, collate; uint8 images,
 persistent workers) with nothing else in the process, over enough items that every worker stays busy,
-once per ``--workers`` count; "per worker" is images/s divided by the workers. A machine feeds about
-per-worker x (cores - 1) images/s (the main process needs a core). The step rows are the trainer's step
+once per ``--workers`` count; "per worker" is images/s divided by the workers. The first row of each model
+is the same work in this process, per second of its CPU time: what a worker delivers on a core of its own,
+however loaded the machine is. A machine feeds about that x (cores - 1) images/s (the main process needs a
+core). The step rows are the trainer's step
 (forward in the recipe's precision, loss, backward, optimizer) on a real batch, on the GPU when there is
 one (the ``device`` line says which). Data: ``FEATHERPOSE_SHARED`` or ``../shared`` beside the checkout.
 """
@@ -42,6 +44,17 @@ def recipes(batch: int) -> list[tuple[str, TrainConfig]]:
         cfg.batch_size = batch
     return [("MoveNet Lightning 192 (coco_mini)", movenet),
             (f"hourglass {hourglass.model.stacks}x{hourglass.model.channels} 256 (LSP)", hourglass)]
+
+
+def item_images_per_cpu_s(dataset: TrainDataset, items: int) -> float:
+    """Items per second of this process's CPU time (read, augment, encode one item): what one loader worker
+    delivers on a core of its own, however loaded the machine is now."""
+    for i in range(8):  # warm-up: first reads, caches
+        dataset[(0, i % len(dataset))]
+    start = time.process_time()
+    for i in range(items):
+        dataset[(1, i % len(dataset))]
+    return items / (time.process_time() - start)
 
 
 def loader_images_per_s(dataset: TrainDataset, batch: int, workers: int, batches: int) -> float:
@@ -105,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, cfg in recipes(args.batch):
         cfg.precision = args.precision
         dataset = TrainDataset(cfg)
+        cpu_ips = item_images_per_cpu_s(dataset, 100)
+        lines.append(f"| {label} | one item at a time, per CPU-second (a worker with a core of its own) | "
+                     f"{cpu_ips:.1f} | {cpu_ips:.1f} |")
         for workers in args.workers:
             ips = loader_images_per_s(dataset, args.batch, workers, args.loader_batches * max(1, workers))
             lines.append(f"| {label} | data loader, {workers} worker{'s' * (workers != 1)} | {ips:.1f} | "
