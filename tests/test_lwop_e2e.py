@@ -153,6 +153,16 @@ def test_cli_export_has_a_dynamic_width(capsys, tmp_path, one_thread):
             assert np.abs(outs[k][0] - ref[k]).max() <= 1e-4, (sample, k)
     assert widths == {416, 256, 344}
 
+    # --input-size sets the height (the paper's 368); the width stays dynamic
+    assert main(["export", MODEL, "--onnx", str(tmp_path / "368.onnx"), "--input-size", "368"]) == 0
+    assert "[1, 368, W, 3]" in capsys.readouterr().out
+    sess = ort.InferenceSession(str(tmp_path / "368.onnx"), providers=["CPUExecutionProvider"])
+    est = featherpose.load(MODEL, backend="torch", input_size=368)
+    x, _ = est.preprocess(load_image(LWOP_GOLDEN / entry("basketball1")["image"]))
+    assert x.shape == (1, 368, 496, 3)  # 480 x 640 -> 368 x 491 -> 496
+    out = sess.run(["heatmaps"], {"image": x})[0]
+    assert np.abs(out[0] - est.infer(x)["heatmaps"]).max() <= 1e-4
+
 
 def test_cli_predict_video_draws_the_walkers(capsys, tmp_path):
     """``featherpose predict vtest.avi --model lightweight-openpose --max-frames 30 --save OUT --json``: 30 frames,
