@@ -217,7 +217,7 @@ def test_convert_cli_fails_in_one_line(tmp_path, capsys):
 def test_bundled_model_is_the_ir_taking_rgb(imported, one_thread):
     """The zoo's network has the imported float32 weights bit for bit and takes RGB: on the golden input flipped
     to RGB it gives exactly what the IR-layout (BGR) network gives on input.npy."""
-    est = featherpose.load("lightweight-openpose", backend="torch")
+    est = featherpose.load("lightweight-openpose", backend="torch", skeleton="openpose18")
     assert est.network.config == LwopConfig(rgb_input=True)
     assert est.input_hw == (256, 456) and est.skeleton.name == "openpose18"
     state = imported[0].state_dict()

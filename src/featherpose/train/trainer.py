@@ -170,9 +170,10 @@ def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
         if row.init_any_size:
             weights.config = {**weights.config, "input_size": cfg.model.input_size}
         model, _ = row.from_weights(weights, None)
-        if model.config.num_keypoints != num_keypoints:
+        wanted = row.network_config(cfg.model, num_keypoints).num_keypoints  # a family may add some (lwop's neck)
+        if model.config.num_keypoints != wanted:
             raise ValueError(f"model.init {cfg.model.init} predicts {model.config.num_keypoints} keypoints, "
-                             f"the data has {num_keypoints}")
+                             f"the data needs {wanted}")
         return model.train()
     return row.network(row.network_config(cfg.model, num_keypoints))
 
@@ -579,5 +580,7 @@ def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
     """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
     cpu_model = type(model)(model.config)
     cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch")
+    row = family(cfg.model.architecture)  # its own preprocessing, as featherpose.load runs the model
+    est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch", preprocess=row.preprocess,
+                    dynamic_width=row.dynamic_width)
     return evaluate(est, cfg.data.val, progress=False).metrics()
