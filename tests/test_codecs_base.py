@@ -14,6 +14,7 @@ import torch
 from featherpose import zoo
 from featherpose.codecs.base import KINDS, Codec, Decoded
 from featherpose.codecs.heatmap import HeatmapCodec
+from featherpose.codecs.openpose import PafCodec
 from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.codecs.movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants
 from featherpose.codecs.movenet_targets import TargetConfig
@@ -33,6 +34,8 @@ CODECS = {
                                                                               "nms_kernel": 3, "num_instances": 4})),
     "heatmap": lambda: HeatmapCodec((256, 192), 14),
     "heatmap-plain": lambda: HeatmapCodec((64, 64), 16, stride=2, sigma=2.0, normalize=False),
+    "paf-coco17": lambda: PafCodec((256, 456), 17),
+    "paf-openpose18": lambda: PafCodec((64, 96), 18, upsample=2),
 }
 
 

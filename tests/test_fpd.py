@@ -227,7 +227,8 @@ def test_fpd_teacher_then_student_live_and_cached(tmp_path):
     live = train(hourglass_recipe(tmp_path, "live", teacher={"model": str(ckpt), "alpha": 0.5}), progress=False)
     assert live.step == 2 and np.isfinite(live.last_loss)
     rows = (live.out / "metrics.csv").read_text().splitlines()
-    assert rows[0].split(",").index("distill") and rows[1].split(",")[10]  # the teacher term is logged
+    header = rows[0].split(",")
+    assert rows[1].split(",")[header.index("distill")]  # the teacher term is logged
 
     cache = tmp_path / "cache"
     cached = train(hourglass_recipe(tmp_path, "cached", teacher={"model": str(ckpt), "alpha": 0.5,

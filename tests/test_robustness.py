@@ -24,6 +24,7 @@ import featherpose.estimator as estimator_mod
 from featherpose import cli
 from featherpose.codecs.base import Codec
 from featherpose.codecs.heatmap import HeatmapCodec
+from featherpose.codecs.openpose import PafCodec
 from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.estimator import Estimator
 from featherpose.image import ImageError, load_image, resize_with_pad
@@ -44,6 +45,7 @@ CODEC_INSTANCES = {
         "movenet-single-soft-sigmoid": MoveNetCodec((192, 192), activation="soft_sigmoid"),
     },
     HeatmapCodec: lambda: {"heatmap": HeatmapCodec((256, 192), 14)},
+    PafCodec: lambda: {"paf-coco17": PafCodec((256, 456), 17)},  # the 18-point view decodes the same way
 }
 CODECS = {name: codec for make in CODEC_INSTANCES.values() for name, codec in make().items()}
 SKELETONS = {17: COCO17, 14: LSP14}
@@ -103,10 +105,12 @@ def test_decoders_survive_hostile_heads(name, fill, monkeypatch):
     the documented shapes, and non-finite ones are one FloatingPointError from the Estimator."""
     codec, heads = CODECS[name], _heads(name, fill)
     k = codec.num_keypoints
-    n = codec.multipose.num_instances if getattr(codec, "multi", False) else 1
+    slots = getattr(codec, "multipose", None)  # MoveNet MultiPose: a fixed number of slots; PAF grouping: any number
+    n = slots.num_instances if slots is not None and codec.multi else (None if codec.multi else 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dec = codec.decode({h: v.copy() for h, v in heads.items()})
+    n = len(dec.keypoints) if n is None else n
     assert dec.keypoints.shape == (n, k, 3) and dec.scores.shape == (n,)
     assert dec.boxes is None or dec.boxes.shape == (n, 4)
     est = _estimator(name, monkeypatch, heads)
@@ -114,7 +118,8 @@ def test_decoders_survive_hostile_heads(name, fill, monkeypatch):
     if fill in FINITE_FILLS:
         assert np.isfinite(dec.keypoints).all() and np.isfinite(dec.scores).all()
         assert dec.boxes is None or np.isfinite(dec.boxes).all()
-        assert (dec.keypoints[..., 2] >= 0).all() and (dec.keypoints[..., 2] <= 1).all()
+        raw = isinstance(codec, PafCodec)  # its keypoint scores are raw heatmap values, as the reference's
+        assert (dec.keypoints[..., 2] >= 0).all() and (raw or (dec.keypoints[..., 2] <= 1).all())
         poses = est(image, min_score=0)
         assert len(poses) == n and np.isfinite(poses.keypoints).all() and np.isfinite(poses.boxes).all()
         _strict_json(poses.to_json())

@@ -553,7 +553,8 @@ class PafCodec(Codec):
 
     def decode(self, heads: dict[str, np.ndarray]) -> Decoded:
         """Heads (batch axis dropped) -> people in input pixels: keypoints (N, K, 3) x, y, score with missing
-        keypoints (0, 0, 0); no boxes.
+        keypoints (0, 0, 0); no boxes. A keypoint's score is its heatmap value, as the reference's (it can pass 1
+        slightly: 1.0033 on the golden basketball1).
 
         A person's score maps the reference's pose score s (keypoint values + limb scores) into [0, 1) as
         s / (s + 4 s_min), with s_min = min_keypoints * min_mean_score (0.6) the smallest s the reference keeps:

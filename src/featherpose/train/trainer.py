@@ -580,7 +580,8 @@ def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
     """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
     cpu_model = type(model)(model.config)
     cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    row = family(cfg.model.architecture)  # its own preprocessing, as featherpose.load runs the model
-    est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch", preprocess=row.preprocess,
-                    dynamic_width=row.dynamic_width)
+    # on the training canvas (the codec's square letterbox), not the family's inference preprocessing: a model
+    # learning a handful of images is scored at the scale it learned them (lwop: featherpose eval resizes to the
+    # input height, whole width, and scores differently; issue 12)
+    est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch")
     return evaluate(est, cfg.data.val, progress=False).metrics()
