@@ -69,6 +69,27 @@ def median_ms(run, runs: int, warmup: int = 5) -> float:
     return 1000 * times[len(times) // 2]
 
 
+def memorise_run(recipe: Path, tmp: str | Path, epochs: int | None, data: str | None = None):
+    """Train a proof-of-learning recipe into ``tmp/memorise``, scored on its own data after the last epoch.
+
+    Args:
+        epochs: overrides the recipe's (None: keep them). data: train and score on this json instead.
+
+    Returns:
+        (the recipe as run, its :class:`~featherpose.train.trainer.TrainResult`).
+    """
+    from featherpose.train.config import load_config
+    from featherpose.train.trainer import train
+
+    cfg = load_config(recipe)
+    if data is not None:
+        cfg.data.train = cfg.data.val = str(data)
+    cfg.out = str(Path(tmp) / "memorise")
+    cfg.epochs = epochs or cfg.epochs
+    cfg.eval_every = cfg.epochs
+    return cfg, train(cfg)
+
+
 def memorise_rows(title: str, result, metric: str, value: float, bar: float) -> list[str]:
     """The proof-of-learning table of a memorisation run: the loss falls >= 10x and ``metric`` reaches ``bar``.
 

@@ -18,9 +18,8 @@ import torch
 
 from featherpose.data.coco import first_images
 from featherpose.train.config import load_config
-from featherpose.train.trainer import train
 
-from _common import emit, machine_lines, memorise_rows
+from _common import emit, machine_lines, memorise_rows, memorise_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -32,12 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     lines = ["## Stacked hourglass proof of learning", "", *machine_lines(torch.get_num_threads(), ("torch",)), ""]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(CONFIGS / "hourglass_memorise.yaml")
-        cfg.data.train = cfg.data.val = str(first_images(Path(cfg.data.train), 16, Path(tmp) / "first16.json"))
-        cfg.out = str(Path(tmp) / "memorise")
-        cfg.epochs = args.epochs or cfg.epochs
-        cfg.eval_every = cfg.epochs
-        mem = train(cfg)
+        recipe = CONFIGS / "hourglass_memorise.yaml"
+        first16 = first_images(Path(load_config(recipe).data.train), 16, Path(tmp) / "first16.json")
+        cfg, mem = memorise_run(recipe, tmp, args.epochs, first16)
     m = cfg.model
     lines += memorise_rows(f"configs/hourglass_memorise.yaml: {m.stacks}x{m.channels}, {m.input_size}x{m.input_size}, "
                            "16 LSP people", mem, "PCK@0.2 (torso)", mem.metrics["PCK@0.2 (torso)"], 0.95)

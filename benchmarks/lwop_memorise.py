@@ -27,7 +27,7 @@ from featherpose.skeletons import OPENPOSE18
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
 
-from _common import emit, machine_lines, memorise_rows
+from _common import emit, machine_lines, memorise_rows, memorise_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -55,19 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     lines = ["## Lightweight OpenPose proof of learning", "", *machine_lines(torch.get_num_threads(), ("torch",)), ""]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(CONFIGS / "lwop_memorise.yaml")
-        cfg.out = str(Path(tmp) / "memorise")
-        cfg.epochs = args.epochs or cfg.epochs
-        cfg.eval_every = cfg.epochs
-        mem = train(cfg)
+        cfg, mem = memorise_run(CONFIGS / "lwop_memorise.yaml", tmp, args.epochs)
         m = cfg.model
         lines += memorise_rows(f"configs/lwop_memorise.yaml: {m.num_refinement_stages} refinement stage, "
                                f"{m.input_size}x{m.input_size}, labeled_dev's 4 COCO images", mem, "OKS AP",
                                mem.metrics["AP"], 0.9)
         ft = load_config(CONFIGS / "lwop_finetune.yaml")
+        coco17 = Path(ft.data.val)  # scored as featherpose eval scores it; trained on its OpenPose-18 relabelling
         ft.data.train = ft.data.val = str(openpose18_json(Path(ft.data.train), Path(tmp) / "op18.json"))
         ft.out = str(Path(tmp) / "finetune")
-        coco17 = Path(load_config(CONFIGS / "lwop_finetune.yaml").data.val)
         before = evaluate("lightweight-openpose", coco17, backend="torch", progress=False).coco["AP"]
         tuned = train(ft)
         after = evaluate(Path(ft.out) / "checkpoints" / "last.safetensors", coco17, backend="torch",

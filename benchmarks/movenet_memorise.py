@@ -20,7 +20,7 @@ from featherpose.evaluation import evaluate
 from featherpose.train.config import load_config
 from featherpose.train.trainer import train
 
-from _common import emit, machine_lines, memorise_rows
+from _common import emit, machine_lines, memorise_rows, memorise_run
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -32,11 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     lines = ["## MoveNet proof of learning", "", *machine_lines(torch.get_num_threads(), ("torch",)), ""]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(CONFIGS / "movenet_memorise.yaml")
-        cfg.out = str(Path(tmp) / "memorise")
-        cfg.epochs = args.epochs or cfg.epochs
-        cfg.eval_every = cfg.epochs
-        mem = train(cfg)
+        cfg, mem = memorise_run(CONFIGS / "movenet_memorise.yaml", tmp, args.epochs)
         lines += memorise_rows("configs/movenet_memorise.yaml", mem, "OKS AP", mem.metrics["AP"], 0.9)
         ft = load_config(CONFIGS / "movenet_finetune_lightning.yaml")
         ft.out = str(Path(tmp) / "finetune")
