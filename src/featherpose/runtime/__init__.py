@@ -22,7 +22,7 @@ def default_backend() -> str:
 
 
 class TorchBackend:
-    """Eager PyTorch on the CPU."""
+    """Eager PyTorch, on the device the model's weights are on (the CPU unless moved, e.g. to score on a GPU)."""
 
     name = "torch"
 
@@ -32,9 +32,10 @@ class TorchBackend:
             torch.set_num_threads(threads)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        device = next(self.model.parameters()).device
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(x).permute(0, 3, 1, 2).float())
-        return {k: v[0].numpy() for k, v in out.items()}
+            out = self.model(torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float())
+        return {k: v[0].cpu().numpy() for k, v in out.items()}
 
 
 class OnnxBackend:

@@ -577,11 +577,12 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
 
 
 def _evaluate(model, codec, skeleton, cfg: TrainConfig) -> dict:
-    """OKS AP, PCK and the other metrics of the current weights on ``data.val``."""
-    cpu_model = type(model)(model.config)
-    cpu_model.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    """OKS AP, PCK and the other metrics of the current weights on ``data.val`` (a copy in float32 and eval mode, on
+    the training device)."""
+    copy = type(model)(model.config).to(next(model.parameters()).device)  # scored where it trains (a GPU's faster)
+    copy.load_state_dict(model.state_dict())
     # on the training canvas (the codec's square letterbox), not the family's inference preprocessing: a model
     # learning a handful of images is scored at the scale it learned them (lwop: featherpose eval resizes to the
     # input height, whole width, and scores differently; issue 12)
-    est = Estimator(Path(cfg.out).name, cpu_model.eval(), codec, skeleton, backend="torch")
+    est = Estimator(Path(cfg.out).name, copy.eval(), codec, skeleton, backend="torch")
     return evaluate(est, cfg.data.val, progress=False).metrics()
