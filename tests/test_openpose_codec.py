@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from featherpose.codecs.openpose import (LIMBS, GroupingConfig, PafCodec, find_peaks, hot_window, match_greedy,
-                                         to_coco17, upsample, upsample_window, with_neck)
+from featherpose.codecs.openpose import (LIMBS, NUM_TREE_LIMBS, GroupingConfig, PafCodec, assemble, find_peaks,
+                                         hot_window, match_greedy, to_coco17, upsample, upsample_window, with_neck)
 from featherpose.skeletons import OPENPOSE18_TO_COCO17
 
 from conftest import DATA, SHARED
@@ -181,6 +181,60 @@ def test_greedy_matching_equals_sequential_scan():
                     used_a.add(a[i])
                     used_b.add(b[i])
         np.testing.assert_array_equal(kept, expected)
+
+
+def sequential_assembly(limb, a, b, score, peak_scores, cfg):
+    """The reference's group_keypoints assembly, pair by pair: (ids, score, count) of the people it keeps."""
+    people = []  # [ids (18,), score, count]
+    for part, pa, pb, s in zip(limb, a, b, score):
+        ta, tb = LIMBS[part]
+        if part >= NUM_TREE_LIMBS:
+            for ids, _, _ in people:
+                if ids[ta] == pa and ids[tb] == -1:
+                    ids[tb] = pb
+                elif ids[tb] == pb and ids[ta] == -1:
+                    ids[ta] = pa
+            continue
+        joined = False
+        for person in people:
+            if person[0][ta] == pa:
+                person[0][tb] = pb
+                person[1] += float(peak_scores[pb]) + s
+                person[2] += 1
+                joined = True
+        if not joined:
+            ids = np.full(18, -1, np.int64)
+            ids[ta], ids[tb] = pa, pb
+            people.append([ids, (float(peak_scores[pa]) + float(peak_scores[pb])) + s, 2])
+    kept = [p for p in people if p[2] >= cfg.min_keypoints and p[1] / p[2] >= cfg.min_mean_score]
+    return (np.array([p[0] for p in kept], np.int64).reshape(-1, 18), np.array([p[1] for p in kept]),
+            np.array([p[2] for p in kept], np.int64))
+
+
+def test_assembly_equals_sequential_loop():
+    """People from random one-to-one pairs of every limb: the vectorised assembly is the pair-by-pair loop,
+    order, keypoints and float64 scores exactly."""
+    assert all(LIMBS[part, 0] == 1 or LIMBS[part, 0] in LIMBS[:part, 1] for part in range(NUM_TREE_LIMBS)), \
+        "each tree limb's a must be the neck or an earlier limb's b (assemble relies on it)"
+    rng = np.random.default_rng(2)
+    cfg = GroupingConfig()
+    for trial in range(200):
+        per_type = rng.integers(0, 5, 18)  # peaks of each type, numbered type by type as find_peaks does
+        first = np.concatenate([[0], np.cumsum(per_type)])
+        peak_scores = rng.uniform(0.1, 1, first[-1]).astype(np.float32)
+        limb, a, b = [], [], []
+        for part, (ta, tb) in enumerate(LIMBS):
+            k = min(per_type[ta], per_type[tb])
+            k = int(rng.integers(0, k + 1)) if trial % 3 else k  # a third with every peak paired
+            limb += [part] * k
+            a += list(first[ta] + rng.permutation(per_type[ta])[:k])
+            b += list(first[tb] + rng.permutation(per_type[tb])[:k])
+        limb, a, b = np.array(limb, np.int64), np.array(a, np.int64), np.array(b, np.int64)
+        score = rng.uniform(0.05, 1, len(limb))
+        got = assemble(limb, a, b, score, peak_scores, cfg)
+        expected = sequential_assembly(limb, a, b, score, peak_scores, cfg)
+        for g, e in zip(got, expected):
+            np.testing.assert_array_equal(g, e)
 
 
 def test_decode_shapes_and_hostile_heads():

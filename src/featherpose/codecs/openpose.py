@@ -244,24 +244,27 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, radius: float = 6.0
         xy (P, 2) int64 upsampled-grid pixels, scores (P,) float32, types (P,) int64; ordered by type, then
         x, then y (the reference's global keypoint ids are the row numbers).
     """
-    h, w, k = heatmaps.shape
-    row = (w + 2) * k
-    pad = np.zeros((h + 2, w + 2, k), f32)  # zero outside the map, as the reference pads
-    pad[1:-1, 1:-1] = heatmaps
-    flat = pad.reshape(-1)
-    # Only values >= threshold can be peaks, and for them "above the zeroed neighbour" is "above the neighbour"
-    # (a neighbour under the threshold is under the candidate too). A NaN is never a candidate, and a NaN
-    # neighbour stops one (comparisons with NaN are false), as in the reference.
-    idx = np.flatnonzero(flat >= f32(threshold))
-    c = flat[idx]
-    idx = idx[(c > flat[idx - k]) & (c > flat[idx + k]) & (c > flat[idx - row]) & (c > flat[idx + row])]
-    y, rest = np.divmod(idx, row)
-    x, t = np.divmod(rest, k)
-    x, y = x - 1 + origin[0], y - 1 + origin[1]
+    # A peak is >= threshold and above its 4 neighbours, with zeros outside the map as the reference pads; done
+    # with shifted slices over the whole map (cheaper than gathering the neighbours of every value over the
+    # threshold: a person's blob holds hundreds). A NaN is never a candidate, and a NaN neighbour stops one
+    # (comparisons with NaN are false), as in the reference.
+    hm = heatmaps
+    peak = hm >= f32(threshold)
+    peak[:, 1:] &= hm[:, 1:] > hm[:, :-1]
+    peak[:, :-1] &= hm[:, :-1] > hm[:, 1:]
+    peak[1:] &= hm[1:] > hm[:-1]
+    peak[:-1] &= hm[:-1] > hm[1:]
+    for edge in (np.s_[:, 0], np.s_[:, -1], np.s_[0], np.s_[-1]):  # the zero padding (matters for threshold <= 0)
+        peak[edge] &= hm[edge] > 0
+    idx = np.flatnonzero(peak)  # (np.nonzero of a 3-d mask costs 10x more)
+    values = hm.reshape(-1)[idx]
+    y, rest = np.divmod(idx, hm.shape[1] * hm.shape[2])
+    x, t = np.divmod(rest, hm.shape[2])
+    x, y = x + origin[0], y + origin[1]
     order = np.lexsort((y, x, t))
-    x, y, t = x[order], y[order], t[order]
+    x, y, t, values = x[order], y[order], t[order], values[order]
     keep = _suppress_close(x, y, t, radius)
-    return np.stack([x[keep], y[keep]], 1), flat[idx[order][keep]], t[keep]
+    return np.stack([x[keep], y[keep]], 1).astype(np.int64), values[keep], t[keep].astype(np.int64)
 
 
 def _suppress_close(x: np.ndarray, y: np.ndarray, t: np.ndarray, radius: float) -> np.ndarray:
@@ -400,45 +403,46 @@ def assemble(limb: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, 
     Returns:
         ids (N, 18) int64 peak index per keypoint (-1 missing), score (N,) float64 (keypoint values + limb
         scores), count (N,) keypoints counted over limbs 0-16; in the reference's order, filtered as it filters.
+
+    The reference walks limbs 0-16 in order: a pair whose a is in a person joins its b to that person, else it
+    starts a person. Those limbs form a tree in which each keypoint type is a b once, in a limb before the limbs
+    where it is an a, so a pair starts a person exactly when its a appears in no earlier pair, and every other
+    pair belongs to the person of the earliest pair that holds its a. That is resolved for all pairs at once
+    (pointer jumping, a few rounds: the tree is 3 limbs deep); scores are summed in the reference's order.
     """
-    n_peaks, n_pairs = len(peak_scores), len(limb)
-    ids = np.full((n_pairs, 18), -1, np.int64)
-    total = np.zeros(n_pairs)
-    count = np.zeros(n_pairs, np.int64)
-    owner = np.full(n_peaks, -1, np.int64)  # limbs 0-16 form a tree, so a peak is in at most one person
+    tree = int(np.searchsorted(limb, NUM_TREE_LIMBS))  # pairs are ordered by limb: the tree limbs' come first
+    ca, cb, s = a[:tree], b[:tree], score[:tree]
+    order = np.arange(tree)
+    first = np.full(len(peak_scores), tree)  # the earliest pair holding each peak
+    np.minimum.at(first, ca, order)
+    np.minimum.at(first, cb, order)
+    root = first[ca]  # the pair that brought each pair's a in; itself for a pair that starts a person
+    while True:
+        deeper = root[root]
+        if np.array_equal(deeper, root):
+            break
+        root = deeper
+    starts = root == order
+    person = (np.cumsum(starts) - 1)[root]  # people numbered as they start
+    people = int(starts.sum())
     kscore = peak_scores.astype(np.float64)
-    bounds = np.searchsorted(limb, np.arange(len(LIMBS) + 1))
-    people = 0
-    for part in range(len(LIMBS)):
-        lo, hi = bounds[part], bounds[part + 1]
-        if lo == hi:
-            continue
+    gain = np.where(starts, kscore[ca] + kscore[cb], kscore[cb]) + s  # what each pair adds to its person's score
+    total = np.bincount(person, gain, minlength=people)  # summed pair by pair, in order, as the reference adds
+    count = np.bincount(person, minlength=people) + 1  # a starting pair brings 2 keypoints, a joining one 1
+    ids = np.full((people, 18), -1, np.int64)
+    ids[person, LIMBS[limb[:tree], 0]] = ca
+    ids[person, LIMBS[limb[:tree], 1]] = cb
+    bounds = np.searchsorted(limb, np.arange(NUM_TREE_LIMBS, len(LIMBS) + 1))
+    for part, lo, hi in zip(range(NUM_TREE_LIMBS, len(LIMBS)), bounds[:-1], bounds[1:]):
+        # limbs 17-18: fill in a missing ear (or shoulder) only; no score, no count
         ta, tb = LIMBS[part]
-        ca, cb, s = a[lo:hi], b[lo:hi], score[lo:hi]
-        if part >= NUM_TREE_LIMBS:  # fill in a missing ear (or shoulder) only; no score, no count
-            e = ids[:people]
-            fill_b = (e[:, ta][None, :] == ca[:, None]) & (e[:, tb][None, :] == -1)  # (pairs, people)
-            fill_a = (e[:, tb][None, :] == cb[:, None]) & (e[:, ta][None, :] == -1)
-            pi, pe = np.nonzero(fill_b)
-            e[pe, tb] = cb[pi]
-            pi, pe = np.nonzero(fill_a & ~fill_b.any(0)[None, :])
-            e[pe, ta] = ca[pi]
-            continue
-        e = owner[ca]
-        m = e >= 0
-        em = e[m]
-        ids[em, tb] = cb[m]
-        count[em] += 1
-        total[em] += kscore[cb[m]] + s[m]
-        owner[cb[m]] = em
-        new = np.arange(people, people + int((~m).sum()))
-        ids[new, ta], ids[new, tb] = ca[~m], cb[~m]
-        count[new] = 2
-        total[new] = (kscore[ca[~m]] + kscore[cb[~m]]) + s[~m]
-        owner[ca[~m]] = new
-        owner[cb[~m]] = new
-        people += len(new)
-    ids, total, count = ids[:people], total[:people], count[:people]
+        ca, cb = a[lo:hi], b[lo:hi]
+        fill_b = (ids[:, ta][None, :] == ca[:, None]) & (ids[:, tb][None, :] == -1)  # (pairs, people)
+        fill_a = (ids[:, tb][None, :] == cb[:, None]) & (ids[:, ta][None, :] == -1)
+        pi, pe = np.nonzero(fill_b)
+        ids[pe, tb] = cb[pi]
+        pi, pe = np.nonzero(fill_a & ~fill_b.any(0)[None, :])
+        ids[pe, ta] = ca[pi]
     with np.errstate(invalid="ignore", divide="ignore"):
         keep = ~((count < cfg.min_keypoints) | (total / count < cfg.min_mean_score))
     return ids[keep], total[keep], count[keep]
