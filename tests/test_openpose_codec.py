@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from featherpose.codecs.openpose import (LIMBS, NUM_TREE_LIMBS, GroupingConfig, PafCodec, assemble, find_peaks,
-                                         hot_window, match_greedy, to_coco17, upsample, upsample_window, with_neck)
+from featherpose.codecs.openpose import (LIMBS, NUM_TREE_LIMBS, GroupingConfig, PafCodec, _rank, assemble,
+                                         find_peaks, hot_window, match_greedy, to_coco17, upsample, upsample_window,
+                                         with_neck)
 from featherpose.skeletons import OPENPOSE18_TO_COCO17
 
 from conftest import DATA, SHARED
@@ -181,6 +182,19 @@ def test_greedy_matching_equals_sequential_scan():
                     used_a.add(a[i])
                     used_b.add(b[i])
         np.testing.assert_array_equal(kept, expected)
+
+
+def test_rank_is_the_references_argsort_per_limb():
+    """One sort for all limbs, ties resolved as the reference's ``argsort()[::-1]`` of each limb's scores."""
+    rng = np.random.default_rng(3)
+    for trial in range(100):
+        limb = np.sort(rng.integers(0, 19, int(rng.integers(1, 300))))
+        score = rng.uniform(0, 1, len(limb))
+        if trial % 2:  # many ties
+            score = np.round(score, 1)
+        expected = np.concatenate([np.flatnonzero(limb == part)[np.argsort(score[limb == part])[::-1]]
+                                   for part in np.unique(limb)])
+        np.testing.assert_array_equal(_rank(limb, score), expected)
 
 
 def sequential_assembly(limb, a, b, score, peak_scores, cfg):

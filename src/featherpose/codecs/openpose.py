@@ -331,33 +331,44 @@ def score_limbs(xy: np.ndarray, types: np.ndarray, pafs: np.ndarray, cfg: Groupi
     ax, ay = xf[a], yf[a]
     dx, dy = xf[b] - ax, yf[b] - ay
     norm = np.sqrt(dx * dx + dy * dy) + 1e-6
-    pairs = [ax, ay, dx, dy, dx / norm, dy / norm, PAF_CHANNELS[limb, 0], PAF_CHANNELS[limb, 1]]
+    geometry = np.stack([ax, ay, dx, dy, dx / norm, dy / norm])  # (6, C) float32: a, b - a, unit vector
+    index = np.stack([limb, a, b])  # (3, C)
     # A pair failing p - need + 1 samples cannot pass: probe that many (middle) samples first, then sample the
     # survivors fully. Each sample's arithmetic does not depend on which others are taken, so this is exact.
     probe = np.sort(np.argsort(np.abs(np.arange(p) - (p - 1) / 2), kind="stable")[:p - need + 1])  # the middle
     if len(probe) == p - need + 1 and len(probe) < p:
-        passes = (_affinity(pairs, pafs, p, probe, origin) > cfg.min_paf_score).any(1)
-        limb, a, b = limb[passes], a[passes], b[passes]
-        pairs = [v[passes] for v in pairs]
-    affinity = _affinity(pairs, pafs, p, np.arange(p), origin)
+        passes = np.flatnonzero((_affinity(geometry, index[0], pafs, p, probe, origin) > cfg.min_paf_score).any(1))
+        geometry, index = geometry[:, passes], index[:, passes]
+    affinity = _affinity(geometry, index[0], pafs, p, np.arange(p), origin)
     valid = affinity > cfg.min_paf_score
     valid_num = valid.sum(1)
     score = (affinity * valid).sum(1) / (valid_num + 1e-6)
-    ok = np.nonzero((score > 0) & (valid_num / p > cfg.success_ratio))[0]
-    limb, a, b, score = limb[ok], a[ok], b[ok], score[ok]
-    bounds = np.searchsorted(limb, np.arange(len(LIMBS) + 1))
-    order = np.concatenate([lo + np.argsort(score[lo:hi])[::-1] for lo, hi in zip(bounds[:-1], bounds[1:])])
+    ok = np.flatnonzero((score > 0) & (valid_num / p > cfg.success_ratio))
+    (limb, a, b), score = index[:, ok], score[ok]
+    order = _rank(limb, score)
     return limb[order], a[order], b[order], score[order]
 
 
-def _affinity(pairs: list[np.ndarray], pafs: np.ndarray, p: int, steps: np.ndarray,
+def _rank(limb: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The order of pairs (sorted by limb) by limb, then descending score, as the reference's
+    ``score.argsort()[::-1]`` per limb ranks them: one sort, and that argsort itself for a limb with tied scores
+    (its tie order is the reference's)."""
+    order = np.lexsort((-score, limb))
+    ranked, limbs = score[order], limb[order]
+    for part in np.unique(limbs[1:][(ranked[1:] == ranked[:-1]) & (limbs[1:] == limbs[:-1])]):
+        lo, hi = np.searchsorted(limb, [part, part + 1])
+        order[lo:hi] = lo + np.argsort(score[lo:hi])[::-1]
+    return order
+
+
+def _affinity(geometry: np.ndarray, limb: np.ndarray, pafs: np.ndarray, p: int, steps: np.ndarray,
               origin: tuple[int, int] = (0, 0)) -> np.ndarray:
     """(C, len(steps)) PAF . unit(b - a) at samples ``steps`` of the ``p`` along each pair, rounded to the grid.
 
-    ``pairs``: a's x, y, b - a's x, y, the unit vector's x, y (float32) and the limb's PAF channels (C,) each.
+    ``geometry`` (6, C) float32: a's x, y, b - a's x, y and the unit vector's x, y; ``limb`` (C,) each pair's limb.
     Element for element this is the reference's float32 arithmetic, so the values are the same.
     """
-    ax, ay, dx, dy, ux, uy, cx, cy = (v[:, None] for v in pairs)
+    ax, ay, dx, dy, ux, uy = geometry[:, :, None]
     grid = steps.astype(f32)[None, :]
     step = f32(1 / (p - 1))
     px = ((step * dx) * grid + ax).round().astype(np.int64)  # (C, S)
@@ -365,7 +376,7 @@ def _affinity(pairs: list[np.ndarray], pafs: np.ndarray, p: int, steps: np.ndarr
     h, w, c = pafs.shape
     flat = ((py - origin[1]) * w + px - origin[0]) * c
     values = pafs.reshape(-1)
-    return values[flat + cx] * ux + values[flat + cy] * uy
+    return values[flat + PAF_CHANNELS[limb, 0, None]] * ux + values[flat + PAF_CHANNELS[limb, 1, None]] * uy
 
 
 def match_greedy(limb: np.ndarray, a: np.ndarray, b: np.ndarray, num_peaks: int) -> np.ndarray:
