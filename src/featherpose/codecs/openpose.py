@@ -17,8 +17,8 @@ Dimensions: K = 18 OpenPose-18 keypoints (heatmap channel 18 is the background),
     5. limbs 0-16 in order join or start people (a person's score: its keypoint values plus its limb scores);
        limbs 17-18 (shoulder-ear) only fill in a missing ear or shoulder;
     6. people with fewer than 3 keypoints, or a score per keypoint under 0.2, are dropped.
-The sequential steps (2's suppression, 4's greedy scan) are resolved in vectorised rounds that give the scan's
-result; 4 ranks with the reference's own ``argsort()[::-1]`` per limb, so equal scores resolve as there. For
+The sequential steps (2's suppression, 4's greedy scan, 5's assembly) are resolved in vectorised rounds that give
+the loop's result; 4 ranks as the reference's own ``argsort()[::-1]`` per limb, so equal scores resolve as there. For
 speed, step 1 upsamples only the heatmap window where a value can reach 0.1 (OpenCV's cubic weights bound it)
 and the PAFs over the peaks' box, and step 3 first samples the 2 middle points (a pair failing both cannot
 pass); none of this changes a value, so on finite heads the people, pixels and scores are the reference's
@@ -29,6 +29,7 @@ asks: Gaussians by max, PAFs averaged where limbs meet (the reference sums and o
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -175,6 +176,7 @@ def upsample(maps: np.ndarray, factor: int, channels: int | None = None) -> np.n
     return out.reshape(out.shape[0], out.shape[1], -1)  # cv2 drops a lone channel axis
 
 
+@functools.lru_cache(maxsize=None)
 def _cubic_gain(factor: int) -> float:
     """The most sum(|w|) of OpenCV's cubic weights (a = -0.75) over the output phases of a x``factor`` resize:
     an upsampled value is at most this squared times the largest |value| among its 4 x 4 source cells."""
