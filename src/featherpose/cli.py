@@ -17,6 +17,10 @@ from pathlib import Path
 
 from . import __version__
 from .estimator import DEFAULT_MIN_SCORE
+from .runtime import BACKENDS
+
+BACKEND_HELP = ("inference runtime (default auto: onnxruntime); openvino needs featherpose[openvino] and also runs "
+                "Intel's IR as published: --model human-pose-estimation-0001.xml --backend openvino")
 
 
 def sample_image() -> Path:
@@ -168,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multi", action="store_true", help=f"several people per image ({DEFAULT_MULTI_MODEL})")
     p.add_argument("--save", metavar="DIR", help="write drawn images / annotated video into DIR")
     p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
                    "MoveNet (multi-person models); lightweight-openpose: the height, a multiple of 8 (default 256), "
@@ -218,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the width follows each image")
     p.add_argument("--results", metavar="FILE", help="also write the COCO results json")
     p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "torch"])
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)

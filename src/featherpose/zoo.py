@@ -3,7 +3,8 @@
 One explicit dict, ``ZOO``; what each architecture is (network, codec, how a weight file is rebuilt) is its
 row in :data:`featherpose.families.FAMILIES`. Weight files are self-describing (see :mod:`featherpose.weights_io`),
 so an entry only names its file and says what the model is for; ``load`` also accepts the path
-of any featherpose weight file (e.g. one written by ``featherpose convert``).
+of any featherpose weight file (e.g. one written by ``featherpose convert``), and of Intel's OpenVINO IR
+``human-pose-estimation-0001.xml``, which runs as published (int8) on the ``openvino`` backend.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .estimator import Estimator
 from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
 from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, family_of, first_line
 from .skeletons import COCO17, SKELETONS, skeleton_from_json
-from .weights_io import load_weights
+from .weights_io import WeightsFile, load_weights
 
 class UnknownModelError(ValueError):
     """A model name that is neither in the zoo nor a weight file."""
@@ -138,10 +139,30 @@ def build_network(architecture: str, config):
     return family(architecture).network(config)
 
 
+def is_openvino_ir(model: str | Path) -> bool:
+    """Whether ``model`` names an OpenVINO IR file (``.xml``) rather than a zoo name or featherpose weight file."""
+    return str(model).lower().endswith(".xml")
+
+
+def ir_weights(xml_path: Path) -> WeightsFile:
+    """The weight file ``featherpose convert lwop`` would write for Intel's IR, in memory: the IR's int8
+    weights, scales, zero points and biases, the bundled model's config (RGB input), codec and OpenPose-18
+    skeleton (ValueError naming the file when it is not ``human-pose-estimation-0001``)."""
+    from .codecs.openpose import PafCodec
+    from .convert.lwop import BUNDLED_CONFIG, import_lwop
+    from .skeletons import OPENPOSE18, skeleton_to_json
+
+    _, tensors, _ = import_lwop(xml_path)
+    config = BUNDLED_CONFIG.to_dict()
+    codec = PafCodec((BUNDLED_CONFIG.input_size, BUNDLED_CONFIG.input_size), BUNDLED_CONFIG.num_keypoints)
+    meta = {"name": xml_path.stem, "architecture": "lwop", "skeleton": skeleton_to_json(OPENPOSE18)}
+    return WeightsFile(tensors, codec.arrays(), meta, config, codec.to_dict(), xml_path)
+
+
 def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
-    """(weight file, zoo name or None) for a zoo name or the path of a featherpose weight file."""
+    """(weight file, zoo name or None) for a zoo name, the path of a featherpose weight file or an IR's .xml."""
     text = str(model)
-    if text.endswith(".safetensors") or Path(text).is_file():
+    if text.endswith(".safetensors") or is_openvino_ir(text) or Path(text).is_file():
         return Path(text), None
     info = model_info(text)
     return weights_path(info), info.name
@@ -152,8 +173,12 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     """A ready-to-run estimator.
 
     Args:
-        model: a zoo name (``featherpose.models()``) or the path of a featherpose ``.safetensors`` file.
-        backend: ``auto`` (fastest available), ``onnxruntime`` or ``torch``.
+        model: a zoo name (``featherpose.models()``), the path of a featherpose ``.safetensors`` file, or of
+            Intel's OpenVINO IR ``human-pose-estimation-0001.xml`` (its .bin beside it): OpenVINO then runs the IR
+            itself (int8, as Intel ships it; ``backend`` ``auto`` or ``openvino``), and the torch network
+            imported from the same file gives the codec and skeleton.
+        backend: ``auto`` (fastest available: onnxruntime), ``onnxruntime``, ``torch`` or ``openvino``
+            (``featherpose[openvino]``; the network exported to ONNX and compiled by OpenVINO for the CPU).
         threads: CPU threads for the backend (None: the runtime's default).
         input_size: network input side (or (H, W)) in pixels, multiples the model accepts (32 for MoveNet);
             multi-person models only. Lightweight OpenPose: the input height (default 256; the paper's 368),
@@ -165,8 +190,22 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
     """
+    if is_openvino_ir(model) and backend not in ("auto", "openvino"):
+        raise ValueError(f"{model}: an OpenVINO IR runs on the openvino backend only; pass backend='openvino' "
+                         f"(--backend openvino), or for {backend!r} first `featherpose convert lwop {model} --out DIR` "
+                         "and load DIR/lightweight-openpose.safetensors")
+    if is_openvino_ir(model):
+        from .runtime.openvino import import_openvino
+
+        import_openvino()  # the one-line install hint before any import work
     name, network, codec, skel = build(model, input_size, skeleton)
     row = family_of(codec)
+    if is_openvino_ir(model):
+        from .runtime import check_threads
+        from .runtime.openvino import OpenVinoBackend
+
+        check_threads(threads)
+        backend = OpenVinoBackend.from_ir(model, threads)
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
                      dynamic_width=row.dynamic_width)
 
@@ -180,7 +219,7 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     (a name) asks for another the codec can decode to: the file's own or COCO-17.
     """
     path, name = resolve_weights(model)
-    weights = load_weights(path)
+    weights = ir_weights(path) if is_openvino_ir(path) else load_weights(path)
     arch = weights.meta.get("architecture")
     if arch not in FAMILIES:
         raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(FAMILIES)}")

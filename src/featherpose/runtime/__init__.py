@@ -2,14 +2,15 @@
 
 Every backend is a callable ``backend(x) -> {head name: (C, h, w) float32}`` (batch axis dropped),
 or ``{"decoded": ...}`` when the codec's decoder runs in the graph; the codec's ``decode`` takes
-either, so the Estimator does not care which one runs. ``onnxruntime`` is imported only when used.
+either, so the Estimator does not care which one runs. ``onnxruntime`` and ``openvino`` (the optional extra
+``featherpose[openvino]``, :mod:`featherpose.runtime.openvino`) are imported only when used.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = ("onnxruntime", "torch", "openvino")
 
 
 def default_backend() -> str:
@@ -67,17 +68,22 @@ def check_threads(threads) -> None:
         raise ValueError(f"threads must be a whole number >= 1 (None: the runtime's default), got {threads!r}")
 
 
-def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: str = "auto",
+def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="auto",
                    threads: int | None = None, decoder: torch.nn.Module | None = None, *,
-                   dynamic_width: bool = False) -> TorchBackend | OnnxBackend:
+                   dynamic_width: bool = False):
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
+        backend: ``auto``, a name in :data:`BACKENDS`, or a backend already built (an object with a ``name``
+            that is called like one, e.g. :meth:`~featherpose.runtime.openvino.OpenVinoBackend.from_ir` of an IR
+            file), returned as it is; ``model`` then only describes the network.
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime then runs it inside the graph (as
             Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
         dynamic_width: the ONNX graph takes any input width (``input_hw``'s is the one it is traced at).
     """
+    if not isinstance(backend, str) and callable(backend) and hasattr(backend, "name"):
+        return backend
     check_threads(threads)
     threads = int(threads) if threads else None
     backend = default_backend() if backend == "auto" else backend
@@ -87,4 +93,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend: s
         from .export import export_onnx
 
         return OnnxBackend(export_onnx(model, input_hw, decoder=decoder, dynamic_width=dynamic_width), threads)
+    if backend == "openvino":  # the same ONNX export, compiled by OpenVINO for the CPU
+        from .openvino import openvino_backend
+
+        return openvino_backend(model, input_hw, threads, decoder, dynamic_width=dynamic_width)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

@@ -1,0 +1,117 @@
+"""OpenVINO backend: a featherpose network exported to ONNX, or an OpenVINO IR as published (Intel's int8
+``human-pose-estimation-0001``), compiled for the CPU.
+
+Either way the backend takes what every backend takes, the (1, H, W, 3) int32 RGB batch the preprocessing
+makes, and returns ``{head name: (C, h, w) float32}`` (batch axis dropped). An IR's own input convention
+(Intel's: raw BGR 0..255, float NCHW, /255 inside the graph) is met by OpenVINO's preprocessing steps compiled
+into the model (int32 -> float32, NHWC -> NCHW, RGB -> BGR), and its outputs are renamed to the codec's heads.
+
+The CPU plugin runs at ``INFERENCE_PRECISION_HINT=f32`` with the latency hint: on CPUs with bf16 (AVX512-BF16,
+AMX) its default is bf16, which moves Lightweight OpenPose's float outputs by up to 0.06 (golden/lwop README).
+An int8 IR still runs its convolutions as int8 kernels. ``openvino`` is imported only when this backend is built.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+#: What a missing OpenVINO tells the user.
+INSTALL_HINT = "backend='openvino' needs OpenVINO: pip install featherpose[openvino] (or: pip install openvino)"
+#: Intel's ``human-pose-estimation-0001`` IR outputs -> the Lightweight OpenPose codec's heads (weights README).
+LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
+
+
+def import_openvino():
+    """The ``openvino`` module, or a one-line ImportError saying what to install."""
+    try:
+        import openvino
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    return openvino
+
+
+def cpu_config(threads: int | None) -> dict[str, str | int]:
+    """The CPU plugin's properties: latency hint, float32 arithmetic, ``threads`` (None: the plugin's default)."""
+    config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVinoBackend:
+    """An OpenVINO model compiled for the CPU; ``backend(x)`` maps (1, H, W, 3) int32 RGB to the raw heads.
+
+    Build it with :meth:`from_onnx` (a featherpose network's ONNX export) or :meth:`from_ir` (an IR file).
+
+    Args:
+        model: an ``openvino.Model`` whose one input is (1, H, W, 3) int32 RGB (H, W may be dynamic).
+        threads: CPU threads (the plugin's ``INFERENCE_NUM_THREADS``; None: its default).
+        heads: output tensor name -> head name, the outputs returned; None: every output under its own name.
+    """
+
+    name = "openvino"
+
+    def __init__(self, model, threads: int | None = None, heads: dict[str, str] | None = None):
+        ov = import_openvino()
+        self.compiled = ov.Core().compile_model(model, "CPU", cpu_config(threads))
+        names = [out.get_any_name() for out in self.compiled.outputs]
+        self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names) if not heads or n in heads]
+
+    @classmethod
+    def from_onnx(cls, onnx_model: bytes, threads: int | None = None) -> "OpenVinoBackend":
+        """From ONNX bytes as :func:`featherpose.runtime.export.export_onnx` writes them (int32 NHWC input)."""
+        ov = import_openvino()
+        return cls(ov.Core().read_model(onnx_model, b""), threads)
+
+    @classmethod
+    def from_ir(cls, xml_path: str | Path, threads: int | None = None,
+                heads: dict[str, str] | None = None) -> "OpenVinoBackend":
+        """From an IR (``.xml``, its ``.bin`` beside it) that takes raw BGR 0..255 as float (1, 3, H, W).
+
+        The input gets a dynamic height and width (any multiple of the network's stride) and preprocessing
+        steps in front: int32 -> float32 (exact for 0..255), NHWC -> NCHW, RGB -> BGR. ``heads`` (default
+        :data:`LWOP_IR_HEADS`) names the outputs kept, in the codec's names; each must exist.
+
+        Raises:
+            ValueError: naming the file, when its input is not (1, 3, H, W) or an output in ``heads`` is missing.
+        """
+        ov = import_openvino()
+        from openvino.preprocess import PrePostProcessor
+
+        heads = LWOP_IR_HEADS if heads is None else heads
+        model = ov.Core().read_model(str(xml_path))
+        shape = model.inputs[0].get_partial_shape() if len(model.inputs) == 1 else None
+        if shape is None or shape.rank.get_length() != 4 or shape[1] != 3:
+            raise ValueError(f"{xml_path}: expected one input of shape (1, 3, H, W), found "
+                             f"{[str(i.get_partial_shape()) for i in model.inputs]}")
+        names = {n for out in model.outputs for n in out.get_names()}
+        missing = sorted(set(heads) - names)
+        if missing:
+            raise ValueError(f"{xml_path}: no output {missing[0]!r} (outputs: {', '.join(sorted(names))}); "
+                             "pass Intel's human-pose-estimation-0001.xml")
+        model.reshape({model.inputs[0]: ov.PartialShape([1, 3, -1, -1])})
+        steps = PrePostProcessor(model)
+        steps.input().tensor().set_element_type(ov.Type.i32).set_layout(ov.Layout("NHWC"))
+        steps.input().model().set_layout(ov.Layout("NCHW"))
+        steps.input().preprocess().convert_element_type(ov.Type.f32).reverse_channels()
+        return cls(steps.build(), threads, heads)
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        outs = self.compiled(x)  # copies the outputs (share_outputs=False)
+        return {head: outs[i][0] for i, head in self.heads}
+
+
+def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
+                     dynamic_width: bool = False) -> OpenVinoBackend:
+    """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
+    in-graph decoder; a dynamic width axis when ``dynamic_width``), compiled by OpenVINO for the CPU.
+
+    Raises:
+        ImportError: OpenVINO is not installed (one line: :data:`INSTALL_HINT`), before any export work.
+    """
+    import_openvino()
+    from .export import export_onnx
+
+    return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_width=dynamic_width),
+                                     threads)
