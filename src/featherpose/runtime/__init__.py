@@ -78,8 +78,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
             that is called like one, e.g. :meth:`~featherpose.runtime.openvino.OpenVinoBackend.from_ir` of an IR
             file), returned as it is; ``model`` then only describes the network.
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
-        decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime then runs it inside the graph (as
-            Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
+        decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime and openvino run it inside the
+            graph (as Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
         dynamic_width: the ONNX graph takes any input width (``input_hw``'s is the one it is traced at).
     """
     if not isinstance(backend, str) and callable(backend) and hasattr(backend, "name"):

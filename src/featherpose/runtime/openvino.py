@@ -22,12 +22,17 @@ INSTALL_HINT = "backend='openvino' needs OpenVINO: pip install featherpose[openv
 LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
 
 
+class OpenVinoMissingError(ImportError, ValueError):
+    """``backend="openvino"`` without OpenVINO installed: an ImportError, and a ValueError so that the CLI prints
+    it as one line (exit code 2) like any other fixable input."""
+
+
 def import_openvino():
-    """The ``openvino`` module, or a one-line ImportError saying what to install."""
+    """The ``openvino`` module, or :class:`OpenVinoMissingError` (one line: :data:`INSTALL_HINT`)."""
     try:
         import openvino
     except ImportError:
-        raise ImportError(INSTALL_HINT) from None
+        raise OpenVinoMissingError(INSTALL_HINT) from None
     return openvino
 
 
@@ -108,7 +113,8 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
     in-graph decoder; a dynamic width axis when ``dynamic_width``), compiled by OpenVINO for the CPU.
 
     Raises:
-        ImportError: OpenVINO is not installed (one line: :data:`INSTALL_HINT`), before any export work.
+        OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
+            before any export work.
     """
     import_openvino()
     from .export import export_onnx
