@@ -168,6 +168,11 @@ def test_ir_on_another_backend_is_one_line_naming_the_fix(backend):
     assert "\n" not in str(info.value)
 
 
+def test_a_missing_ir_names_the_file(ov, tmp_path):
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "none.xml"))):
+        featherpose.load(tmp_path / "none.xml", backend="openvino")
+
+
 def test_missing_openvino_says_what_to_install(monkeypatch, capsys):
     """Without OpenVINO: an ImportError naming the extra, from the API; one line and exit code 2 from the CLI."""
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
