@@ -7,7 +7,7 @@ input height 256, 256x344), every runtime at the same thread count, for these ru
                                    RGB), est.infer, est.postprocess (codec.decode + letterbox undo + Poses)
     featherpose openvino           the same model on featherpose's OpenVINO backend, and Intel's int8 IR loaded
                                    by featherpose (``featherpose.load(<xml>, backend="openvino")``); skipped with
-                                   a note where the backend or openvino is missing
+                                   a note where the backend is not committed or openvino is missing
     reference (torch eager)        the reference repository's own code (Daniil-Osokin/lightweight-human-pose-
                                    estimation.pytorch at the pinned commit, exported outside this tree and put
                                    on sys.path at run time): ``demo.infer_fast`` (resize, normalise, pad, network,
@@ -15,7 +15,8 @@ input height 256, 256x344), every runtime at the same thread count, for these ru
                                    mapped back to image pixels as ``demo.run_demo`` does (kept float). The
                                    network is featherpose's bundled torch module (Intel's weights, float32) run
                                    eagerly, as the demo calls its net (autograd on); the reference's own class
-                                   cannot load Intel's layout (an extra CPM conv, ELU, concat order, /255).
+                                   cannot load Intel's layout (an extra CPM conv, ELU, concat order, /255). A
+                                   context row runs the same under ``torch.no_grad`` (a fairer bar).
     OpenVINO int8 + reference      Intel's FP16-INT8 IR compiled by OpenVINO directly (``core.compile_model``,
                                    f32 inference precision, as the golden oracle ran it) inside the same
                                    reference pipeline (``infer_fast`` + ``extract_keypoints`` + ``group_keypoints``).
@@ -27,9 +28,9 @@ upsampling) + keypoints + grouping + mapping; the adapter's own conversion is in
 
 Frames are decoded once up front. Every pass (one runner over every frame) warms up, then times each frame with
 ``time.perf_counter``. Passes run in rounds, the runners back to back, their order reversed every other round;
-each runner reports its best round (lowest mean total). Then decode alone on tiled golden float maps (1, 5 and
-20 people), featherpose's ``codec.decode`` vs the reference's upsample + extract + group, alternating calls;
-and a check that featherpose's poses equal the reference's on every frame.
+each runner reports its best round (lowest mean total). Its poses from its first pass are checked against the
+reference's on every frame. Then decode alone on tiled golden float maps (1, 5 and 20 people): featherpose's
+``codec.decode`` vs the reference's upsample + extract + group, alternating calls.
 
 Usage::
 
@@ -309,15 +310,21 @@ def read_frames(path: Path, n: int) -> list[np.ndarray]:
     return frames
 
 
-def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> np.ndarray:
-    """Warm up on the first frames, then time every frame: (N, 3) ms preprocess, network, decode."""
+def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Warm up on the first frames, then time every frame.
+
+    Returns:
+        (N, 3) ms preprocess, network, decode; the N frames' poses (see :class:`Runner`).
+    """
     for frame in frames[:warmup]:
         runner.run(frame)
     gc.collect()
     out = np.empty((len(frames), 3))
+    poses = []
     for i, frame in enumerate(frames):
-        out[i] = runner.run(frame)[0]
-    return out * 1e3
+        out[i], p = runner.run(frame)
+        poses.append(p)
+    return out * 1e3, poses
 
 
 def best_round(rounds: list[np.ndarray]) -> np.ndarray:
@@ -490,17 +497,18 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"- {LABELS[REF_OV]}: skipped (openvino is not installed: `pip install openvino`).")
 
     results: dict[str, list[np.ndarray]] = {}
+    poses: dict[str, list[np.ndarray]] = {}  # each runner's poses on every frame (its first pass)
     with tqdm(total=args.rounds * len(runners), unit="pass", file=sys.stderr, dynamic_ncols=True) as bar:
         for rnd in range(args.rounds):
             for runner in runners if rnd % 2 == 0 else runners[::-1]:
                 bar.set_postfix_str(f"round {rnd + 1} {runner.key}")
-                results.setdefault(runner.key, []).append(time_pass(runner, frames, args.warmup))
+                ms, found = time_pass(runner, frames, args.warmup)
+                results.setdefault(runner.key, []).append(ms)
+                poses.setdefault(runner.key, found)
                 bar.update()
 
     print("decode alone ...", file=sys.stderr)
     decode_lines, decode_medians = decode_alone(est.codec, keypoints_mod, args.decode_calls)
-    print("pose agreement ...", file=sys.stderr)
-    poses = {r.key: [r.run(f)[1] for f in frames] for r in runners}
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     out += [f"- load average at end: {load}",
