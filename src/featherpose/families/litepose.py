@@ -126,3 +126,8 @@ def litepose_preprocess(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[n
     box = AffineLetterbox(tuple(image.shape[:2]), (out_h, out_w), resized, top, left, None,
                           tuple(map(tuple, g.to_input)), tuple(map(tuple, g.to_image)))
     return warped.astype(np.int32), box
+
+
+def default_codec(config):
+    """The codec a converted or trained Lite Pose file stores (None until the associative-embedding codec exists)."""
+    return None
