@@ -81,6 +81,25 @@ def test_draw_marks_keypoints(poses):
     assert np.abs(drawn[y, x].astype(int) - image[y, x]).max() > 50
 
 
+def test_draw_scales_lines_with_the_person():
+    """A person 80 px tall on a 1920-wide frame is drawn with thin lines (a skeleton, not a blob); the same pose
+    8x taller gets the frame's line width, so its ink grows faster than its size."""
+    base = np.array(list(zip([10, 9, 11, 8, 12, 6, 14, 4, 16, 3, 17, 7, 13, 7, 13, 7, 13],
+                             [0, 1, 1, 2, 2, 12, 12, 22, 22, 30, 30, 40, 40, 58, 58, 78, 78], [1.0] * 17)),
+                    np.float32)
+    canvas = np.zeros((1080, 1920, 3), np.uint8)
+
+    def ink(scale):
+        kp = base.copy()
+        kp[:, :2] = kp[:, :2] * scale + 100
+        drawn = Poses.create(kp[None], image_size=canvas.shape[:2]).draw(canvas, min_score=0)
+        return int((drawn.any(axis=2)).sum())
+
+    small, large = ink(1), ink(8)
+    assert small < 1400, small  # 905 with 2 px lines; the frame's 7 px lines gave 2042
+    assert large > 20 * small / 8, (small, large)  # the large one keeps the frame's line width
+
+
 def test_json_and_coco(poses):
     data = json.loads(poses.to_json(file_name="b.png"))
     assert data["image_size"] == {"height": 480, "width": 640} and len(data["people"]) == 6

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -178,6 +179,26 @@ def test_cli_predict_video_draws_the_walkers(capsys, tmp_path):
     assert len(person["keypoints"]) == 17 and "neck" not in person["keypoints"]
     videos = list(out.iterdir())
     assert len(videos) == 1 and videos[0].stat().st_size > 100_000
+
+
+def test_drawings_show_every_keypoint_a_person_has(one_thread):
+    """A lwop keypoint's score is its raw heatmap value (0.1-0.5 on vtest's small walkers); every keypoint of a
+    person passed the grouping, so drawings (``featherpose predict --save``) use the peak threshold, not
+    MoveNet's 0.3, which hid the walkers' limbs."""
+    est = featherpose.load(MODEL, backend="torch")
+    assert est.keypoint_threshold == est.codec.grouping.peak_threshold == 0.1
+    assert featherpose.load("movenet-lightning", backend="torch").keypoint_threshold == 0.3
+    video = cv2.VideoCapture(str(MEDIA / "vtest.avi"))
+    for _ in range(11):
+        ok, frame = video.read()
+    assert ok
+    frame = np.ascontiguousarray(frame[..., ::-1])
+    poses = est(frame)
+    scores = poses.keypoints[..., 2][poses.keypoints[..., 2] > 0]
+    assert len(poses) >= 4 and (scores >= 0.1).all() and (scores < 0.3).mean() > 0.2
+    ink = [int((poses.draw(frame, min_score=0, min_keypoint_score=t) != frame).any(axis=2).sum())
+           for t in (est.keypoint_threshold, 0.3)]
+    assert ink[0] > 1.2 * ink[1], ink
 
 
 def test_cli_eval_gives_the_reference_ap(capsys):

@@ -74,6 +74,7 @@ class Estimator:
         self.kind = codec.kind
         self.multi_person = codec.multi
         self.top_down = codec.top_down  # one person per input, needs person boxes on whole images
+        self.keypoint_threshold = codec.keypoint_threshold  # drawings leave out keypoints scoring under it
         self._preprocess = preprocess or resize_with_pad
         self.dynamic_width = dynamic_width
         self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder(),

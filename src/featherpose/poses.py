@@ -174,11 +174,16 @@ class Poses:
             if boxes and np.isfinite(box).all():
                 cv2.rectangle(canvas, pt(box[:2]), pt(box[2:]), colour["box"], thick, cv2.LINE_AA)
             ok = (kp[:, 2] >= min_keypoint_score) & np.isfinite(kp[:, :2]).all(axis=1)
+            if not ok.any():
+                continue
+            # a small person gets thin lines (a skeleton, not a blob): about 1 px per 80 px of its extent
+            extent = float(np.ptp(np.clip(kp[ok, :2], -far, far), axis=0).max())
+            size = max(1, min(thick, round(extent / 80)))
             for a, b in self.skeleton.limbs:
                 if ok[a] and ok[b]:
                     side = "left" if a in left and b in left else "right" if a in right and b in right else "mid"
-                    cv2.line(canvas, pt(kp[a]), pt(kp[b]), colour[side], thick + 1, cv2.LINE_AA)
+                    cv2.line(canvas, pt(kp[a]), pt(kp[b]), colour[side], size + 1, cv2.LINE_AA)
             for i in np.flatnonzero(ok):
                 side = "left" if i in left else "right" if i in right else "mid"
-                cv2.circle(canvas, pt(kp[i]), thick + 2, colour[side], -1, cv2.LINE_AA)
+                cv2.circle(canvas, pt(kp[i]), size + 1, colour[side], -1, cv2.LINE_AA)
         return canvas

@@ -227,7 +227,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         report.processed, report.people, report.poses = 1, len(poses), [poses]
         if source in plan:
             out = plan[source]
-            _write(report, out, lambda: _save_image(out, poses.draw(image, min_score=0)))
+            _write(report, out, lambda: _save_image(out, _drawn(est, poses, image)))
         if json_path:
             text = poses.to_json(file_name=Path(source).name, model=est.name)
             _write(report, json_path, lambda: write_text(json_path, text))
@@ -271,13 +271,18 @@ def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path]
             report.people += len(poses)
             results += [{**r, "file_name": path.relative_to(folder).as_posix()} for r in poses.to_coco(image_id)]
             if plan:  # a drawing that cannot be written loses only itself: the keypoints are kept
-                _write(report, plan[path], lambda: _save_image(plan[path], poses.draw(image, min_score=0)))
+                _write(report, plan[path], lambda: _save_image(plan[path], _drawn(est, poses, image)))
     except KeyboardInterrupt:
         report.interrupted = True
         report.warnings.append(f"stopped by Ctrl-C after {report.processed + len(report.failed)} of {len(files)} "
                                f"images; the results so far are written")
     if json_path:
         _write(report, json_path, lambda: write_text(json_path, json.dumps(results)))
+
+
+def _drawn(est, poses, image):
+    """``image`` with the people ``est`` found (already filtered by score) and the keypoints it counts as found."""
+    return poses.draw(image, min_score=0, min_keypoint_score=est.keypoint_threshold)
 
 
 def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_score, max_frames, progress,
@@ -297,7 +302,7 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
                 report.processed += 1
                 report.people += len(poses)
                 if write:
-                    write(poses.draw(frame, min_score=0))
+                    write(_drawn(est, poses, frame))
                 if json_path:
                     frames_json.append({"frame": i, "people": poses.summary()})
         except KeyboardInterrupt:  # a webcam ends this way; a video keeps the frames done so far

@@ -85,6 +85,7 @@ class TopDown:
         self.pose, self.detector, self.boxes, self.min_box_score = pose, detector, boxes, min_box_score
         self.name = pose.name if detector is None else f"{pose.name} on {detector.name} boxes"
         self.skeleton = pose.skeleton
+        self.keypoint_threshold = pose.keypoint_threshold
         self.input_hw = pose.input_hw
 
     def __repr__(self) -> str:

@@ -50,11 +50,14 @@ class Codec(Protocol):
         input_hw: network input (H, W) in pixels.
         num_keypoints: K.
         kind: one of :data:`KINDS`.
+        keypoint_threshold: the keypoint score under which a drawing leaves a keypoint out (0.3; a codec whose
+            keypoint scores are on another scale sets its own).
     """
 
     input_hw: tuple[int, int]
     num_keypoints: int
     kind: str
+    keypoint_threshold: float = 0.3
 
     @property
     def multi(self) -> bool:

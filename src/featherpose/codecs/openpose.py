@@ -519,6 +519,12 @@ class PafCodec(Codec):
         self.grouping = grouping or GroupingConfig()
         self.targets = targets or TargetConfig()
 
+    @property
+    def keypoint_threshold(self) -> float:
+        """Every keypoint a person has passed the peak threshold (its score is the raw heatmap value, 0.2-0.5 on
+        small people), so drawings show them all."""
+        return self.grouping.peak_threshold
+
     def to_dict(self) -> dict[str, Any]:
         """The settings that rebuild this codec (weight-file metadata 'codec'); input size and K come from the
         model config."""
