@@ -19,7 +19,7 @@ from .estimator import Estimator
 from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
 from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, family_of, first_line
 from .skeletons import COCO17, SKELETONS, skeleton_from_json
-from .weights_io import WeightsFile, load_weights
+from .weights_io import load_weights
 
 class UnknownModelError(ValueError):
     """A model name that is neither in the zoo nor a weight file."""
@@ -144,21 +144,6 @@ def is_openvino_ir(model: str | Path) -> bool:
     return str(model).lower().endswith(".xml")
 
 
-def ir_weights(xml_path: Path) -> WeightsFile:
-    """The weight file ``featherpose convert lwop`` would write for Intel's IR, in memory: the IR's int8
-    weights, scales, zero points and biases, the bundled model's config (RGB input), codec and OpenPose-18
-    skeleton (ValueError naming the file when it is not ``human-pose-estimation-0001``)."""
-    from .codecs.openpose import PafCodec
-    from .convert.lwop import BUNDLED_CONFIG, import_lwop
-    from .skeletons import OPENPOSE18, skeleton_to_json
-
-    _, tensors, _ = import_lwop(xml_path)
-    config = BUNDLED_CONFIG.to_dict()
-    codec = PafCodec((BUNDLED_CONFIG.input_size, BUNDLED_CONFIG.input_size), BUNDLED_CONFIG.num_keypoints)
-    meta = {"name": xml_path.stem, "architecture": "lwop", "skeleton": skeleton_to_json(OPENPOSE18)}
-    return WeightsFile(tensors, codec.arrays(), meta, config, codec.to_dict(), xml_path)
-
-
 def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
     """(weight file, zoo name or None) for a zoo name, the path of a featherpose weight file or an IR's .xml."""
     text = str(model)
@@ -219,7 +204,12 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     (a name) asks for another the codec can decode to: the file's own or COCO-17.
     """
     path, name = resolve_weights(model)
-    weights = ir_weights(path) if is_openvino_ir(path) else load_weights(path)
+    if is_openvino_ir(path):
+        from .convert.lwop import ir_weights  # the IR featherpose imports is Lightweight OpenPose's
+
+        weights = ir_weights(path)
+    else:
+        weights = load_weights(path)
     arch = weights.meta.get("architecture")
     if arch not in FAMILIES:
         raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(FAMILIES)}")

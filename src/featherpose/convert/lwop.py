@@ -28,7 +28,7 @@ from ..codecs.openpose import PafCodec
 from ..fileio import check_writable
 from ..models.lwop import IR_INPUT_SCALE, IR_INPUT_SHIFT, QUANTISED, LightweightOpenPose, LwopConfig
 from ..skeletons import OPENPOSE18, skeleton_to_json
-from ..weights_io import save_weights
+from ..weights_io import WeightsFile, save_weights
 from .openvino_ir import IRGraph, Layer, read_ir
 
 NAME = "lightweight-openpose"
@@ -238,7 +238,19 @@ def convert_lwop(source: str | Path, out_dir: str | Path) -> list[Path]:
     provenance = (f"Intel Open Model Zoo {IR_NAME} (Lightweight OpenPose, Osokin 2018), OpenVINO IR v{graph.version}; "
                   f"{graph.xml_path.name} sha256 {hashes['xml']}, {graph.bin_path.name} sha256 {hashes['bin']} "
                   f"({official}); int8 weights with their f16 scales and zero points, and f16 biases, stored unchanged")
-    codec = PafCodec((BUNDLED_CONFIG.input_size, BUNDLED_CONFIG.input_size), BUNDLED_CONFIG.num_keypoints)
     return [save_weights(Path(out_dir) / f"{NAME}.safetensors", tensors, name=NAME, architecture="lwop",
-                         config=BUNDLED_CONFIG.to_dict(), codec=codec, skeleton=skeleton_to_json(OPENPOSE18),
+                         config=BUNDLED_CONFIG.to_dict(), codec=_bundled_codec(), skeleton=skeleton_to_json(OPENPOSE18),
                          source=provenance, license=LWOP_LICENSE)]
+
+
+def _bundled_codec() -> PafCodec:
+    return PafCodec((BUNDLED_CONFIG.input_size, BUNDLED_CONFIG.input_size), BUNDLED_CONFIG.num_keypoints)
+
+
+def ir_weights(xml_path: str | Path) -> WeightsFile:
+    """What :func:`convert_lwop` writes for Intel's IR, in memory, without provenance: how ``featherpose.load``
+    builds the network and codec of an ``.xml`` it runs in OpenVINO."""
+    _, tensors, _ = import_lwop(xml_path)
+    codec = _bundled_codec()
+    meta = {"name": Path(xml_path).stem, "architecture": "lwop", "skeleton": skeleton_to_json(OPENPOSE18)}
+    return WeightsFile(tensors, codec.arrays(), meta, BUNDLED_CONFIG.to_dict(), codec.to_dict(), Path(xml_path))
