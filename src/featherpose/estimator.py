@@ -53,7 +53,7 @@ class Estimator:
             sees one person, several, or one person crop (top-down), and its optional in-graph decoder runs
             inside the ONNX graph.
         skeleton: the keypoint set the model predicts.
-        backend: ``auto``, ``onnxruntime`` or ``torch``.
+        backend: ``auto``, ``onnxruntime``, ``torch``, ``openvino``, or a built backend (OpenVINO running an IR).
         threads: CPU threads (None: runtime default).
         preprocess: (HxWx3 uint8 RGB image, ``codec.input_hw``) -> ((Hi, Wi, 3) int32 RGB network input,
             :class:`~featherpose.image.Letterbox`), the family's (its row's ``preprocess``); None: TF's letterbox
