@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+import featherpose
+from featherpose import cli
 from featherpose.convert.litepose import (KNOWN_SHA256, NAME, config_from_state, convert_litepose,
                                           featherpose_name, import_litepose, litepose_tensors)
 from featherpose.families.litepose import litepose_preprocess
@@ -16,6 +18,7 @@ from featherpose.image import load_image
 from featherpose.models.litepose import LitePose, named_config
 from featherpose.skeletons import CROWDPOSE14, skeleton_from_json
 from featherpose.weights_io import load_weights
+from featherpose.zoo import model_info, weights_path
 
 from conftest import SHARED
 
@@ -166,3 +169,50 @@ def test_convert_writes_a_self_describing_file(tmp_path, state):
     for key, value in state.items():
         if value.is_floating_point():
             assert torch.equal(weights.state_dict[featherpose_name(key)], value), key
+
+
+def test_convert_cli_writes_the_bundled_file(tmp_path, capsys):
+    assert cli.main(["convert", "litepose", str(CHECKPOINT), "--out", str(tmp_path)]) == 0
+    path = tmp_path / f"{NAME}.safetensors"
+    assert f"wrote {path}" in capsys.readouterr().out
+    ours, bundled = load_weights(path), load_weights(weights_path(model_info(NAME)))
+    assert {k: v for k, v in ours.meta.items()} == bundled.meta
+    assert ours.state_dict.keys() == bundled.state_dict.keys()
+    assert all(torch.equal(ours.state_dict[k], bundled.state_dict[k]) for k in ours.state_dict)
+
+
+def test_convert_cli_fails_in_one_line(tmp_path, capsys):
+    assert cli.main(["convert", "litepose", str(tmp_path / "missing.pth"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.pth: no such file" in err
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+@pytest.fixture(scope="module")
+def bundled():
+    return featherpose.load(NAME, backend="torch", threads=1)
+
+
+@pytest.mark.parametrize("sample", ["messi5", "vtest_f090"])
+def test_bundled_model_gives_upstreams_poses(bundled, sample):
+    """featherpose.load's whole path (decode, warpAffine preprocessing, codec, inverse affine) on a photo and on a
+    crowded vtest frame: upstream's people in upstream's order, keypoints and scores as poses.npy / scores.npy
+    (measured on all 13 samples: x, y identical; scores within 8e-7 on torch, 6e-6 on onnxruntime)."""
+    poses = bundled(GOLDEN / MANIFEST[sample]["image"], min_score=0)
+    ref, ref_scores = np.load(GOLDEN / sample / "poses.npy"), np.load(GOLDEN / sample / "scores.npy")
+    assert len(poses) == len(ref) > 0
+    assert np.abs(poses.keypoints[..., :2] - ref[..., :2]).max() <= 1e-3
+    assert np.abs(poses.keypoints[..., 2] - ref[..., 2]).max() <= 1e-5
+    assert np.abs(poses.scores - ref_scores).max() <= 1e-5
+    assert bundled.skeleton == CROWDPOSE14 and bundled.multi_person
+
+
+def test_portrait_image_runs_at_short_side_448(bundled):
+    """A portrait image gets width 448 and its own height; the people of messi5 are found in it, transposed."""
+    image = load_image(GOLDEN / MANIFEST["messi5"]["image"])
+    x, _ = bundled.preprocess(np.ascontiguousarray(image.transpose(1, 0, 2)))
+    assert x.shape == (1, 768, 448, 3)
+    poses = bundled(np.ascontiguousarray(image.transpose(1, 0, 2)), min_score=0)
+    upright = bundled(image, min_score=0)
+    assert len(poses) >= 1 and poses.scores.max() == pytest.approx(upright.scores.max(), abs=0.05)

@@ -152,3 +152,30 @@ def test_portrait_image_gets_the_short_side_as_width():
     assert g.input_hw == (448, 256)  # 400 rounded up to 448
     x, box = litepose_preprocess(np.full((500, 320, 3), 200, np.uint8), (256, 256))
     assert x.shape == (448, 256, 3) and x[224, 128, 0] == 200 and x[0, 128, 0] == 0  # black bands top and bottom
+
+
+# ------------------------------------------------------------------------------------------ the family row
+
+def test_row_ideal_heads_decode_back_to_the_encoded_people():
+    """Three random people (one keypoint unlabelled) -> the row's training codec encodes them -> its ideal heads
+    (targets + nearest-person tags) -> decode finds the same three people, every labelled keypoint within 1.5 px
+    (the 1/2-resolution cell and the quarter-pixel rule)."""
+    from featherpose.families import FAMILIES, family_of
+    from featherpose.families.litepose import LitePoseLossSection, LitePoseModelSection
+
+    row = FAMILIES["litepose"]
+    codec = row.training_codec(LitePoseModelSection(input_size=256), LitePoseLossSection(), 14)
+    assert family_of(codec) is row and row.network_config(LitePoseModelSection(), 14) == LitePoseConfig()
+    rng = np.random.default_rng(0)
+    kp = np.zeros((3, 14, 3))
+    kp[..., :2] = rng.uniform(10, 246, (3, 14, 2))
+    kp[..., 2] = 2
+    kp[1, 3, 2] = 0
+    decoded = codec.decode(row.ideal_heads(codec, codec.encode(kp)))
+    assert len(decoded.keypoints) == 3
+    for person in kp:
+        labelled = person[:, 2] > 0
+        err = np.abs(decoded.keypoints[:, :, :2] - person[None, :, :2]).max(-1)[:, labelled].max(1)  # per person
+        assert err.min() <= 1.5
+    with pytest.raises(ValueError, match="cannot be trained yet"):
+        row.loss(LitePoseModelSection(), LitePoseLossSection(), None)

@@ -18,6 +18,8 @@ from typing import Any
 from .estimator import Estimator
 from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
 from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, family_of, first_line
+from .models.litepose import PAPER_GMACS as LITEPOSE_PAPER_GMACS
+from .models.litepose import named_config as named_litepose
 from .skeletons import COCO17, SKELETONS, skeleton_from_json
 from .weights_io import load_weights
 
@@ -68,6 +70,17 @@ ZOO: dict[str, ModelInfo] = {
         "keypoints (OpenPose-18: skeleton='openpose18'); input height 256, width follows the image (456: 16:9)",
         "Apache-2.0 (Intel Open Model Zoo); see weights/NOTICE",
         "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)"),
+    "litepose-m-crowdpose": ModelInfo(
+        "litepose-m-crowdpose", "litepose-m-crowdpose.safetensors", True, (448, 448),
+        "Lite Pose Auto-M (7x7 inverted residuals + fusion deconv head, associative-embedding grouping), MIT Han Lab's "
+        "CrowdPose checkpoint imported from a THIRD-PARTY COPY (not provably the official file; weights/NOTICE); "
+        "several people, CrowdPose-14 keypoints; input short side 448, long side follows the image (a multiple of "
+        "64); 5.26 GMACs at 448x448, 7.52 at 448x640 (conv + deconv multiply-accumulates; upstream lists 7.8 G, "
+        "counting unstated)",
+        "unstated: upstream's code is MIT (mit-han-lab/litepose), the weights' source has no licence file; see "
+        "weights/NOTICE",
+        "Wang, Li, Cai, Chen, Han, 'Lite Pose: Efficient Architecture Design for 2D Human Pose Estimation' (CVPR 2022, "
+        "arXiv:2205.01271)"),
 }
 
 
@@ -125,6 +138,11 @@ TRAINABLE: dict[str, Trainable] = {
     "hourglass-4x128": Trainable("hourglass-4x128", "Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
                                  "configs/fpd_lsp_student.yaml)", "hourglass",
                                  {"stacks": 4, "channels": 128, "num_keypoints": 14, "input_size": 256}),
+    **{name: Trainable(name, f"Lite Pose {name[9:].upper()} (LitePose-Auto-{name[9:].upper()}, upstream's "
+                       f"mobile_configs/search-{name[9:].upper()}.json), CrowdPose-14; upstream lists {gmacs} GMACs "
+                       "(counting unstated; GFLOPs here = 2 x conv + deconv multiply-accumulates); no recipe yet",
+                       "litepose", named_litepose(name).to_dict())
+       for name, gmacs in LITEPOSE_PAPER_GMACS.items()},
 }
 
 #: The defaults :mod:`featherpose.predict` runs: one person per image, several (``--multi``, videos, webcams),

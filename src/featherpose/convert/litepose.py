@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..families.litepose import default_codec
 from ..fileio import check_writable
 from ..models.litepose import LitePose, LitePoseConfig, make_divisible, named_config
 from ..skeletons import CROWDPOSE14, skeleton_to_json
@@ -162,7 +163,7 @@ def convert_litepose(source: str | Path, out_dir: str | Path) -> list[Path]:
     ``<out_dir>/litepose-m-crowdpose.safetensors``; returns [that path].
 
     The file holds the checkpoint's tensors unchanged under featherpose names, the Auto-M config, the CrowdPose-14
-    skeleton, the codec settings (when the associative-embedding codec is available) and the provenance (the
+    skeleton, the associative-embedding codec's settings (upstream's grouping) and the provenance (the
     checkpoint's sha256, whether it is the copy the shared README describes).
     """
     check_writable(out_dir, "--out folder", folder=True)  # before any work
@@ -174,13 +175,6 @@ def convert_litepose(source: str | Path, out_dir: str | Path) -> list[Path]:
     known = "the copy shared/weights/litepose/README.md describes" if digest == KNOWN_SHA256 else "an UNKNOWN copy"
     provenance = f"{PROVENANCE}; {source.name} sha256 {digest} ({known}); tensors stored unchanged"
     return [save_weights(Path(out_dir) / f"{NAME}.safetensors", tensors, name=NAME, architecture="litepose",
-                         config=model.config.to_dict(), codec=_codec_settings(model.config),
+                         config=model.config.to_dict(), codec=default_codec(model.config, CROWDPOSE14.name),
                          skeleton=skeleton_to_json(CROWDPOSE14), source=provenance, license=LITEPOSE_LICENSE)]
 
-
-def _codec_settings(config: LitePoseConfig):
-    """The family's codec at the config's input size, or an empty settings dict while no codec exists."""
-    from ..families.litepose import default_codec
-
-    codec = default_codec(config)
-    return codec if codec is not None else {}

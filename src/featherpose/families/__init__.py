@@ -11,7 +11,8 @@ trainer, the data pipeline, distillation and the CLI look a family up in :data:`
 
 This package: ``base.py`` what every family shares (the :class:`Family` row, the ``model:`` / ``loss:``
 sections every family extends, rebuilding a network from a weight file); ``<family>.py`` one family's recipe
-sections, hooks and row (``movenet.py``, ``hourglass.py``, ``lwop.py``); this file the table and its lookups.
+sections, hooks and row (``movenet.py``, ``hourglass.py``, ``lwop.py``,
+``litepose.py``); this file the table and its lookups.
 
 Adding a family touches: ``models/<family>.py`` (its network and config), ``codecs/<family>.py`` (its codec,
 :class:`~featherpose.codecs.base.Codec`), ``train/losses.py`` (a loss, or a reuse), ``families/<family>.py``
@@ -24,7 +25,7 @@ and importers are imported only when a hook that needs them runs, so ``import fe
 """
 from __future__ import annotations
 
-from . import hourglass, lwop, movenet
+from . import hourglass, litepose, lwop, movenet
 from .base import (BAD_FIELD, DEFAULT_ARCHITECTURE, MAX_INPUT_SIZE, WEIGHTS_FIX, Family, LossSection,
                    ModelSection, first_line, input_hw, rebuild_network)
 
@@ -36,6 +37,7 @@ FAMILIES: dict[str, Family] = {
     "movenet": movenet.MOVENET,
     "hourglass": hourglass.HOURGLASS,
     "lwop": lwop.LWOP,
+    "litepose": litepose.LITEPOSE,
 }
 
 
