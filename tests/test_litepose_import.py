@@ -216,3 +216,21 @@ def test_portrait_image_runs_at_short_side_448(bundled):
     poses = bundled(np.ascontiguousarray(image.transpose(1, 0, 2)), min_score=0)
     upright = bundled(image, min_score=0)
     assert len(poses) >= 1 and poses.scores.max() == pytest.approx(upright.scores.max(), abs=0.05)
+
+
+@pytest.mark.parametrize("sample", ["basketball1", "vtest_f120"])
+def test_network_and_codec_give_upstreams_flip_test_poses(bundled, sample):
+    """Upstream's flip test: the network's raw heads on the input and on its mirror image, decoded together, mapped
+    by the letterbox: poses_flip.npy's people, keypoints and scores (measured on all 13 samples: x, y identical,
+    scores within 1.5e-6)."""
+    x, letterbox = bundled.preprocess(load_image(GOLDEN / MANIFEST[sample]["image"]))
+    image = torch.from_numpy(x).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        heads, mirrored = bundled.network(image), bundled.network(image.flip(3))
+    decoded = bundled.codec.decode({**{k: v[0].numpy() for k, v in heads.items()},
+                                    **{f"{k}_flip": v[0].numpy() for k, v in mirrored.items()}})
+    ref, ref_scores = np.load(GOLDEN / sample / "poses_flip.npy"), np.load(GOLDEN / sample / "scores_flip.npy")
+    assert len(decoded.keypoints) == len(ref) > 0
+    assert np.abs(letterbox.to_image(decoded.keypoints[..., :2]) - ref[..., :2]).max() <= 1e-3
+    assert np.abs(decoded.keypoints[..., 2] - ref[..., 2]).max() <= 1e-5
+    assert np.abs(decoded.scores - ref_scores).max() <= 1e-5
