@@ -22,8 +22,12 @@ from conftest import DATA
 
 LABELED = DATA / "labeled_dev" / "person_keypoints_coco17.json"
 #: Smaller networks than the families' defaults (speed); a family not named here is tested at its defaults.
-TINY = {"movenet": {"width": 0.35}, "hourglass": {"stacks": 1, "channels": 16}, "lwop": {"num_refinement_stages": 1}}
+TINY = {"movenet": {"width": 0.35}, "hourglass": {"stacks": 1, "channels": 16}, "lwop": {"num_refinement_stages": 1},
+        "litepose": {"variant": "litepose-xs"}}
 NAMES = list(FAMILIES)
+#: Input pixels per cell for codecs with heads at two strides (no single ``stride``): litepose's coarsest head is
+#: at 1/4 (measured round-trip error on labeled_dev at 64x64: 1.03 px).
+CELL = {"litepose": 4}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one torch thread
@@ -119,7 +123,7 @@ def test_encode_decode_round_trip_on_real_labels(tmp_path, name):
         size = np.array(codec.input_hw[::-1], np.float32)
         keep = (kp[0, :, 2] > 0) & (kp[0, :, :2] >= 0).all(axis=1) & (kp[0, :, :2] < size).all(axis=1)
         err = min(np.abs(person[keep, :2] - kp[0, keep, :2]).max(initial=0) for person in got)
-        assert err <= codec.stride / 2, (name, i, err)
+        assert err <= CELL.get(name, getattr(codec, "stride", None)) / 2, (name, i, err)
         checked += int(keep.sum())
     assert checked >= 10
 

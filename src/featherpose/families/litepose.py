@@ -152,7 +152,19 @@ class LitePoseModelSection(ModelSection):
 
 @dataclass
 class LitePoseLossSection(LossSection):
-    """Lite Pose's loss (heatmap MSE at both resolutions + AE pull / push) has no settings yet."""
+    """Lite Pose's loss (:class:`~featherpose.train.losses.AELoss`): masked heatmap MSE at 1/4 and 1/2 (factor 1
+    each) + associative-embedding ``push`` / ``pull`` on the 1/4 tags, each times its factor (upstream's 0.001);
+    ``tag_loss``: the push term, ``exp`` (upstream's ``AE_LOSS_TYPE``) or ``max``."""
+
+    RULES: ClassVar[tuple] = (
+        ("push_factor", lambda v: v >= 0, "a number >= 0 (upstream's: 0.001)"),
+        ("pull_factor", lambda v: v >= 0, "a number >= 0 (upstream's: 0.001)"),
+    )
+    CHOICES: ClassVar[dict[str, tuple]] = {"tag_loss": ("exp", "max")}
+
+    push_factor: float = 0.001
+    pull_factor: float = 0.001
+    tag_loss: str = "exp"
 
 
 # --------------------------------------------------------------------------------- litepose's hooks
@@ -202,9 +214,10 @@ def _litepose_codec(model: LitePoseModelSection, loss: LitePoseLossSection, num_
 
 
 def _litepose_loss(model: LitePoseModelSection, loss: LitePoseLossSection, skeleton):
-    """Lite Pose's training loss (issue 13 item 5) is not in featherpose yet."""
-    raise ValueError("Lite Pose cannot be trained yet: its loss (heatmap MSE at 1/4 and 1/2 + associative-embedding "
-                     "pull / push) is not implemented; use featherpose.load('litepose-m-crowdpose') for inference")
+    """Upstream's loss: heatmap MSE at both resolutions + AE push / pull (:class:`~featherpose.train.losses.AELoss`)."""
+    from ..train.losses import AELoss  # training only: not loaded by `import featherpose`
+
+    return AELoss(push_factor=loss.push_factor, pull_factor=loss.pull_factor, loss_type=loss.tag_loss)
 
 
 def ideal_tags(joints: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
@@ -245,6 +258,6 @@ LITEPOSE = Family(
     name="litepose", kinds=("multi",), network=LitePose, config=LitePoseConfig, codec=AECodec,
     model_section=LitePoseModelSection, loss_section=LitePoseLossSection, input_multiple=INPUT_MULTIPLE,
     network_config=_litepose_config, training_codec=_litepose_codec, from_weights=_litepose_from_weights,
-    loss=_litepose_loss, loss_parts=("heatmaps", "tags"), ideal_heads=_litepose_ideal_heads, init_any_size=True,
+    loss=_litepose_loss, loss_parts=("heatmaps", "push", "pull"), ideal_heads=_litepose_ideal_heads, init_any_size=True,
     importer=_litepose_import, preprocess=litepose_preprocess, dynamic_width=True,
     importer_source="litepose-auto-m-crowdpose.pth (upstream's LitePose-Auto-M CrowdPose state_dict) or its folder")

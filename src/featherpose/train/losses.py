@@ -4,7 +4,8 @@ MoveNet (seed 003): weighted MSE for heatmap and centre, masked L1 for regressio
 K keypoints, grid [h, w]; predictions are the raw heads (logits for heatmap and centre), targets and masks from
 :func:`featherpose.codecs.movenet_targets.encode_movenet`, stacked over the batch. The hourglass: heatmap MSE
 on every stack (:class:`HeatmapLoss`). Lightweight OpenPose: masked L2 on every stage's heatmaps and PAFs
-(:class:`PafLoss`).
+(:class:`PafLoss`). Lite Pose: masked heatmap MSE at 1/4 and 1/2 + associative-embedding push / pull
+(:class:`AELoss`).
 """
 from __future__ import annotations
 
@@ -155,6 +156,76 @@ class PafLoss:
             err = (stages - targets[name][:, None]) * m
             parts[name] = (err * err).sum() / 2 / batch
         total = parts["heatmaps"] + parts["pafs"]
+        return total, {n: float(v.detach()) for n, v in parts.items()}
+
+
+@dataclass
+class AELoss:
+    """Lite Pose's loss, as upstream trains (mit-han-lab/litepose @ 00b702d, ``lib/core/loss.py``:
+    ``MultiLossFactory`` with ``HeatmapLoss`` and the batched ``AELoss.batchTagLoss``; ``lib/core/trainer.py`` sums
+    the parts). Shapes: B images, K keypoints, M people slots, 1/4 map h x w, 1/2 map 2h x 2w.
+
+    - heatmaps: per resolution, ``mean over (K, cells) of mask * (pred - target)^2`` per image, averaged over the
+      batch and times ``heatmap_factors`` (upstream's ``HEATMAPS_LOSS_FACTOR`` [1, 1]); the two summed.
+    - tags (1/4 map only, upstream's ``WITH_AE_LOSS`` [True, False]): each labelled keypoint reads its tag at its
+      cell (``joints``' flat index into the K x h x w tag maps). Per image, a person's reference tag is the mean of
+      its keypoints' tags; ``pull`` = the mean over the image's people of the mean squared deviation of each one's
+      tags from its reference; ``push`` (``exp``) = ``0.5 * (sum over person pairs (p, q), p != q, of
+      exp(-(ref_p - ref_q)^2)) / (n (n - 1))`` with n people (0 when n < 2). Both averaged over the batch (an image
+      without people counts 0) and times ``push_factor`` / ``pull_factor`` (upstream's 0.001 each).
+      ``loss_type`` ``max`` takes ``max(0, 1 - |ref_p - ref_q|)`` for the pair term instead.
+
+    Heads: ``heatmaps_tags`` (B, 2K, h, w): K heatmaps then K tag maps; ``heatmaps`` (B, K, 2h, 2w). Targets (from
+    :meth:`~featherpose.codecs.associative_embedding.AECodec.encode`, stacked): ``heatmaps_4`` (B, K, h, w),
+    ``heatmaps_2`` (B, K, 2h, 2w), ``mask_4`` (B, h, w), ``mask_2`` (B, 2h, 2w) (0 on crowds and unlabelled
+    people), ``joints`` (B, M, K, 2) int64 (flat index, 1 if labelled). Optional ``keypoint_weight`` (B, K):
+    heatmap channels weighted 0 have no target (a teacher's doubted keypoints).
+
+    Parts (metrics.csv): ``heatmaps`` (both resolutions, factors applied), ``push`` and ``pull`` (factors applied);
+    total = their sum (upstream's).
+    """
+
+    heatmap_factors: tuple[float, float] = (1.0, 1.0)
+    push_factor: float = 0.001
+    pull_factor: float = 0.001
+    loss_type: str = "exp"
+
+    def __post_init__(self):
+        if self.loss_type not in ("exp", "max"):
+            raise ValueError(f"unknown AE loss type {self.loss_type!r}; choose exp or max")
+
+    def tag_loss(self, tags: torch.Tensor, joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(push, pull) unscaled, averaged over the batch, of tag maps (B, K, h, w) and ``joints`` (B, M, K, 2)."""
+        b, m, k = joints.shape[:3]
+        vis = (joints[..., 1] > 0).to(tags.dtype)  # (B, M, K)
+        picked = torch.gather(tags.reshape(b, -1), 1, joints[..., 0].reshape(b, -1).long()).reshape(b, m, k) * vis
+        count = vis.sum(2)  # (B, M) labelled keypoints per person
+        present = (count > 0).to(tags.dtype)
+        people = present.sum(1)  # (B,)
+        ref = picked.sum(2) / count.clamp(min=1)  # (B, M) each person's reference tag
+        pull = (vis * (picked - ref[..., None]) ** 2).sum(2) / count.clamp(min=1)  # (B, M)
+        pull = pull.sum(1) / people.clamp(min=1)
+        pairs = present[:, :, None] * present[:, None, :]  # (B, M, M)
+        diff = ref[:, :, None] - ref[:, None, :]
+        near = torch.exp(-diff ** 2) if self.loss_type == "exp" else (1 - diff.abs()).clamp(min=0)
+        push = 0.5 * ((near * pairs).sum((1, 2)) - people) / ((people - 1) * people).clamp(min=1)
+        push = torch.where(people >= 2, push, torch.zeros_like(push))
+        return push.mean(), pull.mean()
+
+    def __call__(self, heads: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        quarter = heads["heatmaps_tags"]
+        k = quarter.shape[1] // 2
+        heatmaps = 0.0
+        for pred, name, factor in ((quarter[:, :k], "4", self.heatmap_factors[0]),
+                                   (heads["heatmaps"], "2", self.heatmap_factors[1])):
+            mask = targets[f"mask_{name}"][:, None]  # (B, 1, h, w)
+            if "keypoint_weight" in targets:
+                mask = mask * targets["keypoint_weight"][:, :, None, None]
+            err = (pred - targets[f"heatmaps_{name}"]) ** 2 * mask
+            heatmaps = heatmaps + factor * err.mean(dim=(1, 2, 3)).mean()
+        push, pull = self.tag_loss(quarter[:, k:], targets["joints"])
+        parts = {"heatmaps": heatmaps, "push": self.push_factor * push, "pull": self.pull_factor * pull}
+        total = parts["heatmaps"] + parts["push"] + parts["pull"]
         return total, {n: float(v.detach()) for n, v in parts.items()}
 
 
