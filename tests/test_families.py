@@ -139,7 +139,7 @@ def test_two_training_steps_from_a_tiny_recipe(tmp_path, name):
     assert result.step == 2 and np.isfinite(result.last_loss)
     _, net, codec, _ = zoo.build(result.out / "checkpoints" / "last.safetensors")
     assert type(net) is row.network and type(codec) is row.codec and codec.input_hw[0] == cfg.model.input_size
-    assert row.dynamic_width or codec.input_hw[1] == cfg.model.input_size  # lwop: the width follows each image
+    assert row.dynamic_size or codec.input_hw[1] == cfg.model.input_size  # lwop: the width follows each image
 
 
 @pytest.mark.parametrize("model", list(zoo.ZOO))

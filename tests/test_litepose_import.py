@@ -218,6 +218,17 @@ def test_portrait_image_runs_at_short_side_448(bundled):
     assert len(poses) >= 1 and poses.scores.max() == pytest.approx(upright.scores.max(), abs=0.05)
 
 
+def test_portrait_image_on_onnxruntime_equals_torch(bundled):
+    """The default backend's graph has a dynamic height as well as width: a portrait input (768 x 448) runs, and
+    its poses are torch's."""
+    image = np.ascontiguousarray(load_image(GOLDEN / MANIFEST["messi5"]["image"]).transpose(1, 0, 2))
+    ort = featherpose.load(NAME, backend="onnxruntime", threads=1)(image, min_score=0)
+    ref = bundled(image, min_score=0)
+    assert len(ort) == len(ref) >= 1
+    assert np.abs(ort.keypoints[..., :2] - ref.keypoints[..., :2]).max() <= 0.5
+    assert np.abs(ort.scores - ref.scores).max() <= 1e-3
+
+
 @pytest.mark.parametrize("sample", ["basketball1", "vtest_f120"])
 def test_network_and_codec_give_upstreams_flip_test_poses(bundled, sample):
     """Upstream's flip test: the network's raw heads on the input and on its mirror image, decoded together, mapped

@@ -154,7 +154,7 @@ def test_ir_poses_are_the_golden_int8_poses(ir_estimator):
 def test_ir_loads_with_coco17_by_default(ir_estimator):
     est = featherpose.load(str(IR), backend="auto", threads=1)
     assert est.backend.name == "openvino" and est.name == "human-pose-estimation-0001"
-    assert est.skeleton.name == "coco17" and est.dynamic_width
+    assert est.skeleton.name == "coco17" and est.dynamic_size
     poses = est(LWOP_GOLDEN / "basketball1" / "image.png")
     assert len(poses) == 3 and poses.keypoints.shape[1:] == (17, 3)
 

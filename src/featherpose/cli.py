@@ -120,10 +120,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
                          "choose another file name")
     check_writable(args.onnx, "--onnx file")
     est = load(args.model, backend="torch", input_size=args.input_size)
-    path = export_onnx(est.network, est.input_hw, args.onnx, dynamic_width=est.dynamic_width)
-    width = "W" if est.dynamic_width else est.input_hw[1]
-    note = f" (W: any multiple of {est.codec.stride}, the image's own)" if est.dynamic_width else ""
-    print(f"wrote {path} (input 'image': int32 [1, {est.input_hw[0]}, {width}, 3] RGB 0..255{note}; "
+    path = export_onnx(est.network, est.input_hw, args.onnx, dynamic_size=est.dynamic_size)
+    size = "H, W" if est.dynamic_size else f"{est.input_hw[0]}, {est.input_hw[1]}"
+    note = (f" (H, W: each image's own, as the model's preprocessing sizes it; traced at {est.input_hw[0]}x"
+            f"{est.input_hw[1]})" if est.dynamic_size else "")
+    print(f"wrote {path} (input 'image': int32 [1, {size}, 3] RGB 0..255{note}; "
           f"outputs: raw heads {', '.join(est.codec.head_shapes())})")
     return 0
 

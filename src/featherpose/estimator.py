@@ -58,14 +58,14 @@ class Estimator:
         preprocess: (HxWx3 uint8 RGB image, ``codec.input_hw``) -> ((Hi, Wi, 3) int32 RGB network input,
             :class:`~featherpose.image.Letterbox`), the family's (its row's ``preprocess``); None: TF's letterbox
             to ``codec.input_hw`` (:func:`~featherpose.image.resize_with_pad`, MoveNet's).
-        dynamic_width: the input width follows each image (``preprocess`` chooses it); the ONNX graph then has a
-            dynamic width axis.
+        dynamic_size: the input size follows each image (``preprocess`` chooses it); the ONNX graph then has
+            dynamic height and width axes.
     """
 
     def __init__(self, name: str, network: nn.Module, codec: Codec, skeleton: Skeleton, backend: str = "auto",
                  threads: int | None = None, *,
                  preprocess: Callable[[np.ndarray, tuple[int, int]], tuple[np.ndarray, Letterbox]] | None = None,
-                 dynamic_width: bool = False):
+                 dynamic_size: bool = False):
         self.name = name
         self.network = network
         self.codec = codec
@@ -76,13 +76,13 @@ class Estimator:
         self.top_down = codec.top_down  # one person per input, needs person boxes on whole images
         self.keypoint_threshold = codec.keypoint_threshold  # drawings leave out keypoints scoring under it
         self._preprocess = preprocess or resize_with_pad
-        self.dynamic_width = dynamic_width
+        self.dynamic_size = dynamic_size
         self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder(),
-                                      dynamic_width=dynamic_width)
+                                      dynamic_size=dynamic_size)
 
     def __repr__(self) -> str:
-        width = "W" if self.dynamic_width else self.input_hw[1]
-        return f"Estimator({self.name!r}, input {width}x{self.input_hw[0]}, backend {self.backend.name})"
+        size = "each image's own" if self.dynamic_size else f"{self.input_hw[1]}x{self.input_hw[0]}"
+        return f"Estimator({self.name!r}, input {size}, backend {self.backend.name})"
 
     def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE, *,
                  name: str | None = None) -> Poses:
@@ -101,7 +101,7 @@ class Estimator:
 
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """HxWx3 uint8 RGB -> ((1, Hi, Wi, 3) int32 network input, letterbox geometry); (Hi, Wi) is
-        :attr:`input_hw` unless :attr:`dynamic_width` (then the width follows the image)."""
+        :attr:`input_hw` unless :attr:`dynamic_size` (then the preprocessing sizes it for the image)."""
         x, letterbox = self._preprocess(image, self.input_hw)
         return x[None], letterbox
 

@@ -210,7 +210,7 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         check_threads(threads)
         backend = OpenVinoBackend.from_ir(model, threads)
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
-                     dynamic_width=row.dynamic_width)
+                     dynamic_size=row.dynamic_size)
 
 
 def build(model: str | Path, input_size: int | tuple[int, int] | None = None, skeleton: str | None = None):

@@ -442,8 +442,7 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
         written = [dict(r, keypoints=kp.reshape(-1).tolist()) for r, kp in zip(results, layout)]
     mode = ("multi-person, whole images" if est.multi_person
             else f"top-down on ground-truth boxes (square crops x{CROP_EXPAND:g})")
-    width = "W (each image's)" if est.dynamic_width else est.input_hw[1]
-    mode += f", input {width}x{est.input_hw[0]}"
+    mode += ", input each image's own" if est.dynamic_size else f", input {est.input_hw[1]}x{est.input_hw[0]}"
     images = len(dataset["images"]) if est.multi_person else len(np.unique(gt.image_ids))
     report = EvalReport(est.name, path, mode, tuple(data_names[i] for i in data_idx), images, len(gt.image_ids),
                         len(results), coco, pck_results, summary, notes, written,

@@ -179,8 +179,9 @@ class Family:
             :class:`~featherpose.image.Letterbox` that maps its points back to the image), what the
             :class:`~featherpose.estimator.Estimator` feeds the network; None: TF's letterbox to the codec's
             input (:func:`~featherpose.image.resize_with_pad`, MoveNet's and the hourglass's).
-        dynamic_width: ``preprocess`` gives each image its own input width (the height is the codec's); the ONNX
-            export then has a dynamic width axis.
+        dynamic_size: ``preprocess`` gives each image its own input size (lwop: the codec's height, the image's
+            width; litepose: the short side the codec's, the long side the image's); the ONNX export then has
+            dynamic height and width axes.
     """
 
     name: str
@@ -205,7 +206,7 @@ class Family:
     importer: Callable[..., list] | None = None
     importer_source: str = ""
     preprocess: Callable[[Any, tuple[int, int]], tuple] | None = None
-    dynamic_width: bool = False
+    dynamic_size: bool = False
 
     @property
     def top_down(self) -> bool:

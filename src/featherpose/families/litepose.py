@@ -259,5 +259,5 @@ LITEPOSE = Family(
     model_section=LitePoseModelSection, loss_section=LitePoseLossSection, input_multiple=INPUT_MULTIPLE,
     network_config=_litepose_config, training_codec=_litepose_codec, from_weights=_litepose_from_weights,
     loss=_litepose_loss, loss_parts=("heatmaps", "push", "pull"), ideal_heads=_litepose_ideal_heads, init_any_size=True,
-    importer=_litepose_import, preprocess=litepose_preprocess, dynamic_width=True,
+    importer=_litepose_import, preprocess=litepose_preprocess, dynamic_size=True,
     importer_source="litepose-auto-m-crowdpose.pth (upstream's LitePose-Auto-M CrowdPose state_dict) or its folder")

@@ -151,6 +151,6 @@ LWOP = Family(
     network_config=_lwop_config, training_codec=_lwop_codec, from_weights=_lwop_from_weights,
     loss=_lwop_loss, loss_parts=("heatmaps", "pafs"), ideal_heads=_lwop_ideal_heads,
     teacher_targets=_lwop_teacher_targets, init_any_size=True,
-    importer=_lwop_import, preprocess=_lwop_preprocess, dynamic_width=True,
+    importer=_lwop_import, preprocess=_lwop_preprocess, dynamic_size=True,
     importer_source="human-pose-estimation-0001.xml (Intel Open Model Zoo OpenVINO IR, its .bin beside it) "
                     "or its folder")

@@ -70,7 +70,7 @@ def check_threads(threads) -> None:
 
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="auto",
                    threads: int | None = None, decoder: torch.nn.Module | None = None, *,
-                   dynamic_width: bool = False):
+                   dynamic_size: bool = False):
     """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
 
     Args:
@@ -80,7 +80,7 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime and openvino run it inside the
             graph (as Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
-        dynamic_width: the ONNX graph takes any input width (``input_hw``'s is the one it is traced at).
+        dynamic_size: the ONNX graph takes any input size (``input_hw`` is the one it is traced at).
     """
     if not isinstance(backend, str) and callable(backend) and hasattr(backend, "name"):
         return backend
@@ -92,9 +92,9 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
     if backend == "onnxruntime":
         from .export import export_onnx
 
-        return OnnxBackend(export_onnx(model, input_hw, decoder=decoder, dynamic_width=dynamic_width), threads)
+        return OnnxBackend(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size), threads)
     if backend == "openvino":  # the same ONNX export, compiled by OpenVINO for the CPU
         from .openvino import openvino_backend
 
-        return openvino_backend(model, input_hw, threads, decoder, dynamic_width=dynamic_width)
+        return openvino_backend(model, input_hw, threads, decoder, dynamic_size=dynamic_size)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

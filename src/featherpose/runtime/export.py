@@ -26,14 +26,15 @@ class NHWCInput(nn.Module):
 
 
 def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
-                decoder: nn.Module | None = None, dynamic_width: bool = False) -> bytes | Path:
-    """Export ``model`` for a fixed input size (H, W), or a fixed height and any width.
+                decoder: nn.Module | None = None, dynamic_size: bool = False) -> bytes | Path:
+    """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
 
     Args:
-        dynamic_width: the input width is a dynamic axis (``width``; the heads' last axis follows it, ``grid_w``),
-            for models whose input width follows the image (Lightweight OpenPose); it is traced at ``input_hw``.
+        dynamic_size: the input height and width are dynamic axes (``height``, ``width``; the heads' follow them,
+            ``grid_h``, ``grid_w``), for models whose input size follows the image (Lightweight OpenPose: any
+            width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
 
@@ -48,8 +49,9 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
         warnings.simplefilter("ignore")
         torch.onnx.export(NHWCInput(model, decoder).eval(), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
                           dynamo=False, opset_version=17, input_names=["image"], output_names=names,
-                          dynamic_axes=({"image": {2: "width"}, **({} if decoder is not None else {n: {3: "grid_w"} for n in names})}
-                                        if dynamic_width else None))
+                          dynamic_axes=({"image": {1: "height", 2: "width"},
+                                         **({} if decoder is not None else {n: {2: "grid_h", 3: "grid_w"} for n in names})}
+                                        if dynamic_size else None))
     data = buf.getvalue()
     if path is None:
         return data

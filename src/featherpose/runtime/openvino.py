@@ -108,9 +108,9 @@ class OpenVinoBackend:
 
 
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
-                     dynamic_width: bool = False) -> OpenVinoBackend:
+                     dynamic_size: bool = False) -> OpenVinoBackend:
     """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
-    in-graph decoder; a dynamic width axis when ``dynamic_width``), compiled by OpenVINO for the CPU.
+    in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU.
 
     Raises:
         OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
@@ -119,5 +119,5 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
     import_openvino()
     from .export import export_onnx
 
-    return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_width=dynamic_width),
+    return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
                                      threads)
