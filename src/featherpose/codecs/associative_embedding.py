@@ -38,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .base import Codec, Decoded
@@ -202,46 +203,85 @@ class _Maps:
         return self.heatmap(js, ys, xs, 1)[:, 0, 0], self.tag(js, ys, xs, 1)[:, 0, 0]
 
     # ---- bounds per tile
+    def approx_tiles(self, half: np.ndarray, js, ty, tx) -> np.ndarray:
+        """(n, 16, 16) the x2 bilinear of the approximate half-resolution map ``half`` (K, H/2, W/2) on tiles
+        (ty, tx) of keypoints ``js``: the final map within float32 rounding (torch's weights, another order)."""
+        h2, w2 = half.shape[1:]
+        rows = np.clip(ty[:, None] * (TILE // 2) - 1 + np.arange(TILE // 2 + 2), 0, h2 - 1)
+        cols = np.clip(tx[:, None] * (TILE // 2) - 1 + np.arange(TILE // 2 + 2), 0, w2 - 1)
+        p = half[js[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, 10, 10)
+        p = _up2_local(p, 1)
+        return _up2_local(p, 2)
+
+    def approx_points(self, half: np.ndarray, js, ys, xs) -> np.ndarray:
+        """(n,) the x2 bilinear of the approximate half-resolution map ``half`` at input pixels (ys, xs)."""
+        r0, r1, rw0, rw1 = (t[ys] for t in self.rows.full)
+        c0, c1, cw0, cw1 = (t[xs] for t in self.cols.full)
+        top = half[js, r0, c0] * cw0 + half[js, r0, c1] * cw1
+        bottom = half[js, r1, c0] * cw0 + half[js, r1, c1] * cw1
+        return top * rw0 + bottom * rw1
+
     def tile_bounds(self):
         """Per keypoint and 16 x 16 tile: an upper bound of the final heatmap (K, th, tw) and lower / upper
-        bounds of each tag dimension (K, th, tw, C), from the sources' ranges (a bilinear value lies within its
-        sources' range; a tile's pixels read the half cells of the tile and its neighbours)."""
+        bounds of each tag dimension (K, th, tw, C). A bilinear value lies within its sources' range, and a
+        tile's pixels read the half cells of the tile and one beyond each side (quarter cells likewise); the
+        half-resolution heatmap is OpenCV's bilinear (within float32 rounding of torch's: hence the margin)."""
         th, tw = -(-self.hw[0] // TILE), -(-self.hw[1] // TILE)
         heat = None
         for quarter, half, mirrored in self.heat:
-            b = (_block(quarter, 4, th, tw, np.max, mirrored) + _block(half, 8, th, tw, np.max, False)) / 2
-            heat = b if heat is None else (heat + b) / 2
-        lo = np.stack([_block(q, 4, th, tw, np.min, m) for q, _, m in self.tags], -1)
-        hi = np.stack([_block(q, 4, th, tw, np.max, m) for q, _, m in self.tags], -1)
-        heat = _grow(heat, np.maximum)
-        lo, hi = _grow(lo, np.minimum), _grow(hi, np.maximum)
-        margin = 1e-5 * (1 + np.abs(heat))
-        return heat + margin, lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi))
+            h = (_up2(quarter, mirrored) + half) / f32(2)
+            heat = h if heat is None else (heat + h) / f32(2)
+        self.heat_half = heat  # (K, H/2, W/2) OpenCV-approximate half-resolution heatmap (flip: both averaged)
+        self.tags_half = [_up2(q, m) for q, _, m in self.tags]  # C x (K, H/2, W/2) likewise for the tags
+        heat = _block(heat, 8, th, tw, np.maximum)
+        lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
+        hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
+        return (heat + 1e-5 * (1 + np.abs(heat)), lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi)))
 
 
-def _block(maps: np.ndarray, cells: int, th: int, tw: int, reduce, mirrored: bool) -> np.ndarray:
-    """(K, th, tw) ``reduce`` over each tile's ``cells`` x ``cells`` block of ``maps`` (K, h, w) (mirrored left-right
-    first when ``mirrored``); edge blocks padded with the edge values."""
-    if mirrored:
-        maps = maps[:, :, ::-1]
+def _up2_local(p: np.ndarray, axis: int) -> np.ndarray:
+    """x2 bilinear along ``axis`` (1 or 2) of patches whose first and last cells are the neighbours of the patch
+    proper (n + 2 cells -> 2n): outputs 2m, 2m + 1 mix cells m, m + 1 and m + 1, m + 2 by 0.25 / 0.75."""
+    cut = (lambda lo, hi: p[:, lo:hi]) if axis == 1 else (lambda lo, hi: p[:, :, lo:hi])
+    n = p.shape[axis] - 2
+    a, b, c = cut(0, n), f32(0.75) * cut(1, n + 1), cut(2, n + 2)
+    shape = list(p.shape)
+    shape[axis] = 2 * n
+    out = np.empty(shape, f32)
+    if axis == 1:
+        out[:, 0::2], out[:, 1::2] = f32(0.25) * a + b, b + f32(0.25) * c
+    else:
+        out[:, :, 0::2], out[:, :, 1::2] = f32(0.25) * a + b, b + f32(0.25) * c
+    return out
+
+
+def _up2(maps: np.ndarray, mirrored: bool) -> np.ndarray:
+    """(K, 2h, 2w) OpenCV's bilinear x2 of ``maps`` (K, h, w), mirrored left-right first when asked."""
+    out = np.empty((maps.shape[0], 2 * maps.shape[1], 2 * maps.shape[2]), f32)
+    for j, m in enumerate(maps):  # one channel at a time keeps the channel-first layout
+        cv2.resize(m[:, ::-1] if mirrored else m, (out.shape[2], out.shape[1]), dst=out[j],
+                   interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def _block(maps: np.ndarray, cells: int, th: int, tw: int, op) -> np.ndarray:
+    """(K, th, tw) ``op`` (np.maximum or np.minimum) over each tile's ``cells`` x ``cells`` block of ``maps``
+    (K, h, w) and the one row / column beyond each side (edge values repeat past the map)."""
     k, h, w = maps.shape
     if h != th * cells or w != tw * cells:
         maps = np.pad(maps, ((0, 0), (0, th * cells - h), (0, tw * cells - w)), mode="edge")
-    rows = reduce(maps.reshape(k, th, cells, tw * cells), axis=2)
-    return reduce(rows.reshape(k, th, tw, cells), axis=3)
-
-
-def _grow(tiles: np.ndarray, op) -> np.ndarray:
-    """``op`` of each tile with its 8 neighbours (axes 1 and 2)."""
-    out = tiles.copy()
     for axis in (1, 2):
-        src = out.copy()
-        lead = [slice(None)] * src.ndim
-        a, b = list(lead), list(lead)
-        a[axis], b[axis] = slice(1, None), slice(None, -1)
-        op(out[tuple(a)], src[tuple(b)], out=out[tuple(a)])
-        op(out[tuple(b)], src[tuple(a)], out=out[tuple(b)])
-    return out
+        def part(i, maps=maps, axis=axis):
+            return maps[:, i::cells] if axis == 1 else maps[:, :, i::cells]
+        m = part(0).copy()
+        for i in range(1, cells):
+            op(m, part(i), out=m)
+        first, last = part(0), part(cells - 1)
+        lead = (slice(None),) * axis
+        op(m[lead + (slice(1, None),)], last[lead + (slice(None, -1),)], out=m[lead + (slice(1, None),)])
+        op(m[lead + (slice(None, -1),)], first[lead + (slice(1, None),)], out=m[lead + (slice(None, -1),)])
+        maps = m
+    return maps
 
 
 # ----------------------------------------------------------------------------------- parser steps
@@ -395,18 +435,25 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     th, tw = heat_b.shape[1:]
     t = prev[pp].astype(np.float64)[:, None, None, :]  # (n, 1, 1, C)
     gap = np.maximum(0, np.maximum(lo[jj] - t, t - hi[jj]))  # (n, th, tw, C)
-    upper = heat_b[jj] - np.round(np.sqrt((gap ** 2).sum(-1)))  # (n, th, tw)
-    upper = upper.reshape(len(pp), -1)
+    upper = (heat_b[jj] - np.round(np.sqrt((gap ** 2).sum(-1)))).reshape(len(pp), -1)  # (n, tiles)
     best_tile = np.argmax(upper, 1)
-    score, _ = _tile_argmax(maps, jj, best_tile, prev[pp], tw)
-    candidate = upper >= score[:, None]
+    i, _, _, low, _ = _approx_scores(maps, jj, best_tile, prev[pp], tw)
+    floor = _group_max(low, i, len(pp))  # each pair's maximum is at least this
+    candidate = upper >= floor[:, None]
     candidate[np.arange(len(pp)), best_tile] = True
-    cand_n, cand_t = np.nonzero(candidate)
-    s2, f2 = _tile_argmax(maps, jj[cand_n], cand_t, prev[pp][cand_n], tw)
-    # per pair: the best value, then the first pixel in raster order
-    order = np.lexsort((f2, -s2, cand_n))
-    first = order[np.searchsorted(cand_n[order], np.arange(len(pp)))]
-    flat = f2[first]
+    cand_n, cand_t = np.nonzero(candidate)  # the tiles that can hold each pair's argmax
+    i, ys, xs, low, high = _approx_scores(maps, jj[cand_n], cand_t, prev[pp][cand_n], tw, floor[cand_n])
+    pair = cand_n[i]
+    best_low = np.maximum(floor, _group_max(low, pair, len(pp)))
+    keep = high >= best_low[pair]  # pixels whose exact score can be the maximum
+    pair, ys, xs = pair[keep], ys[keep], xs[keep]
+    heat, tag = maps.at(jj[pair], ys, xs)  # exact
+    d = tag - prev[pp][pair]
+    score = heat - np.round(np.sqrt((d * d).sum(-1, dtype=f32)).astype(f32))
+    flat = ys * maps.hw[1] + xs
+    order = np.lexsort((flat, -score, pair))  # per pair: the best exact score, then the first pixel
+    first = order[np.searchsorted(pair[order], np.arange(len(pp)))]
+    flat = flat[first]
     w = maps.hw[1]
     ys, xs = flat // w, flat % w
     value, _ = maps.at(jj, ys, xs)
@@ -419,22 +466,42 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     return out
 
 
-def _tile_argmax(maps: _Maps, js, tiles, person_tag, tw) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``max(heatmap - round(|tag - person_tag|))`` over each (keypoint, tile) and the first flat input
-    pixel holding it: (n,) float32, (n,) int64. Tiles shared by several pairs are evaluated once."""
-    ntiles = tw * (-(-maps.hw[0] // TILE))
-    uniq, inv = np.unique(js * ntiles + tiles, return_inverse=True)  # each (keypoint, tile) once
-    uj, ut = np.divmod(uniq, ntiles)
-    ty, tx = np.divmod(ut, tw)
-    heat = maps.heatmap(uj, ty * TILE, tx * TILE, TILE)[inv]  # (n, T, T)
-    tag = maps.tag(uj, ty * TILE, tx * TILE, TILE)[inv]  # (n, T, T, C)
-    d = tag - person_tag[:, None, None, :].astype(f32)
-    dist = np.sqrt((d * d).sum(-1, dtype=f32)).astype(f32)
-    score = (heat - np.round(dist)).reshape(len(js), -1)
-    best = np.argmax(score, 1)  # first in raster order within the tile
-    by, bx = np.divmod(best, TILE)
-    flat = (ty[inv] * TILE + by) * maps.hw[1] + tx[inv] * TILE + bx
-    return score[np.arange(len(js)), best], flat
+def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
+    """(n,) the maximum of ``values`` per group (``groups`` sorted ascending); -inf for an empty group."""
+    out = np.full(n, -np.inf)
+    if len(values):
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        out[groups[starts]] = np.maximum.reduceat(values, starts)
+    return out
+
+
+def _approx_scores(maps: _Maps, js, tiles, person_tag, tw, floor=None):
+    """Lower and upper bounds of the exact ``heatmap - round(|tag - person_tag|)`` at the pixels of the
+    (keypoint, tile) pairs whose approximate heatmap can reach ``floor`` (n,) (all pixels without it), from the
+    approximate maps: their rounding error with a wide margin, and both roundings of a distance within it of a
+    half. Returns (pair, y, x, low, high), one entry per pixel kept."""
+    ty, tx = np.divmod(tiles, tw)
+    heat = maps.approx_tiles(maps.heat_half, js, ty, tx)
+    e_heat = f32(1e-6) * (1 + np.abs(heat))
+    y = ty[:, None, None] * TILE + np.arange(TILE)[None, :, None]
+    x = tx[:, None, None] * TILE + np.arange(TILE)[None, None, :]
+    keep = (y < maps.hw[0]) & (x < maps.hw[1])
+    if floor is not None:
+        keep &= heat + e_heat >= floor[:, None, None]
+    i, py, px = np.nonzero(keep)
+    ys, xs = ty[i] * TILE + py, tx[i] * TILE + px
+    heat, e_heat = heat[i, py, px], e_heat[i, py, px]
+    d2 = np.zeros_like(heat)
+    err = np.zeros_like(heat)
+    for c, half in enumerate(maps.tags_half):
+        tag = maps.approx_points(half, js[i], ys, xs)
+        d = tag - person_tag[i, c].astype(f32)
+        d2 += d * d
+        err += f32(1e-5) * (1 + np.abs(tag))
+    dist = np.sqrt(d2)
+    low = heat - e_heat - np.round(dist + err)
+    high = heat + e_heat - np.round(np.maximum(dist - err, 0))
+    return i, ys, xs, low, high
 
 
 # ------------------------------------------------------------------------------------------- codec
