@@ -14,6 +14,7 @@ import torch
 from featherpose import zoo
 from featherpose.codecs.base import KINDS, Codec, Decoded
 from featherpose.codecs.heatmap import HeatmapCodec
+from featherpose.codecs.associative_embedding import AECodec
 from featherpose.codecs.openpose import PafCodec
 from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.codecs.movenet_multipose import GOOGLE_MULTIPOSE, MultiposeConstants
@@ -36,6 +37,7 @@ CODECS = {
     "heatmap-plain": lambda: HeatmapCodec((64, 64), 16, stride=2, sigma=2.0, normalize=False),
     "paf-coco17": lambda: PafCodec((256, 456), 17),
     "paf-openpose18": lambda: PafCodec((64, 96), 18, upsample=2),
+    "ae-crowdpose14": lambda: AECodec((128, 192), 14),
 }
 
 

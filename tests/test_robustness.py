@@ -24,6 +24,7 @@ import featherpose.estimator as estimator_mod
 from featherpose import cli
 from featherpose.codecs.base import Codec
 from featherpose.codecs.heatmap import HeatmapCodec
+from featherpose.codecs.associative_embedding import AECodec
 from featherpose.codecs.openpose import PafCodec
 from featherpose.codecs.movenet import MoveNetCodec
 from featherpose.estimator import Estimator
@@ -46,6 +47,7 @@ CODEC_INSTANCES = {
     },
     HeatmapCodec: lambda: {"heatmap": HeatmapCodec((256, 192), 14)},
     PafCodec: lambda: {"paf-coco17": PafCodec((256, 456), 17)},  # the 18-point view decodes the same way
+    AECodec: lambda: {"ae-crowdpose14": AECodec((128, 192), 14)},
 }
 CODECS = {name: codec for make in CODEC_INSTANCES.values() for name, codec in make().items()}
 SKELETONS = {17: COCO17, 14: LSP14}

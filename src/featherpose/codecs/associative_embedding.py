@@ -586,6 +586,8 @@ class AECodec(Codec):
         """Heads (batch axis dropped; with the flip heads, upstream's flip test) -> people in input pixels:
         keypoints (N, K, 3) x, y, score (missing keypoints (0, 0, 0)), scores (N,) upstream's person score (the
         mean keypoint score before refine), no boxes. Scores are clipped to [0, 1]; NaN heads give no NaN."""
+        if not all(np.isfinite(v).all() for v in heads.values()):  # the exact tile search needs finite maps
+            heads = {k: np.nan_to_num(np.asarray(v, f32), nan=0, posinf=1e6, neginf=-1e6) for k, v in heads.items()}
         out = self.parse(heads)
         kp = out["refined"][:, :, :3].astype(f32)
         kp[..., 2] = np.clip(np.nan_to_num(kp[..., 2]), 0, 1)
