@@ -10,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from featherpose.fileio import write_text
 
 SHARED = Path(os.environ.get("FEATHERPOSE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -52,6 +55,21 @@ def emit(text: str, out: str | Path | None) -> None:
     print(text, end="" if text.endswith("\n") else "\n")
     if out:
         write_text(out, text)
+
+
+def read_frames(path: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a video, BGR uint8."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    if not frames:
+        raise SystemExit(f"could not read frames from {path}")
+    return frames
 
 
 def median_ms(run, runs: int, warmup: int = 5) -> float:

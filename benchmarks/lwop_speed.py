@@ -57,7 +57,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from _common import SHARED, emit, machine_lines
+from _common import SHARED, emit, machine_lines, read_frames
 
 VIDEO = SHARED / "media" / "vtest.avi"
 GOLDEN = SHARED / "golden" / "lwop"
@@ -294,21 +294,6 @@ def git_state(path: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-
-def read_frames(path: Path, n: int) -> list[np.ndarray]:
-    """The first ``n`` frames of a video, BGR uint8."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"could not read frames from {path}")
-    return frames
-
 
 def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """Warm up on the first frames, then time every frame.

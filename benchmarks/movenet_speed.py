@@ -39,7 +39,7 @@ import numpy as np
 
 from featherpose.fileio import atomic_path
 
-from _common import SHARED, emit, machine_lines
+from _common import SHARED, emit, machine_lines, read_frames
 
 VIDEO = SHARED / "media" / "vtest.avi"
 PHOTO = SHARED / "media" / "messi5.jpg"
@@ -125,21 +125,6 @@ def tflite_runner(model: str, threads: int) -> Runner:
         return kpts, boxes.reshape(-1, 4)
 
     return Runner(model, TFLITE, preprocess, network, decode)
-
-
-def read_frames(path: Path, n: int) -> list[np.ndarray]:
-    """The first ``n`` frames of a video, BGR uint8."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while len(frames) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    if not frames:
-        raise SystemExit(f"could not read frames from {path}")
-    return frames
 
 
 def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> np.ndarray:
