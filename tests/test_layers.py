@@ -25,7 +25,7 @@ LAYERS = {
     # 1: what runs a model or reads data
     "poses": 1, "weights_io": 1, "runtime": 1, "data": 1, "estimator": 1, "video": 1,
     # 2: named models, families, whole-image top-down, evaluation, training, importers
-    "families": 2, "zoo": 2, "topdown": 2, "evaluation": 2, "train": 2, "convert": 2,
+    "families": 2, "zoo": 2, "topdown": 2, "evaluation": 2, "train": 2, "convert": 2, "nas": 2,
     # 3: what a user calls from the shell
     "predict": 3, "cli": 3, "__main__": 3,
 }

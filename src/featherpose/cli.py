@@ -110,6 +110,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from .nas.search import load_search_config, search
+
+    cfg = load_search_config(args.config)
+    if args.out:
+        cfg.out = args.out
+    report = search(cfg, progress=not args.quiet)
+    chosen, out = report["chosen"], Path(cfg.out)
+    print(f"searched {len(report['candidates'])} candidates in {report['minutes']:.1f} min under "
+          f"{report['budget_ms']:g} ms: chose {chosen['key']} (input size-stem-stages-kernels-fusion), AP "
+          f"{chosen['AP']:.3f}, {chosen['measured_ms']:.1f} ms measured ({chosen['predicted_ms']:.1f} predicted; "
+          f"latency check on {len(report['latency_check'])} random candidates: mean error "
+          f"{100 * report['latency_check_mean_error']:.1f} %, max {100 * report['latency_check_max_error']:.1f} %)")
+    print(f"wrote {chosen['weights']} (featherpose predict / eval / train init take it), {out / 'search.json'}, "
+          f"{out / 'search.png'}, {out / 'supernet.safetensors'}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .fileio import check_writable, refuse_overwrite, same_file
     from .runtime.export import export_onnx
@@ -206,6 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="one batch, then stop; writes nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("search", help="Lite Pose architecture search under a latency budget on this machine "
+                       "(configs/litepose_search.yaml)")
+    p.add_argument("config", help="search YAML, e.g. configs/litepose_search.yaml")
+    p.add_argument("--out", help="output folder (default: the config's out)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_search)
 
     p = sub.add_parser("export", help="export a model to ONNX")
     p.add_argument("model", help="model name or .safetensors file")

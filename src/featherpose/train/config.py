@@ -181,6 +181,12 @@ def _build(cls, values: dict, where: str, family: str | None = None):
     return cls(**kwargs)
 
 
+def build_dataclass(cls, values: dict, where: str):
+    """A dataclass (sections nested) from a YAML mapping, every value coerced and checked as recipes are
+    (one-line errors naming ``where``); for recipes other than training's (e.g. ``featherpose search``)."""
+    return _build(cls, values, where)
+
+
 def _architecture(raw, where: str) -> str:
     """The family a raw recipe's ``model.architecture`` names (default: ``DEFAULT_ARCHITECTURE``), checked."""
     model = raw.get("model") if isinstance(raw, dict) else None

@@ -1,0 +1,413 @@
+"""``featherpose search CONFIG``: train the Lite Pose super-network, then search it for the most accurate network
+under a latency budget on this machine (Lite Pose section 4; Once-for-All's train-once-then-search).
+
+Steps (each with a progress bar):
+
+1. **Super-network** (:class:`~featherpose.nas.supernet.Supernet`) started from the teacher (the bundled Auto-M,
+   :meth:`~featherpose.nas.supernet.Supernet.inherit`), trained by distillation on unlabelled frames (a video or a
+   folder of images): every step one input size is drawn from the space, and the largest, the smallest and
+   ``train.subnets - 2`` random candidates (the sandwich rule, Yu & Huang 2019) learn the teacher's raw heads
+   (heatmaps and tags, mean squared error) on the same batch.
+2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): candidates measured with the default backend,
+   a predictor fitted, then checked on ``latency.check`` fresh random candidates (the error is reported).
+3. **Evolution** (upstream's ``EvolutionFinder``): a population of random candidates under the budget (predicted),
+   each scored by OKS AP on the validation set with the shared evaluator after its BatchNorm statistics are
+   recalibrated on the frames (shared statistics fit no single candidate); the best quarter are parents, half the
+   children are mutations and half crossovers, for ``evolution.generations`` generations.
+4. **Outputs** in ``out``: ``search.json`` (every candidate scored: AP, predicted ms; the latency check; the choice),
+   ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` and the chosen candidate with its
+   inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
+   and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import yaml
+
+from ..fileio import atomic_path, check_writable
+from .latency import LatencyTable
+from .space import Arch, SearchSpace, arch_of
+from .supernet import Supernet
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+@dataclass
+class SpaceSection:
+    width_multipliers: list = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
+    sizes: list = field(default_factory=lambda: [256, 320, 384, 448, 512])
+    kernels: list = field(default_factory=lambda: [7])
+
+
+@dataclass
+class TrainSection:
+    steps: int = 200          # super-network steps (each trains `subnets` candidates on one batch)
+    batch_size: int = 4
+    lr: float = 1e-4
+    subnets: int = 4          # per step: the largest, the smallest and subnets - 2 random candidates
+    threads: int = 2
+
+
+@dataclass
+class LatencySection:
+    budget_ms: float = 30.0   # the network's milliseconds per vtest-sized frame, default backend
+    backend: str = "auto"
+    threads: int = 2
+    samples: int = 24         # random candidates measured to fit the predictor (plus the largest and smallest)
+    check: int = 10           # fresh random candidates measured to check the predictions
+    runs: int = 10            # timed runs per measurement (the median)
+    cache: str = ""           # the latency table's folder (default: ~/.cache/featherpose/latency)
+
+
+@dataclass
+class EvolutionSection:
+    population: int = 16
+    generations: int = 3
+    parent_ratio: float = 0.25
+    mutation_ratio: float = 0.5
+    mutate_prob: float = 0.2
+
+
+@dataclass
+class SearchConfig:
+    teacher: str = "litepose-m-crowdpose"   # a Lite Pose model of the space: the start and the teacher
+    frames: list = field(default_factory=list)  # videos, images or folders of them (no labels needed)
+    frames_per_video: int = 40
+    val: str = ""                           # a COCO keypoints json: candidates are scored on it (OKS AP)
+    val_images: int = 0                     # score on the first N images (0: all)
+    calibration_frames: int = 16            # frames that recalibrate a candidate's BatchNorm statistics
+    space: SpaceSection = field(default_factory=SpaceSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    latency: LatencySection = field(default_factory=LatencySection)
+    evolution: EvolutionSection = field(default_factory=EvolutionSection)
+    seed: int = 0
+    out: str = "runs/search"
+
+
+def load_search_config(path: str | Path) -> SearchConfig:
+    """Read a search recipe (YAML); relative paths are relative to its folder."""
+    from ..train.config import build_dataclass
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"search config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    cfg = build_dataclass(SearchConfig, raw, path.name)
+    base = path.parent
+    resolve = lambda p: str(p if Path(p).is_absolute() else (base / p).resolve())  # noqa: E731
+    cfg.frames = [resolve(p) for p in cfg.frames]
+    cfg.val = resolve(cfg.val) if cfg.val else ""
+    if cfg.teacher.endswith(".safetensors"):
+        cfg.teacher = resolve(cfg.teacher)
+    if not cfg.frames:
+        raise ValueError(f"{path.name}: frames is required (videos, images or folders of them: no labels needed)")
+    for p in cfg.frames + ([cfg.val] if cfg.val else []):
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p} does not exist; fix the path in {path.name} (relative to its folder)")
+    if not cfg.val:
+        raise ValueError(f"{path.name}: val (a COCO keypoints json) is required: candidates are scored on it")
+    positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
+                "evolution.population": cfg.evolution.population, "latency.budget_ms": cfg.latency.budget_ms,
+                "calibration_frames": cfg.calibration_frames, "frames_per_video": cfg.frames_per_video}
+    bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
+    if cfg.train.subnets < 2 or bad:
+        raise ValueError(f"{path.name}: {', '.join(bad) or f'train.subnets = {cfg.train.subnets}'} must be "
+                         f"positive (train.subnets >= 2: the largest and the smallest)")
+    return cfg
+
+
+# --------------------------------------------------------------------------------------------- frames
+
+def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list[np.ndarray]:
+    """RGB uint8 frames: ``per_video`` evenly spaced frames of each video, every image (folders searched
+    recursively), each shrunk so that its long side is at most ``max_side``."""
+    from ..image import load_image
+    from ..video.io import VIDEO_SUFFIXES
+
+    files = []
+    for src in map(Path, sources):
+        files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES) \
+            if src.is_dir() else [src]
+    frames = []
+    for f in files:
+        if f.suffix.lower() in VIDEO_SUFFIXES:
+            cap = cv2.VideoCapture(str(f))
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            for i in np.linspace(0, max(count - 1, 0), per_video).astype(int):
+                cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
+                ok, bgr = cap.read()
+                if ok:
+                    frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            cap.release()
+        else:
+            frames.append(load_image(f))
+    if not frames:
+        raise ValueError(f"no readable frames in {', '.join(sources)}; give videos or images")
+    for i, f in enumerate(frames):
+        scale = max_side / max(f.shape[:2])
+        if scale < 1:
+            frames[i] = cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return frames
+
+
+def random_batch(frames: list[np.ndarray], size: int, count: int, rng: random.Random) -> torch.Tensor:
+    """(count, 3, size, size) float 0..255: random square crops (60-100 % of the short side), random flips."""
+    out = np.empty((count, size, size, 3), np.uint8)
+    for i in range(count):
+        f = rng.choice(frames)
+        h, w = f.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.6, 1.0))
+        y, x = rng.randrange(h - side + 1), rng.randrange(w - side + 1)
+        crop = cv2.resize(f[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+        out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+
+
+# ------------------------------------------------------------------------------------- the search
+
+def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np.ndarray], cfg: TrainSection,
+                   rng: random.Random, progress: bool = True) -> list[float]:
+    """Sandwich-rule distillation of the teacher's raw heads into the super-network; the loss per step."""
+    from tqdm import tqdm
+
+    space = supernet.space
+    optimizer = torch.optim.AdamW(supernet.parameters(), lr=cfg.lr, weight_decay=0)
+    supernet.train()
+    teacher.eval()
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="super-network", unit="step", disable=not progress)
+    for _ in bar:
+        size = rng.choice(space.slots["input_size"])
+        images = random_batch(frames, size, cfg.batch_size, rng)
+        with torch.no_grad():
+            target = teacher(images)
+        optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(cfg.subnets - 2)]:
+            arch = dataclasses.replace(arch, input_size=size)
+            out = supernet(images, arch)
+            loss = sum(torch.nn.functional.mse_loss(out[k], target[k]) for k in target)
+            loss.backward()
+            total += float(loss.detach())
+        optimizer.step()
+        losses.append(total / cfg.subnets)
+        bar.set_postfix(loss=f"{losses[-1]:.2e}", size=size)
+    supernet.eval()
+    return losses
+
+
+@torch.no_grad()
+def recalibrate(model: torch.nn.Module, frames: list[np.ndarray], size: int) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``frames`` as inference feeds them (cumulative
+    average), then eval mode."""
+    from ..families.litepose import litepose_preprocess
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for f in frames:
+        x, _ = litepose_preprocess(f, (size, size))
+        model(torch.from_numpy(x).permute(2, 0, 1)[None].float())
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+class Scorer:
+    """OKS AP of candidates on the validation set (the shared evaluator), cached by candidate."""
+
+    def __init__(self, supernet: Supernet, codec, skeleton, frames: list[np.ndarray], val: str, val_images: int,
+                 threads: int, work: Path):
+        from ..evaluation.coco import load_coco
+
+        self.supernet, self.codec, self.skeleton, self.frames, self.threads = supernet, codec, skeleton, frames, threads
+        self.val = val
+        if val_images:  # the first N images of the json (and their people)
+            data = load_coco(val)
+            keep = {im["id"] for im in data["images"][:val_images]}
+            data = dict(data, images=[im for im in data["images"] if im["id"] in keep],
+                        annotations=[a for a in data["annotations"] if a["image_id"] in keep])
+            root = Path(val).parent
+            for im in data["images"]:
+                im["file_name"] = str((root / im["file_name"]).resolve())
+            self.val = str(work / "val_subset.json")
+            with atomic_path(self.val) as tmp:
+                tmp.write_text(json.dumps(data))
+        self.scores: dict[str, float] = {}
+
+    def model(self, arch: Arch):
+        """The candidate's network with recalibrated BatchNorm statistics, and its codec."""
+        model = self.supernet.extract(arch)
+        recalibrate(model, self.frames, arch.input_size)
+        size = (arch.input_size, arch.input_size)
+        codec = type(self.codec).from_dict(self.codec.to_dict(), size, self.codec.num_keypoints, self.codec.arrays())
+        return model, codec
+
+    def __call__(self, arch: Arch) -> float:
+        if arch.key not in self.scores:
+            from ..estimator import Estimator
+            from ..evaluation import evaluate
+            from ..families import family_of
+
+            model, codec = self.model(arch)
+            row = family_of(codec)
+            est = Estimator(arch.key, model, codec, self.skeleton, "torch", self.threads, preprocess=row.preprocess,
+                            dynamic_size=row.dynamic_size)
+            self.scores[arch.key] = evaluate(est, self.val, progress=False).metrics()["AP"]
+        return self.scores[arch.key]
+
+
+def evolve(space: SearchSpace, score, latency, budget: float, cfg: EvolutionSection, rng: random.Random,
+           progress: bool = True) -> list[tuple[float, Arch]]:
+    """Upstream's regularised evolution under ``latency(arch) <= budget``; every (AP, arch) scored, best first."""
+    from tqdm import tqdm
+
+    def under_budget(propose):
+        for _ in range(10000):
+            arch = propose()
+            if latency(arch) <= budget:
+                return arch
+        raise ValueError(f"no candidate found under the latency budget of {budget:g} ms (the smallest candidate is "
+                         f"predicted at {latency(space.smallest()):.1f} ms); raise latency.budget_ms or add smaller "
+                         "sizes / widths to the space")
+
+    pop_size = cfg.population
+    parents_n = max(1, round(cfg.parent_ratio * pop_size))
+    mutants_n = round(cfg.mutation_ratio * pop_size)
+    bar = tqdm(total=pop_size * (cfg.generations + 1), desc="search", unit="net", disable=not progress)
+
+    def scored(archs):
+        out = []
+        for a in archs:
+            out.append((score(a), a))
+            bar.update()
+            bar.set_postfix(best_AP=f"{max([s for s, _ in out] + [best[0]]):.3f}")
+        return out
+
+    best = (-1.0, None)
+    population = scored([under_budget(lambda: space.sample(rng)) for _ in range(pop_size)])
+    seen = list(population)
+    for _ in range(cfg.generations):
+        parents = sorted(population, key=lambda t: -t[0])[:parents_n]
+        best = max(best, parents[0], key=lambda t: t[0])
+        children = [under_budget(lambda: space.mutate(rng.choice(parents)[1], rng, cfg.mutate_prob))
+                    for _ in range(mutants_n)]
+        children += [under_budget(lambda: space.crossover(rng.choice(parents)[1], rng.choice(parents)[1], rng))
+                     for _ in range(pop_size - mutants_n)]
+        population = parents + scored(children)
+        seen += population[len(parents):]
+    bar.close()
+    unique = {a.key: (s, a) for s, a in seen}
+    return sorted(unique.values(), key=lambda t: (-t[0], t[1].key))
+
+
+def plot_population(rows: list[dict], budget: float, path: Path) -> None:
+    """Latency vs AP of every scored candidate; the choice ringed; the budget as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    ms, ap = [r["predicted_ms"] for r in rows], [r["AP"] for r in rows]
+    sizes = sorted({r["arch"]["input_size"] for r in rows})
+    for s in sizes:
+        sel = [i for i, r in enumerate(rows) if r["arch"]["input_size"] == s]
+        ax.scatter([ms[i] for i in sel], [ap[i] for i in sel], s=18, label=f"input {s}")
+    ax.scatter([ms[0]], [ap[0]], s=140, facecolors="none", edgecolors="k", label="chosen")
+    ax.axvline(budget, color="grey", linestyle="--", label=f"budget {budget:g} ms")
+    ax.set_xlabel("predicted network latency (ms per vtest frame)")
+    ax.set_ylabel("OKS AP (validation)")
+    ax.set_title("Lite Pose search: the candidates scored")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
+def search(cfg: SearchConfig, progress: bool = True) -> dict:
+    """Run the whole search (see the module docstring); returns what ``search.json`` holds."""
+    from safetensors.torch import save_file
+
+    from .. import zoo
+    from ..skeletons import skeleton_to_json
+    from ..weights_io import save_weights
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("search.json", "search.png", "searched.safetensors", "supernet.safetensors"):
+        check_writable(out / name, "search output")
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    torch.set_num_threads(cfg.train.threads)
+    started = time.perf_counter()
+
+    name, teacher, codec, skeleton = zoo.build(cfg.teacher)
+    if not hasattr(teacher, "config") or type(teacher).__name__ != "LitePose":
+        raise ValueError(f"teacher {cfg.teacher} is not a Lite Pose model; the search space is Lite Pose's")
+    space = SearchSpace(tuple(cfg.space.width_multipliers), tuple(cfg.space.sizes), tuple(cfg.space.kernels))
+    k = teacher.config.num_keypoints
+    start_arch = arch_of(teacher.config)
+    supernet = Supernet(space, k, cover=start_arch)
+    supernet.inherit(teacher)
+    frames = read_frames(cfg.frames, cfg.frames_per_video)
+    calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames]
+
+    losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress)
+    with atomic_path(out / "supernet.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in supernet.net.state_dict().items()}, str(tmp),
+                  metadata={"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k)})
+
+    table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
+    table.fit(space, cfg.latency.samples, rng, progress)
+    check = table.check(space, cfg.latency.check, rng, progress)
+    errors = [abs(p - m) / m for _, p, m in check]
+
+    scorer = Scorer(supernet, codec, skeleton, calibration, cfg.val, cfg.val_images, cfg.train.threads, out)
+    predicted: dict[str, float] = {}
+
+    def latency(arch: Arch) -> float:
+        if arch.key not in predicted:
+            predicted[arch.key] = table.predict(arch)
+        return predicted[arch.key]
+
+    ranked = evolve(space, scorer, latency, cfg.latency.budget_ms, cfg.evolution, rng, progress)
+    best_ap, best = ranked[0]
+    model, best_codec = scorer.model(best)
+    config = best.config(k)
+    save_weights(out / "searched.safetensors", model.state_dict(), name="litepose-searched", architecture="litepose",
+                 config=config.to_dict(), codec=best_codec, skeleton=skeleton_to_json(skeleton),
+                 source=f"featherpose search from {name}: super-network distilled on unlabelled frames, "
+                        f"candidate {best.key} (inherited weights, BatchNorm recalibrated)",
+                 license=f"derived from {name}: its licence and provenance apply")
+    rows = [{"arch": a.to_dict(), "key": a.key, "AP": s, "predicted_ms": latency(a)} for s, a in ranked]
+    report = {
+        "teacher": name, "start": start_arch.key, "budget_ms": cfg.latency.budget_ms, "machine": table.key,
+        "supernet_loss_first_last": [losses[0], losses[-1]] if losses else [],
+        "latency_check": [{"key": key, "predicted_ms": p, "measured_ms": m} for key, p, m in check],
+        "latency_check_max_error": max(errors) if errors else None,
+        "latency_check_mean_error": float(np.mean(errors)) if errors else None,
+        "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": table.ms(best),
+                   "weights": str(out / "searched.safetensors")},
+        "candidates": rows, "minutes": (time.perf_counter() - started) / 60,
+    }
+    plot_population(rows, cfg.latency.budget_ms, out / "search.png")
+    with atomic_path(out / "search.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1))
+    return report

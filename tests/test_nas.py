@@ -1,0 +1,167 @@
+"""Lite Pose's architecture search (``featherpose.nas``, issue 13 item 7): the space holds the paper's searched
+models, the super-network shares its tensors with every candidate and starts as the bundled Auto-M exactly, the cost
+count equals the network's layers, the latency table caches, and ``featherpose search`` runs end to end and writes a
+network that featherpose loads and runs."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from torch import nn
+
+import featherpose
+from featherpose import zoo
+from featherpose.cli import main
+from featherpose.families.litepose import litepose_preprocess
+from featherpose.image import load_image
+from featherpose.models.litepose import LitePose, named_config
+from featherpose.nas import latency as latency_mod
+from featherpose.nas.latency import LatencyTable, costs, input_hw
+from featherpose.nas.space import SearchSpace, arch_of
+from featherpose.nas.supernet import Supernet, _slice
+
+from conftest import SHARED
+
+MESSI = SHARED / "media" / "messi5.jpg"
+
+
+@pytest.fixture(scope="module")
+def auto_m():
+    _, net, _, _ = zoo.build("litepose-m-crowdpose")
+    return net
+
+
+def messi_input(size: int) -> torch.Tensor:
+    x, _ = litepose_preprocess(load_image(MESSI), (size, size))
+    return torch.from_numpy(x).permute(2, 0, 1)[None].float()
+
+
+def test_the_papers_searched_models_are_points_of_the_space():
+    space = SearchSpace()
+    for name in ("litepose-xs", "litepose-s", "litepose-m", "litepose-l"):
+        arch = arch_of(named_config(name))
+        assert space.contains(arch), (name, arch.key)
+    assert not space.contains(arch_of(named_config("litepose-m")).__class__(448, 20, (24, 48, 72, 120), (7,) * 4,
+                                                                            (64, 40, 32)))
+
+
+def test_mutation_and_crossover_stay_in_the_space():
+    space, rng = SearchSpace(kernels=(3, 5, 7)), random.Random(0)
+    archs = [space.sample(rng) for _ in range(50)]
+    for a, b in zip(archs, archs[1:]):
+        assert space.contains(space.mutate(a, rng, 0.5)) and space.contains(space.crossover(a, b, rng))
+    assert len({a.key for a in archs}) == 50  # samples differ
+    assert space.mutate(archs[0], rng, 0.0) == archs[0]
+
+
+def test_supernet_starts_as_the_bundled_auto_m_exactly(auto_m):
+    """Inherited: the Auto-M candidate gives the bundled network's outputs bit for bit and extracts its weights;
+    the largest candidate (extra channels read with zero weights) computes the same function."""
+    space = SearchSpace()
+    supernet = Supernet(space, 14)
+    supernet.inherit(auto_m)
+    supernet.eval()
+    arch = arch_of(auto_m.config)
+    x = messi_input(192)
+    with torch.no_grad():
+        ref, out = auto_m(x), supernet(x, arch)
+        largest = supernet(x, type(arch)(arch.input_size, *list(vars(space.largest()).values())[1:]))
+    for k in ref:
+        assert torch.equal(ref[k], out[k]), k
+        assert (ref[k] - largest[k]).abs().max() < 1e-4, k
+    extracted = supernet.extract(arch).state_dict()
+    for k, v in auto_m.state_dict().items():
+        assert torch.equal(extracted[k], v), k
+
+
+def test_a_candidate_trains_its_slices_of_the_shared_tensors():
+    torch.manual_seed(0)
+    space, rng = SearchSpace(), random.Random(1)
+    supernet = Supernet(space, 14).train()
+    arch = space.smallest()
+    out = supernet(messi_input(128), arch)
+    sum(v.square().mean() for v in out.values()).backward()
+    slices = supernet.tensors(arch)
+    for k, p in supernet.net.named_parameters():
+        inside = torch.zeros_like(p, dtype=torch.bool)
+        _slice(inside, slices[k].shape).fill_(True)
+        assert p.grad is not None and not p.grad[~inside].any(), k  # no gradient outside the candidate's slice
+    assert any(p.grad.any() for p in supernet.net.parameters())
+    # the extracted copy is the candidate: same outputs as the shared tensors give
+    supernet.eval()
+    x = messi_input(128)
+    with torch.no_grad():
+        a, b = supernet(x, arch), supernet.extract(arch)(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_costs_count_every_layer_of_the_network():
+    """The latency predictor's features, counted from the architecture, equal a count of the network's own
+    convolutions (forward hooks on the meta device) for random candidates."""
+    space, rng = SearchSpace(kernels=(3, 5, 7)), random.Random(2)
+    for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(4)]:
+        with torch.device("meta"):
+            model = LitePose(arch.config(17))
+        count = np.zeros(4)
+
+        def hook(module, inputs, output):
+            if isinstance(module, nn.ConvTranspose2d):
+                count[2] += inputs[0][0].numel() * module.weight[0].numel()
+            else:
+                count[0 if module.groups == 1 else 1] += output[0].numel() * module.weight[0].numel()
+            count[3] += output[0].numel()
+
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.register_forward_hook(hook)
+        model(torch.empty(1, 3, *input_hw(arch), device="meta"))
+        assert np.allclose(costs(arch, 17)[:4], count / 1e6, rtol=1e-12), arch.key
+
+
+def test_latency_table_measures_once_and_caches(tmp_path, monkeypatch):
+    space = SearchSpace(sizes=(64, 96))
+    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
+    table.fit(space, 2, random.Random(0), progress=False)
+    assert len(table.measured) >= 3 and all(v > 0 for v in table.measured.values())
+    assert table.predict(space.largest()) > table.predict(space.smallest()) > 0
+    monkeypatch.setattr(latency_mod, "measure", lambda *a, **k: pytest.fail("measured again"))
+    again = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
+    assert again.measured == table.measured
+    again.fit(space, 2, random.Random(0), progress=False)  # the same candidates: all from the cache
+
+
+def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
+    """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,
+    the chosen network loads with featherpose.load and finds poses on a photo."""
+    cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],
+           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2,
+           "calibration_frames": 2, "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
+           "train": {"steps": 2, "batch_size": 1, "subnets": 2},
+           "latency": {"budget_ms": 1000, "samples": 1, "check": 1, "runs": 1, "cache": str(tmp_path / "cache")},
+           "evolution": {"population": 2, "generations": 1}, "out": str(tmp_path / "out")}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(path), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "chose" in printed and "searched.safetensors" in printed
+    out = tmp_path / "out"
+    report = json.loads((out / "search.json").read_text())
+    assert report["candidates"] and all(c["predicted_ms"] <= 1000 for c in report["candidates"])
+    assert report["candidates"][0]["AP"] == max(c["AP"] for c in report["candidates"])
+    assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    est = featherpose.load(str(out / "searched.safetensors"), backend="torch")
+    assert est.skeleton.name == "crowdpose14"
+    poses = est(MESSI)
+    assert poses.keypoints.shape[1:] == (14, 3)
+
+
+def test_search_config_errors_are_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"frames": [], "val": "x.json"}))
+    assert main(["search", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "frames is required" in err
