@@ -138,8 +138,7 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,
     the chosen network loads with featherpose.load and finds poses on a photo."""
     cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],
-           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2,
-           "calibration_frames": 2, "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
+           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2, "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
            "train": {"steps": 2, "batch_size": 1, "subnets": 2},
            "latency": {"budget_ms": 1000, "samples": 1, "check": 1, "runs": 1, "cache": str(tmp_path / "cache")},
            "evolution": {"population": 2, "generations": 1}, "out": str(tmp_path / "out")}
@@ -157,6 +156,13 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     assert est.skeleton.name == "crowdpose14"
     poses = est(MESSI)
     assert poses.keypoints.shape[1:] == (14, 3)
+    # and a training recipe fine-tunes it (one batch of labelled CrowdPose-14 data)
+    recipe = {"model": {"architecture": "litepose", "input_size": 128, "init": str(out / "searched.safetensors")},
+              "data": {"train": str(SHARED / "data" / "labeled_dev" / "crowdpose14.json"), "workers": 0},
+              "augment": [], "batch_size": 1, "epochs": 1, "out": str(tmp_path / "finetune")}
+    (tmp_path / "finetune.yaml").write_text(yaml.safe_dump(recipe))
+    assert main(["train", str(tmp_path / "finetune.yaml"), "--dry-run", "--quiet"]) == 0
+    assert "dry run: one batch" in capsys.readouterr().out
 
 
 def test_search_config_errors_are_one_line(tmp_path, capsys):

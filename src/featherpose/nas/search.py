@@ -11,9 +11,15 @@ Steps (each with a progress bar):
 2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): candidates measured with the default backend,
    a predictor fitted, then checked on ``latency.check`` fresh random candidates (the error is reported).
 3. **Evolution** (upstream's ``EvolutionFinder``): a population of random candidates under the budget (predicted),
-   each scored by OKS AP on the validation set with the shared evaluator after its BatchNorm statistics are
-   recalibrated on the frames (shared statistics fit no single candidate); the best quarter are parents, half the
+   each scored by OKS AP on the validation set with the shared evaluator; the best quarter are parents, half the
    children are mutations and half crossovers, for ``evolution.generations`` generations.
+
+BatchNorm: CPU batches (a few images) give useless batch statistics, so by default every BatchNorm keeps the
+teacher's statistics while training (``train.batchnorm: frozen``; its scale and shift still learn) and candidates are
+scored with the statistics they were trained with. With large batches (``batchnorm: batch``, as upstream trains on
+GPUs) shared statistics fit no single candidate: set ``calibration_frames`` to recalibrate each candidate on frames
+before scoring (upstream's ``calibrate_test.py``; measured here, 16 vtest frames shift Auto-M's own statistics enough
+to lose every person on coco_mini: calibrate on frames like the validation images).
 4. **Outputs** in ``out``: ``search.json`` (every candidate scored: AP, predicted ms; the latency check; the choice),
    ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` and the chosen candidate with its
    inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
@@ -54,6 +60,8 @@ class TrainSection:
     batch_size: int = 4
     lr: float = 1e-4
     subnets: int = 4          # per step: the largest, the smallest and subnets - 2 random candidates
+    batchnorm: str = "frozen"  # frozen: every BatchNorm keeps the teacher's statistics (CPU-sized batches);
+    #                            batch: batch statistics (large batches), then set calibration_frames
     threads: int = 2
 
 
@@ -84,7 +92,8 @@ class SearchConfig:
     frames_per_video: int = 40
     val: str = ""                           # a COCO keypoints json: candidates are scored on it (OKS AP)
     val_images: int = 0                     # score on the first N images (0: all)
-    calibration_frames: int = 16            # frames that recalibrate a candidate's BatchNorm statistics
+    calibration_frames: int = 0             # > 0: recalibrate each candidate's BatchNorm statistics on this many
+    #                                         frames before scoring (for a super-network trained with batch statistics)
     space: SpaceSection = field(default_factory=SpaceSection)
     train: TrainSection = field(default_factory=TrainSection)
     latency: LatencySection = field(default_factory=LatencySection)
@@ -120,8 +129,12 @@ def load_search_config(path: str | Path) -> SearchConfig:
         raise ValueError(f"{path.name}: val (a COCO keypoints json) is required: candidates are scored on it")
     positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
                 "evolution.population": cfg.evolution.population, "latency.budget_ms": cfg.latency.budget_ms,
-                "calibration_frames": cfg.calibration_frames, "frames_per_video": cfg.frames_per_video}
+                "frames_per_video": cfg.frames_per_video}
     bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
+    if cfg.train.batchnorm not in ("frozen", "batch"):
+        raise ValueError(f"{path.name}: train.batchnorm must be frozen or batch, got {cfg.train.batchnorm!r}")
+    if cfg.calibration_frames < 0:
+        raise ValueError(f"{path.name}: calibration_frames must be >= 0 (0: keep the trained statistics)")
     if cfg.train.subnets < 2 or bad:
         raise ValueError(f"{path.name}: {', '.join(bad) or f'train.subnets = {cfg.train.subnets}'} must be "
                          f"positive (train.subnets >= 2: the largest and the smallest)")
@@ -185,6 +198,10 @@ def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np
     space = supernet.space
     optimizer = torch.optim.AdamW(supernet.parameters(), lr=cfg.lr, weight_decay=0)
     supernet.train()
+    if cfg.batchnorm == "frozen":  # normalise with the stored statistics; the affine weights still learn
+        for m in supernet.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.eval()
     teacher.eval()
     losses = []
     bar = tqdm(range(cfg.steps), desc="super-network", unit="step", disable=not progress)
@@ -252,7 +269,8 @@ class Scorer:
     def model(self, arch: Arch):
         """The candidate's network with recalibrated BatchNorm statistics, and its codec."""
         model = self.supernet.extract(arch)
-        recalibrate(model, self.frames, arch.input_size)
+        if self.frames:
+            recalibrate(model, self.frames, arch.input_size)
         size = (arch.input_size, arch.input_size)
         codec = type(self.codec).from_dict(self.codec.to_dict(), size, self.codec.num_keypoints, self.codec.arrays())
         return model, codec
@@ -367,7 +385,8 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
     supernet = Supernet(space, k, cover=start_arch)
     supernet.inherit(teacher)
     frames = read_frames(cfg.frames, cfg.frames_per_video)
-    calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames]
+    calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames] \
+        if cfg.calibration_frames else []
 
     losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress)
     with atomic_path(out / "supernet.safetensors") as tmp:

@@ -37,8 +37,8 @@ def _slice(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 class Supernet(nn.Module):
     """All candidates of ``space`` for ``num_keypoints`` keypoints, sharing the largest one's tensors.
 
-    ``supernet(image, arch)`` runs one candidate (raw heads, as :class:`LitePose` returns them); the module's
-    train / eval mode applies. ``cover``: a network the shared tensors must also hold (the one :meth:`inherit` will
+    ``supernet(image, arch)`` runs one candidate (raw heads, as :class:`LitePose` returns them); each of its
+    layers runs in the mode (train / eval) of the shared layer. ``cover``: a network the shared tensors must also hold (the one :meth:`inherit` will
     start from, when the space's largest candidate is narrower somewhere).
     """
 
@@ -69,7 +69,9 @@ class Supernet(nn.Module):
 
     def forward(self, image: torch.Tensor, arch: Arch) -> dict[str, torch.Tensor]:
         module = self._shape_of(arch)
-        module.train(self.training)
+        shared = dict(self.net.named_modules())
+        for name, m in module.named_modules():  # each layer in its shared layer's mode (e.g. frozen BatchNorm)
+            m.training = shared[name].training
         return functional_call(module, self.tensors(arch), (image,), strict=True)
 
     @torch.no_grad()
