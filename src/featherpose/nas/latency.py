@@ -8,7 +8,7 @@ dense, depthwise and transposed convolutions, elements written by the layers, a 
 (``scipy.optimize.nnls``). :meth:`LatencyTable.check` measures fresh random candidates against the predictions.
 
 Latency is the network's, on the input a 4:3 frame gets (vtest.avi's 768x576: short side at the candidate's size,
-the long side following, as ``featherpose.load`` feeds Lite Pose), batch 1, median of the timed runs.
+the long side following, as ``featherpose.load`` feeds Lite Pose), batch 1, the fastest of the timed runs.
 """
 from __future__ import annotations
 
@@ -76,8 +76,8 @@ def costs(arch: Arch, num_keypoints: int, frame_hw: tuple[int, int] = FRAME_HW) 
 
 def measure(arch: Arch, num_keypoints: int, backend: str = "auto", threads: int | None = None, runs: int = 10,
             frame_hw: tuple[int, int] = FRAME_HW) -> float:
-    """Milliseconds per forward pass of the candidate (random weights) on ``backend``: median of ``runs`` after
-    2 warm-up runs."""
+    """Milliseconds per forward pass of the candidate (random weights) on ``backend``: the fastest of ``runs``
+    after 2 warm-up runs (the least disturbed by other work on the machine)."""
     from ..runtime import create_backend
 
     hw = input_hw(arch, frame_hw)
@@ -90,7 +90,7 @@ def measure(arch: Arch, num_keypoints: int, backend: str = "auto", threads: int 
         t = time.perf_counter()
         run(x)
         times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
+    return 1e3 * min(times)
 
 
 def machine_key(backend: str, threads: int | None) -> str:
