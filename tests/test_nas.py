@@ -182,6 +182,19 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     assert "dry run: one batch" in capsys.readouterr().out
 
 
+def test_unreadable_frames_are_reported_and_skipped(tmp_path, capsys):
+    from featherpose.nas.search import read_frames
+
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "empty.avi").write_bytes(b"")
+    frames = read_frames([str(MESSI), str(tmp_path)], per_video=3)
+    assert len(frames) == 1 and frames[0].shape[2] == 3
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken.jpg" in err and "empty.avi" in err
+    with pytest.raises(ValueError, match="no readable frames"):
+        read_frames([str(tmp_path)], per_video=3)
+
+
 def test_search_config_errors_are_one_line(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"frames": [], "val": "x.json"}))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,14 +159,20 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
         if f.suffix.lower() in VIDEO_SUFFIXES:
             cap = cv2.VideoCapture(str(f))
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            before = len(frames)
             for i in np.linspace(0, max(count - 1, 0), per_video).astype(int):
                 cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
                 ok, bgr = cap.read()
                 if ok:
                     frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             cap.release()
+            if len(frames) == before:
+                print(f"featherpose: skipped {f}: no readable frame", file=sys.stderr)
         else:
-            frames.append(load_image(f))
+            try:
+                frames.append(load_image(f))
+            except (ValueError, OSError) as exc:  # one bad file is reported, the others are used
+                print(f"featherpose: skipped {f}: {exc}", file=sys.stderr)
     if not frames:
         raise ValueError(f"no readable frames in {', '.join(sources)}; give videos or images")
     for i, f in enumerate(frames):
