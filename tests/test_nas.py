@@ -79,7 +79,7 @@ def test_supernet_starts_as_the_bundled_auto_m_exactly(auto_m):
         assert torch.equal(extracted[k], v), k
 
 
-def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m):
+def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m, tmp_path):
     """Weight sharing gives meaningful candidates before any training: Auto-M at input 256 with stage 3 cut from
     72 to 48 channels (its leading channels) keeps >= 80 % of Auto-M's OKS AP on coco_mini val at 256."""
     from featherpose.nas.search import Scorer
@@ -91,7 +91,7 @@ def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m):
     full = arch_of(auto_m.config)
     full, narrow = (type(full)(256, 16, (24, 48, c, 120), (7,) * 4, (64, 40, 32)) for c in (72, 48))
     score = Scorer(supernet, codec, skeleton, [], str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"),
-                   0, 2, Path("."))
+                   0, 2, tmp_path)
     assert score(full) > 0.3 and score(narrow) >= 0.8 * score(full), (score(full), score(narrow))
 
 
