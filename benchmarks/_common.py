@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import datetime
+import gc
 import importlib.metadata
 import os
 import platform
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -124,3 +127,100 @@ def memorise_rows(title: str, result, metric: str, value: float, bar: float) -> 
             f"| >= 10x | {verdict(ratio >= 10)} |",
             f"| {metric} on the memorised set, {result.step} steps | {value:.3f} | >= {bar:g} | {verdict(value >= bar)} |",
             ""]
+
+
+# ------------------------------------------------- speed benchmarks beside a reference pipeline (lwop, litepose)
+
+@dataclass
+class Runner:
+    """One way of running a model on a frame.
+
+    Attributes:
+        key: the runner's key in its script's tables.
+        run: HxWx3 uint8 BGR frame -> ((preprocess, network, decode) seconds, poses): poses (N, K, 3) x, y,
+            score in image pixels, missing keypoints (0, 0, 0).
+    """
+
+    key: str
+    run: Callable[[np.ndarray], tuple[tuple[float, float, float], np.ndarray]]
+
+
+def find_mirror(path: Path) -> Path | None:
+    """A git directory: ``path`` itself or its ``repo`` folder (as the mirror tool lays them out)."""
+    for cand in (path, path / "repo"):
+        if (cand / "HEAD").exists() and (cand / "objects").exists():
+            return cand
+    return None
+
+
+def export_commit(git_dir: Path, commit: str, folder: Path, paths: tuple[str, ...] = ()) -> None:
+    """``git archive commit [paths]`` of ``git_dir`` unpacked into ``folder`` (created)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "--git-dir", str(git_dir), "archive", commit, *paths],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+
+
+def outside_repo(folder: Path, flag: str) -> Path:
+    """``folder`` resolved; SystemExit when it lies inside this repository (references are never vendored)."""
+    folder = folder.resolve()
+    repo_root = Path(__file__).resolve().parents[1]
+    if folder == repo_root or repo_root in folder.parents:
+        raise SystemExit(f"{flag} {folder}: the reference must live outside this repository")
+    return folder
+
+
+def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Warm up on the first frames, then time every frame.
+
+    Returns:
+        (N, 3) ms preprocess, network, decode; the N frames' poses (see :class:`Runner`).
+    """
+    for frame in frames[:warmup]:
+        runner.run(frame)
+    gc.collect()
+    out = np.empty((len(frames), 3))
+    poses = []
+    for i, frame in enumerate(frames):
+        out[i], p = runner.run(frame)
+        poses.append(p)
+    return out * 1e3, poses
+
+
+def best_round(rounds: list[np.ndarray]) -> np.ndarray:
+    """The round (N, 3) with the lowest mean total."""
+    return min(rounds, key=lambda r: r.sum(axis=1).mean())
+
+
+def compare(ours: list[np.ndarray], theirs: list[np.ndarray]) -> dict:
+    """Per-frame pose agreement of two runners: frames whose people count differs, frames with the same count
+    but a different set of present keypoints, and over the frames that agree in structure the max |dx|, |dy|
+    (image pixels) and the max keypoint score difference (people compared in the order both decoders give)."""
+    count = structure = 0
+    max_xy = max_score = 0.0
+    people = 0
+    for a, b in zip(ours, theirs):
+        if len(a) != len(b):
+            count += 1
+            continue
+        if not np.array_equal(a[..., 2] > 0, b[..., 2] > 0):
+            structure += 1
+            continue
+        people += len(a)
+        if len(a):
+            present = a[..., 2] > 0
+            max_xy = max(max_xy, float(np.abs(a[..., :2] - b[..., :2])[present].max(initial=0)))
+            max_score = max(max_score, float(np.abs(a[..., 2] - b[..., 2])[present].max(initial=0)))
+    return {"frames": len(ours), "count": count, "structure": structure, "people": people, "xy": max_xy,
+            "score": max_score}
+
+
+def agreement_line(name: str, r: dict) -> str:
+    """A row of the poses-agreement table for :func:`compare`'s result."""
+    same = r["frames"] - r["count"] - r["structure"]
+    return (f"| {name} | {same} / {r['frames']} | {r['count']} | {r['structure']} | {r['people']} | "
+            f"{r['xy']:.2e} | {r['score']:.2e} |")
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"

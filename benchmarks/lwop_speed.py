@@ -42,7 +42,6 @@ The markdown on stdout (progress on stderr) can be pasted into benchmarks/RESULT
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import json
 import os
@@ -50,14 +49,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 
-from _common import SHARED, emit, machine_lines, read_frames
+from _common import (SHARED, Runner, agreement_line, best_round, compare, emit, find_mirror, machine_lines,
+                     read_frames, time_pass, verdict)
 
 VIDEO = SHARED / "media" / "vtest.avi"
 GOLDEN = SHARED / "golden" / "lwop"
@@ -85,20 +84,6 @@ PEER_SHORT = {REF_TORCH: "reference (as the demo runs it)", REF_NOGRAD: "referen
               REF_OV: "OpenVINO int8 + reference grouping"}
 
 
-@dataclass
-class Runner:
-    """One way of running the model on a frame.
-
-    Attributes:
-        key: one of the runner keys above.
-        run: HxWx3 uint8 BGR frame -> ((preprocess, network, decode) seconds, poses): poses (N, 17, 3) x, y,
-            score in image pixels, COCO-17 order, missing keypoints (0, 0, 0).
-    """
-
-    key: str
-    run: Callable[[np.ndarray], tuple[tuple[float, float, float], np.ndarray]]
-
-
 # ------------------------------------------------------------------------------------------- featherpose
 
 def featherpose_runner(key: str, est) -> Runner:
@@ -119,14 +104,6 @@ def featherpose_runner(key: str, est) -> Runner:
 
 
 # ------------------------------------------------------------------------------------------- the reference
-
-def find_mirror(path: Path) -> Path | None:
-    """The reference's git directory: ``path`` itself or its ``repo`` folder."""
-    for cand in (path, path / "repo"):
-        if (cand / "HEAD").exists() and (cand / "objects").exists():
-            return cand
-    return None
-
 
 def reference_tree(folder: Path | None, mirror: Path) -> tuple[Path, list[str]]:
     """A folder holding the reference at :data:`REFERENCE_COMMIT` (exported from ``mirror`` with ``git archive``
@@ -295,28 +272,6 @@ def git_state(path: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ timing
 
-def time_pass(runner: Runner, frames: list[np.ndarray], warmup: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Warm up on the first frames, then time every frame.
-
-    Returns:
-        (N, 3) ms preprocess, network, decode; the N frames' poses (see :class:`Runner`).
-    """
-    for frame in frames[:warmup]:
-        runner.run(frame)
-    gc.collect()
-    out = np.empty((len(frames), 3))
-    poses = []
-    for i, frame in enumerate(frames):
-        out[i], p = runner.run(frame)
-        poses.append(p)
-    return out * 1e3, poses
-
-
-def best_round(rounds: list[np.ndarray]) -> np.ndarray:
-    """The round (N, 3) with the lowest mean total."""
-    return min(rounds, key=lambda r: r.sum(axis=1).mean())
-
-
 def stage_table(results: dict[str, list[np.ndarray]], keys: list[str]) -> list[str]:
     """Markdown tables (mean, median ms per frame of each runner's best round) with frames/s ratios to the
     reference pipeline (as the demo runs it, and under no_grad) and to OpenVINO int8 + the reference's grouping."""
@@ -394,35 +349,6 @@ def decode_alone(codec, keypoints_mod, calls: int) -> tuple[list[str], list[tupl
 
 
 # -------------------------------------------------------------------------------------------- agreement
-
-def compare(ours: list[np.ndarray], theirs: list[np.ndarray]) -> dict:
-    """Per-frame pose agreement of two runners: frames whose people count differs, frames with the same count
-    but a different set of present keypoints, and over the frames that agree in structure the max |dx|, |dy|
-    (image pixels) and the max keypoint score difference (people compared in the order both decoders give)."""
-    count = structure = 0
-    max_xy = max_score = 0.0
-    people = 0
-    for a, b in zip(ours, theirs):
-        if len(a) != len(b):
-            count += 1
-            continue
-        if not np.array_equal(a[..., 2] > 0, b[..., 2] > 0):
-            structure += 1
-            continue
-        people += len(a)
-        if len(a):
-            present = a[..., 2] > 0
-            max_xy = max(max_xy, float(np.abs(a[..., :2] - b[..., :2])[present].max(initial=0)))
-            max_score = max(max_score, float(np.abs(a[..., 2] - b[..., 2])[present].max(initial=0)))
-    return {"frames": len(ours), "count": count, "structure": structure, "people": people, "xy": max_xy,
-            "score": max_score}
-
-
-def agreement_line(name: str, r: dict) -> str:
-    same = r["frames"] - r["count"] - r["structure"]
-    return (f"| {name} | {same} / {r['frames']} | {r['count']} | {r['structure']} | {r['people']} | "
-            f"{r['xy']:.2e} | {r['score']:.2e} |")
-
 
 # ------------------------------------------------------------------------------------------------- main
 
@@ -528,9 +454,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def mean_total(key: str) -> float:
         return float(best_round(results[key]).sum(axis=1).mean())
-
-    def verdict(ok: bool) -> str:
-        return "PASS" if ok else "MISS"
 
     out += ["", "### Targets (issue 12; mean totals of the best rounds)", "", "| target | value | result |",
             "|---|---:|---|"]
