@@ -1,0 +1,114 @@
+"""benchmarks/litepose_speed.py: the script runs on a couple of frames and writes its table; its upstream adapter
+is the golden oracle's pipeline, and featherpose agrees with it.
+
+The featherpose-only run needs no upstream. The adapter test runs upstream's own code (mit-han-lab/litepose at the
+pinned commit, exported from the git mirror outside the tree) on golden samples and must give upstream's stored
+poses; it skips when the mirror is absent or munkres / yacs (upstream's dependencies, not featherpose's) are not
+importable (set FEATHERPOSE_LITEPOSE_DEPS to a ``pip install --target`` folder holding them).
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SHARED
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = SHARED / "golden" / "litepose"
+DEPS = os.environ.get("FEATHERPOSE_LITEPOSE_DEPS")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for the script's `from _common import ...`
+    spec = importlib.util.spec_from_file_location("litepose_speed", ROOT / "benchmarks" / "litepose_speed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["litepose_speed"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("litepose_speed", None)
+    sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_featherpose_only_run_writes_its_table(bench, tmp_path, capsys):
+    out = tmp_path / "speed.md"
+    assert bench.main(["--frames", "2", "--image-repeats", "1", "--rounds", "1", "--warmup", "0",
+                       "--decode-calls", "1", "--threads", "1", "--no-reference", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text == capsys.readouterr().out
+    assert "upstream: not run (--no-reference)" in text
+    for name in ("vtest.avi", "messi5.jpg"):
+        for size in bench.SIZES:
+            rows = [line for line in text.splitlines() if line.startswith(f"| featherpose onnxruntime fp32, {size} |")]
+            assert len(rows) == 4  # mean and median tables of both inputs
+            cells = rows[0].split("|")[2:7]
+            pre, net, dec, total, fps = (float(c) for c in cells)
+            assert min(pre, net, dec) > 0 and total == pytest.approx(pre + net + dec, abs=0.02)
+            assert fps == pytest.approx(1000 / total, rel=0.01)
+    # decode alone on the golden outputs: upstream's people counts
+    for sample in bench.DECODE_SAMPLES:
+        people = len(np.load(GOLDEN / sample / "poses.npy"))
+        assert any(line.startswith(f"| {sample} (") and f"| {people} / - |" in line for line in text.splitlines())
+    target = [line for line in text.splitlines() if line.startswith("| featherpose decode at 448x640")]
+    assert len(target) == 1 and target[0].rstrip().endswith(("PASS |", "MISS |"))
+    assert "upstream's, vtest.avi" not in text  # no speed-up rows without upstream
+
+
+def test_bad_arguments_are_one_line_errors(bench, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--frames", "0"])
+    assert "must be positive" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def reference(bench, tmp_path_factory):
+    """Upstream's modules and tree; what the import put into sys.path / sys.modules leaves afterwards."""
+    if bench.find_mirror(bench.MIRROR) is None:
+        pytest.skip(f"no git mirror of upstream at {bench.MIRROR}")
+    if DEPS:
+        sys.path.insert(0, DEPS)
+    missing = [m for m in ("munkres", "yacs") if importlib.util.find_spec(m) is None]
+    if DEPS:
+        sys.path.remove(DEPS)
+    if missing:
+        pytest.skip(f"upstream needs {', '.join(missing)} (set FEATHERPOSE_LITEPOSE_DEPS to a folder holding them)")
+    folder, _ = bench.reference_tree(tmp_path_factory.mktemp("litepose_ref"), bench.MIRROR)
+    before_path, before = list(sys.path), set(sys.modules)
+    yield bench.import_reference(folder, Path(DEPS) if DEPS else None), folder
+    sys.path[:] = before_path
+    for name in set(sys.modules) - before:
+        file = getattr(sys.modules[name], "__file__", None)
+        if file is None or str(folder) in file or (DEPS and DEPS in file):
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("sample", ("messi5", "vtest_f000"))
+def test_upstream_adapter_reproduces_golden_and_featherpose_agrees(bench, reference, sample):
+    import torch
+
+    import featherpose
+
+    ref, folder = reference
+    torch.set_num_threads(1)
+    info = json.loads((GOLDEN / "manifest.json").read_text())["samples"][sample]
+    bgr = cv2.imread(str(GOLDEN / info["image"]), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    runner = bench.reference_runner(bench.up_key(448), ref, folder, bench.reference_model(ref, folder), 448)
+    times, ours_up = runner.run(bgr)
+    golden = bench.reference_poses(np.load(GOLDEN / sample / "poses.npy"))
+    assert len(golden) == info["num_people"] > 0 and all(t > 0 for t in times)
+    r = bench.compare([ours_up], [golden])
+    assert (r["count"], r["structure"], r["people"]) == (0, 0, len(golden))
+    assert r["xy"] <= 1e-3 and r["score"] <= 1e-5
+
+    est = featherpose.load(bench.MODEL, backend="onnxruntime", threads=1)
+    _, fp = bench.featherpose_runner(bench.fp_key(448), est).run(bgr)
+    r = bench.compare([fp], [ours_up])
+    assert (r["count"], r["structure"], r["people"]) == (0, 0, len(golden))
+    assert r["xy"] <= 1e-3 and r["score"] <= 1e-4
