@@ -437,16 +437,17 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     gap = np.maximum(0, np.maximum(lo[jj] - t, t - hi[jj]))  # (n, th, tw, C)
     upper = (heat_b[jj] - np.round(np.sqrt((gap ** 2).sum(-1)))).reshape(len(pp), -1)  # (n, tiles)
     best_tile = np.argmax(upper, 1)
-    i, _, _, low, _ = _approx_scores(maps, jj, best_tile, prev[pp], tw)
-    floor = _group_max(low, i, len(pp))  # each pair's maximum is at least this
+    low, _, valid = _approx_scores(maps, jj, *np.divmod(best_tile, tw), prev[pp])
+    floor = _tile_max(low, valid)  # each pair's maximum is at least this
     candidate = upper >= floor[:, None]
     candidate[np.arange(len(pp)), best_tile] = True
     cand_n, cand_t = np.nonzero(candidate)  # the tiles that can hold each pair's argmax
-    i, ys, xs, low, high = _approx_scores(maps, jj[cand_n], cand_t, prev[pp][cand_n], tw, floor[cand_n])
-    pair = cand_n[i]
-    best_low = np.maximum(floor, _group_max(low, pair, len(pp)))
-    keep = high >= best_low[pair]  # pixels whose exact score can be the maximum
-    pair, ys, xs = pair[keep], ys[keep], xs[keep]
+    ty, tx = np.divmod(cand_t, tw)
+    low, high, valid = _approx_scores(maps, jj[cand_n], ty, tx, prev[pp][cand_n], floor[cand_n])
+    best_low = np.maximum(floor, _group_max(_tile_max(low, valid), cand_n, len(pp)))
+    # pixels whose exact score can be the maximum
+    i, py, px = np.nonzero(valid & (high >= best_low[cand_n][:, None, None]))
+    pair, ys, xs = cand_n[i], ty[i] * TILE + py, tx[i] * TILE + px
     heat, tag = maps.at(jj[pair], ys, xs)  # exact
     d = tag - prev[pp][pair]
     score = heat - np.round(np.sqrt((d * d).sum(-1, dtype=f32)).astype(f32))
@@ -475,33 +476,34 @@ def _group_max(values: np.ndarray, groups: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _approx_scores(maps: _Maps, js, tiles, person_tag, tw, floor=None):
-    """Lower and upper bounds of the exact ``heatmap - round(|tag - person_tag|)`` at the pixels of the
-    (keypoint, tile) pairs whose approximate heatmap can reach ``floor`` (n,) (all pixels without it), from the
-    approximate maps: their rounding error with a wide margin, and both roundings of a distance within it of a
-    half. Returns (pair, y, x, low, high), one entry per pixel kept."""
-    ty, tx = np.divmod(tiles, tw)
+def _tile_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """(n,) the maximum of ``values`` (n, 16, 16) where ``valid`` per tile; -inf where none is."""
+    return np.where(valid, values, f32(-np.inf)).reshape(len(values), -1).max(1, initial=-np.inf)
+
+
+def _approx_scores(maps: _Maps, js, ty, tx, person_tag, floor=None):
+    """Lower and upper bounds (n, 16, 16) of the exact ``heatmap - round(|tag - person_tag|)`` on the
+    (keypoint, tile) pairs from the approximate maps (their rounding error with a wide margin, and both roundings
+    of a distance within it of a half), and where they count (n, 16, 16): pixels inside the input whose
+    approximate heatmap can reach ``floor`` (n,) (all of them without it). Whole tiles at once: the approximate
+    tags come from the same local x2 as the heatmap."""
     heat = maps.approx_tiles(maps.heat_half, js, ty, tx)
     e_heat = f32(1e-6) * (1 + np.abs(heat))
-    y = ty[:, None, None] * TILE + np.arange(TILE)[None, :, None]
-    x = tx[:, None, None] * TILE + np.arange(TILE)[None, None, :]
-    keep = (y < maps.hw[0]) & (x < maps.hw[1])
+    valid = ((ty[:, None, None] * TILE + np.arange(TILE)[None, :, None] < maps.hw[0])
+             & (tx[:, None, None] * TILE + np.arange(TILE)[None, None, :] < maps.hw[1]))
     if floor is not None:
-        keep &= heat + e_heat >= floor[:, None, None]
-    i, py, px = np.nonzero(keep)
-    ys, xs = ty[i] * TILE + py, tx[i] * TILE + px
-    heat, e_heat = heat[i, py, px], e_heat[i, py, px]
+        valid = valid & (heat + e_heat >= floor[:, None, None])
     d2 = np.zeros_like(heat)
     err = np.zeros_like(heat)
     for c, half in enumerate(maps.tags_half):
-        tag = maps.approx_points(half, js[i], ys, xs)
-        d = tag - person_tag[i, c].astype(f32)
+        tag = maps.approx_tiles(half, js, ty, tx)
+        d = tag - person_tag[:, c].astype(f32)[:, None, None]
         d2 += d * d
         err += f32(1e-5) * (1 + np.abs(tag))
     dist = np.sqrt(d2)
     low = heat - e_heat - np.round(dist + err)
     high = heat + e_heat - np.round(np.maximum(dist - err, 0))
-    return i, ys, xs, low, high
+    return low, high, valid
 
 
 # ------------------------------------------------------------------------------------------- codec
