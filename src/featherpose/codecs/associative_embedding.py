@@ -216,14 +216,6 @@ class _Maps:
         p = _up2_local(p, 1)
         return _up2_local(p, 2)
 
-    def approx_points(self, half: np.ndarray, js, ys, xs) -> np.ndarray:
-        """(n,) the x2 bilinear of the approximate half-resolution map ``half`` at input pixels (ys, xs)."""
-        r0, r1, rw0, rw1 = (t[ys] for t in self.rows.full)
-        c0, c1, cw0, cw1 = (t[xs] for t in self.cols.full)
-        top = half[js, r0, c0] * cw0 + half[js, r0, c1] * cw1
-        bottom = half[js, r1, c0] * cw0 + half[js, r1, c1] * cw1
-        return top * rw0 + bottom * rw1
-
     def tile_bounds(self):
         """Per keypoint and 16 x 16 tile: an upper bound of the final heatmap (K, th, tw) and lower / upper
         bounds of each tag dimension (K, th, tw, C). A bilinear value lies within its sources' range, and a
