@@ -22,6 +22,10 @@ from .runtime import BACKENDS
 BACKEND_HELP = ("inference runtime (default auto: onnxruntime); openvino needs featherpose[openvino] and also runs "
                 "Intel's IR as published: --model human-pose-estimation-0001.xml --backend openvino")
 
+PRECISIONS = ("fp32", "int8")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
+PRECISION_HELP = ("fp32 (default) or int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
+                  "and cached (backend auto / onnxruntime; approximate, see benchmarks/quantize_accuracy.py)")
+
 
 def sample_image() -> Path:
     """The demo photo bundled in the package (messi5.jpg from OpenCV's samples; see assets/LICENSE)."""
@@ -36,8 +40,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.source is not None and args.sample:
         raise ValueError(f"give either SOURCE ({args.source}) or --sample, not both")
     source = sample_image() if args.sample else args.source
+    backend = args.backend
+    if args.precision != "fp32":  # predict() loads by backend: hand it the int8 session built here
+        backend = _precision_backend(args, source)
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
-                     backend=args.backend, threads=args.threads, input_size=args.input_size,
+                     backend=backend, threads=args.threads, input_size=args.input_size,
                      min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet,
                      skeleton=args.skeleton)
     if report.kind == "image" and not args.quiet:
@@ -56,6 +63,19 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if report.interrupted:
         return 130
     return 0 if report.processed and not report.unwritten else 1
+
+
+def _precision_backend(args: argparse.Namespace, source):
+    from .predict import default_model, source_kind
+    from .zoo import load
+
+    model = args.model or default_model(source_kind(source), args.multi)
+    est = load(model, backend=args.backend, threads=args.threads, input_size=args.input_size,
+               skeleton=args.skeleton, precision=args.precision, calib=args.calib)
+    if est.top_down:
+        raise ValueError(f"--precision {args.precision} is for models that find people themselves; {est.name} is "
+                         "top-down (its detector would share the session): use --precision fp32")
+    return est.backend
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -137,12 +157,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
         refuse_overwrite(args.onnx, {same_file(args.model): f"the weight file {args.model}"}, f"--onnx {args.onnx}",
                          "choose another file name")
     check_writable(args.onnx, "--onnx file")
+    if args.calib is not None and not args.int8:
+        raise ValueError(f"--calib {args.calib} calibrates int8 quantisation; add --int8 or leave --calib out")
     est = load(args.model, backend="torch", input_size=args.input_size)
-    path = export_onnx(est.network, est.input_hw, args.onnx, dynamic_size=est.dynamic_size)
+    if args.int8:
+        from .runtime.quantize import quantize_onnx, calibration_frames
+
+        fp32 = export_onnx(est.network, est.input_hw, dynamic_size=est.dynamic_size)
+        path = quantize_onnx(fp32, calibration_frames(args.calib), est.preprocess, args.onnx)
+    else:
+        path = export_onnx(est.network, est.input_hw, args.onnx, dynamic_size=est.dynamic_size)
     size = "H, W" if est.dynamic_size else f"{est.input_hw[0]}, {est.input_hw[1]}"
     note = (f" (H, W: each image's own, as the model's preprocessing sizes it; traced at {est.input_hw[0]}x"
             f"{est.input_hw[1]})" if est.dynamic_size else "")
-    print(f"wrote {path} (input 'image': int32 [1, {size}, 3] RGB 0..255{note}; "
+    kind = "int8 QDQ (onnxruntime's static quantiser), " if args.int8 else ""
+    print(f"wrote {path} ({kind}input 'image': int32 [1, {size}, 3] RGB 0..255{note}; "
           f"outputs: raw heads {', '.join(est.codec.head_shapes())})")
     return 0
 
@@ -150,9 +179,14 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import ResultsNotWrittenError, evaluate
 
+    model, opts = args.model, {"input_size": args.input_size, "backend": args.backend, "threads": args.threads}
+    if args.precision != "fp32":  # evaluate() takes the int8 estimator built here
+        from .zoo import load
+
+        model = load(args.model, **opts, precision=args.precision, calib=args.calib)
+        opts = {}
     try:
-        report = evaluate(args.model, args.data, input_size=args.input_size, backend=args.backend,
-                          threads=args.threads, results_path=args.results, progress=not args.quiet)
+        report = evaluate(model, args.data, **opts, results_path=args.results, progress=not args.quiet)
     except ResultsNotWrittenError as exc:  # the metrics first, then the one-line error (main prints it)
         _print_eval(exc.report, args.per_joint)
         raise
@@ -193,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help=PRECISION_HELP)
+    p.add_argument("--calib", metavar="DIR", help="int8: calibrate on this folder of images or video "
+                   "(default: the frames bundled with featherpose)")
     p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
                    "MoveNet (multi-person models); lightweight-openpose: the height, a multiple of 8 (default 256), "
                    "the width follows each image")
@@ -237,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", required=True, metavar="FILE", help="output .onnx path")
     p.add_argument("--input-size", type=int, help="input side, a multiple the model accepts, e.g. 32 for MoveNet "
                    "(multi-person models); lightweight-openpose: the height (default 256), the width stays dynamic")
+    p.add_argument("--int8", action="store_true", help="quantise to int8 (onnxruntime's static quantiser, QDQ, "
+                   "per-channel weights; approximate: see benchmarks/quantize_accuracy.py)")
+    p.add_argument("--calib", metavar="DIR", help="with --int8: calibrate on this folder of images or video "
+                   "(default: the frames bundled with featherpose)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("eval", help="OKS AP and PCK of a model on COCO-keypoints data")
@@ -250,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help=PRECISION_HELP)
+    p.add_argument("--calib", metavar="DIR", help="int8: calibrate on this folder of images or video "
+                   "(default: the frames bundled with featherpose)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
     return parser

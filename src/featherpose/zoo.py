@@ -172,7 +172,8 @@ def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
 
 
 def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads: int | None = None,
-         input_size: int | tuple[int, int] | None = None, skeleton: str | None = None) -> Estimator:
+         input_size: int | tuple[int, int] | None = None, skeleton: str | None = None, *,
+         precision: str = "fp32", calib: str | Path | None = None) -> Estimator:
     """A ready-to-run estimator.
 
     Args:
@@ -189,10 +190,23 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         skeleton: the keypoint set of the Poses (a name in :data:`~featherpose.skeletons.SKELETONS`), where the
             model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
             dropped), ``"openpose18"`` its own 18 keypoints, neck included.
+        precision: ``fp32`` (default) or ``int8``: the ONNX export quantised by onnxruntime's static quantiser
+            (:mod:`featherpose.runtime.quantize`; backend ``auto`` or ``onnxruntime``), built once and cached under
+            ``~/.cache/featherpose/int8/``. Approximate: keypoints move by a few pixels (accuracy per model:
+            ``benchmarks/quantize_accuracy.py``).
+        calib: int8 only: a folder of images or a video to calibrate on (None: the frames bundled with featherpose).
 
     Returns:
         An :class:`~featherpose.estimator.Estimator`: ``est(image_or_path) -> Poses``.
     """
+    from .runtime.quantize import check_precision
+
+    check_precision(precision, backend)
+    if precision != "fp32" and is_openvino_ir(model):
+        raise ValueError(f"{model}: an OpenVINO IR is already int8 as Intel ships it; load it with precision 'fp32' "
+                         "(its own), or load lightweight-openpose with precision 'int8'")
+    if calib is not None and precision == "fp32":
+        raise ValueError("calib is for precision 'int8' (calibration frames); leave it out for fp32")
     if is_openvino_ir(model) and backend not in ("auto", "openvino"):
         raise ValueError(f"{model}: an OpenVINO IR runs on the openvino backend only; pass backend='openvino' "
                          f"(--backend openvino), or for {backend!r} first `featherpose convert lwop {model} --out DIR` "
@@ -209,8 +223,29 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 
         check_threads(threads)
         backend = OpenVinoBackend.from_ir(model, threads)
+    if precision == "int8":
+        backend = _int8_backend(name, network, codec, skel, row, threads, calib)
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
                      dynamic_size=row.dynamic_size)
+
+
+def _int8_backend(name, network, codec, skel, row, threads, calib):
+    """onnxruntime on the int8 model of ``network`` (quantised once, cached), calibrated through the Estimator's
+    own preprocessing."""
+    from .runtime import OnnxBackend, check_threads
+    from .runtime.export import export_onnx
+    from .runtime.quantize import quantized_model
+
+    check_threads(threads)
+    fp32 = Estimator(name, network, codec, skel, "torch", None, preprocess=row.preprocess,
+                     dynamic_size=row.dynamic_size)  # torch: no export; only its preprocess is used
+    onnx_fp32 = export_onnx(network, codec.input_hw, decoder=codec.graph_decoder(), dynamic_size=row.dynamic_size)
+    tag = f"{name}-{codec.input_hw[0]}x{codec.input_hw[1]}"
+    path = quantized_model(tag, onnx_fp32, fp32.preprocess, calib)
+    backend = OnnxBackend(str(path), int(threads) if threads else None)
+    backend.name = "onnxruntime-int8"
+    backend.onnx_path = path
+    return backend
 
 
 def build(model: str | Path, input_size: int | tuple[int, int] | None = None, skeleton: str | None = None):

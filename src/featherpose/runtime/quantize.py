@@ -1,0 +1,236 @@
+"""int8 post-training static quantisation of a model's ONNX export, by onnxruntime's quantiser.
+
+Nothing is hand-quantised: :func:`quantize_onnx` hands the fp32 export (:mod:`.export`) to
+``onnxruntime.quantization.quantize_static`` (QDQ format, per-channel int8 weights, uint8 activations),
+calibrated on unlabelled frames preprocessed exactly as the model's Estimator preprocesses them
+(its ``preprocess``: letterbox, or the family's own sizing, so dynamic-size models calibrate at the sizes they
+run at; the export keeps its dynamic height and width). Frames: the user's folder of images or video
+(``calib``), else those shipped in ``featherpose/assets/calib/`` (8 frames of OpenCV's sample footage, see
+``assets/LICENSE``) plus the demo photo.
+
+The options (:data:`DEFAULT_OPTIONS`) were chosen by measurement (MoveNet Lightning, keypoints of messi5 + 15
+LSP test images against fp32, median / p90 distance, and the network's ms at 2 threads): weights per channel (per
+tensor: 49.7 px median); convolutions only, 2.60 / 7.37 px and no faster than fp32 (14.3 vs 14.5 ms: every
+element-wise op between them dequantises and requantises); convolutions only with the first and the head
+convolutions kept float 2.20 / 5.52 px; the ops in :data:`OP_TYPES` (convolutions, adds, activations, concat,
+resize, pooling), 1.28 / 3.45 px at 9.5 ms vs 14.6 (kept float first and heads: 1.23 / 2.91 px but 12.6 ms). The
+in-graph decoders stay float (quantising them fails: a NaN constant has no range). Calibration: MinMax; Entropy
+gave the same keypoints, Percentile the same median. int8 is approximate: the accuracy per model is in
+``benchmarks/quantize_accuracy.py``.
+
+:func:`quantized_model` caches the result under ``~/.cache/featherpose/int8/<name>-<hash>.onnx`` (the hash:
+the fp32 export, the options and the calibration frames), so a model is quantised once per machine.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from ..fileio import atomic_path
+from ..image import IMAGE_SUFFIXES, load_image
+
+#: precisions ``featherpose.load`` takes, and the backends that run each (int8: onnxruntime's QDQ kernels).
+PRECISIONS = ("fp32", "int8")
+INT8_BACKENDS = ("onnxruntime",)
+#: calibration frames used from a folder or video (evenly spread over it)
+MAX_CALIB_FRAMES = 32
+#: the quantiser's settings (measured: see the module docstring)
+OP_TYPES = ("Conv", "ConvTranspose", "Add", "Mul", "Relu", "Clip", "Concat", "Resize", "MaxPool", "AveragePool",
+            "GlobalAveragePool", "Sigmoid")
+DEFAULT_OPTIONS = {"per_channel": True, "calibration": "minmax", "op_types": OP_TYPES,
+                   "exclude_first_conv": False, "exclude_heads": False}
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+
+def check_precision(precision: str, backend) -> None:
+    """One-line ValueError unless ``precision`` is known and ``backend`` runs it."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        name = backend if isinstance(backend, str) else getattr(backend, "name", repr(backend))
+        if not isinstance(backend, str):
+            raise ValueError(f"precision 'int8' builds its own onnxruntime session; pass backend='auto' or "
+                             f"'onnxruntime', not a built {name} backend")
+        if backend not in ("auto", *INT8_BACKENDS):
+            raise ValueError(f"precision 'int8' runs on backend {', '.join(INT8_BACKENDS)} only (got {backend!r}); "
+                             f"use --backend auto or onnxruntime, or precision fp32 for {backend}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "int8"
+
+
+def bundled_calibration_files() -> list[Path]:
+    assets = Path(__file__).resolve().parent.parent / "assets"
+    return sorted((assets / "calib").glob("*.jpg")) + [assets / "messi5.jpg"]
+
+
+def calibration_files(calib: str | Path | None = None) -> list[Path]:
+    """The image files of a calibration folder (or the one video file, or the bundled frames when None)."""
+    if calib is None:
+        return bundled_calibration_files()
+    path = Path(calib)
+    if not path.exists():
+        raise FileNotFoundError(f"--calib {calib}: no such folder or video; give a folder of images or a video file")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--calib {calib}: no images in this folder ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                         "give a folder of images or a video file")
+    return files
+
+
+def calibration_frames(calib: str | Path | None = None, limit: int = MAX_CALIB_FRAMES) -> list[np.ndarray]:
+    """HxWx3 uint8 RGB frames: a folder's images or a video's frames (at most ``limit``, evenly spread), else the
+    bundled ones."""
+    files = calibration_files(calib)
+    if len(files) == 1 and files[0].suffix.lower() not in IMAGE_SUFFIXES:  # a video
+        from ..video.io import VideoReader
+
+        reader = VideoReader(files[0])
+        frames = list(reader)
+        if not frames:
+            raise ValueError(f"--calib {calib}: no frame could be read from this video")
+        pick = np.linspace(0, len(frames) - 1, min(limit, len(frames))).round().astype(int)
+        return [frames[i] for i in np.unique(pick)]
+    pick = np.unique(np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int))
+    return [load_image(files[i]) for i in pick]
+
+
+def head_convs(model) -> list[str]:
+    """Names of the convolutions nearest each graph output: walking back from the outputs through non-conv nodes
+    (an in-graph decoder's too), the first Conv / ConvTranspose met on each path."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    found, seen = [], set()
+    todo = [o.name for o in model.graph.output]
+    while todo:
+        tensor = todo.pop()
+        node = producer.get(tensor)
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in ("Conv", "ConvTranspose"):
+            found.append(node.name)
+        else:
+            todo.extend(node.input)
+    return found
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The quantiser logs advice through the root logger, and its calibration sessions onnxruntime's warnings, on
+    every call; keep them off the user's terminal."""
+    import onnxruntime as ort
+
+    logging.disable(logging.WARNING)
+    ort.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+        ort.set_default_logger_severity(2)
+
+
+def after_heads(model) -> list[str]:
+    """Names of the nodes downstream of the head convolutions (:func:`head_convs`): an in-graph decoder's (its
+    constants are named ``/decoder/...`` by the export, :class:`~featherpose.runtime.export.NHWCInput`)."""
+    heads = set(head_convs(model))
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    todo = [o for n in model.graph.node if n.name in heads for o in n.output]
+    found = set()
+    while todo:
+        for n in consumers.get(todo.pop(), []):
+            if n.name not in found:
+                found.add(n.name)
+                todo.extend(n.output)
+    return sorted(found)
+
+
+class FrameReader:
+    """onnxruntime ``CalibrationDataReader``: each frame through ``preprocess`` (the Estimator's), fed as ``image``."""
+
+    def __init__(self, frames: Iterable[np.ndarray], preprocess: Callable[[np.ndarray], tuple[np.ndarray, object]]):
+        self._inputs = iter([{"image": preprocess(f)[0]} for f in frames])
+
+    def get_next(self):
+        return next(self._inputs, None)
+
+    def rewind(self):  # not needed by the calibrators used; present for the protocol
+        pass
+
+
+def quantize_onnx(fp32_onnx: bytes, frames: list[np.ndarray], preprocess, out: str | Path,
+                  options: dict | None = None) -> Path:
+    """Quantise ``fp32_onnx`` (bytes of an :func:`~featherpose.runtime.export.export_onnx` graph) to int8 QDQ
+    with onnxruntime's ``quantize_static``, calibrated on ``frames`` through ``preprocess``; written atomically
+    to ``out``.
+
+    ``options``: :data:`DEFAULT_OPTIONS` keys: ``per_channel`` (bool), ``calibration`` (one of
+    :data:`CALIBRATIONS`), ``op_types`` (ONNX op types quantised; None: the quantiser's default set),
+    ``exclude_first_conv`` (the convolution on the image stays float), ``exclude_heads`` (the last convolutions
+    before each output, :func:`head_convs`, stay float)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    if opts["calibration"] not in CALIBRATIONS:
+        raise ValueError(f"unknown calibration {opts['calibration']!r}; choose one of: {', '.join(CALIBRATIONS)}")
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[opts["calibration"]]
+    model = onnx.load_from_string(fp32_onnx)
+    exclude = []
+    if opts["exclude_first_conv"]:
+        exclude = [next(n.name for n in model.graph.node if n.op_type == "Conv")]
+    if opts["exclude_heads"]:
+        exclude += head_convs(model)
+    if set(opts["op_types"] or ()) != {"Conv", "ConvTranspose"}:  # more ops: none past the heads (decoders)
+        exclude += after_heads(model) + [n.name for n in model.graph.node if n.name.startswith("/decoder/")]
+
+    class _Reader(FrameReader, CalibrationDataReader):
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="featherpose-int8-") as tmp, _quiet():
+        src = Path(tmp) / "fp32.onnx"
+        src.write_bytes(fp32_onnx)
+        dst = Path(tmp) / "int8.onnx"
+        quantize_static(str(src), str(dst), _Reader(frames, preprocess), quant_format=QuantFormat.QDQ,
+                        per_channel=bool(opts["per_channel"]), activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=method,
+                        op_types_to_quantize=list(opts["op_types"]) if opts["op_types"] else None,
+                        nodes_to_exclude=exclude,
+                        extra_options={"CalibTensorRangeSymmetric": False, "CalibMovingAverage": False})
+        with atomic_path(out) as tmp_out:
+            Path(tmp_out).write_bytes(dst.read_bytes())
+    return Path(out)
+
+
+def quantized_model(name: str, fp32_onnx: bytes, preprocess, calib: str | Path | None = None,
+                    options: dict | None = None, cache: str | Path | None = None) -> Path:
+    """The cached int8 model of ``fp32_onnx`` (built now if missing): ``<cache>/<name>-<hash>.onnx``."""
+    opts = {**DEFAULT_OPTIONS, **(options or {})}
+    files = calibration_files(calib)
+    h = hashlib.sha256(fp32_onnx)
+    h.update(json.dumps({k: list(v) if isinstance(v, tuple) else v for k, v in sorted(opts.items())}).encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    path = Path(cache) if cache else cache_dir()
+    path = path / f"{safe}-{h.hexdigest()[:16]}.onnx"
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return quantize_onnx(fp32_onnx, calibration_frames(calib), preprocess, path, opts)

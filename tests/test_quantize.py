@@ -1,0 +1,122 @@
+"""int8: onnxruntime's static quantisation of a model's ONNX export (featherpose.runtime.quantize), through
+load(precision="int8") and `featherpose export --int8`. Approximate by design: the tolerances are measured."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import featherpose
+from featherpose.cli import main
+from featherpose.image import load_image
+from featherpose.runtime.quantize import bundled_calibration_files, calibration_frames
+
+from conftest import MEDIA
+
+MODEL = "movenet-lightning"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def pair(cache):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(cache))
+    try:
+        yield featherpose.load(MODEL, threads=1), featherpose.load(MODEL, threads=1, precision="int8")
+    finally:
+        mp.undo()
+
+
+def test_int8_keypoints_near_fp32_on_messi5(pair):
+    """Measured on messi5 (548x342): median distance 4.2 px, 10.0 px the largest among keypoints fp32 scores
+    >= 0.5 (1 network input pixel = 2.85 image pixels); scores within 0.17."""
+    fp32, int8 = pair
+    assert int8.backend.name == "onnxruntime-int8" and "int8" in repr(int8)
+    image = load_image(MEDIA / "messi5.jpg")
+    a, b = fp32(image, min_score=0).keypoints[0], int8(image, min_score=0).keypoints[0]
+    dist = np.linalg.norm(a[:, :2] - b[:, :2], axis=1)
+    assert np.median(dist) < 6.0
+    assert dist[a[:, 2] >= 0.5].max() < 14.0
+    assert np.abs(a[:, 2] - b[:, 2]).max() < 0.25
+    assert not np.array_equal(a, b)  # it is another network, not the fp32 one
+
+
+def test_int8_model_is_cached_and_reused(pair, cache, monkeypatch):
+    _, int8 = pair
+    path = int8.backend.onnx_path
+    assert path.parent == cache / "featherpose" / "int8" and path.name.startswith(MODEL)
+    mtime = path.stat().st_mtime_ns
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    import featherpose.runtime.quantize as q
+
+    def fail(*a, **k):
+        raise AssertionError("quantised again instead of reusing the cache")
+
+    monkeypatch.setattr(q, "quantize_onnx", fail)
+    again = featherpose.load(MODEL, threads=1, precision="int8")
+    assert again.backend.onnx_path == path and path.stat().st_mtime_ns == mtime
+    assert list(path.parent.iterdir()) == [path]
+
+
+def test_bundled_calibration_frames_are_real_images():
+    files = bundled_calibration_files()
+    assert len(files) == 8 and all(f.is_file() for f in files)
+    frames = calibration_frames()
+    assert len(frames) == 8 and all(f.ndim == 3 and f.dtype == np.uint8 and f.std() > 20 for f in frames)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"precision": "int4"}, "unknown precision 'int4'"),
+    ({"precision": "int8", "backend": "torch"}, "backend onnxruntime only"),
+    ({"precision": "fp32", "calib": "x"}, "calib is for precision 'int8'"),
+])
+def test_bad_precision_is_one_line(kwargs, words):
+    with pytest.raises(ValueError, match=words) as err:
+        featherpose.load(MODEL, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_cli_bad_precision_one_line(capsys):
+    assert main(["predict", "--sample", "--precision", "int8", "--backend", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "backend onnxruntime only" in err
+    assert main(["export", MODEL, "--onnx", "x.onnx", "--calib", "/nonexistent"]) == 2
+    assert "add --int8" in capsys.readouterr().err
+
+
+def test_export_int8_writes_a_model_onnxruntime_runs(tmp_path, capsys):
+    import onnxruntime as ort
+
+    out = tmp_path / "l8.onnx"
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for f in bundled_calibration_files()[:3]:
+        (calib / f.name).write_bytes(f.read_bytes())
+    assert main(["export", MODEL, "--onnx", str(out), "--int8", "--calib", str(calib)]) == 0
+    assert "int8" in capsys.readouterr().out
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(out), opts, providers=["CPUExecutionProvider"])
+    ops = {n.op_type for n in __import__("onnx").load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    fp32 = featherpose.load(MODEL, backend="torch")
+    x, _ = fp32.preprocess(load_image(MEDIA / "messi5.jpg"))
+    heads = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
+    ref = fp32.infer(x)
+    assert heads.keys() == ref.keys()
+    # the heatmap's peak lands near fp32's for the confident joints (measured with these 3 calibration frames:
+    # 7 joints over 0.5, peaks at most 2 cells of 48 apart)
+    h8, h32 = heads["heatmap"][0], ref["heatmap"]
+    conf = h32.reshape(17, -1).max(axis=1) > 0.5
+    p8 = np.array(np.unravel_index(h8.reshape(17, -1).argmax(axis=1), h8.shape[1:])).T
+    p32 = np.array(np.unravel_index(h32.reshape(17, -1).argmax(axis=1), h32.shape[1:])).T
+    assert conf.sum() >= 5 and np.abs(p8 - p32)[conf].max() <= 2
+
+
+def test_empty_calibration_folder_is_one_line(tmp_path, capsys):
+    assert main(["export", MODEL, "--onnx", str(tmp_path / "a.onnx"), "--int8", "--calib", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no images in this folder" in err
