@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from featherpose.codecs import openpose
 from featherpose.codecs.openpose import (LIMBS, NUM_TREE_LIMBS, GroupingConfig, PafCodec, _rank, assemble,
-                                         find_peaks, hot_window, match_greedy, to_coco17, upsample, upsample_window,
-                                         with_neck)
+                                         find_peaks, hot_window, match_greedy, to_coco17, upsample, upsample_planes,
+                                         upsample_window, with_neck)
 from featherpose.skeletons import OPENPOSE18_TO_COCO17
 
 from conftest import DATA, SHARED
@@ -132,6 +133,47 @@ def test_windows_upsample_exactly_and_hold_every_candidate(factor):
         (r0, r1), (c0, c1) = window
         assert len(hot) and (hot[:, 0] >= r0).all() and (hot[:, 0] <= r1).all()
         assert (hot[:, 1] >= c0).all() and (hot[:, 1] <= c1).all()
+
+
+@needs_golden
+@pytest.mark.parametrize("factor", [1, 2, 4])
+def test_plane_upsampling_equals_the_full_upsample_to_one_ulp(factor):
+    """upsample_planes (channel planes as one single-channel image, the fast path for wide PAF windows) gives the
+    full multi-channel upsample's values to float32 rounding, on windows that touch every border and interior."""
+    pafs = np.concatenate([golden_heads(s, "float")["pafs"] for s in LWOP_SAMPLES[:4]], axis=-1)
+    full = upsample(pafs, factor).transpose(2, 0, 1)
+    h, w = full.shape[1:]
+    differ = False
+    for rows, cols in [((0, h - 1), (0, w - 1)), ((0, 5), (w - 9, w - 1)), ((h - 3, h - 1), (3, 60)),
+                       ((7, h // 2), (w // 3, w // 2))]:
+        window, (x0, y0) = upsample_planes(pafs, factor, rows, cols)
+        got = window[:, rows[0] - y0:rows[1] - y0 + 1, cols[0] - x0:cols[1] - x0 + 1]
+        want = full[:, rows[0]:rows[1] + 1, cols[0]:cols[1] + 1]
+        assert got.shape == want.shape
+        # float32 rounding of the 16-term sums, in another order: measured <= 4 ulps of the channel's largest
+        # |value| (2.4e-7), ~20 % of values off at x2 and x4, none at x1
+        scale = np.spacing(np.abs(pafs).max(axis=(1, 2)))[:, None, None]
+        assert (np.abs(got - want) <= 4 * scale).all()
+        differ = differ or bool((got != want).any())
+    assert differ == (factor > 1)  # the single-channel path rounds differently (x1 copies the crop)
+
+
+@needs_golden
+def test_wide_decode_keeps_the_exact_paths_poses(monkeypatch):
+    """20 people side by side (vtest_f030 x 4, the decode speed case) read the PAFs from the plane path; the poses
+    are those of the bit-identical crop path, pose scores to float32 rounding of the PAF values."""
+    heads = golden_heads("vtest_f030", "float")
+    heads = {k: np.concatenate([v] * 4, axis=-1) for k, v in heads.items()}
+    codec = PafCodec((heads["heatmaps"].shape[1] * 8, heads["heatmaps"].shape[2] * 8))
+    used = []
+    monkeypatch.setattr(openpose, "upsample_planes", lambda *a: used.append(1) or upsample_planes(*a))
+    kp, scores = codec.decode_openpose(heads)
+    assert used and len(kp) == 20
+    monkeypatch.setattr(openpose, "PLANES_MIN_COLUMNS", 10 ** 9)  # the multi-channel crop, bit-identical
+    exact_kp, exact_scores = codec.decode_openpose(heads)
+    assert len(used) == 1
+    np.testing.assert_array_equal(kp, exact_kp)
+    np.testing.assert_allclose(scores, exact_scores, rtol=1e-6, atol=0)  # measured: <= 2.4e-7 absolute
 
 
 def reference_suppression(xy: np.ndarray, radius: float) -> np.ndarray:
