@@ -6,7 +6,7 @@ onnxruntime's static quantiser, :mod:`featherpose.runtime.quantize`); then ms pe
 alone (``est.infer`` on preprocessed frames), fp32 and int8 alternating in the same run, ``--threads`` threads.
 The issue's rule: an int8 model that loses more than 0.01 AP (on either COCO set) does not pass.
 
-    python benchmarks/quantize_accuracy.py [--models NAME ...] [--lsp 200] [--frames 30] [--out FILE]
+    python benchmarks/quantize_accuracy.py [--models NAME ...] [--lsp 200] [--frames 30] [--options JSON] [--out FILE]
 """
 from __future__ import annotations
 
@@ -57,15 +57,25 @@ def main() -> None:
     ap.add_argument("--lsp", type=int, default=200, help="first N images of LSP test (0: skip LSP)")
     ap.add_argument("--frames", type=int, default=30, help="vtest.avi frames timed")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--options", help="quantiser options as JSON over runtime.quantize.DEFAULT_OPTIONS, e.g. "
+                    "'{\"calibration\": \"percentile\"}' (to measure a variant; cached apart)")
     ap.add_argument("--out", help="also write the markdown here")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
+    if args.options:
+        import json
+
+        from featherpose.runtime import quantize
+
+        quantize.DEFAULT_OPTIONS.update(json.loads(args.options))
     models = args.models or featherpose.models()
     data = SHARED / "data"
     sets = {"coco_mini val AP": data / "coco_mini" / "person_keypoints_val2017.json",
             "labeled_dev AP": data / "labeled_dev" / "person_keypoints_coco17.json"}
     frames = read_frames(SHARED / "media" / "vtest.avi", args.frames)
-    lines = ["## int8 (onnxruntime static quantisation) vs fp32", "", *machine_lines(args.threads), "",
+    from featherpose.runtime.quantize import DEFAULT_OPTIONS
+
+    lines = ["## int8 (onnxruntime static quantisation) vs fp32", "", f"- quantiser options: {DEFAULT_OPTIONS}", *machine_lines(args.threads), "",
              f"| model | precision | {' | '.join(sets)} | LSP test PCK@0.2 ({args.lsp} images) | network ms / vtest "
              f"frame ({args.threads} threads) | int8 passes (AP loss <= {AP_LOSS}) |",
              "|---|---|---|---|---|---|---|"]

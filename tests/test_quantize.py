@@ -31,8 +31,9 @@ def pair(cache):
 
 
 def test_int8_keypoints_near_fp32_on_messi5(pair):
-    """Measured on messi5 (548x342): median distance 4.2 px, 10.0 px the largest among keypoints fp32 scores
-    >= 0.5 (1 network input pixel = 2.85 image pixels); scores within 0.17."""
+    """Measured on messi5 (548x342, Percentile calibration on the bundled frames): median distance 5.0 px, 12.3 px
+    the largest among keypoints fp32 scores >= 0.5 (1 network input pixel = 2.85 image pixels); scores within
+    0.21. (A low-scoring ankle moves 45 px: int8 is approximate.)"""
     fp32, int8 = pair
     assert int8.backend.name == "onnxruntime-int8" and "int8" in repr(int8)
     image = load_image(MEDIA / "messi5.jpg")
@@ -107,13 +108,14 @@ def test_export_int8_writes_a_model_onnxruntime_runs(tmp_path, capsys):
     heads = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x})))
     ref = fp32.infer(x)
     assert heads.keys() == ref.keys()
-    # the heatmap's peak lands near fp32's for the confident joints (measured with these 3 calibration frames:
-    # 7 joints over 0.5, peaks at most 2 cells of 48 apart)
+    # the heatmap's peak lands near fp32's for the confident joints (measured with these 3 calibration frames,
+    # Percentile: 7 joints over 0.5, 6 peaks within 1 cell of 48, one 4 cells apart; MinMax: all within 2)
     h8, h32 = heads["heatmap"][0], ref["heatmap"]
     conf = h32.reshape(17, -1).max(axis=1) > 0.5
     p8 = np.array(np.unravel_index(h8.reshape(17, -1).argmax(axis=1), h8.shape[1:])).T
     p32 = np.array(np.unravel_index(h32.reshape(17, -1).argmax(axis=1), h32.shape[1:])).T
-    assert conf.sum() >= 5 and np.abs(p8 - p32)[conf].max() <= 2
+    apart = np.abs(p8 - p32)[conf].max(axis=1)
+    assert conf.sum() >= 5 and (apart <= 1).mean() >= 0.8 and apart.max() <= 5
 
 
 def test_empty_calibration_folder_is_one_line(tmp_path, capsys):

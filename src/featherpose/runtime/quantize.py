@@ -14,8 +14,11 @@ tensor: 49.7 px median); convolutions only, 2.60 / 7.37 px and no faster than fp
 element-wise op between them dequantises and requantises); convolutions only with the first and the head
 convolutions kept float 2.20 / 5.52 px; the ops in :data:`OP_TYPES` (convolutions, adds, activations, concat,
 resize, pooling), 1.28 / 3.45 px at 9.5 ms vs 14.6 (kept float first and heads: 1.23 / 2.91 px but 12.6 ms). The
-in-graph decoders stay float (quantising them fails: a NaN constant has no range). Calibration: MinMax; Entropy
-gave the same keypoints, Percentile the same median. int8 is approximate: the accuracy per model is in
+in-graph decoders stay float (quantising them fails: a NaN constant has no range). Calibration (AP loss, coco_mini
+val / labeled_dev, the larger): Percentile for a fixed input size (MinMax -> Percentile: Lightning 0.039 -> 0.017,
+Thunder 0.069 -> 0.030, MultiPose 0.146 -> 0.070; Entropy gave exactly MinMax's numbers), MinMax for a dynamic
+size (onnxruntime 1.32's histogram calibrators stack every frame's tensors and fail on differing sizes: Lightweight
+OpenPose, Lite Pose). int8 is approximate: the accuracy per model is in
 ``benchmarks/quantize_accuracy.py``.
 
 :func:`quantized_model` caches the result under ``~/.cache/featherpose/int8/<name>-<hash>.onnx`` (the hash:
@@ -45,9 +48,9 @@ MAX_CALIB_FRAMES = 32
 #: the quantiser's settings (measured: see the module docstring)
 OP_TYPES = ("Conv", "ConvTranspose", "Add", "Mul", "Relu", "Clip", "Concat", "Resize", "MaxPool", "AveragePool",
             "GlobalAveragePool", "Sigmoid")
-DEFAULT_OPTIONS = {"per_channel": True, "calibration": "minmax", "op_types": OP_TYPES,
+DEFAULT_OPTIONS = {"per_channel": True, "calibration": "auto", "op_types": OP_TYPES,
                    "exclude_first_conv": False, "exclude_heads": False}
-CALIBRATIONS = ("minmax", "entropy", "percentile")
+CALIBRATIONS = ("auto", "minmax", "entropy", "percentile")
 
 
 def check_precision(precision: str, backend) -> None:
@@ -178,7 +181,7 @@ def quantize_onnx(fp32_onnx: bytes, frames: list[np.ndarray], preprocess, out: s
     to ``out``.
 
     ``options``: :data:`DEFAULT_OPTIONS` keys: ``per_channel`` (bool), ``calibration`` (one of
-    :data:`CALIBRATIONS`), ``op_types`` (ONNX op types quantised; None: the quantiser's default set),
+    :data:`CALIBRATIONS`; ``auto``: Percentile for a fixed input size, MinMax for a dynamic one), ``op_types`` (ONNX op types quantised; None: the quantiser's default set),
     ``exclude_first_conv`` (the convolution on the image stays float), ``exclude_heads`` (the last convolutions
     before each output, :func:`head_convs`, stay float)."""
     import onnx
@@ -188,9 +191,13 @@ def quantize_onnx(fp32_onnx: bytes, frames: list[np.ndarray], preprocess, out: s
     opts = {**DEFAULT_OPTIONS, **(options or {})}
     if opts["calibration"] not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {opts['calibration']!r}; choose one of: {', '.join(CALIBRATIONS)}")
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[opts["calibration"]]
     model = onnx.load_from_string(fp32_onnx)
+    calibration = opts["calibration"]
+    if calibration == "auto":  # the histogram calibrators stack every frame's tensors: one input size only
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        calibration = "minmax" if any(d.dim_param for d in dims[1:3]) else "percentile"
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[calibration]
     exclude = []
     if opts["exclude_first_conv"]:
         exclude = [next(n.name for n in model.graph.node if n.op_type == "Conv")]
