@@ -201,3 +201,7 @@ def test_search_config_errors_are_one_line(tmp_path, capsys):
     assert main(["search", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "frames is required" in err
+    path.write_text(yaml.safe_dump({"frames": [str(MESSI)], "val": str(MESSI), "latency": {"check": -1}}))
+    assert main(["search", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "latency.check = -1" in err

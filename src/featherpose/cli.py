@@ -138,11 +138,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
         cfg.out = args.out
     report = search(cfg, progress=not args.quiet)
     chosen, out = report["chosen"], Path(cfg.out)
+    check = (f"; latency check on {len(report['latency_check'])} random candidates: mean error "
+             f"{100 * report['latency_check_mean_error']:.1f} %, max {100 * report['latency_check_max_error']:.1f} %"
+             if report["latency_check"] else "")
     print(f"searched {len(report['candidates'])} candidates in {report['minutes']:.1f} min under "
           f"{report['budget_ms']:g} ms: chose {chosen['key']} (input size-stem-stages-kernels-fusion), AP "
-          f"{chosen['AP']:.3f}, {chosen['measured_ms']:.1f} ms measured ({chosen['predicted_ms']:.1f} predicted; "
-          f"latency check on {len(report['latency_check'])} random candidates: mean error "
-          f"{100 * report['latency_check_mean_error']:.1f} %, max {100 * report['latency_check_max_error']:.1f} %)")
+          f"{chosen['AP']:.3f}, {chosen['measured_ms']:.1f} ms measured ({chosen['predicted_ms']:.1f} predicted{check})")
     print(f"wrote {chosen['weights']} (featherpose predict / eval / train init take it), {out / 'search.json'}, "
           f"{out / 'search.png'}, {out / 'supernet.safetensors'}")
     return 0

@@ -41,6 +41,7 @@ import torch
 import yaml
 
 from ..fileio import atomic_path, check_writable
+from ..models.litepose import LitePose
 from .latency import LatencyTable
 from .space import Arch, SearchSpace, arch_of
 from .supernet import Supernet
@@ -134,8 +135,12 @@ def load_search_config(path: str | Path) -> SearchConfig:
     bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
     if cfg.train.batchnorm not in ("frozen", "batch"):
         raise ValueError(f"{path.name}: train.batchnorm must be frozen or batch, got {cfg.train.batchnorm!r}")
-    if cfg.calibration_frames < 0:
-        raise ValueError(f"{path.name}: calibration_frames must be >= 0 (0: keep the trained statistics)")
+    negative = [f"{k} = {v}" for k, v in {"calibration_frames": cfg.calibration_frames, "val_images": cfg.val_images,
+                "latency.samples": cfg.latency.samples, "latency.check": cfg.latency.check,
+                "evolution.generations": cfg.evolution.generations}.items() if v < 0]
+    if negative or cfg.latency.runs < 1:
+        raise ValueError(f"{path.name}: {', '.join(negative) or f'latency.runs = {cfg.latency.runs}'} must be "
+                         ">= 0 (latency.runs >= 1)")
     if cfg.train.subnets < 2 or bad:
         raise ValueError(f"{path.name}: {', '.join(bad) or f'train.subnets = {cfg.train.subnets}'} must be "
                          f"positive (train.subnets >= 2: the largest and the smallest)")
@@ -387,7 +392,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
 
     name, teacher, codec, skeleton = zoo.build(cfg.teacher)
-    if not hasattr(teacher, "config") or type(teacher).__name__ != "LitePose":
+    if not isinstance(teacher, LitePose):
         raise ValueError(f"teacher {cfg.teacher} is not a Lite Pose model; the search space is Lite Pose's")
     space = SearchSpace(tuple(cfg.space.width_multipliers), tuple(cfg.space.sizes), tuple(cfg.space.kernels))
     k = teacher.config.num_keypoints
@@ -400,7 +405,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
 
     losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress)
     with atomic_path(out / "supernet.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in supernet.net.state_dict().items()}, str(tmp),
+        save_file({key: t.contiguous() for key, t in supernet.net.state_dict().items()}, str(tmp),
                   metadata={"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k)})
 
     table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
@@ -428,7 +433,8 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
     save_weights(out / "searched.safetensors", model.state_dict(), name="litepose-searched", architecture="litepose",
                  config=config.to_dict(), codec=best_codec, skeleton=skeleton_to_json(skeleton),
                  source=f"featherpose search from {name}: super-network distilled on unlabelled frames, "
-                        f"candidate {best.key} (inherited weights, BatchNorm recalibrated)",
+                        f"candidate {best.key} (inherited weights"
+                        f"{', BatchNorm recalibrated' if calibration else ''})",
                  license=f"derived from {name}: its licence and provenance apply")
     rows = [{"arch": a.to_dict(), "key": a.key, "AP": s, "predicted_ms": latency(a)} for s, a in ranked]
     report = {
