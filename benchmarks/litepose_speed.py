@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 
 from _common import (SHARED, Runner, agreement_line, best_round, compare, emit, export_commit, find_mirror,
-                     machine_lines, outside_repo, read_frames, time_pass, verdict)
+                     featherpose_runner, machine_lines, outside_repo, read_frames, time_pass, verdict)
 
 VIDEO = SHARED / "media" / "vtest.avi"
 IMAGE = SHARED / "media" / "messi5.jpg"
@@ -90,25 +90,6 @@ def label(key: str) -> str:
     who, size = key.split("-")
     return (f"featherpose onnxruntime fp32, {size}" if who == "fp"
             else f"upstream pipeline, torch eager fp32, {size}")
-
-
-# ------------------------------------------------------------------------------------------- featherpose
-
-def featherpose_runner(key: str, est) -> Runner:
-    """featherpose's Estimator, its three public steps timed apart (BGR -> RGB counted in preprocess)."""
-    clock = time.perf_counter
-
-    def run(bgr: np.ndarray):
-        t0 = clock()
-        x, letterbox = est.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        t1 = clock()
-        heads = est.infer(x)
-        t2 = clock()
-        poses = est.postprocess(heads, letterbox)
-        t3 = clock()
-        return (t1 - t0, t2 - t1, t3 - t2), poses.keypoints
-
-    return Runner(key, run)
 
 
 # ------------------------------------------------------------------------------------------- upstream

@@ -84,25 +84,6 @@ PEER_SHORT = {REF_TORCH: "reference (as the demo runs it)", REF_NOGRAD: "referen
               REF_OV: "OpenVINO int8 + reference grouping"}
 
 
-# ------------------------------------------------------------------------------------------- featherpose
-
-def featherpose_runner(key: str, est) -> Runner:
-    """featherpose's Estimator, its three public steps timed apart (BGR -> RGB counted in preprocess)."""
-    clock = time.perf_counter
-
-    def run(bgr: np.ndarray):
-        t0 = clock()
-        x, letterbox = est.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        t1 = clock()
-        heads = est.infer(x)
-        t2 = clock()
-        poses = est.postprocess(heads, letterbox)
-        t3 = clock()
-        return (t1 - t0, t2 - t1, t3 - t2), poses.keypoints
-
-    return Runner(key, run)
-
-
 # ------------------------------------------------------------------------------------------- the reference
 
 def reference_tree(folder: Path | None, mirror: Path) -> tuple[Path, list[str]]:

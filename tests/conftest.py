@@ -82,3 +82,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def load_benchmark(name: str):
+    """Import ``benchmarks/<name>.py`` as the module ``name`` (its ``from _common import ...`` resolved), yield it,
+    then forget it: the body of a benchmark script's module fixture (``yield from load_benchmark(name)``)."""
+    import importlib.util
+    import sys
+
+    folder = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(folder))
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(name, None)
+        sys.path.remove(str(folder))

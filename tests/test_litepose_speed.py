@@ -18,23 +18,15 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = SHARED / "golden" / "litepose"
 DEPS = os.environ.get("FEATHERPOSE_LITEPOSE_DEPS")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for the script's `from _common import ...`
-    spec = importlib.util.spec_from_file_location("litepose_speed", ROOT / "benchmarks" / "litepose_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["litepose_speed"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("litepose_speed", None)
-    sys.path.remove(str(ROOT / "benchmarks"))
+    yield from load_benchmark("litepose_speed")
 
 
 def test_featherpose_only_run_writes_its_table(bench, tmp_path, capsys):

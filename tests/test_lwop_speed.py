@@ -8,7 +8,6 @@ mirror of the reference is absent.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,23 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import SHARED, load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = SHARED / "golden" / "lwop"
 SAMPLES = ("messi5", "vtest_f180")  # a JPEG of 6 people, a video frame of 6 (float)
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # for the script's `from _common import ...`
-    spec = importlib.util.spec_from_file_location("lwop_speed", ROOT / "benchmarks" / "lwop_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lwop_speed"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("lwop_speed", None)
-    sys.path.remove(str(ROOT / "benchmarks"))
+    yield from load_benchmark("lwop_speed")
 
 
 @pytest.fixture(scope="module")
