@@ -9,7 +9,6 @@ mirror of the reference is absent.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
