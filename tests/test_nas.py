@@ -4,6 +4,7 @@ count equals the network's layers, the latency table caches, and ``featherpose s
 network that featherpose loads and runs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -46,8 +47,7 @@ def test_the_papers_searched_models_are_points_of_the_space():
     for name in ("litepose-xs", "litepose-s", "litepose-m", "litepose-l"):
         arch = arch_of(named_config(name))
         assert space.contains(arch), (name, arch.key)
-    assert not space.contains(arch_of(named_config("litepose-m")).__class__(448, 20, (24, 48, 72, 120), (7,) * 4,
-                                                                            (64, 40, 32)))
+    assert not space.contains(dataclasses.replace(arch_of(named_config("litepose-m")), stem=20))  # 20: no multiplier
 
 
 def test_mutation_and_crossover_stay_in_the_space():
@@ -70,7 +70,7 @@ def test_supernet_starts_as_the_bundled_auto_m_exactly(auto_m):
     x = messi_input(192)
     with torch.no_grad():
         ref, out = auto_m(x), supernet(x, arch)
-        largest = supernet(x, type(arch)(arch.input_size, *list(vars(space.largest()).values())[1:]))
+        largest = supernet(x, dataclasses.replace(space.largest(), input_size=arch.input_size))
     for k in ref:
         assert torch.equal(ref[k], out[k]), k
         assert (ref[k] - largest[k]).abs().max() < 1e-4 * ref[k].abs().max(), k
@@ -88,8 +88,8 @@ def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m, tmp_path):
     space = SearchSpace(sizes=(256,))
     supernet = Supernet(space, 14, cover=arch_of(auto_m.config))
     supernet.inherit(auto_m)
-    full = arch_of(auto_m.config)
-    full, narrow = (type(full)(256, 16, (24, 48, c, 120), (7,) * 4, (64, 40, 32)) for c in (72, 48))
+    full = dataclasses.replace(arch_of(auto_m.config), input_size=256)
+    narrow = dataclasses.replace(full, stages=(24, 48, 48, 120))
     score = Scorer(supernet, codec, skeleton, [], str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"),
                    0, 2, tmp_path)
     assert score(full) > 0.3 and score(narrow) >= 0.8 * score(full), (score(full), score(narrow))
