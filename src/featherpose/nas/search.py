@@ -46,9 +46,6 @@ from .latency import LatencyTable
 from .space import Arch, SearchSpace, arch_of
 from .supernet import Supernet
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-
-
 @dataclass
 class SpaceSection:
     width_multipliers: list = field(default_factory=lambda: [1.0, 0.75, 0.5, 0.25])
@@ -152,8 +149,8 @@ def load_search_config(path: str | Path) -> SearchConfig:
 def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list[np.ndarray]:
     """RGB uint8 frames: ``per_video`` evenly spaced frames of each video, every image (folders searched
     recursively), each shrunk so that its long side is at most ``max_side``."""
-    from ..image import load_image
-    from ..video.io import VIDEO_SUFFIXES
+    from ..image import IMAGE_SUFFIXES, load_image
+    from ..video.io import VIDEO_SUFFIXES, sample_frames
 
     files = []
     for src in map(Path, sources):
@@ -162,17 +159,10 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
     frames = []
     for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
-            cap = cv2.VideoCapture(str(f))
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-            before = len(frames)
-            for i in np.linspace(0, max(count - 1, 0), per_video).astype(int):
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
-                ok, bgr = cap.read()
-                if ok:
-                    frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            cap.release()
-            if len(frames) == before:
+            sampled = sample_frames(f, per_video)
+            if not sampled:
                 print(f"featherpose: skipped {f}: no readable frame", file=sys.stderr)
+            frames += sampled
         else:
             try:
                 frames.append(load_image(f))

@@ -97,14 +97,12 @@ def calibration_frames(calib: str | Path | None = None, limit: int = MAX_CALIB_F
     bundled ones."""
     files = calibration_files(calib)
     if len(files) == 1 and files[0].suffix.lower() not in IMAGE_SUFFIXES:  # a video
-        from ..video.io import VideoReader
+        from ..video.io import sample_frames
 
-        reader = VideoReader(files[0])
-        frames = list(reader)
+        frames = sample_frames(files[0], limit)
         if not frames:
             raise ValueError(f"--calib {calib}: no frame could be read from this video")
-        pick = np.linspace(0, len(frames) - 1, min(limit, len(frames))).round().astype(int)
-        return [frames[i] for i in np.unique(pick)]
+        return frames
     pick = np.unique(np.linspace(0, len(files) - 1, min(limit, len(files))).round().astype(int))
     return [load_image(files[i]) for i in pick]
 

@@ -77,6 +77,23 @@ class VideoReader:
                 f"frames (truncated or corrupt); the frames read were processed")
 
 
+def sample_frames(path: str | Path, count: int) -> list[np.ndarray]:
+    """``count`` evenly spaced frames of a video file (HxWx3 uint8 RGB; fewer if some cannot be read), read by
+    seeking: the video is not decoded whole."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        frames = []
+        for i in np.unique(np.linspace(0, max(total - 1, 0), count).round().astype(int)):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, int(i))
+            ok, bgr = cap.read()
+            if ok:
+                frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        return frames
+    finally:
+        cap.release()
+
+
 @contextmanager
 def video_writer(path: str | Path, fps: float) -> Iterator[Callable[[np.ndarray], None]]:
     """Context yielding ``write(rgb_frame)``; the file appears (atomically) only when the block completes.
