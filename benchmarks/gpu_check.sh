@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 11): training speed on CUDA, then Fast Pose Distillation on LSP at GPU batch
 # sizes (teacher 8x256, student 4x128 alone and distilled with alpha 0.5, 256x256), each run under a time
-# budget; about 7 minutes on one H100 (estimated: the first run, 2026-11-26, was cut at 8 minutes while the CPU
-# scored the teacher; scoring is on the GPU since). Writes one markdown file, OUT_FOLDER/gpu_check.md (default
+# budget; estimated 8 minutes on one H100, not yet seen whole: runs on 2026-11-26 and 2026-11-27 were cut at 8 and
+# 8.8 minutes during the distilled student (RESULTS.md, "GPU check"). Writes one markdown file, OUT_FOLDER/gpu_check.md (default
 # gpu_check/).
 #
 #     bash benchmarks/gpu_check.sh [OUT_FOLDER]
@@ -27,7 +27,7 @@
 # taught (RESULTS.md, "GPU check"): scoring the 8x256 teacher on the CPU took 80 s (it is on the GPU now), and an
 # eager hourglass step costs about 25 ms of CPU time per stack whatever the batch, so small batches leave the GPU
 # idle (batch 32 -> 64).
-# SPEED_ARGS and FPD_ARGS are appended to the two scripts' arguments (later ones win); a rehearsal of the whole
+# SPEED=0 skips the training-speed part. SPEED_ARGS and FPD_ARGS are appended to the two scripts' arguments (later ones win); a rehearsal of the whole
 # script on a CPU, in about 3 minutes:
 #   ALLOW_CPU=1 TEACHER_MINUTES=0.3 STUDENT_MINUTES=0.2 SPEED_ARGS="--batch 4 --steps 1 --loader-batches 1 --workers 1" FPD_ARGS="--teacher 1x16 \
 #       --student 1x8 --input-size 64 --batch-size 8 --steps-per-epoch 2 --workers 1" bash benchmarks/gpu_check.sh /tmp/gc
@@ -68,7 +68,11 @@ fi
 start=$(date +%s)
 cd "$here"
 # shellcheck disable=SC2086  # SPEED_ARGS / FPD_ARGS are word lists
-"$py" train_speed.py --batch 64 --steps 20 --workers 1 2 4 8 ${SPEED_ARGS:-} --out "$out/train_speed.md"
+if [ "${SPEED:-1}" = 1 ]; then
+    "$py" train_speed.py --batch 64 --steps 20 --workers 1 2 4 8 ${SPEED_ARGS:-} --out "$out/train_speed.md"
+else
+    echo "(training speed not measured in this run: SPEED=0)" > "$out/train_speed.md"
+fi
 "$py" fpd_lsp.py --teacher 8x256 --student 4x128 --input-size 256 --batch-size "${BATCH:-64}" \
     --optim adamw --lr 1e-3 --warmup 100 --epochs 1000 --eval-every 1000 --workers "${WORKERS:-12}" \
     --teacher-minutes "${TEACHER_MINUTES:-2}" --minutes "${STUDENT_MINUTES:-1}" \

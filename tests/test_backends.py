@@ -69,3 +69,21 @@ def test_multipose_larger_input():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'; choose one of"):
         featherpose.load("movenet-lightning", backend="tensorrt")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_torch_backend_cuda_graph_replays_eager_outputs():
+    """On a GPU the torch backend replays a captured CUDA graph; each new input must give eager's outputs."""
+    import torch
+
+    est = featherpose.load("movenet-lightning", backend="torch")
+    est.network.cuda()
+    rng = np.random.default_rng(0)
+    for _ in range(2):  # the second call replays the graph captured by the first, on a different input
+        x = rng.integers(0, 256, (1, *est.input_hw, 3)).astype(np.int32)
+        got = est.backend(x)
+        with torch.inference_mode():
+            want = est.network(torch.from_numpy(x).cuda().permute(0, 3, 1, 2).float())
+        for k, v in want.items():
+            np.testing.assert_allclose(got[k], v[0].cpu().numpy(), atol=1e-4)
+    assert est.backend._graphs and not est.backend._graphs_failed
