@@ -1,12 +1,14 @@
-"""int8 vs fp32 for every bundled model: accuracy (the shared evaluator) and the network's speed on vtest.
+"""int8 and bf16 vs fp32 for every bundled model: accuracy (the shared evaluator) and the network's speed on vtest.
 
 For each model in ``featherpose models``: OKS AP on coco_mini val and labeled_dev (COCO-17), PCK@0.2 on LSP test
 (single-person models; ``--lsp N``: its first N images), fp32 (onnxruntime) vs int8 (``load(..., precision="int8")``:
-onnxruntime's static quantiser, :mod:`featherpose.runtime.quantize`); then ms per vtest.avi frame of the network
-alone (``est.infer`` on preprocessed frames), fp32 and int8 alternating in the same run, ``--threads`` threads.
-The issue's rule: an int8 model that loses more than 0.01 AP (on either COCO set) does not pass.
+onnxruntime's static quantiser, :mod:`featherpose.runtime.quantize`) vs bf16 (OpenVINO in bfloat16, where the CPU
+has it); then ms per vtest.avi frame of the network alone (``est.infer`` on preprocessed frames), the precisions
+alternating in the same run, ``--threads`` threads.
+The issue's rule: a precision that loses more than 0.01 AP (on either COCO set) against fp32 does not pass.
 
-    python benchmarks/quantize_accuracy.py [--models NAME ...] [--lsp 200] [--frames 30] [--options JSON] [--out FILE]
+    python benchmarks/quantize_accuracy.py [--models NAME ...] [--precisions fp32 int8 bf16] [--lsp 200]
+        [--frames 30] [--options JSON] [--out FILE]
 """
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ def main() -> None:
     ap.add_argument("--lsp", type=int, default=200, help="first N images of LSP test (0: skip LSP)")
     ap.add_argument("--frames", type=int, default=30, help="vtest.avi frames timed")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8", "bf16"],
+                    help="fp32 is always measured (the reference); bf16 is left out where the CPU lacks it")
     ap.add_argument("--options", help="quantiser options as JSON over runtime.quantize.DEFAULT_OPTIONS, e.g. "
                     "'{\"calibration\": \"percentile\"}' (to measure a variant; cached apart)")
     ap.add_argument("--out", help="also write the markdown here")
@@ -75,14 +79,24 @@ def main() -> None:
     frames = read_frames(SHARED / "media" / "vtest.avi", args.frames)
     from featherpose.runtime.quantize import DEFAULT_OPTIONS
 
-    lines = ["## int8 (onnxruntime static quantisation) vs fp32", "", f"- quantiser options: {DEFAULT_OPTIONS}", *machine_lines(args.threads), "",
+    precisions = ["fp32", *[p for p in dict.fromkeys(args.precisions) if p != "fp32"]]
+    if "bf16" in precisions:
+        try:
+            from featherpose.runtime.openvino import check_bf16
+
+            check_bf16()
+        except (ImportError, ValueError) as exc:
+            print(f"bf16 left out: {exc}", file=sys.stderr)
+            precisions.remove("bf16")
+    lines = [f"## {' and '.join(precisions[1:])} vs fp32", "", f"- int8 quantiser options: {DEFAULT_OPTIONS}",
+             "- bf16: OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=bf16", *machine_lines(args.threads), "",
              f"| model | precision | {' | '.join(sets)} | LSP test PCK@0.2 ({args.lsp} images) | network ms / vtest "
-             f"frame ({args.threads} threads) | int8 passes (AP loss <= {AP_LOSS}) |",
+             f"frame ({args.threads} threads) | passes (AP loss <= {AP_LOSS}) |",
              "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         lsp = first_images(data / "lsp" / "lsp_test.json", args.lsp, Path(tmp) / "lsp.json") if args.lsp else None
         for name in models:
-            ests = {p: featherpose.load(name, threads=args.threads, precision=p) for p in ("fp32", "int8")}
+            ests = {p: featherpose.load(name, threads=args.threads, precision=p) for p in precisions}
             row = {}
             for p, est in ests.items():
                 cells = []
@@ -93,12 +107,12 @@ def main() -> None:
                 row[p] = cells
                 print(name, p, cells, flush=True)
             ms = network_ms(ests, frames)
-            loss = max(row["fp32"][i] - row["int8"][i] for i in range(len(sets)))
-            for p in ("fp32", "int8"):
+            for p in precisions:
+                loss = max(row["fp32"][i] - row[p][i] for i in range(len(sets)))
                 cells = " | ".join("n/a" if np.isnan(v) else f"{v:.4f}" for v in row[p])
                 verdict = "" if p == "fp32" else f"{'yes' if loss <= AP_LOSS else 'no'} (loss {loss:+.4f})"
                 lines.append(f"| {name} | {p} | {cells} | {ms[p]:.2f} | {verdict} |")
-            print(lines[-2], lines[-1], sep="\n", flush=True)
+            print(*lines[-len(precisions):], sep="\n", flush=True)
     emit("\n".join(lines) + "\n", args.out)
 
 

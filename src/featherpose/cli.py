@@ -22,9 +22,10 @@ from .runtime import BACKENDS
 BACKEND_HELP = ("inference runtime (default auto: onnxruntime); openvino needs featherpose[openvino] and also runs "
                 "Intel's IR as published: --model human-pose-estimation-0001.xml --backend openvino")
 
-PRECISIONS = ("fp32", "int8")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
-PRECISION_HELP = ("fp32 (default) or int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
-                  "and cached (backend auto / onnxruntime; approximate, see benchmarks/quantize_accuracy.py)")
+PRECISIONS = ("fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
+PRECISION_HELP = ("fp32 (default); int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
+                  "and cached (backend auto / onnxruntime); bf16: OpenVINO in bfloat16 (backend auto / openvino, CPUs "
+                  "with AVX512-BF16 or AMX). Both approximate: see benchmarks/quantize_accuracy.py")
 
 
 def sample_image() -> Path:

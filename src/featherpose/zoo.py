@@ -190,10 +190,11 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         skeleton: the keypoint set of the Poses (a name in :data:`~featherpose.skeletons.SKELETONS`), where the
             model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
             dropped), ``"openpose18"`` its own 18 keypoints, neck included.
-        precision: ``fp32`` (default) or ``int8``: the ONNX export quantised by onnxruntime's static quantiser
+        precision: ``fp32`` (default), ``int8``: the ONNX export quantised by onnxruntime's static quantiser
             (:mod:`featherpose.runtime.quantize`; backend ``auto`` or ``onnxruntime``), built once and cached under
-            ``~/.cache/featherpose/int8/``. Approximate: keypoints move by a few pixels (accuracy per model:
-            ``benchmarks/quantize_accuracy.py``).
+            ``~/.cache/featherpose/int8/``, or ``bf16``: OpenVINO's CPU plugin in bfloat16 (backend ``auto`` or
+            ``openvino``; CPUs with AVX512-BF16 or AMX only, see :mod:`featherpose.runtime.openvino`). Both are
+            approximate: keypoints move by a few pixels (accuracy per model: ``benchmarks/quantize_accuracy.py``).
         calib: int8 only: a folder of images or a video to calibrate on (None: the frames bundled with featherpose).
 
     Returns:
@@ -204,9 +205,9 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     check_precision(precision, backend)
     if precision != "fp32" and is_openvino_ir(model):
         raise ValueError(f"{model}: an OpenVINO IR is already int8 as Intel ships it; load it with precision 'fp32' "
-                         "(its own), or load lightweight-openpose with precision 'int8'")
-    if calib is not None and precision == "fp32":
-        raise ValueError("calib is for precision 'int8' (calibration frames); leave it out for fp32")
+                         f"(its own), or load lightweight-openpose with precision {precision!r}")
+    if calib is not None and precision != "int8":
+        raise ValueError(f"calib is for precision 'int8' (calibration frames); leave it out for {precision}")
     if is_openvino_ir(model) and backend not in ("auto", "openvino"):
         raise ValueError(f"{model}: an OpenVINO IR runs on the openvino backend only; pass backend='openvino' "
                          f"(--backend openvino), or for {backend!r} first `featherpose convert lwop {model} --out DIR` "
@@ -225,6 +226,13 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         backend = OpenVinoBackend.from_ir(model, threads)
     if precision == "int8":
         backend = _int8_backend(name, network, codec, skel, row, threads, calib)
+    elif precision == "bf16":
+        from .runtime import check_threads
+        from .runtime.openvino import openvino_backend
+
+        check_threads(threads)
+        backend = openvino_backend(network, codec.input_hw, int(threads) if threads else None, codec.graph_decoder(),
+                                   dynamic_size=row.dynamic_size, precision="bf16")
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
                      dynamic_size=row.dynamic_size)
 

@@ -8,7 +8,11 @@ into the model (int32 -> float32, NHWC -> NCHW, RGB -> BGR), and its outputs are
 
 The CPU plugin runs at ``INFERENCE_PRECISION_HINT=f32`` with the latency hint: on CPUs with bf16 (AVX512-BF16,
 AMX) its default is bf16, which moves Lightweight OpenPose's float outputs by up to 0.06 (golden/lwop README).
-An int8 IR still runs its convolutions as int8 kernels. ``openvino`` is imported only when this backend is built.
+``precision="bf16"`` asks for bf16 arithmetic (``featherpose.load(..., precision="bf16")``): 1.2-2x faster
+networks on this project's AVX512-BF16 CPU (benchmarks/RESULTS.md, "bf16"), approximate like int8. A CPU without
+bf16 instructions would run it in float32 under OpenVINO's hint, so :func:`check_bf16` refuses it there instead, in
+one line. An int8 IR still runs its convolutions as int8 kernels. ``openvino`` is imported only when this backend
+is built.
 """
 from __future__ import annotations
 
@@ -36,12 +40,22 @@ def import_openvino():
     return openvino
 
 
-def cpu_config(threads: int | None) -> dict[str, str | int]:
-    """The CPU plugin's properties: latency hint, float32 arithmetic, ``threads`` (None: the plugin's default)."""
-    config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+def cpu_config(threads: int | None, precision: str = "fp32") -> dict[str, str | int]:
+    """The CPU plugin's properties: latency hint, float32 (or ``precision="bf16"``: bfloat16) arithmetic,
+    ``threads`` (None: the plugin's default)."""
+    hint = {"fp32": "f32", "bf16": "bf16"}[precision]
+    config: dict[str, str | int] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
+
+
+def check_bf16() -> None:
+    """One-line ValueError unless OpenVINO's CPU plugin has bf16 arithmetic on this CPU (AVX512-BF16 or AMX)."""
+    caps = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    if "BF16" not in caps:
+        raise ValueError("precision 'bf16': this CPU has no bf16 arithmetic (AVX512-BF16 or AMX; OpenVINO reports "
+                         f"{', '.join(caps)}), where it would run float32; use precision fp32 (or int8)")
 
 
 class OpenVinoBackend:
@@ -53,21 +67,26 @@ class OpenVinoBackend:
         model: an ``openvino.Model`` whose one input is (1, H, W, 3) int32 RGB (H, W may be dynamic).
         threads: CPU threads (the plugin's ``INFERENCE_NUM_THREADS``; None: its default).
         heads: output tensor name -> head name, the outputs returned; None: every output under its own name.
+        precision: ``fp32`` or ``bf16`` (checked with :func:`check_bf16`); the name says which (``openvino-bf16``).
     """
 
     name = "openvino"
 
-    def __init__(self, model, threads: int | None = None, heads: dict[str, str] | None = None):
+    def __init__(self, model, threads: int | None = None, heads: dict[str, str] | None = None,
+                 precision: str = "fp32"):
         ov = import_openvino()
-        self.compiled = ov.Core().compile_model(model, "CPU", cpu_config(threads))
+        if precision == "bf16":
+            check_bf16()
+            self.name = "openvino-bf16"
+        self.compiled = ov.Core().compile_model(model, "CPU", cpu_config(threads, precision))
         names = [out.get_any_name() for out in self.compiled.outputs]
         self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names) if not heads or n in heads]
 
     @classmethod
-    def from_onnx(cls, onnx_model: bytes, threads: int | None = None) -> "OpenVinoBackend":
+    def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32") -> "OpenVinoBackend":
         """From ONNX bytes as :func:`featherpose.runtime.export.export_onnx` writes them (int32 NHWC input)."""
         ov = import_openvino()
-        return cls(ov.Core().read_model(onnx_model, b""), threads)
+        return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision)
 
     @classmethod
     def from_ir(cls, xml_path: str | Path, threads: int | None = None,
@@ -108,16 +127,19 @@ class OpenVinoBackend:
 
 
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
-                     dynamic_size: bool = False) -> OpenVinoBackend:
+                     dynamic_size: bool = False, precision: str = "fp32") -> OpenVinoBackend:
     """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
-    in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU.
+    in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU at
+    ``precision`` (``fp32`` or ``bf16``).
 
     Raises:
         OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
             before any export work.
     """
     import_openvino()
+    if precision == "bf16":
+        check_bf16()  # before the export work
     from .export import export_onnx
 
     return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
-                                     threads)
+                                     threads, precision)

@@ -40,9 +40,11 @@ import numpy as np
 from ..fileio import atomic_path
 from ..image import IMAGE_SUFFIXES, load_image
 
-#: precisions ``featherpose.load`` takes, and the backends that run each (int8: onnxruntime's QDQ kernels).
-PRECISIONS = ("fp32", "int8")
+#: precisions ``featherpose.load`` takes, and the backends that run each (int8: onnxruntime's QDQ kernels; bf16:
+#: OpenVINO's CPU plugin, see :mod:`.openvino`).
+PRECISIONS = ("fp32", "int8", "bf16")
 INT8_BACKENDS = ("onnxruntime",)
+BF16_BACKENDS = ("openvino",)
 #: calibration frames used from a folder or video (evenly spread over it)
 MAX_CALIB_FRAMES = 32
 #: the quantiser's settings (measured: see the module docstring)
@@ -57,14 +59,16 @@ def check_precision(precision: str, backend) -> None:
     """One-line ValueError unless ``precision`` is known and ``backend`` runs it."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if precision == "int8":
-        name = backend if isinstance(backend, str) else getattr(backend, "name", repr(backend))
-        if not isinstance(backend, str):
-            raise ValueError(f"precision 'int8' builds its own onnxruntime session; pass backend='auto' or "
-                             f"'onnxruntime', not a built {name} backend")
-        if backend not in ("auto", *INT8_BACKENDS):
-            raise ValueError(f"precision 'int8' runs on backend {', '.join(INT8_BACKENDS)} only (got {backend!r}); "
-                             f"use --backend auto or onnxruntime, or precision fp32 for {backend}")
+    if precision == "fp32":
+        return
+    runners = {"int8": INT8_BACKENDS, "bf16": BF16_BACKENDS}[precision]
+    if not isinstance(backend, str):
+        name = getattr(backend, "name", repr(backend))
+        raise ValueError(f"precision {precision!r} builds its own {runners[0]} backend; pass backend='auto' or "
+                         f"{runners[0]!r}, not a built {name} backend")
+    if backend not in ("auto", *runners):
+        raise ValueError(f"precision {precision!r} runs on backend {', '.join(runners)} only (got {backend!r}); "
+                         f"use --backend auto or {runners[0]}, or precision fp32 for {backend}")
 
 
 def cache_dir() -> Path:
