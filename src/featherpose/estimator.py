@@ -53,7 +53,9 @@ class Estimator:
             sees one person, several, or one person crop (top-down), and its optional in-graph decoder runs
             inside the ONNX graph.
         skeleton: the keypoint set the model predicts.
-        backend: ``auto``, ``onnxruntime``, ``torch``, ``openvino``, or a built backend (OpenVINO running an IR).
+        backend: ``auto`` (the fastest installed backend for this model on this machine, measured once and cached:
+            :mod:`featherpose.runtime.autoselect`), ``onnxruntime``, ``torch``, ``openvino``, or a built backend
+            (OpenVINO running an IR).
         threads: CPU threads (None: runtime default).
         preprocess: (HxWx3 uint8 RGB image, ``codec.input_hw``) -> ((Hi, Wi, 3) int32 RGB network input,
             :class:`~featherpose.image.Letterbox`), the family's (its row's ``preprocess``); None: TF's letterbox
@@ -77,8 +79,22 @@ class Estimator:
         self.keypoint_threshold = codec.keypoint_threshold  # drawings leave out keypoints scoring under it
         self._preprocess = preprocess or resize_with_pad
         self.dynamic_size = dynamic_size
-        self.backend = create_backend(network, self.input_hw, backend, threads, codec.graph_decoder(),
-                                      dynamic_size=dynamic_size)
+        decoder = codec.graph_decoder()
+
+        def build(name):
+            return create_backend(network, self.input_hw, name, threads, decoder, dynamic_size=dynamic_size)
+
+        if isinstance(backend, str) and backend == "auto":  # measured once per machine and model, then cached
+            from .runtime.autoselect import fastest_backend
+            from .runtime.quantize import bundled_calibration_files
+
+            frame = load_image(bundled_calibration_files()[0])  # a 768x576 street frame, as video users run
+            size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
+            params = sum(p.numel() for p in network.parameters())
+            key = f"{name} ({params} parameters), input {size}, threads {threads or 'default'}"
+            self.backend = fastest_backend(key, build, self.preprocess(frame)[0])
+        else:
+            self.backend = build(backend)
 
     def __repr__(self) -> str:
         size = "each image's own" if self.dynamic_size else f"{self.input_hw[1]}x{self.input_hw[0]}"

@@ -51,6 +51,7 @@ class PredictReport:
 
     kind: str
     model: str
+    backend: str = ""
     processed: int = 0
     people: int = 0
     written: list[Path] = field(default_factory=list)
@@ -220,7 +221,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     elif boxes is not None:
         raise ValueError(f"--boxes {boxes}: boxes are for top-down models; {est.name} finds people by itself "
                          f"(leave --boxes out)")
-    report = PredictReport(kind, est.name)
+    report = PredictReport(kind, est.name, est.backend.name)
     if kind == "image":
         image = load_image(source)
         poses = _run(est, image, Path(source).name, min_score)

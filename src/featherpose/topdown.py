@@ -87,6 +87,7 @@ class TopDown:
         self.skeleton = pose.skeleton
         self.keypoint_threshold = pose.keypoint_threshold
         self.input_hw = pose.input_hw
+        self.backend = pose.backend  # the pose model's (the detector has its own)
 
     def __repr__(self) -> str:
         return f"TopDown({self.pose!r}, boxes from {'a file' if self.detector is None else self.detector.name})"

@@ -181,7 +181,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
             Intel's OpenVINO IR ``human-pose-estimation-0001.xml`` (its .bin beside it): OpenVINO then runs the IR
             itself (int8, as Intel ships it; ``backend`` ``auto`` or ``openvino``), and the torch network
             imported from the same file gives the codec and skeleton.
-        backend: ``auto`` (fastest available: onnxruntime), ``onnxruntime``, ``torch`` or ``openvino``
+        backend: ``auto`` (the fastest installed backend for this model on this machine, measured once and cached:
+            :mod:`featherpose.runtime.autoselect`), ``onnxruntime``, ``torch`` or ``openvino``
             (``featherpose[openvino]``; the network exported to ONNX and compiled by OpenVINO for the CPU).
         threads: CPU threads for the backend (None: the runtime's default).
         input_size: network input side (or (H, W)) in pixels, multiples the model accepts (32 for MoveNet);

@@ -1,0 +1,119 @@
+"""``backend="auto"``: the fastest backend for this model on this machine, measured once and cached.
+
+The first time a model is loaded with ``backend="auto"`` (at a given input size and thread count), every
+installed backend (:data:`~featherpose.runtime.BACKENDS`: onnxruntime, openvino when installed, torch) is built
+and timed on the same input: :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` calls each,
+the backends alternating round by round so that all see the same machine load; the lowest median wins. The
+choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the
+machine (CPU model and core count), the runtime versions and the model, so later loads build only the winner.
+
+The measured backends all run float32 and give the same keypoints (within 0.5 px of torch on the golden samples:
+``tests/test_backends.py``, ``tests/test_openvino.py``); the choice is about time alone. ``FEATHERPOSE_BACKEND``
+(a backend name) pins what ``auto`` means and skips the measurement: the test suite pins onnxruntime so its
+numbers do not depend on the machine.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..fileio import write_text
+
+log = logging.getLogger(__name__)
+
+WARMUP, ROUNDS, CALLS = 2, 3, 4
+ENV = "FEATHERPOSE_BACKEND"
+
+
+def cache_path() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "backends.json"
+
+
+def machine_key() -> str:
+    """CPU model, core count and the runtime versions: a measurement holds for this combination only."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = []
+    for module in ("onnxruntime", "openvino", "torch"):
+        try:
+            versions.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            continue
+    return f"{cpu} x{os.cpu_count()}; {', '.join(versions)}"
+
+
+def installed_backends() -> list[str]:
+    """The backends ``auto`` chooses among: each of :data:`BACKENDS` whose runtime imports."""
+    from . import BACKENDS
+
+    names = []
+    for name in BACKENDS:
+        module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}[name]
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def time_backends(backends: dict[str, Callable], x: np.ndarray) -> dict[str, float]:
+    """Median ms per call of each backend on input ``x``, interleaved round by round."""
+    for backend in backends.values():
+        for _ in range(WARMUP):
+            backend(x)
+    times: dict[str, list[float]] = {name: [] for name in backends}
+    for _ in range(ROUNDS):
+        for name, backend in backends.items():
+            for _ in range(CALLS):
+                start = time.perf_counter()
+                backend(x)
+                times[name].append(time.perf_counter() - start)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
+
+
+def fastest_backend(key: str, build: Callable[[str], Callable], x: np.ndarray):
+    """The built backend ``auto`` means for the model described by ``key``.
+
+    Args:
+        key: the model, its input size and thread count (the cache's entry within this machine's).
+        build: backend name -> that backend built for the model.
+        x: a preprocessed input, (1, H, W, 3) int32, to time on.
+    """
+    pinned = os.environ.get(ENV)
+    if pinned:
+        return build(pinned)
+    path, machine = cache_path(), machine_key()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(machine, {}).get(key)
+    candidates = installed_backends()
+    if entry and entry.get("backend") in candidates:
+        return build(entry["backend"])
+    built = {name: build(name) for name in candidates}
+    ms = time_backends(built, x)
+    best = min(ms, key=ms.get)
+    log.info("backend auto for %s: %s (%s ms per call; measured once, cached in %s)", key, best,
+             ", ".join(f"{n} {t:.2f}" for n, t in sorted(ms.items(), key=lambda kv: kv[1])), path)
+    cache.setdefault(machine, {})[key] = {"backend": best, "ms": {n: round(t, 3) for n, t in ms.items()},
+                                          "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    try:
+        write_text(path, json.dumps(cache, indent=1))
+    except OSError as exc:  # a read-only home: measure again next time, still run
+        log.warning("could not cache the backend choice in %s (%s)", path, exc)
+    return built[best]
