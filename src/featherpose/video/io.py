@@ -1,5 +1,10 @@
 """Video and webcam frames in, annotated video out (OpenCV).
 
+:class:`VideoReader` decodes in a background thread (OpenCV releases the GIL while it decodes), so the next frame
+is being decoded while the network runs on the current one. A video file queues a few frames ahead and loses
+none; a camera keeps only the latest frame, dropping those the caller was too slow to take (counted in
+``dropped``), so a slow model never builds latency.
+
 FFmpeg's own decoder messages (``[msmpeg4 @ 0x...] ac-tex damaged``) are silenced unless the user sets
 ``OPENCV_FFMPEG_LOGLEVEL``: a damaged or truncated video is reported by featherpose in one line instead
 (see :meth:`VideoReader.ended_early`).
@@ -7,6 +12,8 @@ FFmpeg's own decoder messages (``[msmpeg4 @ 0x...] ac-tex damaged``) are silence
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -26,15 +33,16 @@ class VideoError(ValueError):
 
 
 class VideoReader:
-    """Frames of a video file or camera as HxWx3 uint8 RGB.
+    """Frames of a video file or camera as HxWx3 uint8 RGB, decoded in a background thread.
 
     Args:
         source: a video path, or an int camera index.
+        prefetch: frames a video file decodes ahead of the caller (a camera always keeps just the latest one).
     """
 
-    def __init__(self, source: str | Path | int):
+    def __init__(self, source: str | Path | int, prefetch: int = 4):
         self.source = source
-        is_camera = isinstance(source, int)
+        self.is_camera = is_camera = isinstance(source, int)
         if not is_camera and not Path(source).is_file():
             raise FileNotFoundError(f"video not found: {source}")
         if not is_camera and Path(source).stat().st_size == 0:
@@ -47,19 +55,61 @@ class VideoReader:
         self.fps = float(fps) if np.isfinite(fps) and 0 < fps <= 1000 else 30.0
         count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
         self.frame_count = count if count > 0 and not is_camera else None
-        self.frames_read = 0
+        self.prefetch = 1 if is_camera else max(1, int(prefetch))
+        self.frames_read = 0  # decoded from the source (a file's reader runs up to ``prefetch`` ahead of the caller)
+        self.dropped = 0  # camera frames replaced by a newer one before the caller took them
         self.exhausted = False  # True once a read failed (end of file, or a frame that cannot be decoded)
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        frames: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        end = object()  # the decoder's last item: the end of the source, or the exception it raised
+
+        def offer(item) -> bool:
+            """Queue ``item``, waiting while the queue is full; False once the caller has stopped."""
+            while not stop.is_set():
+                try:
+                    frames.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def decode() -> None:
+            try:
+                while not stop.is_set():
+                    ok, bgr = self.cap.read()
+                    if not ok:
+                        self.exhausted = True
+                        break
+                    self.frames_read += 1
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    if self.is_camera:  # only this thread puts, so after taking the stale frame there is room
+                        try:
+                            frames.get_nowait()
+                            self.dropped += 1
+                        except queue.Empty:
+                            pass
+                        frames.put_nowait(rgb)
+                    elif not offer(rgb):
+                        return
+                offer(end)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+                offer((end, exc))
+
+        worker = threading.Thread(target=decode, name="featherpose-video-reader", daemon=True)
+        worker.start()
         try:
             while True:
-                ok, frame = self.cap.read()
-                if not ok:
-                    self.exhausted = True
+                item = frames.get()
+                if item is end:
                     return
-                self.frames_read += 1
-                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                if isinstance(item, tuple) and item and item[0] is end:
+                    raise item[1]
+                yield item
         finally:
+            stop.set()
+            worker.join()
             self.cap.release()
 
     def ended_early(self) -> str | None:

@@ -1,0 +1,88 @@
+"""video.io.VideoReader: frames decoded in a background thread, the same frames in the same order as a plain
+OpenCV read; a camera keeps only the latest frame (simulated on vtest.avi: the reader cannot tell)."""
+from __future__ import annotations
+
+import hashlib
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from featherpose.video.io import VideoError, VideoReader
+
+from conftest import MEDIA
+
+VTEST = MEDIA / "vtest.avi"
+
+
+def plain_frames(n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(VTEST))
+    frames = []
+    for _ in range(n):
+        ok, bgr = cap.read()
+        assert ok
+        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def test_reader_thread_gives_every_frame_in_order():
+    want = plain_frames(40)
+    reader = VideoReader(VTEST, prefetch=3)
+    got = []
+    for frame in reader:
+        got.append(frame)
+        if len(got) == len(want):
+            break  # stopping early ends the thread and releases the file
+    assert all(np.array_equal(a, b) for a, b in zip(got, want)) and len(got) == len(want)
+    assert not reader.cap.isOpened() and reader.dropped == 0
+    assert len(want) <= reader.frames_read <= len(want) + 3 + 1  # read ahead by at most the prefetch (+ one in hand)
+    assert reader.ended_early() is None  # stopped by the caller, not by the video
+
+
+def test_reader_reads_to_the_end_and_counts():
+    reader = VideoReader(VTEST)
+    n = sum(1 for _ in reader)
+    assert n == reader.frames_read == reader.frame_count and reader.exhausted
+    assert reader.ended_early() is None
+
+
+def test_camera_mode_keeps_only_the_latest_frame():
+    """A slow consumer of a camera gets the newest frame each time; the ones it was too slow for are dropped."""
+    cap, index = cv2.VideoCapture(str(VTEST)), {}
+    while True:  # every frame's hash -> its index (a file decodes faster than the consumer below takes frames)
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        index[hashlib.sha1(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes()).hexdigest()] = len(index)
+    reader = VideoReader(VTEST)
+    reader.is_camera, reader.prefetch = True, 1  # a file read as a camera: what matters is the queue's policy
+    seen = []
+    for frame in reader:
+        seen.append(index[hashlib.sha1(frame.tobytes()).hexdigest()])
+        if len(seen) == 6:
+            break
+        time.sleep(0.01)  # a model slower than the source
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert reader.dropped > 0 and seen[-1] > 6  # frames were skipped, not queued up
+    assert reader.dropped + len(seen) <= reader.frames_read
+
+
+def test_decoder_error_is_raised_in_the_callers_thread():
+    reader = VideoReader(VTEST)
+
+    def broken():
+        raise cv2.error("decoder exploded")
+
+    reader.cap = type("Cap", (), {"read": staticmethod(broken), "release": lambda self: None,
+                                  "isOpened": lambda self: False})()
+    with pytest.raises(cv2.error, match="decoder exploded"):
+        next(iter(reader))
+
+
+def test_empty_file_is_one_line(tmp_path):
+    empty = tmp_path / "e.avi"
+    empty.write_bytes(b"")
+    with pytest.raises(VideoError, match="empty file"):
+        VideoReader(empty)
