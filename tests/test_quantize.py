@@ -161,3 +161,28 @@ def test_bf16_refused_in_one_line_where_the_cpu_has_none(monkeypatch):
     with pytest.raises(ValueError, match="no bf16 arithmetic") as err:
         featherpose.load(MODEL, precision="bf16")
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("model, backend, bf16", [
+    ("movenet-lightning", "auto", True),        # bf16 loses 0.0018 AP: accurate, the default where the CPU has it
+    ("lightweight-openpose", "openvino", True),  # 0.0085
+    ("litepose-m-crowdpose", "auto", False),     # 0.0201: fp32 stays its default
+    ("movenet-lightning", "onnxruntime", False),  # bf16 runs on OpenVINO only
+])
+def test_auto_precision_is_bf16_only_where_accurate(model, backend, bf16, monkeypatch):
+    from featherpose.zoo import ACCURATE_AP_LOSS, ZOO, default_precision
+
+    monkeypatch.delenv("FEATHERPOSE_PRECISION")
+    assert (ZOO[model].bf16_ap_loss <= ACCURATE_AP_LOSS) == (model != "litepose-m-crowdpose")
+    want = "bf16" if bf16 and _has_bf16() else "fp32"
+    assert default_precision(model, backend) == want
+    assert default_precision("some/file.safetensors", backend) == "fp32"  # not measured: fp32
+    if want == "bf16" and model == "movenet-lightning":
+        assert featherpose.load(model, backend=backend, threads=1).backend.name == "openvino-bf16"
+
+
+def test_auto_precision_pinned_by_environment(monkeypatch):
+    from featherpose.zoo import default_precision
+
+    monkeypatch.setenv("FEATHERPOSE_PRECISION", "fp32")
+    assert default_precision("movenet-lightning") == "fp32"

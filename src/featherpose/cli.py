@@ -23,8 +23,9 @@ BACKEND_HELP = ("inference runtime (default auto: the fastest installed one for 
                 "once and cached); openvino needs featherpose[openvino] and also runs Intel's IR as published: "
                 "--model human-pose-estimation-0001.xml --backend openvino")
 
-PRECISIONS = ("fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
-PRECISION_HELP = ("fp32 (default); int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
+PRECISIONS = ("auto", "fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
+PRECISION_HELP = ("auto (default: bf16 for the models it keeps within 0.01 AP, on CPUs with bf16 and OpenVINO "
+                  "installed; else fp32); fp32; int8: the ONNX export quantised by onnxruntime's static quantiser, built once "
                   "and cached (backend auto / onnxruntime); bf16: OpenVINO in bfloat16 (backend auto / openvino, CPUs "
                   "with AVX512-BF16 or AMX). Both approximate: see benchmarks/quantize_accuracy.py")
 
@@ -42,13 +43,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.source is not None and args.sample:
         raise ValueError(f"give either SOURCE ({args.source}) or --sample, not both")
     source = sample_image() if args.sample else args.source
-    backend = args.backend
-    if args.precision != "fp32":  # predict() loads by backend: hand it the int8 session built here
-        backend = _precision_backend(args, source)
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
-                     backend=backend, threads=args.threads, input_size=args.input_size,
+                     backend=args.backend, threads=args.threads, input_size=args.input_size,
                      min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet,
-                     skeleton=args.skeleton)
+                     skeleton=args.skeleton, precision=args.precision, calib=args.calib)
     if report.kind == "image" and not args.quiet:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
@@ -65,19 +63,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if report.interrupted:
         return 130
     return 0 if report.processed and not report.unwritten else 1
-
-
-def _precision_backend(args: argparse.Namespace, source):
-    from .predict import default_model, source_kind
-    from .zoo import load
-
-    model = args.model or default_model(source_kind(source), args.multi)
-    est = load(model, backend=args.backend, threads=args.threads, input_size=args.input_size,
-               skeleton=args.skeleton, precision=args.precision, calib=args.calib)
-    if est.top_down:
-        raise ValueError(f"--precision {args.precision} is for models that find people themselves; {est.name} is "
-                         "top-down (its detector would share the session): use --precision fp32")
-    return est.backend
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -183,7 +168,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import ResultsNotWrittenError, evaluate
 
     model, opts = args.model, {"input_size": args.input_size, "backend": args.backend, "threads": args.threads}
-    if args.precision != "fp32":  # evaluate() takes the int8 estimator built here
+    if args.precision != "auto" or args.calib:  # evaluate() takes the estimator built here
         from .zoo import load
 
         model = load(args.model, **opts, precision=args.precision, calib=args.calib)
@@ -230,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help=PRECISION_HELP)
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS), help=PRECISION_HELP)
     p.add_argument("--calib", metavar="DIR", help="int8: calibrate on this folder of images or video "
                    "(default: the frames bundled with featherpose)")
     p.add_argument("--input-size", type=int, help="network input side, a multiple the model accepts, e.g. 32 for "
@@ -294,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-joint", action="store_true", help="also print PCK and AUC per keypoint")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help=PRECISION_HELP)
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS), help=PRECISION_HELP)
     p.add_argument("--calib", metavar="DIR", help="int8: calibrate on this folder of images or video "
                    "(default: the frames bundled with featherpose)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

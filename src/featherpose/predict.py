@@ -166,7 +166,8 @@ def _write(report: PredictReport, path: Path, write) -> None:
 def predict(source: str | Path | int, model: str | None = None, *, multi: bool = False, save: str | Path | None = None,
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
             input_size: int | None = None, min_score: float = DEFAULT_MIN_SCORE, max_frames: int | None = None,
-            boxes: str | Path | None = None, progress: bool = True, skeleton: str | None = None) -> PredictReport:
+            boxes: str | Path | None = None, progress: bool = True, skeleton: str | None = None,
+            precision: str = "auto", calib: str | Path | None = None) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
     Args:
@@ -188,6 +189,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             without it a top-down model crops the people movenet-multipose finds.
         skeleton: the keypoint set written and drawn, where the model offers several (lightweight-openpose:
             ``openpose18``; None: the model's default, see :func:`featherpose.load`).
+        precision, calib: as :func:`featherpose.load` (``auto``: bf16 where it is accurate and the CPU has it, else
+            fp32); a top-down model takes ``auto`` or ``fp32`` only.
 
     Returns:
         A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped; an
@@ -211,12 +214,16 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     other_inputs = [Path(p) for p in (boxes, model) if p is not None and Path(p).is_file()]
     plan = plan_outputs(kind, source, files, save, json_path, other_inputs)
     model = model or default_model(kind, multi)
-    est = load(model, backend=backend, threads=threads, input_size=input_size, skeleton=skeleton)
+    est = load(model, backend=backend, threads=threads, input_size=input_size, skeleton=skeleton,
+               precision=precision, calib=calib)
+    if est.top_down and precision not in ("auto", "fp32"):
+        raise ValueError(f"--precision {precision} is for models that find people themselves; {est.name} is "
+                         "top-down (its detector would share the session): use --precision fp32")
     if est.top_down:
         if boxes is not None and kind not in ("image", "folder"):
             raise ValueError("--boxes gives boxes per image file; for a video or webcam leave it out "
                              f"({DETECTOR} then finds the people)")
-        detector = None if boxes is not None else load(DETECTOR, backend=backend, threads=threads)
+        detector = None if boxes is not None else load(DETECTOR, backend=backend, threads=threads, precision=precision)
         est = TopDown(est, detector, load_boxes(boxes) if boxes is not None else None)
     elif boxes is not None:
         raise ValueError(f"--boxes {boxes}: boxes are for top-down models; {est.name} finds people by itself "

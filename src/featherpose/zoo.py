@@ -37,6 +37,9 @@ class ModelInfo:
         multi_person: whether the model finds several people per image.
         input_size: default network input (H, W).
         description, license, paper: shown by ``featherpose models``.
+        bf16_ap_loss: the largest OKS AP the model loses in bf16 against fp32 on coco_mini val and labeled_dev, as
+            ``benchmarks/quantize_accuracy.py`` measured it (None: not measured). At most
+            :data:`ACCURATE_AP_LOSS`, bf16 is the model's default precision where the CPU has it.
     """
 
     name: str
@@ -46,6 +49,11 @@ class ModelInfo:
     description: str
     license: str
     paper: str
+    bf16_ap_loss: float | None = None
+
+
+#: A faster precision that loses at most this much OKS AP is accurate enough to be a model's default (issue 14).
+ACCURATE_AP_LOSS = 0.01
 
 
 _MOVENET_LICENSE = "Apache-2.0 (Google); see weights/NOTICE"
@@ -54,22 +62,23 @@ ZOO: dict[str, ModelInfo] = {
     "movenet-lightning": ModelInfo(
         "movenet-lightning", "movenet-lightning.safetensors", False, (192, 192),
         "Google MoveNet SinglePose Lightning v4 (MobileNetV2 1.0 + FPN), imported; fastest, one person",
-        _MOVENET_LICENSE, _MOVENET_PAPER),
+        _MOVENET_LICENSE, _MOVENET_PAPER, bf16_ap_loss=0.0018),
     "movenet-thunder": ModelInfo(
         "movenet-thunder", "movenet-thunder.safetensors", False, (256, 256),
         "Google MoveNet SinglePose Thunder v4 (MobileNetV2 1.75 + FPN), imported; most accurate, one person",
-        _MOVENET_LICENSE, _MOVENET_PAPER),
+        _MOVENET_LICENSE, _MOVENET_PAPER, bf16_ap_loss=0.0077),
     "movenet-multipose": ModelInfo(
         "movenet-multipose", "movenet-multipose.safetensors", True, (256, 256),
         "Google MoveNet MultiPose Lightning v1 (MobileNetV2 1.5 + FPN), imported; up to 6 people",
-        _MOVENET_LICENSE, _MOVENET_PAPER),
+        _MOVENET_LICENSE, _MOVENET_PAPER, bf16_ap_loss=-0.0052),
     "lightweight-openpose": ModelInfo(
         "lightweight-openpose", "lightweight-openpose.safetensors", True, (256, 456),
         "Lightweight OpenPose (MobileNetV1 + CPM + 1 refinement stage, part affinity fields), Intel's Open Model Zoo "
         "human-pose-estimation-0001 FP16-INT8 IR imported (int8 weights kept exactly); several people, COCO-17 "
         "keypoints (OpenPose-18: skeleton='openpose18'); input height 256, width follows the image (456: 16:9)",
         "Apache-2.0 (Intel Open Model Zoo); see weights/NOTICE",
-        "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)"),
+        "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)",
+        bf16_ap_loss=0.0085),
     "litepose-m-crowdpose": ModelInfo(
         "litepose-m-crowdpose", "litepose-m-crowdpose.safetensors", True, (448, 448),
         "Lite Pose Auto-M (7x7 inverted residuals + fusion deconv head, associative-embedding grouping), MIT Han Lab's "
@@ -80,7 +89,7 @@ ZOO: dict[str, ModelInfo] = {
         "unstated: upstream's code is MIT (mit-han-lab/litepose), the weights' source has no licence file; see "
         "weights/NOTICE",
         "Wang, Li, Cai, Chen, Han, 'Lite Pose: Efficient Architecture Design for 2D Human Pose Estimation' (CVPR 2022, "
-        "arXiv:2205.01271)"),
+        "arXiv:2205.01271)", bf16_ap_loss=0.0201),
 }
 
 
@@ -173,7 +182,7 @@ def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
 
 def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads: int | None = None,
          input_size: int | tuple[int, int] | None = None, skeleton: str | None = None, *,
-         precision: str = "fp32", calib: str | Path | None = None) -> Estimator:
+         precision: str = "auto", calib: str | Path | None = None) -> Estimator:
     """A ready-to-run estimator.
 
     Args:
@@ -191,7 +200,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         skeleton: the keypoint set of the Poses (a name in :data:`~featherpose.skeletons.SKELETONS`), where the
             model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
             dropped), ``"openpose18"`` its own 18 keypoints, neck included.
-        precision: ``fp32`` (default), ``int8``: the ONNX export quantised by onnxruntime's static quantiser
+        precision: ``auto`` (default: :func:`default_precision`, bf16 where it is accurate and the CPU has it, else
+            fp32), ``fp32``, ``int8``: the ONNX export quantised by onnxruntime's static quantiser
             (:mod:`featherpose.runtime.quantize`; backend ``auto`` or ``onnxruntime``), built once and cached under
             ``~/.cache/featherpose/int8/``, or ``bf16``: OpenVINO's CPU plugin in bfloat16 (backend ``auto`` or
             ``openvino``; CPUs with AVX512-BF16 or AMX only, see :mod:`featherpose.runtime.openvino`). Both are
@@ -204,6 +214,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     from .runtime.quantize import check_precision
 
     check_precision(precision, backend)
+    if precision == "auto":
+        precision = default_precision(model, backend)
     if precision != "fp32" and is_openvino_ir(model):
         raise ValueError(f"{model}: an OpenVINO IR is already int8 as Intel ships it; load it with precision 'fp32' "
                          f"(its own), or load lightweight-openpose with precision {precision!r}")
@@ -236,6 +248,30 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
                                    dynamic_size=row.dynamic_size, precision="bf16")
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
                      dynamic_size=row.dynamic_size)
+
+
+def default_precision(model: str | Path, backend="auto") -> str:
+    """What ``precision="auto"`` means for ``model``: ``bf16`` for a zoo model whose measured bf16 AP loss is at most
+    :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or ``openvino``, OpenVINO is installed and the CPU has
+    bf16 arithmetic; otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
+    the golden parity tests hold to the reference runtimes)."""
+    import os
+
+    pinned = os.environ.get("FEATHERPOSE_PRECISION")
+    if pinned:
+        return pinned
+    info = ZOO.get(str(model))
+    if info is None or info.bf16_ap_loss is None or info.bf16_ap_loss > ACCURATE_AP_LOSS:
+        return "fp32"
+    if backend not in ("auto", "openvino"):
+        return "fp32"
+    try:
+        from .runtime.openvino import check_bf16
+
+        check_bf16()
+    except (ImportError, ValueError):  # no OpenVINO, or no bf16 on this CPU
+        return "fp32"
+    return "bf16"
 
 
 def _int8_backend(name, network, codec, skel, row, threads, calib):

@@ -42,7 +42,7 @@ from ..image import IMAGE_SUFFIXES, load_image
 
 #: precisions ``featherpose.load`` takes, and the backends that run each (int8: onnxruntime's QDQ kernels; bf16:
 #: OpenVINO's CPU plugin, see :mod:`.openvino`).
-PRECISIONS = ("fp32", "int8", "bf16")
+PRECISIONS = ("auto", "fp32", "int8", "bf16")  # auto: see featherpose.zoo.default_precision
 INT8_BACKENDS = ("onnxruntime",)
 BF16_BACKENDS = ("openvino",)
 #: calibration frames used from a folder or video (evenly spread over it)
@@ -59,7 +59,7 @@ def check_precision(precision: str, backend) -> None:
     """One-line ValueError unless ``precision`` is known and ``backend`` runs it."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if precision == "fp32":
+    if precision in ("auto", "fp32"):
         return
     runners = {"int8": INT8_BACKENDS, "bf16": BF16_BACKENDS}[precision]
     if not isinstance(backend, str):
