@@ -37,6 +37,7 @@ def test_reader_thread_gives_every_frame_in_order():
             break  # stopping early ends the thread and releases the file
     assert all(np.array_equal(a, b) for a, b in zip(got, want)) and len(got) == len(want)
     assert not reader.cap.isOpened() and reader.dropped == 0
+    assert reader.frames_yielded == len(want) and reader.timestamp == (len(want) - 1) / reader.fps  # a file's clock
     assert len(want) <= reader.frames_read <= len(want) + 3 + 1  # read ahead by at most the prefetch (+ one in hand)
     assert reader.ended_early() is None  # stopped by the caller, not by the video
 
@@ -67,6 +68,7 @@ def test_camera_mode_keeps_only_the_latest_frame():
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
     assert reader.dropped > 0 and seen[-1] > 6  # frames were skipped, not queued up
     assert reader.dropped + len(seen) <= reader.frames_read
+    assert reader.timestamp == reader.captured_at and 0 <= reader.latency() < 5  # a camera's clock: when decoded
 
 
 def test_decoder_error_is_raised_in_the_callers_thread():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -58,12 +59,14 @@ class VideoReader:
         self.prefetch = 1 if is_camera else max(1, int(prefetch))
         self.frames_read = 0  # decoded from the source (a file's reader runs up to ``prefetch`` ahead of the caller)
         self.dropped = 0  # camera frames replaced by a newer one before the caller took them
+        self.frames_yielded = 0
+        self.captured_at = float("nan")  # time.monotonic() when the frame last yielded was decoded
         self.exhausted = False  # True once a read failed (end of file, or a frame that cannot be decoded)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
-        end = object()  # the decoder's last item: the end of the source, or the exception it raised
+        end = object()  # marks the decoder's last item: (end, None), or (end, the exception it raised)
 
         def offer(item) -> bool:
             """Queue ``item``, waiting while the queue is full; False once the caller has stopped."""
@@ -83,17 +86,17 @@ class VideoReader:
                         self.exhausted = True
                         break
                     self.frames_read += 1
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                    item = (cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), time.monotonic())
                     if self.is_camera:  # only this thread puts, so after taking the stale frame there is room
                         try:
                             frames.get_nowait()
                             self.dropped += 1
                         except queue.Empty:
                             pass
-                        frames.put_nowait(rgb)
-                    elif not offer(rgb):
+                        frames.put_nowait(item)
+                    elif not offer(item):
                         return
-                offer(end)
+                offer((end, None))
             except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
                 offer((end, exc))
 
@@ -102,15 +105,27 @@ class VideoReader:
         try:
             while True:
                 item = frames.get()
-                if item is end:
+                if item[0] is end:  # (end, None) at the end of the source, (end, exception) on an error
+                    if item[1] is not None:
+                        raise item[1]
                     return
-                if isinstance(item, tuple) and item and item[0] is end:
-                    raise item[1]
-                yield item
+                frame, self.captured_at = item
+                self.frames_yielded += 1
+                yield frame
         finally:
             stop.set()
             worker.join()
             self.cap.release()
+
+    @property
+    def timestamp(self) -> float:
+        """Seconds of the frame last yielded: its place in a video file (index / fps), or for a camera the
+        ``time.monotonic()`` at which it was decoded (so a camera's frames are spaced as they really came)."""
+        return self.captured_at if self.is_camera else (self.frames_yielded - 1) / self.fps
+
+    def latency(self) -> float:
+        """Seconds since the frame last yielded was decoded (a camera's capture-to-now delay, decoding included)."""
+        return time.monotonic() - self.captured_at
 
     def ended_early(self) -> str | None:
         """After reading to the end: a one-line warning when a video file stopped short of its frame count.
