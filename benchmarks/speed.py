@@ -144,13 +144,12 @@ def our_runners(name: str, threads: int, configs, notes: list[str]) -> tuple[lis
             continue
         fp32 = fp32 or (est if precision == "fp32" else None)
         runners.append(featherpose_runner(key, est))
-    saved = os.environ.pop("FEATHERPOSE_BACKEND", None)
-    try:
-        auto = featherpose.load(name, threads=threads).backend.name  # measured once per machine, then cached
+    saved = {k: os.environ.pop(k, None) for k in ("FEATHERPOSE_BACKEND", "FEATHERPOSE_PRECISION")}
+    try:  # the default: backend measured once per machine (then cached), precision "auto"
+        backend, _, precision = featherpose.load(name, threads=threads).backend.name.partition("-")
     finally:
-        if saved is not None:
-            os.environ["FEATHERPOSE_BACKEND"] = saved
-    return runners, f"featherpose {auto} fp32", fp32
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+    return runners, f"featherpose {backend} {precision or 'fp32'}", fp32
 
 
 def time_model(runners: list[Runner], inputs: dict, rounds: int, warmup: int, bar) -> dict[str, dict[str, np.ndarray]]:
