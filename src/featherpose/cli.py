@@ -46,7 +46,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
                      backend=args.backend, threads=args.threads, input_size=args.input_size,
                      min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet,
-                     skeleton=args.skeleton, precision=args.precision, calib=args.calib)
+                     skeleton=args.skeleton, precision=args.precision, calib=args.calib, crop=not args.no_crop)
     if report.kind == "image" and not args.quiet:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                    help=f"drop people scoring below this (default {DEFAULT_MIN_SCORE}, as featherpose.load)")
     p.add_argument("--max-frames", type=int, help="stop a video or webcam after N frames")
+    p.add_argument("--no-crop", action="store_true", help="single-person models on video / webcam: run every frame "
+                   "whole (default: each frame on the square around the person the previous frame found, as Google "
+                   "runs MoveNet)")
     p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
                                                   f"{{file_name, bbox}}); default: {DETECTOR} finds them")
     p.add_argument("--skeleton", help="keypoints to write and draw where the model offers several "

@@ -31,6 +31,7 @@ from .runtime import check_threads
 from .image import IMAGE_SUFFIXES, load_image
 from .poses import Poses
 from .topdown import TopDown, load_boxes
+from .video.crop import SinglePoseCropper
 from .video.io import VIDEO_SUFFIXES, VideoError, VideoReader, video_writer
 from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR, load
 
@@ -167,7 +168,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
             input_size: int | None = None, min_score: float = DEFAULT_MIN_SCORE, max_frames: int | None = None,
             boxes: str | Path | None = None, progress: bool = True, skeleton: str | None = None,
-            precision: str = "auto", calib: str | Path | None = None) -> PredictReport:
+            precision: str = "auto", calib: str | Path | None = None, crop: bool = True) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
     Args:
@@ -191,6 +192,9 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             ``openpose18``; None: the model's default, see :func:`featherpose.load`).
         precision, calib: as :func:`featherpose.load` (``auto``: bf16 where it is accurate and the CPU has it, else
             fp32); a top-down model takes ``auto`` or ``fp32`` only.
+        crop: a single-person model (movenet-lightning / -thunder) on a video or webcam runs each frame on the
+            square the previous frame's keypoints give, as Google runs MoveNet
+            (:class:`~featherpose.video.crop.SinglePoseCropper`); False: every frame whole. Images: always whole.
 
     Returns:
         A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped; an
@@ -242,6 +246,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     elif kind == "folder":
         _predict_folder(est, Path(source), files, plan, json_path, min_score, progress, report)
     else:
+        if crop and SinglePoseCropper.supports(est):  # single-person video: the crop follows the person
+            est = SinglePoseCropper(est)
         _predict_stream(est, int(source) if kind == "webcam" else source, kind, plan.get(source), json_path, min_score,
                         max_frames, progress, report)
     return report
