@@ -114,7 +114,7 @@ def crop_region(keypoints: np.ndarray, image_hw: tuple[int, int], skeleton: Skel
     kp = np.asarray(keypoints, np.float64)
     h, w = image_hw
     ls, rs, lh, rh = torso_indices(skeleton)
-    score = kp[:, 2]
+    score, min_score = kp[:, 2].astype(f32), f32(min_score)  # compared as the model's float32 scores
     torso_visible = max(score[lh], score[rh]) > min_score and max(score[ls], score[rs]) > min_score
     if not torso_visible or not np.isfinite(kp).all():
         return whole_frame_region(image_hw)
