@@ -74,10 +74,11 @@ def test_video_writes_annotated_video(capsys, tmp_path):
     frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     ok, frame = cap.read()
     assert ok and frames == 4 and frame.shape == (576, 768, 3)
-    data = json.loads((tmp_path / "v.json").read_text())
-    assert [f["frame"] for f in data["frames"]] == [0, 1, 2, 3]
-    assert data["model"] == "movenet-multipose"  # the documented default for video
-    assert sum(len(f["people"]) for f in data["frames"]) >= 4  # vtest shows several pedestrians
+    frames = [json.loads(line) for line in (tmp_path / "v.json").read_text().splitlines()]  # JSON Lines
+    assert [f["frame"] for f in frames] == [0, 1, 2, 3]
+    assert [f["time"] for f in frames] == [0.0, 0.1, 0.2, 0.3]  # vtest.avi: 10 frames/s
+    assert {f["model"] for f in frames} == {"movenet-multipose"}  # the documented default for video
+    assert sum(len(f["people"]) for f in frames) >= 4  # vtest shows several pedestrians
     assert "predict" in capsys.readouterr().err  # the progress bar
 
 

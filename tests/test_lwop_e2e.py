@@ -172,7 +172,7 @@ def test_cli_predict_video_draws_the_walkers(capsys, tmp_path):
     out = tmp_path / "out"
     assert main(["predict", str(MEDIA / "vtest.avi"), "--model", MODEL, "--max-frames", "30", "--save", str(out),
                  "--json", str(tmp_path / "p.json"), "--quiet"]) == 0
-    frames = json.loads((tmp_path / "p.json").read_text())["frames"]
+    frames = [json.loads(line) for line in (tmp_path / "p.json").read_text().splitlines()]  # JSON Lines
     assert len(frames) == 30
     counts = [len(f["people"]) for f in frames]
     assert min(counts) >= 2 and np.mean(counts) >= 4, counts

@@ -283,7 +283,7 @@ def test_truncated_video_ends_early_with_one_line(tmp_path, capfd):
     res = tmp_path / "v.json"
     assert main(["predict", str(cut), "--model", "movenet-lightning", "--json", str(res), *FAST]) == 0
     err = capfd.readouterr().err
-    frames = len(json.loads(res.read_text())["frames"])
+    frames = len([json.loads(line) for line in res.read_text().splitlines()])  # JSON Lines: one line per frame
     assert 5 < frames < 100
     assert f"featherpose: warning: vtest_cut.avi: video ended early after {frames} of 795 frames" in err
     assert "@ 0x" not in err and "error while decoding" not in err  # FFmpeg's decoder noise
@@ -379,7 +379,7 @@ def test_ctrl_c_mid_video_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
     assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(out), "--json", str(res),
                  *FAST]) == 130
     assert "clip.mp4: stopped by Ctrl-C after 3 frames" in capsys.readouterr().err
-    assert [f["frame"] for f in json.loads(res.read_text())["frames"]] == [0, 1, 2]
+    assert [json.loads(line)["frame"] for line in res.read_text().splitlines()] == [0, 1, 2]  # JSON Lines
     assert int(cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
@@ -391,7 +391,7 @@ def test_a_video_that_cannot_be_written_late_keeps_the_keypoints(tmp_path, capsy
                  *FAST]) == 1
     captured = capsys.readouterr()
     assert f"featherpose: error: cannot write video {out / 'clip.mp4'}: nothing was written" in captured.err
-    assert len(json.loads(res.read_text())["frames"]) == 3 and f"wrote {res}" in captured.out
+    assert len(res.read_text().splitlines()) == 3 and f"wrote {res}" in captured.out  # JSON Lines: 3 frames
     assert list(out.iterdir()) == []  # neither an empty video nor a temporary
 
 
@@ -439,7 +439,8 @@ def test_a_video_without_a_usable_frame_rate_writes_valid_json(tmp_path, monkeyp
     monkeypatch.setattr(featherpose.video.io.cv2, "VideoCapture", NoRate)
     assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(tmp_path / "out"), "--json",
                  str(tmp_path / "v.json"), *FAST]) == 0
-    assert json.loads((tmp_path / "v.json").read_text(), parse_constant=pytest.fail)["fps"] == 30.0
+    frames = [json.loads(line, parse_constant=pytest.fail) for line in (tmp_path / "v.json").read_text().splitlines()]
+    assert [f["time"] for f in frames] == [0.0, round(1 / 30, 4)]  # no usable rate: 30 frames/s assumed
 
 
 def test_a_full_disk_names_the_users_file(tmp_path, monkeypatch):

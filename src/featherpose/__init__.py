@@ -5,6 +5,8 @@
     poses = est("photo.jpg")          # Poses: keypoints (N, K, 3) x, y, score in image pixels
     raw = est("photo.jpg", min_score=0)   # every person the model outputs (default: score >= 0.2, as the CLI)
     featherpose.models()              # bundled model names
+    for poses in featherpose.track("walk.mp4"):   # a video: people with ids that persist, smoothed keypoints
+        print(poses.track_ids)
 """
 from .estimator import DEFAULT_MIN_SCORE, Estimator, NonFiniteOutputError
 from .image import ImageError, load_image
@@ -14,4 +16,12 @@ from .zoo import ModelInfo, UnknownModelError, load, model_info, models
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_MIN_SCORE", "Estimator", "ImageError", "ModelInfo", "NonFiniteOutputError", "Poses", "SKELETONS", "Skeleton", "UnknownModelError", "load",
-           "load_image", "model_info", "models", "__version__"]
+           "load_image", "model_info", "models", "track", "__version__"]
+
+
+def __getattr__(name: str):
+    """``featherpose.track`` (predict.track) is imported on first use: ``import featherpose`` stays light."""
+    if name == "track":
+        from .predict import track
+        return track
+    raise AttributeError(f"module 'featherpose' has no attribute {name!r}")

@@ -46,7 +46,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     report = predict(source, args.model, multi=args.multi, save=args.save, json_path=args.json,
                      backend=args.backend, threads=args.threads, input_size=args.input_size,
                      min_score=args.min_score, max_frames=args.max_frames, boxes=args.boxes, progress=not args.quiet,
-                     skeleton=args.skeleton, precision=args.precision, calib=args.calib, crop=not args.no_crop)
+                     skeleton=args.skeleton, precision=args.precision, calib=args.calib, crop=not args.no_crop,
+                     track=args.track, smooth=not args.no_smooth)
     if report.kind == "image" and not args.quiet:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
@@ -212,7 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"{DEFAULT_MULTI_MODEL} with --multi and for video / webcam)")
     p.add_argument("--multi", action="store_true", help=f"several people per image ({DEFAULT_MULTI_MODEL})")
     p.add_argument("--save", metavar="DIR", help="write drawn images / annotated video into DIR")
-    p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders)")
+    p.add_argument("--json", metavar="FILE", help="write keypoints (COCO results layout for folders; JSON Lines, one "
+                   "line per frame, for a video or webcam: name it .jsonl)")
     p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help=BACKEND_HELP)
     p.add_argument("--threads", type=int, help="CPU threads (default: all)")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS), help=PRECISION_HELP)
@@ -227,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-crop", action="store_true", help="single-person models on video / webcam: run every frame "
                    "whole (default: each frame on the square around the person the previous frame found, as Google "
                    "runs MoveNet)")
+    p.add_argument("--track", action="store_true", help="video / webcam: ids that persist across frames (track_id in "
+                   "the JSON Lines, one colour per person in the drawing), keypoints One-Euro smoothed per person")
+    p.add_argument("--no-smooth", action="store_true", help="with --track: the model's raw keypoints, unsmoothed")
     p.add_argument("--boxes", metavar="FILE", help="person boxes for a top-down model (COCO json or a list of "
                                                   f"{{file_name, bbox}}); default: {DETECTOR} finds them")
     p.add_argument("--skeleton", help="keypoints to write and draw where the model offers several "

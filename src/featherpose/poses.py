@@ -30,6 +30,12 @@ def _boxes_from_keypoints(keypoints: np.ndarray, min_score: float) -> np.ndarray
     return boxes
 
 
+#: RGB colours of tracked people, indexed by ``track_id % len``: well apart from each other and from dark and light
+#: backgrounds (the qualitative "tab10" set).
+TRACK_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+                 (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127))
+
+
 def _num(value, digits: int) -> float | None:
     """``round(value, digits)``, or None (JSON null) for NaN / infinity."""
     value = float(value)
@@ -46,6 +52,8 @@ class Poses:
         boxes: (N, 4) x1, y1, x2, y2 in image pixels (from the model, or around the keypoints).
         image_size: (height, width) of the image.
         skeleton: keypoint names, limbs and sigmas.
+        track_ids: (N,) int ids of the people across a video's frames (``featherpose.video.track.Tracker``), or
+            None when the people were not tracked.
     """
 
     keypoints: np.ndarray
@@ -53,6 +61,7 @@ class Poses:
     boxes: np.ndarray
     image_size: tuple[int, int]
     skeleton: Skeleton = COCO17
+    track_ids: np.ndarray | None = None
 
     @classmethod
     def create(cls, keypoints: np.ndarray, scores: np.ndarray | None = None, boxes: np.ndarray | None = None,
@@ -91,7 +100,8 @@ class Poses:
     def __getitem__(self, index) -> "Poses":
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
-        return Poses(self.keypoints[idx], self.scores[idx], self.boxes[idx], self.image_size, self.skeleton)
+        ids = None if self.track_ids is None else self.track_ids[idx]
+        return Poses(self.keypoints[idx], self.scores[idx], self.boxes[idx], self.image_size, self.skeleton, ids)
 
     def __repr__(self) -> str:
         return f"Poses({len(self)} people, {self.skeleton.name}, image {self.image_size[1]}x{self.image_size[0]})"
@@ -118,11 +128,13 @@ class Poses:
 
     def summary(self, min_keypoint_score: float = 0.0) -> list[dict]:
         """Plain dicts, one per person: score, box, and named keypoints (x, y, score) scoring at least
-        ``min_keypoint_score``; NaN / infinite values are None (JSON null), so the result is always valid JSON."""
+        ``min_keypoint_score``; NaN / infinite values are None (JSON null), so the result is always valid JSON.
+        Tracked people (``track_ids``) also get ``track_id``."""
         names = self.skeleton.keypoints
         out = []
-        for kp, score, box in zip(self.keypoints, self.scores, self.boxes):
+        for i, (kp, score, box) in enumerate(zip(self.keypoints, self.scores, self.boxes)):
             out.append({
+                **({} if self.track_ids is None else {"track_id": int(self.track_ids[i])}),
                 "score": _num(score, 5),
                 "box": [_num(v, 2) for v in box],
                 "keypoints": {n: [_num(x, 2), _num(y, 2), _num(s, 5)]
@@ -153,6 +165,8 @@ class Poses:
 
         People scoring below ``min_score`` and keypoints below ``min_keypoint_score`` are left out, and so
         are keypoints and boxes with NaN / infinite coordinates; points far outside the image are clamped.
+        Tracked people (``track_ids``) are drawn each in one colour of :data:`TRACK_COLOURS` (by id), with the id
+        beside the head; untracked ones in left / right / middle colours.
         """
         if not isinstance(image, np.ndarray):
             image = load_image(image)  # a path or PIL image; anything else is one ImageTypeError line
@@ -168,9 +182,13 @@ class Poses:
         right = {i for pair in self.skeleton.flip_pairs for i in pair[1:]}
         rgb = {"left": (255, 140, 0), "right": (0, 160, 255), "mid": (80, 220, 80), "box": (255, 255, 255)}
         colour = {k: v[::-1] if bgr else v for k, v in rgb.items()}
-        for kp, score, box in zip(self.keypoints, self.scores, self.boxes):
+        for person, (kp, score, box) in enumerate(zip(self.keypoints, self.scores, self.boxes)):
             if score < min_score:
                 continue
+            if self.track_ids is not None:  # one colour per person, the same in every frame
+                own = TRACK_COLOURS[int(self.track_ids[person]) % len(TRACK_COLOURS)]
+                own = own[::-1] if bgr else own
+                colour = {"left": own, "right": own, "mid": own, "box": own}
             if boxes and np.isfinite(box).all():
                 cv2.rectangle(canvas, pt(box[:2]), pt(box[2:]), colour["box"], thick, cv2.LINE_AA)
             ok = (kp[:, 2] >= min_keypoint_score) & np.isfinite(kp[:, :2]).all(axis=1)
@@ -186,4 +204,8 @@ class Poses:
             for i in np.flatnonzero(ok):
                 side = "left" if i in left else "right" if i in right else "mid"
                 cv2.circle(canvas, pt(kp[i]), size + 1, colour[side], -1, cv2.LINE_AA)
+            if self.track_ids is not None:
+                top = kp[ok][np.argmin(kp[ok, 1])]
+                cv2.putText(canvas, str(int(self.track_ids[person])), pt((top[0] + 3 * size, top[1] - 3 * size)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.4 * (size + 1), colour["mid"], size, cv2.LINE_AA)
         return canvas

@@ -13,12 +13,21 @@ e.g. ``.pgm``, get ``.jpg`` appended: ``x.pgm.jpg``); an annotated video keeps i
 the model runs: one that would replace an input (an image, the video, ``--boxes``, the weight
 file), two outputs with the same path, or a location that cannot be written is an error before any
 work. A write that still fails late (a full disk) is reported and the other outputs are still written.
+
+Video and webcam keypoints (``json_path``) are JSON Lines: one JSON object per frame and line,
+``{"frame": 0, "time": 0.0, "model": ..., "image_size": {...}, "people": [{"track_id": 0, "score": ..., "box": [...],
+"keypoints": {...}}, ...]}`` (``time`` in seconds: a video's frame index / fps, a webcam's seconds since its
+first frame; ``track_id`` with ``track=True``). The README names such files ``.jsonl``; a ``.json`` name gets
+JSON Lines too (one object per line, not one JSON document). Lines are streamed to the file's temporary as the
+frames are done (nothing piles up in memory) and the file appears, renamed, when the run ends (a Ctrl-C keeps
+the frames done so far).
 """
 from __future__ import annotations
 
 import json
 import logging
 from dataclasses import dataclass, field
+from typing import Iterator
 from pathlib import Path
 
 import cv2
@@ -33,6 +42,7 @@ from .poses import Poses
 from .topdown import TopDown, load_boxes
 from .video.crop import SinglePoseCropper
 from .video.io import VIDEO_SUFFIXES, VideoError, VideoReader, video_writer
+from .video.track import Tracker
 from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR, load
 
 log = logging.getLogger(__name__)
@@ -168,7 +178,8 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             json_path: str | Path | None = None, backend: str = "auto", threads: int | None = None,
             input_size: int | None = None, min_score: float = DEFAULT_MIN_SCORE, max_frames: int | None = None,
             boxes: str | Path | None = None, progress: bool = True, skeleton: str | None = None,
-            precision: str = "auto", calib: str | Path | None = None, crop: bool = True) -> PredictReport:
+            precision: str = "auto", calib: str | Path | None = None, crop: bool = True, track: bool = False,
+            smooth: bool = True) -> PredictReport:
     """Estimate poses in ``source`` and write what was asked for.
 
     Args:
@@ -182,7 +193,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
             container: ``clip.avi`` -> ``save/clip.avi.mp4``), a webcam ``save/camera<N>.mp4``.
         json_path: keypoints file: one image -> Poses JSON; folder (searched recursively) -> COCO results
             list (``image_id`` = index in sorted order, plus ``file_name`` relative to the folder);
-            video -> one entry per frame.
+            video or webcam -> JSON Lines, one object per frame (see the module docstring), whatever the suffix.
         threads: CPU threads (>= 1; None: every core).
         min_score: people scoring below this are not drawn or written (0 to 1).
         max_frames: stop a video or webcam after this many frames (>= 1).
@@ -195,6 +206,10 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
         crop: a single-person model (movenet-lightning / -thunder) on a video or webcam runs each frame on the
             square the previous frame's keypoints give, as Google runs MoveNet
             (:class:`~featherpose.video.crop.SinglePoseCropper`); False: every frame whole. Images: always whole.
+        track: a video or webcam: give the people ids that persist across frames (``track_id`` in the JSON, one
+            colour per id in the drawing; :class:`featherpose.video.track.Tracker`).
+        smooth: with ``track``, One-Euro smoothing of the keypoints of each track over the frames' timestamps
+            (:mod:`featherpose.video.smooth`); ``False`` writes the model's raw keypoints.
 
     Returns:
         A :class:`PredictReport`. Bad items of a folder are reported in ``failed`` and skipped; an
@@ -212,6 +227,9 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     check_min_score(min_score)  # the estimator's own checks, before any work (the input size: when loading)
     check_threads(threads)
     kind = source_kind(source)
+    if track and kind not in ("video", "webcam"):
+        raise ValueError(f"--track follows people across the frames of a video or webcam; {source} is an {kind} "
+                         "(leave --track out)")
     save = Path(save) if save else None
     json_path = Path(json_path) if json_path else None
     files = _folder_images(Path(source)) if kind == "folder" else None
@@ -248,8 +266,9 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     else:
         if crop and SinglePoseCropper.supports(est):  # single-person video: the crop follows the person
             est = SinglePoseCropper(est)
+        tracker = Tracker(smooth=smooth, min_keypoint_score=est.keypoint_threshold) if track else None
         _predict_stream(est, int(source) if kind == "webcam" else source, kind, plan.get(source), json_path, min_score,
-                        max_frames, progress, report)
+                        max_frames, progress, report, tracker)
     return report
 
 
@@ -300,25 +319,34 @@ def _drawn(est, poses, image):
 
 
 def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_score, max_frames, progress,
-                    report) -> None:
-    """A video or webcam: annotated video to ``out_path``, per-frame JSON. Ctrl-C keeps what was done."""
+                    report, tracker: Tracker | None = None) -> None:
+    """A video or webcam: annotated video to ``out_path``, JSON Lines to ``json_path`` (streamed: one line per frame
+    into the atomic temporary, renamed at the end), ids from ``tracker``. Ctrl-C keeps what was done."""
     reader = VideoReader(source)
     total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
-    frames_json = []
+    lines = None  # the open JSON Lines temporary
+    first_time = None  # a webcam's times count from its first frame
 
     def run(write=None):
+        nonlocal first_time
         bar = tqdm(reader, total=total, desc="predict", unit="frame", disable=not progress)
         try:
             for i, frame in enumerate(bar):
                 if max_frames is not None and i >= max_frames:
                     break
                 poses = est(frame, min_score=min_score)
+                first_time = reader.timestamp if first_time is None else first_time
+                seconds = reader.timestamp - first_time if reader.is_camera else reader.timestamp
+                if tracker is not None:
+                    poses = tracker.update(poses, seconds)
                 report.processed += 1
                 report.people += len(poses)
                 if write:
                     write(_drawn(est, poses, frame))
-                if json_path:
-                    frames_json.append({"frame": i, "people": poses.summary()})
+                if lines is not None:
+                    size = {"height": poses.image_size[0], "width": poses.image_size[1]}
+                    lines.write(json.dumps({"frame": i, "time": round(seconds, 4), "model": est.name, "image_size": size,
+                                            "people": poses.summary()}, allow_nan=False) + "\n")
         except KeyboardInterrupt:  # a webcam ends this way; a video keeps the frames done so far
             log.info("stopped by Ctrl-C after %d frames", report.processed)
             if report.processed == 0:
@@ -332,17 +360,69 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
         if report.processed == 0:  # raised inside the writer's block: no empty video is left behind
             raise VideoError(f"{source}: no frames could be read (empty or undecodable video)")
 
-    if out_path:
+    def run_video():
+        if out_path:
+            try:
+                with video_writer(out_path, reader.fps) as write:
+                    run(write)
+                report.written.append(out_path)
+            except OSError as exc:  # e.g. the disk filled up: the keypoints so far are still written
+                report.unwritten.append((out_path, str(exc)))
+        else:
+            run()
+
+    if json_path:
+        def stream() -> Path:
+            nonlocal lines
+            with atomic_path(json_path) as tmp, open(tmp, "w", encoding="utf-8") as lines:
+                run_video()
+            return json_path
         try:
-            with video_writer(out_path, reader.fps) as write:
-                run(write)
-            report.written.append(out_path)
-        except OSError as exc:  # e.g. the disk filled up: the keypoints are still written below
-            report.unwritten.append((out_path, str(exc)))
+            _write(report, json_path, stream)
+        finally:
+            lines = None
     else:
-        run()
+        run_video()
     if (early := reader.ended_early()) is not None:
         report.warnings.append(early)
-    if json_path:
-        data = json.dumps({"model": est.name, "fps": reader.fps, "frames": frames_json})
-        _write(report, json_path, lambda: write_text(json_path, data))
+
+
+def track(source: str | Path | int, model: str | None = None, *, smooth: bool = True, max_frames: int | None = None,
+          min_score: float = DEFAULT_MIN_SCORE, backend: str = "auto", threads: int | None = None,
+          input_size: int | None = None, precision: str = "auto", **tracker_options) -> Iterator[Poses]:
+    """Tracked people of a video or webcam, one :class:`Poses` per frame (with ``track_ids``; smoothed keypoints
+    unless ``smooth=False``), as they are computed.
+
+        for poses in featherpose.track("walk.mp4"):
+            print(poses.track_ids, poses.keypoints[:, 0])   # the ids and noses of this frame
+
+    Args:
+        source: a video path or a webcam index.
+        model: a multi-person zoo name or weight file (default: the video default, ``movenet-multipose``).
+        smooth: One-Euro smoothing per track (:mod:`featherpose.video.smooth`), over the frames' timestamps.
+        max_frames: stop after this many frames.
+        min_score, backend, threads, input_size, precision: as :func:`featherpose.load` / :func:`predict`.
+        tracker_options: :class:`featherpose.video.track.Tracker`'s (``max_lost``, ``min_similarity``,
+            ``min_cutoff``, ``beta``, ...).
+    """
+    check_max_frames(max_frames)
+    check_min_score(min_score)
+    kind = source_kind(source)
+    if kind not in ("video", "webcam"):
+        raise ValueError(f"featherpose.track: {source} is an {kind}; give a video file or a webcam index "
+                         "(featherpose.load(...)(image) for images)")
+    est = load(model or default_model(kind, True), backend=backend, threads=threads, input_size=input_size,
+               precision=precision)
+    if est.top_down:
+        raise ValueError(f"featherpose.track: {est.name} is top-down; give a multi-person model, e.g. "
+                         f"{DEFAULT_MULTI_MODEL}")
+    tracker_options.setdefault("min_keypoint_score", est.keypoint_threshold)
+    tracker = Tracker(smooth=smooth, **tracker_options)
+    reader = VideoReader(int(source) if kind == "webcam" else source)
+    first_time = None
+    for i, frame in enumerate(reader):
+        if max_frames is not None and i >= max_frames:
+            break
+        poses = est(frame, min_score=min_score)
+        first_time = reader.timestamp if first_time is None else first_time
+        yield tracker.update(poses, reader.timestamp - first_time if reader.is_camera else reader.timestamp)

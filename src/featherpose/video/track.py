@@ -1,0 +1,163 @@
+"""Tracking people across a video's frames: persistent integer ids, then One-Euro smoothing per track.
+
+Each frame, the people found are matched to the live tracks (those seen in the last ``max_lost`` frames) by a
+similarity in [0, 1] that mixes keypoint similarity and box overlap:
+
+    similarity = oks_weight * OKS(person, track's last pose) + (1 - oks_weight) * IoU(person box, track's last box)
+
+OKS is COCO's object keypoint similarity (mean over the keypoints found in both of ``exp(-d^2 / (2 s^2 k^2))``,
+``s^2`` the track's box area, ``k = 2 sigma`` with the skeleton's OKS sigmas, or COCO's for a keypoint set without
+them). The assignment maximising the total similarity is solved by ``scipy.optimize.linear_sum_assignment`` (the
+Hungarian method); a pair below ``min_similarity`` is not a match. A person left unmatched starts a new track (ids
+0, 1, 2, ... in order of appearance, never reused); a track left unmatched is kept, lost, for ``max_lost`` frames
+and can be matched again in that time (lost and found: an occlusion keeps the id), then it is dropped. Among
+equally good candidates, a track seen in the last frame wins over a lost one (a lost track's similarity is scaled
+by ``lost_discount``).
+
+The whole frame is a handful of numpy operations on (people x tracks x keypoints) arrays: about 0.1 ms for 20
+people (``benchmarks/video_quality.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..poses import Poses
+from ..skeletons import COCO17
+from .smooth import DEFAULT_BETA, DEFAULT_D_CUTOFF, DEFAULT_MIN_CUTOFF, OneEuroFilter
+
+
+def _sigmas(poses: Poses) -> np.ndarray:
+    """The skeleton's OKS sigmas, or COCO-17's mean sigma for each keypoint of a skeleton without them."""
+    sigmas = getattr(poses.skeleton, "sigmas", None)
+    if sigmas is not None and len(sigmas) == poses.keypoints.shape[1] and np.all(np.asarray(sigmas) > 0):
+        return np.asarray(sigmas, np.float64)
+    return np.full(poses.keypoints.shape[1], float(np.mean(COCO17.sigmas)))
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N, M) intersection over union of boxes ``a`` (N, 4) and ``b`` (M, 4), x1, y1, x2, y2."""
+    a, b = np.asarray(a, np.float64)[:, None], np.asarray(b, np.float64)[None]
+    w = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    h = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = w * h
+    area = lambda x: np.clip(x[..., 2] - x[..., 0], 0, None) * np.clip(x[..., 3] - x[..., 1], 0, None)  # noqa: E731
+    union = area(a) + area(b) - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def oks(a: np.ndarray, found_a: np.ndarray, b: np.ndarray, found_b: np.ndarray, areas_b: np.ndarray,
+        sigmas: np.ndarray) -> np.ndarray:
+    """(N, M) object keypoint similarity of poses ``a`` (N, K, 2) to ``b`` (M, K, 2), over the keypoints found in
+    both (``found_*``: (N, K), (M, K) bool); ``areas_b``: (M,) the scale s^2 in pixels^2. 0 where none is shared."""
+    dx = a[None, :, :, 0] - b[:, None, :, 0]  # (M, N, K): x and y apart, no reduction over a length-2 axis
+    dy = a[None, :, :, 1] - b[:, None, :, 1]
+    inv_var = 1.0 / ((2 * sigmas) ** 2 * 2 * np.maximum(areas_b, 1.0)[:, None])  # (M, K)
+    both = found_a[None] & found_b[:, None]
+    e = np.exp(-(dx * dx + dy * dy) * inv_var[:, None]) * both
+    count = both.sum(-1)
+    return (e.sum(-1) / np.maximum(count, 1)).T
+
+
+class Tracker:
+    """Persistent ids (and, unless ``smooth=False``, One-Euro smoothed keypoints) for the people of a video.
+
+    Args:
+        max_lost: frames a track that was not seen is kept (and can be found again) before it is dropped.
+        min_similarity: the least similarity (see the module docstring) for a person to continue a track.
+        oks_weight: the share of OKS in the similarity (the rest is box IoU).
+        lost_discount: a lost track's similarity is multiplied by this (an active track wins a tie).
+        min_keypoint_score: keypoints scoring below it count as not found (not matched, not smoothed).
+        smooth: One-Euro smoothing of the keypoints per track (:mod:`featherpose.video.smooth`).
+        min_cutoff, beta, d_cutoff: the One-Euro parameters (see :mod:`featherpose.video.smooth`).
+
+    ``update(poses, timestamp)`` once per frame, in order; it returns the poses with ``track_ids`` and (smoothed)
+    keypoints. Scores and boxes are the model's.
+    """
+
+    def __init__(self, max_lost: int = 30, min_similarity: float = 0.2, oks_weight: float = 0.5,
+                 lost_discount: float = 0.9, min_keypoint_score: float = 0.2, smooth: bool = True,
+                 min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
+                 d_cutoff: float = DEFAULT_D_CUTOFF):
+        if max_lost < 0:
+            raise ValueError(f"Tracker: max_lost must be >= 0 frames (got {max_lost})")
+        if not 0 <= min_similarity <= 1 or not 0 <= oks_weight <= 1:
+            raise ValueError(f"Tracker: min_similarity ({min_similarity}) and oks_weight ({oks_weight}) must be "
+                             "in [0, 1]")
+        self.max_lost, self.min_similarity, self.oks_weight = int(max_lost), float(min_similarity), float(oks_weight)
+        self.lost_discount, self.min_keypoint_score = float(lost_discount), float(min_keypoint_score)
+        self.smoother = OneEuroFilter(min_cutoff, beta, d_cutoff) if smooth else None
+        self.next_id = 0
+        self.ids = np.zeros(0, np.int64)  # the live tracks: id, last raw pose, its box, frames since seen
+        self.xy = np.zeros((0, 0, 2))
+        self.found = np.zeros((0, 0), bool)
+        self.boxes = np.zeros((0, 4))
+        self.lost = np.zeros(0, np.int64)
+        self.last_timestamp = -np.inf
+
+    def similarity(self, poses: Poses) -> np.ndarray:
+        """(N people, M tracks) similarity (module docstring), lost tracks discounted."""
+        xy = poses.keypoints[..., :2].astype(np.float64)
+        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        if len(self.ids) == 0 or len(poses) == 0:
+            return np.zeros((len(poses), len(self.ids)))
+        areas = np.prod(np.clip(self.boxes[:, 2:] - self.boxes[:, :2], 1, None), axis=1)
+        sim = self.oks_weight * oks(xy, found, self.xy, self.found, areas, _sigmas(poses))
+        sim += (1 - self.oks_weight) * box_iou(poses.boxes, self.boxes)
+        return sim * np.where(self.lost > 0, self.lost_discount, 1.0)[None]
+
+    def update(self, poses: Poses, timestamp: float) -> Poses:
+        """Match ``poses`` (one frame's people) to the tracks; ``timestamp``: the frame's time in seconds
+        (increasing). Returns the poses with ``track_ids`` (and smoothed keypoints)."""
+        timestamp = float(timestamp)
+        if not timestamp > self.last_timestamp:
+            raise ValueError(f"Tracker.update: timestamps must increase (got {timestamp} after "
+                             f"{self.last_timestamp}); give each frame its time in seconds")
+        self.last_timestamp = timestamp
+        n, k = poses.keypoints.shape[:2]
+        if self.xy.shape[1] != k:  # the first frame fixes the keypoint count
+            if len(self.ids):
+                raise ValueError(f"Tracker.update: {k} keypoints per person after {self.xy.shape[1]}; one Tracker "
+                                 "per model")
+            self.xy, self.found = np.zeros((0, k, 2)), np.zeros((0, k), bool)
+        xy = poses.keypoints[..., :2].astype(np.float64)
+        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        sim = self.similarity(poses)
+        rows, cols = linear_sum_assignment(sim, maximize=True) if sim.size else (np.zeros(0, int),) * 2
+        keep = sim[rows, cols] >= self.min_similarity
+        rows, cols = rows[keep], cols[keep]
+        track_of = np.full(n, -1)
+        track_of[rows] = cols
+        refound = self.ids[cols][self.lost[cols] > 0]
+        new = np.flatnonzero(track_of < 0)
+        ids = np.empty(n, np.int64)
+        ids[rows] = self.ids[cols]
+        ids[new] = self.next_id + np.arange(len(new))
+        self.next_id += len(new)
+        # tracks: matched ones take this frame's pose, unmatched ones age, new ones join, the old lost ones go
+        self.lost += 1
+        self.lost[cols] = 0
+        self.xy[cols], self.found[cols], self.boxes[cols] = xy[rows], found[rows], poses.boxes[rows]
+        self.ids = np.concatenate([self.ids, ids[new]])
+        self.xy = np.concatenate([self.xy, xy[new]])
+        self.found = np.concatenate([self.found, found[new]])
+        self.boxes = np.concatenate([self.boxes, np.asarray(poses.boxes, np.float64)[new].reshape(-1, 4)])
+        self.lost = np.concatenate([self.lost, np.zeros(len(new), np.int64)])
+        alive = self.lost <= self.max_lost
+        if self.smoother is not None:
+            for track_id in [*self.ids[~alive], *refound]:  # a dropped track's state goes; a re-found one restarts
+                self.smoother.forget(track_id)
+        self.ids, self.xy, self.found = self.ids[alive], self.xy[alive], self.found[alive]
+        self.boxes, self.lost = self.boxes[alive], self.lost[alive]
+        keypoints = poses.keypoints
+        if self.smoother is not None and n:
+            keypoints = keypoints.copy()
+            keypoints[..., :2] = self.smoother(ids, xy, found, timestamp)
+        return dataclasses.replace(poses, keypoints=keypoints, track_ids=ids)
+
+    @property
+    def active(self) -> int:
+        """Tracks seen in the last frame."""
+        return int((self.lost == 0).sum())
