@@ -26,8 +26,6 @@ follows the new position rather than dragging it from the old one).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 DEFAULT_MIN_CUTOFF = 1.0
@@ -39,16 +37,6 @@ def _alpha(cutoff: np.ndarray | float, dt: np.ndarray) -> np.ndarray:
     """The smoothing factor of a first-order low-pass filter with ``cutoff`` Hz for samples ``dt`` s apart."""
     tau = 1.0 / (2.0 * np.pi * cutoff)
     return 1.0 / (1.0 + tau / dt)
-
-
-@dataclass
-class _State:
-    """One track's filter state: smoothed positions (K, 2), speeds (K, 2), last update time per keypoint (K,)
-    (NaN: never seen)."""
-
-    x: np.ndarray
-    dx: np.ndarray
-    t: np.ndarray
 
 
 class OneEuroFilter:
@@ -69,45 +57,60 @@ class OneEuroFilter:
         if not (np.isfinite(beta) and beta >= 0):
             raise ValueError(f"OneEuroFilter: beta must be >= 0 (got {beta}); 0 is a plain low-pass filter")
         self.min_cutoff, self.beta, self.d_cutoff = float(min_cutoff), float(beta), float(d_cutoff)
-        self._states: dict[int, _State] = {}
+        self._ids = np.zeros(0, np.int64)  # the tracks with a state, sorted; their rows of the arrays below:
+        self._x = np.zeros((0, 0, 2))  # smoothed positions (T, K, 2), px
+        self._dx = np.zeros((0, 0, 2))  # smoothed speeds (T, K, 2), px/s
+        self._t = np.zeros((0, 0))  # each keypoint's last update time (T, K), s; NaN: never seen
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._ids)
 
-    def forget(self, track_id: int) -> None:
-        """Drop a track's state (its next sample passes unfiltered)."""
-        self._states.pop(int(track_id), None)
+    def forget(self, track_ids) -> None:
+        """Drop the state of a track (or of an array of tracks): its next sample passes unfiltered."""
+        keep = ~np.isin(self._ids, np.atleast_1d(np.asarray(track_ids, np.int64)))
+        self._ids, self._x, self._dx, self._t = self._ids[keep], self._x[keep], self._dx[keep], self._t[keep]
 
     def __call__(self, ids: np.ndarray, xy: np.ndarray, found: np.ndarray, timestamp: float) -> np.ndarray:
         """Smoothed copy of ``xy``.
 
         Args:
-            ids: (M,) track ids of the rows of ``xy``.
+            ids: (M,) distinct track ids of the rows of ``xy``.
             xy: (M, K, 2) raw keypoint positions, pixels.
             found: (M, K) bool: keypoints that were found; the others pass through and leave their state alone.
             timestamp: seconds of this frame (must increase from frame to frame for a track).
         """
+        ids = np.asarray(ids, np.int64)
         xy = np.asarray(xy, np.float64)
         found = np.asarray(found, bool) & np.isfinite(xy).all(axis=-1)
         m, k = found.shape
-        out = xy.copy()
         if m == 0:
-            return out.astype(np.float32)
-        states = [self._states.get(int(i)) for i in ids]
-        x_prev = np.stack([s.x if s is not None else np.full((k, 2), np.nan) for s in states])
-        dx_prev = np.stack([s.dx if s is not None else np.zeros((k, 2)) for s in states])
-        t_prev = np.stack([s.t if s is not None else np.full(k, np.nan) for s in states])
+            return xy.astype(np.float32)
+        if self._x.shape[1] != k:  # the first call fixes the keypoint count
+            self._ids, self._x = np.zeros(0, np.int64), np.zeros((0, k, 2))
+            self._dx, self._t = np.zeros((0, k, 2)), np.zeros((0, k))
+        row = np.searchsorted(self._ids, ids)
+        row_c = np.minimum(row, max(len(self._ids) - 1, 0))
+        have = (row < len(self._ids)) & (self._ids[row_c] == ids) if len(self._ids) else np.zeros(m, bool)
+        x_prev = np.where(have[:, None, None], self._x[row_c] if len(self._ids) else 0.0, np.nan)
+        dx_prev = np.where(have[:, None, None], self._dx[row_c] if len(self._ids) else 0.0, 0.0)
+        t_prev = np.where(have[:, None], self._t[row_c] if len(self._ids) else 0.0, np.nan)
         dt = float(timestamp) - t_prev  # (M, K); NaN where never seen
         seen = found & np.isfinite(dt) & (dt > 0)
         dt_safe = np.where(seen, dt, 1.0)[..., None]
         dx = (xy - np.where(seen[..., None], x_prev, xy)) / dt_safe
         dx_hat = dx_prev + _alpha(self.d_cutoff, dt_safe) * (dx - dx_prev)
-        cutoff = self.min_cutoff + self.beta * np.linalg.norm(dx_hat, axis=-1, keepdims=True)
+        cutoff = self.min_cutoff + self.beta * np.sqrt((dx_hat * dx_hat).sum(-1, keepdims=True))
         x_hat = x_prev + _alpha(cutoff, dt_safe) * (xy - x_prev)
         out = np.where(seen[..., None], x_hat, xy)  # first sight or not found: the raw position
         new_x = np.where(found[..., None], out, x_prev)
         new_dx = np.where(seen[..., None], dx_hat, np.where(found[..., None], 0.0, dx_prev))
         new_t = np.where(found, float(timestamp), t_prev)
-        for row, track_id in enumerate(ids):
-            self._states[int(track_id)] = _State(new_x[row], new_dx[row], new_t[row])
+        self._x[row[have]], self._dx[row[have]], self._t[row[have]] = new_x[have], new_dx[have], new_t[have]
+        if not have.all():  # new tracks join, kept sorted by id
+            ids_all = np.concatenate([self._ids, ids[~have]])
+            order = np.argsort(ids_all, kind="stable")
+            self._ids = ids_all[order]
+            self._x = np.concatenate([self._x, new_x[~have]])[order]
+            self._dx = np.concatenate([self._dx, new_dx[~have]])[order]
+            self._t = np.concatenate([self._t, new_t[~have]])[order]
         return out.astype(np.float32)
