@@ -61,9 +61,10 @@ def run_model(est, path: Path, limit: int) -> tuple[list[Poses], list[float], fl
     return poses, times, reader.fps
 
 
-def tracked(raw: list[Poses], times: list[float], smooth: bool, threshold: float) -> tuple[list[Poses], np.ndarray]:
+def tracked(raw: list[Poses], times: list[float], smooth: bool, threshold: float,
+            **options) -> tuple[list[Poses], np.ndarray]:
     """The tracked poses of every frame and the ms each ``Tracker.update`` took."""
-    tracker = Tracker(smooth=smooth, min_keypoint_score=threshold)
+    tracker = Tracker(smooth=smooth, min_keypoint_score=threshold, **options)
     out, ms = [], []
     for poses, t in zip(raw, times):
         start = time.perf_counter()
@@ -141,8 +142,10 @@ def main(argv=None) -> int:
             "jitter raw (px/fr^2) | jitter smoothed | smoothed - raw (px) | track + smooth ms / frame |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     totals = {"frames": 0, "switches": 0, "new": 0}
+    runs = []
     for path, limit in clips(args.vtest_frames, args.max_frames):
         raw, times, fps = run_model(est, path, limit)
+        runs.append((raw, times))
         plain, _ = tracked(raw, times, False, threshold)
         smooth, ms = tracked(raw, times, True, threshold)
         n = len(raw)
@@ -158,6 +161,17 @@ def main(argv=None) -> int:
                    f"{jitter(smooth, threshold):.2f} | {shift(raw, smooth, threshold):.2f} | {np.median(ms):.3f} |")
     out.append(f"| all clips | | | {totals['frames']} | | | {100 * totals['new'] / totals['frames']:.1f} | "
                f"{100 * totals['switches'] / totals['frames']:.2f} | | | | |")
+    out += ["", "One-Euro parameters (the same tracks, every clip): jitter smoothed / raw (mean over clips) against "
+            "the mean shift of the keypoints from their raw positions (lag on moving joints plus the noise removed):",
+            "", "| min_cutoff (Hz) | beta (s/px) | jitter smoothed / raw | smoothed - raw (px) |", "|---:|---:|---:|---:|"]
+    for min_cutoff, beta in ((0.5, 0.01), (1.0, 0.003), (1.0, 0.01), (1.0, 0.03), (2.0, 0.01), (4.0, 0.03)):
+        ratios, shifts = [], []
+        for raw, times in runs:
+            plain, _ = tracked(raw, times, False, threshold)
+            smooth, _ = tracked(raw, times, True, threshold, min_cutoff=min_cutoff, beta=beta)
+            ratios.append(jitter(smooth, threshold) / jitter(plain, threshold))
+            shifts.append(shift(raw, smooth, threshold))
+        out.append(f"| {min_cutoff:g} | {beta:g} | {np.nanmean(ratios):.2f} | {np.nanmean(shifts):.2f} |")
     out += ["", f"Synthetic: 20 people x 17 keypoints per frame, `Tracker.update` (matching + smoothing): "
             f"{synthetic_ms():.3f} ms per frame (median of 290 frames; target <= 0.3 ms).", ""]
     emit("\n".join(out), args.out)

@@ -76,6 +76,8 @@ class Tracker:
         lost_discount: a lost track's similarity is multiplied by this (an active track wins a tie).
         velocity_smoothing: in [0, 1]: the weight of a track's previous velocity in each update (1: no motion
             prediction).
+        duplicate_oks: a person whose box overlaps a higher-scoring one's (IoU > 0.5) with an OKS above this is the
+            same person found twice and is left out (1: keep every person).
         min_keypoint_score: keypoints scoring below it count as not found (not matched, not smoothed).
         smooth: One-Euro smoothing of the keypoints per track (:mod:`featherpose.video.smooth`).
         min_cutoff, beta, d_cutoff: the One-Euro parameters (see :mod:`featherpose.video.smooth`).
@@ -87,7 +89,7 @@ class Tracker:
     def __init__(self, max_lost: int = 30, min_similarity: float = 0.1, oks_weight: float = 0.5,
                  lost_discount: float = 0.9, min_keypoint_score: float = 0.2, smooth: bool = True,
                  min_cutoff: float = DEFAULT_MIN_CUTOFF, beta: float = DEFAULT_BETA,
-                 d_cutoff: float = DEFAULT_D_CUTOFF, velocity_smoothing: float = 0.5):
+                 d_cutoff: float = DEFAULT_D_CUTOFF, velocity_smoothing: float = 0.5, duplicate_oks: float = 0.8):
         if max_lost < 0:
             raise ValueError(f"Tracker: max_lost must be >= 0 frames (got {max_lost})")
         if not all(0 <= v <= 1 for v in (min_similarity, oks_weight, velocity_smoothing)):
@@ -95,7 +97,7 @@ class Tracker:
                              f"velocity_smoothing ({velocity_smoothing}) must be in [0, 1]")
         self.max_lost, self.min_similarity, self.oks_weight = int(max_lost), float(min_similarity), float(oks_weight)
         self.lost_discount, self.min_keypoint_score = float(lost_discount), float(min_keypoint_score)
-        self.velocity_smoothing = float(velocity_smoothing)
+        self.velocity_smoothing, self.duplicate_oks = float(velocity_smoothing), float(duplicate_oks)
         self.smoother = OneEuroFilter(min_cutoff, beta, d_cutoff) if smooth else None
         self.next_id = 0
         self.ids = np.zeros(0, np.int64)  # the live tracks: id, last raw pose, its box, frames since seen
@@ -120,14 +122,38 @@ class Tracker:
         sim += (1 - self.oks_weight) * box_iou(poses.boxes, self.boxes + np.concatenate([shift, shift], 1))
         return sim * np.where(self.lost > 0, self.lost_discount, 1.0)[None]
 
+    def without_duplicates(self, poses: Poses) -> Poses:
+        """``poses`` less the people that repeat a higher-scoring one (box IoU > 0.5 and OKS > ``duplicate_oks``:
+        the same person found twice, which MultiPose does now and then; kept, the copy would start a track of its
+        own and take the person's id over when the original is missed)."""
+        if len(poses) < 2 or self.duplicate_oks >= 1:
+            return poses
+        iou = np.triu(box_iou(poses.boxes, poses.boxes), 1)
+        pairs = np.argwhere(iou > 0.5)
+        if not len(pairs):
+            return poses
+        xy = poses.keypoints[..., :2].astype(np.float64)
+        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        areas = np.prod(np.maximum(poses.boxes[:, 2:] - poses.boxes[:, :2], 1), axis=1)
+        sigmas, drop = _sigmas(poses), set()
+        for i, j in pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]])]:
+            if i in drop or j in drop:
+                continue
+            same = oks(xy[[i]], found[[i]], xy[[j]], found[[j]], areas[[j]], sigmas)[0, 0]
+            if same > self.duplicate_oks:
+                drop.add(int(j) if poses.scores[i] >= poses.scores[j] else int(i))
+        return poses[np.setdiff1d(np.arange(len(poses)), list(drop))] if drop else poses
+
     def update(self, poses: Poses, timestamp: float) -> Poses:
         """Match ``poses`` (one frame's people) to the tracks; ``timestamp``: the frame's time in seconds
-        (increasing). Returns the poses with ``track_ids`` (and smoothed keypoints)."""
+        (increasing). Returns the poses with ``track_ids`` (and smoothed keypoints), duplicates left out
+        (:meth:`without_duplicates`)."""
         timestamp = float(timestamp)
         if not timestamp > self.last_timestamp:
             raise ValueError(f"Tracker.update: timestamps must increase (got {timestamp} after "
                              f"{self.last_timestamp}); give each frame its time in seconds")
         self.last_timestamp = timestamp
+        poses = self.without_duplicates(poses)
         n, k = poses.keypoints.shape[:2]
         if self.xy.shape[1] != k:  # the first frame fixes the keypoint count
             if len(self.ids):
