@@ -13,8 +13,9 @@ Google's tutorial rule). Per model and mode:
 - distance to a reference: no clip is labelled, so the reference is the most accurate run available,
   ``--reference`` (default movenet-thunder) with cropping; per frame, the median distance of the keypoints the
   reference scores >= 0.3 as a percentage of the reference person's height (their box), then the median over
-  frames. The reference's own row reads 0 by construction. On the several-people clips a run that locks onto
-  another person than the reference's counts as far off;
+  frames. The reference's own row reads 0 by construction. A run that locks onto another person than the
+  reference's counts as far off: sports2d shows two people (a man jumping on a box, a woman walking past), and
+  cropped Lightning follows the walker where cropped Thunder follows the jumper (seen on the frames);
 - ms per frame: mean wall time of the call (crop + preprocess + network + decode; decoding the video excluded);
 - cropped: the fraction of frames run on a crop rather than the whole frame.
 

@@ -15,7 +15,8 @@ as the tutorial describes them (no code of it is used here):
   1.2 x the largest x or y distance of every joint scoring at least the threshold, capped by the largest
   distance from the centre to an image border;
 - if that half side is over half the frame's longer side, or the torso is not visible, the next frame uses
-  the whole-frame square again.
+  the whole-frame square again. (Added here: keypoints that are not finite, or a square under 8 px, collapsed
+  keypoints, fall back too.)
 
 The region may reach past the image: outside is black padding (as the letterbox pads), through
 :func:`featherpose.image.crop_square`. Keypoints come back in crop pixels and move to image pixels by the crop's
