@@ -149,3 +149,32 @@ def test_predict_crops_single_person_video(tmp_path):
         scores[crop] = [f["people"][0]["score"] for f in frames]
     assert scores[True][0] == scores[False][0]  # frame 0: the whole frame either way
     assert min(scores[True][1:]) > max(scores[False][1:]) + 0.1  # measured 0.64 / 0.70 against 0.44 / 0.36
+
+
+@pytest.fixture(scope="module")
+def bench():
+    from conftest import load_benchmark
+
+    yield from load_benchmark("video_crop")
+
+
+def test_benchmark_jitter_and_distance(bench):
+    t = np.arange(10, dtype=np.float32)
+    kp = np.zeros((10, 17, 3), np.float32)
+    kp[..., 0] = 5 * t[:, None]  # constant velocity: no acceleration
+    kp[..., 1] = 100
+    kp[..., 2] = 0.9
+    assert bench.jitter(kp) == (0.0, 8 * 17)
+    kp[5, 0, 1] += 4  # one joint 4 px off in one frame: accelerations 4, 8, 4 around it
+    total, count = bench.jitter(kp)
+    assert count == 8 * 17 and np.isclose(total, 16)
+    kp[5, 0, 2] = 0.1  # unsure there: its three accelerations are not counted
+    assert bench.jitter(kp) == (0.0, 8 * 17 - 3)
+    ref = kp.copy()
+    ref[..., 1] = np.linspace(0, 200, 17)  # a 200-px-tall reference person
+    ref[..., 2] = 0.9
+    moved = ref.copy()
+    moved[..., 0] += 10  # 10 px away = 5 % of its height
+    assert np.allclose(bench.distance_to(moved, ref), 5.0)
+    ref[3, :, 2] = 0.1  # the reference unsure of a frame: no distance there
+    assert np.isnan(bench.distance_to(moved, ref)[3])
