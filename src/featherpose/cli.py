@@ -148,6 +148,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     check_writable(args.onnx, "--onnx file")
     if args.calib is not None and not args.int8:
         raise ValueError(f"--calib {args.calib} calibrates int8 quantisation; add --int8 or leave --calib out")
+    if args.eval is not None and not Path(args.eval).is_file():
+        raise ValueError(f"--eval {args.eval}: no such file; give a COCO keypoints json (or leave --eval out)")
     est = load(args.model, backend="torch", input_size=args.input_size)
     if args.int8:
         from .runtime.quantize import quantize_onnx, calibration_frames
@@ -162,6 +164,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     kind = "int8 QDQ (onnxruntime's static quantiser), " if args.int8 else ""
     print(f"wrote {path} ({kind}input 'image': int32 [1, {size}, 3] RGB 0..255{note}; "
           f"outputs: raw heads {', '.join(est.codec.head_shapes())})")
+    if args.eval:
+        from .evaluation import evaluate
+        from .runtime import OnnxBackend
+
+        reference = load(args.model, backend="onnxruntime", input_size=args.input_size, precision="fp32")
+        ap_fp32 = evaluate(reference, args.eval).coco["AP"]
+        est.backend = OnnxBackend(str(path))  # the file just written, through the same preprocess and decode
+        ap = evaluate(est, args.eval).coco["AP"]
+        print(f"OKS AP on {args.eval}: {ap:.4f} for {path.name} ({'int8' if args.int8 else 'fp32'}), {ap_fp32:.4f} "
+              f"for fp32: {ap - ap_fp32:+.4f}")
     return 0
 
 
@@ -274,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "per-channel weights; approximate: see benchmarks/quantize_accuracy.py)")
     p.add_argument("--calib", metavar="DIR", help="with --int8: calibrate on this folder of images or video "
                    "(default: the frames bundled with featherpose)")
+    p.add_argument("--eval", metavar="COCO.json", help="score the written model and the fp32 one on this COCO "
+                   "keypoints json (OKS AP) and print both: what the export costs in accuracy")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("eval", help="OKS AP and PCK of a model on COCO-keypoints data")

@@ -132,14 +132,17 @@ def head_convs(model) -> list[str]:
 
 @contextlib.contextmanager
 def _quiet():
-    """The quantiser logs advice through the root logger, and its calibration sessions onnxruntime's warnings, on
-    every call; keep them off the user's terminal."""
+    """The quantiser logs advice through the root logger, its calibration sessions onnxruntime's warnings, and its
+    Percentile calibrator prints its range to stdout, on every call; keep them off the user's terminal."""
+    import io
+
     import onnxruntime as ort
 
     logging.disable(logging.WARNING)
     ort.set_default_logger_severity(3)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.disable(logging.NOTSET)
         ort.set_default_logger_severity(2)
