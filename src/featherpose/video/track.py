@@ -18,8 +18,8 @@ and can be matched again in that time (lost and found: an occlusion keeps the id
 equally good candidates, a track seen in the last frame wins over a lost one (a lost track's similarity is scaled
 by ``lost_discount``).
 
-The whole frame is a handful of numpy operations on (people x tracks x keypoints) arrays: about 0.1 ms for 20
-people (``benchmarks/video_quality.py``).
+The whole frame is a handful of numpy operations on (people x tracks x keypoints) arrays: about 0.25 ms for 20
+people with smoothing, 0.12-0.16 ms for the 1-2 people of the people clips (``benchmarks/video_quality.py``).
 """
 from __future__ import annotations
 
