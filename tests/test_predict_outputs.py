@@ -353,8 +353,14 @@ def test_write_errors_name_the_users_path_not_the_temporary(tmp_path):
 
 
 def interrupting_load(monkeypatch, after: int):
-    """predict() loads a real estimator that raises KeyboardInterrupt (a Ctrl-C) on call number ``after + 1``."""
+    """predict() loads a real estimator that raises KeyboardInterrupt (a Ctrl-C) on image number ``after + 1``,
+    whether it is called whole or step by step (a single-person video's cropper calls ``infer`` itself)."""
     real, calls = featherpose.predict.load, []
+
+    def tick():
+        calls.append(1)
+        if len(calls) > after:
+            raise KeyboardInterrupt
 
     class Interrupting:
         def __init__(self, est):
@@ -364,10 +370,12 @@ def interrupting_load(monkeypatch, after: int):
             return getattr(self.est, name)
 
         def __call__(self, *args, **kwargs):
-            calls.append(1)
-            if len(calls) > after:
-                raise KeyboardInterrupt
+            tick()
             return self.est(*args, **kwargs)
+
+        def infer(self, x):
+            tick()
+            return self.est.infer(x)
 
     monkeypatch.setattr(featherpose.predict, "load", lambda *a, **k: Interrupting(real(*a, **k)))
 
