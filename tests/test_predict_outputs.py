@@ -585,3 +585,41 @@ def test_plan_outputs_is_always_input_to_output(tmp_path):
     assert featherpose.predict.plan_outputs("webcam", "3", None, tmp_path / "out", None, []) == {
         "3": tmp_path / "out" / "camera3.mp4"}
     assert featherpose.predict.plan_outputs("video", str(clip), None, None, tmp_path / "p.json", []) == {}
+
+
+def test_video_default_runs_multipose_at_the_larger_input():
+    """A video with no model named runs MultiPose at VIDEO_INPUT_SIZE: more of vtest's small walkers than at 256
+    (benchmarks/video_people.py: 47 vs 15 of 65 on the golden frames)."""
+    from featherpose.predict import VIDEO_INPUT_SIZE, default_input_size, predict
+
+    assert default_input_size("video", None, None) == default_input_size("webcam", None, None) == VIDEO_INPUT_SIZE
+    assert default_input_size("video", "movenet-multipose", None) is None  # a named model keeps its own default
+    assert default_input_size("video", None, 256) == 256 and default_input_size("image", None, None) is None
+    video = MEDIA / "vtest.avi"
+    large = predict(video, max_frames=10, progress=False, threads=1)
+    small = predict(video, max_frames=10, progress=False, threads=1, input_size=256)
+    assert large.model == small.model == "movenet-multipose"
+    assert large.people > small.people >= 10
+
+
+def test_webcam_shows_fps_and_latency_on_what_it_records(tmp_path, monkeypatch, capsys):
+    """A webcam (vtest.avi read as camera 0): the recorded frames carry the fps / latency box, and the run ends
+    cleanly after --max-frames."""
+    from featherpose.video import io
+
+    class FakeCamera(io.VideoReader):
+        def __init__(self, source, prefetch=4):
+            assert source == 0
+            super().__init__(MEDIA / "vtest.avi")
+            self.is_camera, self.prefetch, self.frame_count = True, 1, None
+
+    monkeypatch.setattr(featherpose.predict, "VideoReader", FakeCamera)
+    out = tmp_path / "out"
+    assert main(["predict", "0", "--model", "movenet-lightning", "--save", str(out), "--max-frames", "4",
+                 *FAST]) == 0
+    cap = cv2.VideoCapture(str(out / "camera0.mp4"))
+    ok, first = cap.read()
+    assert ok and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    corner = first[:20, :60].astype(int)
+    assert (corner < 40).mean() > 0.5 and (corner > 200).any()  # the dark box with white text
+    assert "4 frames" in capsys.readouterr().out

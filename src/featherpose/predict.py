@@ -2,8 +2,16 @@
 
 Which model runs when none is named: ``movenet-multipose`` for ``multi=True`` and for videos and
 webcams (footage usually shows several people, e.g. the pedestrians of vtest.avi), otherwise
-``movenet-lightning`` (the fastest; it finds the most central person). A top-down model (an FPD
+``movenet-lightning`` (the fastest; it finds the most central person). For a video or webcam with neither a model
+nor an input size named, MultiPose runs at :data:`VIDEO_INPUT_SIZE` (512): of the multi-person models and sizes
+within real time (25 frames/s at 2 threads) it finds the most walkers of vtest.avi with a visible skeleton, 47 of 65
+on the golden frames against 15 at its default 256, for 2.2x its 256 time (19.5 vs 8.9 ms per frame in bf16 here;
+``benchmarks/video_people.py``). ``--input-size 256`` gives the faster default back. A top-down model (an FPD
 hourglass) runs on every person box: from ``boxes`` when given, else from movenet-multipose.
+
+A webcam shows its frames/s and latency (capture to drawing): in a window when OpenCV has a GUI (``q`` or Esc
+ends), else in the progress bar; the reader keeps only the latest frame, so a slow model drops frames instead of
+falling behind; ``--save`` records the frames as shown, figures included.
 
 What is written, and the guarantees (see :func:`predict`): a drawing keeps its image's name and
 sub-folder (``photos/a/x.png`` -> ``save/a/x.png``; formats that cannot hold an 8-bit colour drawing,
@@ -42,6 +50,7 @@ from .poses import Poses
 from .topdown import TopDown, load_boxes
 from .video.crop import SinglePoseCropper
 from .video.io import VIDEO_SUFFIXES, VideoError, VideoReader, video_writer
+from .video.live import LiveStats, LiveWindow, annotate
 from .video.track import Tracker
 from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR, load
 
@@ -87,6 +96,17 @@ def source_kind(source: str | Path | int) -> str:
 
 def default_model(kind: str, multi: bool) -> str:
     return DEFAULT_MULTI_MODEL if multi or kind in ("video", "webcam") else DEFAULT_IMAGE_MODEL
+
+
+#: MultiPose's input side for video and webcam when neither the model nor the size is named (module docstring)
+VIDEO_INPUT_SIZE = 512
+
+
+def default_input_size(kind: str, model: str | None, input_size: int | None) -> int | None:
+    """``input_size``, or :data:`VIDEO_INPUT_SIZE` for a video or webcam run on the default model."""
+    if input_size is None and model is None and kind in ("video", "webcam"):
+        return VIDEO_INPUT_SIZE
+    return input_size
 
 
 def check_max_frames(max_frames: int | None) -> None:
@@ -235,6 +255,7 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     files = _folder_images(Path(source)) if kind == "folder" else None
     other_inputs = [Path(p) for p in (boxes, model) if p is not None and Path(p).is_file()]
     plan = plan_outputs(kind, source, files, save, json_path, other_inputs)
+    input_size = default_input_size(kind, model, input_size)
     model = model or default_model(kind, multi)
     est = load(model, backend=backend, threads=threads, input_size=input_size, skeleton=skeleton,
                precision=precision, calib=calib)
@@ -326,6 +347,8 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
     total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
     lines = None  # the open JSON Lines temporary
     first_time = None  # a webcam's times count from its first frame
+    live = LiveWindow() if kind == "webcam" else None
+    stats = LiveStats()
 
     def run(write=None):
         nonlocal first_time
@@ -341,7 +364,16 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
                     poses = tracker.update(poses, seconds)
                 report.processed += 1
                 report.people += len(poses)
-                if write:
+                if live is not None:  # a webcam: figures on the frame shown / recorded, and in the bar
+                    stats.update(reader.latency())
+                    bar.set_postfix(stats.postfix(), refresh=False)
+                    if write or live.enabled:
+                        shown = annotate(_drawn(est, poses, frame), stats.text())
+                        if write:
+                            write(shown)
+                        if not live.show(shown):  # q, Esc or the window closed
+                            break
+                elif write:
                     write(_drawn(est, poses, frame))
                 if lines is not None:
                     size = {"height": poses.image_size[0], "width": poses.image_size[1]}
@@ -357,6 +389,8 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
                                        f"the frames so far are written")
         finally:
             bar.close()
+            if live is not None:
+                live.close()
         if report.processed == 0:  # raised inside the writer's block: no empty video is left behind
             raise VideoError(f"{source}: no frames could be read (empty or undecodable video)")
 
@@ -411,8 +445,8 @@ def track(source: str | Path | int, model: str | None = None, *, smooth: bool = 
     if kind not in ("video", "webcam"):
         raise ValueError(f"featherpose.track: {source} is an {kind}; give a video file or a webcam index "
                          "(featherpose.load(...)(image) for images)")
-    est = load(model or default_model(kind, True), backend=backend, threads=threads, input_size=input_size,
-               precision=precision)
+    est = load(model or default_model(kind, True), backend=backend, threads=threads,
+               input_size=default_input_size(kind, model, input_size), precision=precision)
     if est.top_down:
         raise ValueError(f"featherpose.track: {est.name} is top-down; give a multi-person model, e.g. "
                          f"{DEFAULT_MULTI_MODEL}")
