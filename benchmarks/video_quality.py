@@ -1,7 +1,8 @@
 """Quality of motion: ids and jitter of tracked people on real video, with and without One-Euro smoothing (issue 15).
 
 Every clip of ``../shared/media/people/`` (whole, capped at ``--max-frames``) and the first ``--vtest-frames`` of
-vtest.avi run through the default video model (``zoo.DEFAULT_MULTI_MODEL``) at ``--threads``; the model runs once per
+vtest.avi run through the default video configuration (``zoo.DEFAULT_MULTI_MODEL`` at ``predict.VIDEO_INPUT_SIZE``) at
+``--threads``; the model runs once per
 frame and its raw poses then go through a :class:`~featherpose.video.track.Tracker` twice, with and without
 smoothing (matching uses the raw keypoints, so both give the same ids). Per clip:
 
@@ -129,14 +130,15 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="also write the markdown here (e.g. /tmp/results_video_quality.md)")
     args = p.parse_args(argv)
     import featherpose
+    from featherpose.predict import VIDEO_INPUT_SIZE
     from featherpose.zoo import DEFAULT_MULTI_MODEL
 
     logging.disable(logging.WARNING)
-    est = featherpose.load(DEFAULT_MULTI_MODEL, threads=args.threads)
+    est = featherpose.load(DEFAULT_MULTI_MODEL, threads=args.threads, input_size=VIDEO_INPUT_SIZE)
     threshold = est.keypoint_threshold
     out = ["## Quality of motion: tracking and One-Euro smoothing on real video (issue 15, item 6)", ""]
     out += machine_lines(args.threads, ("numpy", "scipy", "onnxruntime", "openvino"))
-    out += [f"- model: {est.name} ({est.backend.name}), the default video model; keypoints found: score >= "
+    out += [f"- model: {est.name} at {est.input_hw[1]}x{est.input_hw[0]} ({est.backend.name}), the default for video; keypoints found: score >= "
             f"{threshold:g}; tracker and filter defaults (max_lost 30, min_similarity 0.1, velocity_smoothing 0.5, One-Euro min_cutoff 1 Hz, "
             "beta 0.01 s/px, d_cutoff 1 Hz); definitions in benchmarks/video_quality.py", "",
             "| clip | size | fps | frames | people / frame | ids | new ids / 100 fr | id switches / 100 fr | "
