@@ -3,7 +3,7 @@
 For each model in ``featherpose models``, on the first N frames of ``vtest.avi`` (768x576) and on ``messi5.jpg``
 repeated N times, preprocess / network / decode / total ms per frame for:
 
-    featherpose configurations  every installed backend at fp32 (onnxruntime, openvino, torch), onnxruntime int8
+    featherpose configurations  every installed backend at fp32 (onnxruntime, openvino, torch, litert), onnxruntime int8
                                 (``precision="int8"``) and openvino bf16 (``precision="bf16"``, where the CPU has
                                 it); and which of them ``backend="auto"`` picks on this machine (the default)
     peers                       MoveNets: Google's float32 TFLite on LiteRT's interpreter (XNNPACK), from
@@ -44,7 +44,7 @@ from _common import SHARED, Runner, best_round, emit, featherpose_runner, machin
 VIDEO = SHARED / "media" / "vtest.avi"
 IMAGE = SHARED / "media" / "messi5.jpg"
 #: (backend, precision) configurations of featherpose timed for every model, where installed.
-CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32"), ("onnxruntime", "int8"),
+CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32"), ("litert", "fp32"), ("onnxruntime", "int8"),
            ("openvino", "bf16"))
 DEFAULT_TARGET, APPROX_TARGET = 1.0, 1.5
 

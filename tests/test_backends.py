@@ -122,3 +122,15 @@ def test_torch_backend_cuda_graph_replays_eager_outputs():
         for k, v in want.items():
             np.testing.assert_allclose(got[k], v[0].cpu().numpy(), atol=1e-4)
     assert est.backend._graphs and not est.backend._graphs_failed
+
+
+def test_litert_missing_is_one_line(monkeypatch, capsys):
+    import sys
+
+    from featherpose.cli import main
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)  # as if featherpose[litert] were not installed
+    with pytest.raises(ImportError, match=r"pip install featherpose\[litert\]"):
+        featherpose.load("movenet-lightning", backend="litert")
+    assert main(["predict", "--sample", "--backend", "litert", "--quiet"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

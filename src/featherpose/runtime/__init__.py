@@ -3,14 +3,15 @@
 Every backend is a callable ``backend(x) -> {head name: (C, h, w) float32}`` (batch axis dropped),
 or ``{"decoded": ...}`` when the codec's decoder runs in the graph; the codec's ``decode`` takes
 either, so the Estimator does not care which one runs. ``onnxruntime`` and ``openvino`` (the optional extra
-``featherpose[openvino]``, :mod:`featherpose.runtime.openvino`) are imported only when used.
+``featherpose[openvino]``, :mod:`featherpose.runtime.openvino`) and ``litert`` (``featherpose[litert]``,
+:mod:`featherpose.runtime.litert`: raw heads only, the codec decodes) are imported only when used.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-BACKENDS = ("onnxruntime", "torch", "openvino")
+BACKENDS = ("onnxruntime", "torch", "openvino", "litert")
 
 
 def default_backend() -> str:
@@ -134,4 +135,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
         from .openvino import openvino_backend
 
         return openvino_backend(model, input_hw, threads, decoder, dynamic_size=dynamic_size)
+    if backend == "litert":  # the network converted by litert-torch; heads only (the codec decodes)
+        from .litert import LiteRTBackend
+
+        return LiteRTBackend(model, input_hw, threads)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

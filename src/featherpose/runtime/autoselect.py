@@ -1,7 +1,8 @@
 """``backend="auto"``: the fastest backend for this model on this machine, measured once and cached.
 
 The first time a model is loaded with ``backend="auto"`` (at a given input size and thread count), every
-installed backend (:data:`~featherpose.runtime.BACKENDS`: onnxruntime, openvino when installed, torch) is built
+installed backend of :data:`CANDIDATES` (onnxruntime, openvino when installed, torch; not litert, whose conversion
+takes seconds per model and which measured slower on every model: :mod:`.litert`) is built
 and timed on the same input: :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` calls each,
 the backends alternating round by round so that all see the same machine load; the lowest median wins. The
 choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the
@@ -29,6 +30,7 @@ from ..fileio import write_text
 log = logging.getLogger(__name__)
 
 WARMUP, ROUNDS, CALLS = 2, 3, 4
+CANDIDATES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}  # backend -> its module
 ENV = "FEATHERPOSE_BACKEND"
 
 
@@ -56,12 +58,9 @@ def machine_key() -> str:
 
 
 def installed_backends() -> list[str]:
-    """The backends ``auto`` chooses among: each of :data:`BACKENDS` whose runtime imports."""
-    from . import BACKENDS
-
+    """The backends ``auto`` chooses among: each of :data:`CANDIDATES` whose runtime imports."""
     names = []
-    for name in BACKENDS:
-        module = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}[name]
+    for name, module in CANDIDATES.items():
         try:
             __import__(module)
         except ImportError:
