@@ -1,8 +1,9 @@
 """``backend="auto"``: the fastest backend for this model on this machine, measured once and cached.
 
 The first time a model is loaded with ``backend="auto"`` (at a given input size and thread count), every
-installed backend of :data:`CANDIDATES` (onnxruntime, openvino when installed, torch; not litert, whose conversion
-takes seconds per model and which measured slower on every model: :mod:`.litert`) is built
+installed backend of :data:`CANDIDATES` (onnxruntime, openvino when installed, torch; not litert, which converts for
+seconds per model and input size, again at every new size for a model whose size follows the image: :mod:`.litert`)
+is built
 and timed on the same input: :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` calls each,
 the backends alternating round by round so that all see the same machine load; the lowest median wins. The
 choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the

@@ -8,10 +8,11 @@ and input size (8 s for Lightning here), so each ``.tflite`` is cached under ``~
 by a hash of the network's weights, the input size and the converter's version; a model whose input size follows
 the image (Lightweight OpenPose, Lite Pose) is converted once per size it meets.
 
-Measured (benchmarks/speed.py's conditions, Lightning on a vtest frame, 2 threads): 4.5 ms for the network against
-2.6 ms in onnxruntime and Google's own graph at 1.9 ms in the same interpreter: the converted graph keeps PyTorch's
-NCHW layout and transposes around XNNPACK's NHWC kernels. ``backend="auto"`` therefore does not measure it (a
-conversion per model on first load, for a backend slower on every model tried); name it with ``backend="litert"``.
+Measured (``benchmarks/speed.py --configs onnxruntime:fp32 litert:fp32``, 2 threads, vtest frames, network ms,
+litert vs onnxruntime fp32 in the same rounds): Lightning 1.96 vs 3.57, Thunder 7.97 vs 9.68, MultiPose 6.54 vs 6.90,
+Lightweight OpenPose 25.55 vs 27.43, but Lite Pose 331 vs 66 (its 7x7 depthwise convolutions). ``backend="auto"``
+does not measure it: a conversion per model and input size on first use (and a model whose size follows the image
+would convert again at every new size); name it with ``backend="litert"``.
 Optional extra: ``pip install featherpose[litert]`` (litert-torch and ai-edge-litert).
 """
 from __future__ import annotations
