@@ -269,10 +269,12 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     oh, ow = box.resized_hw
     flat = np.ascontiguousarray(image).reshape(-1, 3)
     tl, tr, bl, br = (flat.take(i, axis=0).reshape(oh, ow, 3).astype(f32) for i in corners)
-    t = tl + (tr - tl) * wx
-    b = bl + (br - bl) * wx
+    # TF's a + (b - a) * t in place (the same float32 operations in the same order, no temporaries)
+    tr -= tl; tr *= wx; tr += tl  # noqa: E702  top:    tl + (tr - tl) * wx
+    br -= bl; br *= wx; br += bl  # noqa: E702  bottom: bl + (br - bl) * wx
+    br -= tr; br *= wy; br += tr  # noqa: E702  top + (bottom - top) * wy
     out = np.zeros((*input_hw, 3), np.int32)
-    out[box.top:box.top + oh, box.left:box.left + ow] = t + (b - t) * wy
+    out[box.top:box.top + oh, box.left:box.left + ow] = br
     return out, box
 
 
