@@ -134,3 +134,20 @@ def test_litert_missing_is_one_line(monkeypatch, capsys):
         featherpose.load("movenet-lightning", backend="litert")
     assert main(["predict", "--sample", "--backend", "litert", "--quiet"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_auto_backend_leaves_out_a_backend_that_cannot_build(tmp_path, monkeypatch, caplog):
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    real = featherpose.runtime.create_backend
+
+    def broken_torch(model, hw, name, *a, **k):
+        if name == "torch":
+            raise RuntimeError("cannot build")
+        return real(model, hw, name, *a, **k)
+
+    monkeypatch.setattr("featherpose.estimator.create_backend", broken_torch)
+    est = featherpose.load("movenet-lightning", threads=1)
+    assert est.backend.name != "torch" and "torch cannot run" in caplog.text

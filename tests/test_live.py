@@ -1,19 +1,18 @@
 """video.live: the webcam's fps / latency display (a window where OpenCV has a GUI, the progress bar otherwise)."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from featherpose.video import live
 
 
-def test_stats_measure_rate_and_latency():
+def test_stats_measure_rate_and_latency(monkeypatch):
+    clock = iter(np.arange(0, 1, 0.02))  # a frame every 20 ms: 50 frames/s
+    monkeypatch.setattr(live.time, "perf_counter", lambda: float(next(clock)))
     stats = live.LiveStats(smoothing=0.5)
     for _ in range(6):
         stats.update(latency_s=0.025)
-        time.sleep(0.02)
-    assert 20 < stats.fps < 55  # one update per ~20 ms (sleep granularity and scheduling widen it)
+    assert abs(stats.fps - 50) < 1e-6
     assert stats.latency_ms == 25.0
     assert "fps" in stats.text() and set(stats.postfix()) == {"fps", "latency_ms"}
 

@@ -201,3 +201,12 @@ def test_export_eval_reports_the_ap_of_the_written_model(tmp_path, capsys):
     ap_int8, ap_fp32 = (float(w) for w in line.replace(",", " ").split() if w[:2] == "0.")
     assert abs(ap_fp32 - 0.6392) < 0.002 and 0.55 < ap_int8 < ap_fp32
     assert main(["export", MODEL, "--onnx", str(tmp_path / "x.onnx"), "--eval", "/nonexistent.json"]) == 2
+
+
+@pytest.mark.parametrize("pinned, words", [("garbage", "unknown precision 'garbage'"),
+                                           ("int8", "backend onnxruntime only"),
+                                           ("auto", "pins nothing")])
+def test_pinned_precision_is_checked(pinned, words, monkeypatch):
+    monkeypatch.setenv("FEATHERPOSE_PRECISION", pinned)
+    with pytest.raises(ValueError, match=words):
+        featherpose.load(MODEL, backend="torch")

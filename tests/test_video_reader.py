@@ -69,6 +69,7 @@ def test_camera_mode_keeps_only_the_latest_frame():
     assert reader.dropped > 0 and seen[-1] > 6  # frames were skipped, not queued up
     assert reader.dropped + len(seen) <= reader.frames_read
     assert reader.timestamp == reader.captured_at and 0 <= reader.latency() < 5  # a camera's clock: when decoded
+    assert 0 < reader.seconds < 5  # counted from its first frame
 
 
 def test_decoder_error_is_raised_in_the_callers_thread():

@@ -21,7 +21,8 @@ from .runtime import BACKENDS
 
 BACKEND_HELP = ("inference runtime (default auto: the fastest installed one for this model on this machine, measured "
                 "once and cached); openvino needs featherpose[openvino] and also runs Intel's IR as published: "
-                "--model human-pose-estimation-0001.xml --backend openvino")
+                "--model human-pose-estimation-0001.xml --backend openvino; litert needs featherpose[litert] "
+                "(the network converted once per size by litert-torch, run by Google's LiteRT)")
 
 PRECISIONS = ("auto", "fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (not imported here: it loads the runtimes)
 PRECISION_HELP = ("auto (default: bf16 for the models it keeps within 0.01 AP, on CPUs with bf16 and OpenVINO "

@@ -346,20 +346,17 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
     reader = VideoReader(source)
     total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
     lines = None  # the open JSON Lines temporary
-    first_time = None  # a webcam's times count from its first frame
     live = LiveWindow() if kind == "webcam" else None
     stats = LiveStats()
 
     def run(write=None):
-        nonlocal first_time
         bar = tqdm(reader, total=total, desc="predict", unit="frame", disable=not progress)
         try:
             for i, frame in enumerate(bar):
                 if max_frames is not None and i >= max_frames:
                     break
                 poses = est(frame, min_score=min_score)
-                first_time = reader.timestamp if first_time is None else first_time
-                seconds = reader.timestamp - first_time if reader.is_camera else reader.timestamp
+                seconds = reader.seconds
                 if tracker is not None:
                     poses = tracker.update(poses, seconds)
                 report.processed += 1
@@ -453,10 +450,8 @@ def track(source: str | Path | int, model: str | None = None, *, smooth: bool = 
     tracker_options.setdefault("min_keypoint_score", est.keypoint_threshold)
     tracker = Tracker(smooth=smooth, **tracker_options)
     reader = VideoReader(int(source) if kind == "webcam" else source)
-    first_time = None
     for i, frame in enumerate(reader):
         if max_frames is not None and i >= max_frames:
             break
         poses = est(frame, min_score=min_score)
-        first_time = reader.timestamp if first_time is None else first_time
-        yield tracker.update(poses, reader.timestamp - first_time if reader.is_camera else reader.timestamp)
+        yield tracker.update(poses, reader.seconds)

@@ -191,8 +191,9 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
             itself (int8, as Intel ships it; ``backend`` ``auto`` or ``openvino``), and the torch network
             imported from the same file gives the codec and skeleton.
         backend: ``auto`` (the fastest installed backend for this model on this machine, measured once and cached:
-            :mod:`featherpose.runtime.autoselect`), ``onnxruntime``, ``torch`` or ``openvino``
-            (``featherpose[openvino]``; the network exported to ONNX and compiled by OpenVINO for the CPU).
+            :mod:`featherpose.runtime.autoselect`), ``onnxruntime``, ``torch``, ``openvino``
+            (``featherpose[openvino]``; the network exported to ONNX and compiled by OpenVINO for the CPU) or ``litert``
+            (``featherpose[litert]``; converted by litert-torch once per size, run by Google's LiteRT).
         threads: CPU threads for the backend (None: the runtime's default).
         input_size: network input side (or (H, W)) in pixels, multiples the model accepts (32 for MoveNet);
             multi-person models only. Lightweight OpenPose: the input height (default 256; the paper's 368),
@@ -259,6 +260,11 @@ def default_precision(model: str | Path, backend="auto") -> str:
 
     pinned = os.environ.get("FEATHERPOSE_PRECISION")
     if pinned:
+        from .runtime.quantize import check_precision
+
+        if pinned == "auto":
+            raise ValueError("FEATHERPOSE_PRECISION=auto pins nothing; set fp32, int8 or bf16, or unset it")
+        check_precision(pinned, backend)  # a pinned precision the backend cannot run is refused, in one line
         return pinned
     info = ZOO.get(str(model))
     if info is None or info.bf16_ap_loss is None or info.bf16_ap_loss > ACCURATE_AP_LOSS:
@@ -269,7 +275,7 @@ def default_precision(model: str | Path, backend="auto") -> str:
         from .runtime.openvino import check_bf16
 
         check_bf16()
-    except (ImportError, ValueError):  # no OpenVINO, or no bf16 on this CPU
+    except Exception:  # noqa: BLE001 - no OpenVINO, no bf16 on this CPU, or a plugin that cannot say: fp32
         return "fp32"
     return "bf16"
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 BACKENDS = ("onnxruntime", "torch", "openvino", "litert")
+#: input shapes the torch backend keeps a CUDA graph for (each holds its own memory pool); others run eagerly
+MAX_CUDA_GRAPHS = 8
 
 
 def default_backend() -> str:
@@ -54,6 +56,8 @@ class TorchBackend:
         when capture failed (then eager from here on)."""
         key = tuple(xt.shape)
         if key not in self._graphs:
+            if len(self._graphs) >= MAX_CUDA_GRAPHS:  # sizes that follow the image: eager past a few
+                return None
             try:
                 static_in = xt.clone()
                 side = torch.cuda.Stream()  # warm-up off the default stream, as torch.cuda.graph requires
@@ -109,7 +113,9 @@ def check_threads(threads) -> None:
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="auto",
                    threads: int | None = None, decoder: torch.nn.Module | None = None, *,
                    dynamic_size: bool = False):
-    """Build the named backend (``auto`` = :func:`default_backend`) for ``model`` at ``input_hw``.
+    """Build the named backend for ``model`` at ``input_hw`` (``auto`` here = :func:`default_backend`, the first
+    installed; :class:`~featherpose.estimator.Estimator` resolves ``auto`` by measurement first, see
+    :mod:`.autoselect`).
 
     Args:
         backend: ``auto``, a name in :data:`BACKENDS`, or a backend already built (an object with a ``name``

@@ -105,7 +105,15 @@ def fastest_backend(key: str, build: Callable[[str], Callable], x: np.ndarray):
     candidates = installed_backends()
     if entry and entry.get("backend") in candidates:
         return build(entry["backend"])
-    built = {name: build(name) for name in candidates}
+    built = {}
+    for name in candidates:  # a runtime that cannot build this model is left out, with one line
+        try:
+            built[name] = build(name)
+        except Exception as exc:  # noqa: BLE001 - any runtime's export or compile error
+            log.warning("backend auto: %s cannot run %s (%s); measuring the others", name, key,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    if not built:
+        raise ValueError(f"backend auto: no installed backend can run {key}; try --backend torch")
     ms = time_backends(built, x)
     best = min(ms, key=ms.get)
     log.info("backend auto for %s: %s (%s ms per call; measured once, cached in %s)", key, best,

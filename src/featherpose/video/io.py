@@ -61,6 +61,7 @@ class VideoReader:
         self.dropped = 0  # camera frames replaced by a newer one before the caller took them
         self.frames_yielded = 0
         self.captured_at = float("nan")  # time.monotonic() when the frame last yielded was decoded
+        self._first_captured_at = float("nan")
         self.exhausted = False  # True once a read failed (end of file, or a frame that cannot be decoded)
 
     def __iter__(self) -> Iterator[np.ndarray]:
@@ -110,18 +111,27 @@ class VideoReader:
                         raise item[1]
                     return
                 frame, self.captured_at = item
+                if self.frames_yielded == 0:
+                    self._first_captured_at = self.captured_at
                 self.frames_yielded += 1
                 yield frame
         finally:
             stop.set()
-            worker.join()
-            self.cap.release()
+            worker.join(timeout=2.0)  # a stalled camera's read can block for its driver's timeout
+            if not worker.is_alive():  # else the daemon thread still holds the capture: leave it to the process
+                self.cap.release()
 
     @property
     def timestamp(self) -> float:
         """Seconds of the frame last yielded: its place in a video file (index / fps), or for a camera the
         ``time.monotonic()`` at which it was decoded (so a camera's frames are spaced as they really came)."""
         return self.captured_at if self.is_camera else (self.frames_yielded - 1) / self.fps
+
+    @property
+    def seconds(self) -> float:
+        """Seconds of the frame last yielded since the first: :attr:`timestamp` for a file, a camera's decode time
+        counted from its first frame (the clock smoothing and the JSON's ``time`` use)."""
+        return self.timestamp - self._first_captured_at if self.is_camera else self.timestamp
 
     def latency(self) -> float:
         """Seconds since the frame last yielded was decoded (a camera's capture-to-now delay, decoding included)."""

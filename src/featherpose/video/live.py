@@ -74,7 +74,13 @@ class LiveWindow:
     def show(self, rgb: np.ndarray) -> bool:
         if not self.enabled:
             return True
-        cv2.imshow(WINDOW, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        try:
+            cv2.imshow(WINDOW, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        except cv2.error as exc:  # a GUI build without a display (ssh, a container): the progress bar instead
+            self.enabled = False
+            log.warning("no window (%s); fps and latency are shown in the progress bar",
+                        str(exc).strip().splitlines()[-1][:120])
+            return True
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):
             return False
