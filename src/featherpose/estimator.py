@@ -88,11 +88,13 @@ class Estimator:
             from .runtime.autoselect import fastest_backend
             from .runtime.quantize import bundled_calibration_files
 
-            frame = load_image(bundled_calibration_files()[0])  # a 768x576 street frame, as video users run
+            def sample():  # a 768x576 street frame, as video users run; read only when measuring
+                return self.preprocess(load_image(bundled_calibration_files()[0]))[0]
+
             size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
             params = sum(p.numel() for p in network.parameters())
             key = f"{name} ({params} parameters), input {size}, threads {threads or 'default'}"
-            self.backend = fastest_backend(key, build, self.preprocess(frame)[0])
+            self.backend = fastest_backend(key, build, sample)
         else:
             self.backend = build(backend)
 

@@ -243,3 +243,8 @@ def read_json(path: str | Path, what: str = "file"):
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
 
+
+def cache_dir(name: str) -> Path:
+    """``~/.cache/featherpose/<name>`` (``$XDG_CACHE_HOME`` respected): where measurements and converted models are
+    kept per machine (backend choice, int8 and LiteRT models, the search's latency table)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / name

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_dir
+from ..runtime.autoselect import cpu_name
 from ..models.layers import make_divisible
 from ..models.litepose import DECONV_KERNEL, HEAD_KERNEL, STEM_WIDTH, LitePose
 from .space import BLOCKS, EXPANSION, Arch, SearchSpace
@@ -103,17 +103,11 @@ def machine_key(backend: str, threads: int | None) -> str:
         version = __import__("onnxruntime" if name == "onnxruntime" else name).__version__
     except (ImportError, AttributeError):
         pass
-    cpu = platform.processor() or platform.machine()
-    try:  # the model name where Linux gives it
-        cpu = next(l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                   if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'}"
+    return f"{cpu_name()} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'}"
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "latency"
+    return cache_dir("latency")
 
 
 class LatencyTable:

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..fileio import write_text
+from ..fileio import cache_dir, write_text
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +36,21 @@ ENV = "FEATHERPOSE_BACKEND"
 
 
 def cache_path() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "backends.json"
+    return cache_dir("backends.json")
+
+
+def cpu_name() -> str:
+    """The CPU's model name where Linux gives it, else what ``platform`` knows."""
+    try:
+        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def machine_key() -> str:
     """CPU model, core count and the runtime versions: a measurement holds for this combination only."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     versions = []
     for module in ("onnxruntime", "openvino", "torch"):
         try:
@@ -85,13 +87,13 @@ def time_backends(backends: dict[str, Callable], x: np.ndarray) -> dict[str, flo
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
-def fastest_backend(key: str, build: Callable[[str], Callable], x: np.ndarray):
+def fastest_backend(key: str, build: Callable[[str], Callable], sample: Callable[[], np.ndarray]):
     """The built backend ``auto`` means for the model described by ``key``.
 
     Args:
         key: the model, its input size and thread count (the cache's entry within this machine's).
         build: backend name -> that backend built for the model.
-        x: a preprocessed input, (1, H, W, 3) int32, to time on.
+        sample: returns a preprocessed input, (1, H, W, 3) int32, to time on (called only when measuring).
     """
     pinned = os.environ.get(ENV)
     if pinned:
@@ -114,7 +116,7 @@ def fastest_backend(key: str, build: Callable[[str], Callable], x: np.ndarray):
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if not built:
         raise ValueError(f"backend auto: no installed backend can run {key}; try --backend torch")
-    ms = time_backends(built, x)
+    ms = time_backends(built, sample())
     best = min(ms, key=ms.get)
     log.info("backend auto for %s: %s (%s ms per call; measured once, cached in %s)", key, best,
              ", ".join(f"{n} {t:.2f}" for n, t in sorted(ms.items(), key=lambda kv: kv[1])), path)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_dir as featherpose_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def import_litert():
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "litert"
+    return featherpose_cache_dir("litert")
 
 
 class LiteRTBackend:

@@ -30,14 +30,13 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_dir as featherpose_cache_dir
 from ..image import IMAGE_SUFFIXES, load_image
 
 #: precisions ``featherpose.load`` takes, and the backends that run each (int8: onnxruntime's QDQ kernels; bf16:
@@ -72,7 +71,7 @@ def check_precision(precision: str, backend) -> None:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / "int8"
+    return featherpose_cache_dir("int8")
 
 
 def bundled_calibration_files() -> list[Path]:

@@ -109,11 +109,16 @@ class Tracker:
         self.seen_at = np.zeros(0)  # the timestamp each track was last matched
         self.last_timestamp = -np.inf
 
+    def points(self, poses: Poses) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, 2) keypoint positions as float64, and (N, K) which of them count as found (score at least
+        ``min_keypoint_score``, finite)."""
+        xy = poses.keypoints[..., :2].astype(np.float64)
+        return xy, (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+
     def similarity(self, poses: Poses, timestamp: float) -> np.ndarray:
         """(N people, M tracks) similarity (module docstring) to where each track is predicted to be at
         ``timestamp`` (its last pose moved at its box centre's velocity), lost tracks discounted."""
-        xy = poses.keypoints[..., :2].astype(np.float64)
-        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        xy, found = self.points(poses)
         if len(self.ids) == 0 or len(poses) == 0:
             return np.zeros((len(poses), len(self.ids)))
         shift = self.velocity * (timestamp - self.seen_at)[:, None]  # (M, 2) px
@@ -132,8 +137,7 @@ class Tracker:
         pairs = np.argwhere(iou > 0.5)
         if not len(pairs):
             return poses
-        xy = poses.keypoints[..., :2].astype(np.float64)
-        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        xy, found = self.points(poses)
         areas = np.prod(np.maximum(poses.boxes[:, 2:] - poses.boxes[:, :2], 1), axis=1)
         sigmas, drop = _sigmas(poses), set()
         for i, j in pairs[np.argsort(-iou[pairs[:, 0], pairs[:, 1]])]:
@@ -160,8 +164,7 @@ class Tracker:
                 raise ValueError(f"Tracker.update: {k} keypoints per person after {self.xy.shape[1]}; one Tracker "
                                  "per model")
             self.xy, self.found = np.zeros((0, k, 2)), np.zeros((0, k), bool)
-        xy = poses.keypoints[..., :2].astype(np.float64)
-        found = (poses.keypoints[..., 2] >= self.min_keypoint_score) & np.isfinite(xy).all(-1)
+        xy, found = self.points(poses)
         sim = self.similarity(poses, timestamp)
         rows, cols = linear_sum_assignment(sim, maximize=True) if sim.size else (np.zeros(0, int),) * 2
         keep = sim[rows, cols] >= self.min_similarity
