@@ -1,6 +1,7 @@
 """Shared fixtures: paths to the real data in ../shared and the Google source graphs."""
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import json
 import os
@@ -30,6 +31,16 @@ os.environ.setdefault("FEATHERPOSE_PRECISION", "fp32")
 
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    """A crash's dump (faulthandler, all threads) goes to the real stderr: pytest's own handler writes into the
+    captured output, which a segmentation fault loses with the process."""
+    capture = getattr(config.pluginmanager.getplugin("capturemanager"), "_global_capturing", None)
+    fd = getattr(getattr(capture, "err", None), "targetfd_save", None)
+    if fd is not None:
+        faulthandler.enable(file=os.dup(fd), all_threads=True)
+
 
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
 SAMPLES = [s["name"] for s in MANIFEST["samples"]]
