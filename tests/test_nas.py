@@ -22,7 +22,7 @@ from featherpose.families.litepose import litepose_preprocess
 from featherpose.image import load_image
 from featherpose.models.litepose import LitePose, named_config
 from featherpose.nas import latency as latency_mod
-from featherpose.nas.latency import LatencyTable, costs, input_hw
+from featherpose.nas.latency import LatencyTable, input_hw
 from featherpose.nas.space import SearchSpace, arch_of
 from featherpose.nas.supernet import Supernet, _slice
 
@@ -116,39 +116,51 @@ def test_a_candidate_trains_its_slices_of_the_shared_tensors():
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_costs_count_every_layer_of_the_network():
-    """The latency predictor's features, counted from the architecture, equal a count of the network's own
-    convolutions (forward hooks on the meta device) for random candidates."""
+def test_parts_are_the_whole_network():
+    """The latency table's parts of random candidates take every parameter of the network once, and each part's
+    input shapes are the ones the whole network feeds it (forward hooks on the meta device)."""
     space, rng = SearchSpace(kernels=(3, 5, 7)), random.Random(2)
     for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(4)]:
         with torch.device("meta"):
-            model = LitePose(arch.config(17))
-        count = np.zeros(4)
+            net = LitePose(arch.config(17))
+        cut = latency_mod.parts(arch, 17, net)
+        assert [key for key, _, _ in cut] == [key for key, _, _ in latency_mod.parts(arch, 17)]
+        owned = [id(p) for _, _, module in cut for p in module.parameters()]
+        assert sorted(owned) == sorted(id(p) for p in net.parameters()), arch.key
+        seen = {}
 
-        def hook(module, inputs, output):
-            if isinstance(module, nn.ConvTranspose2d):
-                count[2] += inputs[0][0].numel() * module.weight[0].numel()
-            else:
-                count[0 if module.groups == 1 else 1] += output[0].numel() * module.weight[0].numel()
-            count[3] += output[0].numel()
+        def record(name):
+            def hook(module, inputs):  # returns None: the inputs go on unchanged
+                seen.setdefault(name, [tuple(x.shape) for x in inputs])
+            return hook
 
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                m.register_forward_hook(hook)
-        model(torch.empty(1, 3, *input_hw(arch), device="meta"))
-        assert np.allclose(costs(arch, 17)[:4], count / 1e6, rtol=1e-12), arch.key
+        net.stem.register_forward_pre_hook(record("stem"))
+        for i, stage in enumerate(net.stages):
+            for j, block in enumerate(stage):
+                block.register_forward_pre_hook(record(("block", i, j)))
+        for level, fusion in enumerate(net.fusion):
+            fusion.register_forward_pre_hook(record(("fusion", level)))
+        for level, head in enumerate(net.head_skip):
+            head.register_forward_pre_hook(record(("head", level)))
+        net(torch.empty(1, 3, *input_hw(arch), device="meta"))
+        blocks = [seen[("block", i, j)][0] for i, stage in enumerate(net.stages) for j in range(len(stage))]
+        levels = [seen[("fusion", 0)]] + [seen[("fusion", lv)] + seen[("head", lv - 1)] for lv in (1, 2)]
+        assert [shapes for _, shapes, _ in cut] == [seen["stem"]] + [[b] for b in blocks] + levels, arch.key
 
 
-def test_latency_table_measures_once_and_caches(tmp_path, monkeypatch):
+def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
     space = SearchSpace(sizes=(64, 96))
     table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
-    table.fit(space, 2, random.Random(0), progress=False)
-    assert len(table.measured) >= 3 and all(v > 0 for v in table.measured.values())
+    table.prefill(space, 2, random.Random(0), progress=False)
+    assert table.parts and all(v > 0 for v in table.parts.values())
     assert table.predict(space.largest()) > table.predict(space.smallest()) > 0
-    monkeypatch.setattr(latency_mod, "measure", lambda *a, **k: pytest.fail("measured again"))
+    measured = table.ms(space.largest())
+    assert measured > 0
+    monkeypatch.setattr(latency_mod, "_fastest_ms", lambda *a, **k: pytest.fail("measured again"))
     again = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
-    assert again.measured == table.measured
-    again.fit(space, 2, random.Random(0), progress=False)  # the same candidates: all from the cache
+    assert again.parts == table.parts and again.ms(space.largest()) == measured
+    again.prefill(space, 2, random.Random(0), progress=False)  # the same candidates: all from the cache
+    assert again.predict(space.largest()) == table.predict(space.largest())
 
 
 def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):

@@ -8,8 +8,9 @@ Steps (each with a progress bar):
    folder of images): every step one input size is drawn from the space, and the largest, the smallest and
    ``train.subnets - 2`` random candidates (the sandwich rule, Yu & Huang 2019) learn the teacher's raw heads
    (heatmaps and tags, mean squared error) on the same batch.
-2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): candidates measured with the default backend,
-   a predictor fitted, then checked on ``latency.check`` fresh random candidates (the error is reported).
+2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): the parts of candidates (stem, blocks, fusion
+   levels) measured with the default backend, a candidate's prediction the sum of its parts, checked against
+   ``latency.check`` fresh random candidates measured whole (the error is reported).
 3. **Evolution** (upstream's ``EvolutionFinder``): a population of candidates under the budget (predicted; the
    teacher's widths at each input size, then random ones), each scored by OKS AP on the validation set with the shared evaluator; the best quarter are parents, half the
    children are mutations and half crossovers, for ``evolution.generations`` generations.
@@ -69,7 +70,7 @@ class LatencySection:
     budget_ms: float = 30.0   # the network's milliseconds per vtest-sized frame, default backend
     backend: str = "auto"
     threads: int = 2
-    samples: int = 24         # random candidates measured to fit the predictor (plus the largest and smallest)
+    samples: int = 24         # random candidates whose parts are measured up front (plus the largest and smallest)
     check: int = 10           # fresh random candidates measured to check the predictions
     runs: int = 10            # timed runs per measurement (the median)
     cache: str = ""           # the latency table's folder (default: ~/.cache/featherpose/latency)
@@ -399,7 +400,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
                   metadata={"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k)})
 
     table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
-    table.fit(space, cfg.latency.samples, rng, progress)
+    table.prefill(space, cfg.latency.samples, rng, progress)
     check = table.check(space, cfg.latency.check, rng, progress)
     errors = [abs(p - m) / m for _, p, m in check]
 

@@ -81,21 +81,27 @@ class TorchBackend:
         return static_out
 
 
+def onnx_session(onnx_model: bytes | str, threads: int | None = None):
+    """An onnxruntime CPU session on ``onnx_model`` with every graph optimisation, ``threads`` intra-op threads
+    (None: onnxruntime's default) and one inter-op thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
+
+
 class OnnxBackend:
     """onnxruntime's CPU execution provider on the model exported to ONNX (int32 NHWC input)."""
 
     name = "onnxruntime"
 
     def __init__(self, onnx_model: bytes | str, threads: int | None = None):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(onnx_model, threads)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
