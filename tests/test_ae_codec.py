@@ -179,6 +179,15 @@ def test_tile_search_equals_whole_map_search(seed, flip):
                 assert got[p, j, 2] == 0
 
 
+def test_top_k_with_hot_tiles_but_no_peak():
+    """Tiles whose bound passes the threshold but where no pixel can (a loose bound): no keypoints, no error."""
+    shapes = AECodec((64, 96), 14).head_shapes()
+    maps = _Maps({k: np.zeros(v, np.float32) for k, v in shapes.items()}, 14, None)
+    maps.tile_bounds()
+    val, loc, tag = top_k(maps, np.ones((14, 4, 6), np.float32), AEGroupingConfig())
+    assert not val.any() and not loc.any() and not tag.any()
+
+
 def test_decode_shapes_and_hostile_heads():
     codec = AECodec((64, 96), 14)
     shapes = codec.head_shapes()

@@ -336,7 +336,7 @@ def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     # exact: kept where the value is its window's maximum and above the threshold
     exact = maps.heatmap(jj, ys - pad, xs - pad, 2 * pad + 1)  # (c, k, k), -inf outside the input
     values = exact[:, pad, pad]
-    keep = (values >= exact.reshape(len(jj), -1).max(1)) & (values > threshold)
+    keep = (values >= exact.max((1, 2))) & (values > threshold)
     jj, ys, xs, values = jj[keep], ys[keep], xs[keep], values[keep]
     order = np.lexsort((ys * maps.hw[1] + xs, -values, jj))
     jj, ys, xs, values = jj[order], ys[order], xs[order], values[order]
