@@ -4,9 +4,10 @@ Times preprocess, network, decode and total per frame on the first N frames of `
 ``messi5.jpg`` (548x342), at input 448 (upstream's size: vtest -> 448x640) and 256, every runtime at the same
 thread count, for these runners:
 
-    featherpose onnxruntime fp32   ``featherpose.load("litepose-m-crowdpose", input_size=S)``: est.preprocess
-                                   (after BGR -> RGB), est.infer, est.postprocess (AECodec.decode + the inverse
-                                   affine + Poses)
+    featherpose <backend> fp32     ``featherpose.load("litepose-m-crowdpose", input_size=S, backend=B)`` (B:
+                                   ``--backend``, default auto: featherpose's default, the fastest backend measured
+                                   here): est.preprocess (after BGR -> RGB), est.infer, est.postprocess
+                                   (AECodec.decode + the inverse affine + Poses)
     upstream (torch eager)         mit-han-lab/litepose at the pinned commit, exported outside this tree and put on
                                    sys.path at run time: its ``LitePose`` network built from ``search-M.json`` and
                                    ``experiments/crowd_pose/mobilenet/mobile.yaml`` on the same weights
@@ -86,9 +87,13 @@ def up_key(size: int) -> str:
     return f"up-{size}"
 
 
+#: featherpose's backend per input size, as its Estimator names it (filled by main)
+FP_BACKENDS: dict[str, str] = {}
+
+
 def label(key: str) -> str:
     who, size = key.split("-")
-    return (f"featherpose onnxruntime fp32, {size}" if who == "fp"
+    return (f"featherpose {FP_BACKENDS.get(size, 'onnxruntime')} fp32, {size}" if who == "fp"
             else f"upstream pipeline, torch eager fp32, {size}")
 
 
@@ -321,6 +326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds of passes; best round reported (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames before each pass (default 3)")
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
+    p.add_argument("--backend", default="auto", help="featherpose's backend (default auto: the fastest measured "
+                   "here, featherpose's default)")
     p.add_argument("--decode-calls", type=int, default=20, help="timed calls per decode-alone sample (default 20)")
     p.add_argument("--reference", type=Path, help="folder with upstream's tree at the pinned commit (default: a "
                    "temporary folder, exported from --mirror when empty)")
@@ -345,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     out = ["## Lite Pose speed: featherpose vs upstream's pipeline (litepose-m-crowdpose, same weights)", ""]
-    out += machine_lines(args.threads, ("numpy", "opencv-python-headless", "torch", "onnxruntime", "scipy"))
+    out += machine_lines(args.threads, ("numpy", "opencv-python-headless", "torch", "onnxruntime", "openvino", "scipy"))
     notes, ref, folder = [], None, None
     if args.no_reference:
         notes.append("- upstream: not run (--no-reference).")
@@ -360,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     inputs["messi5.jpg"] = [image] * args.image_repeats
     runners, codec448 = [], None
     for size in SIZES:
-        est = featherpose.load(MODEL, backend="onnxruntime", threads=args.threads, input_size=size)
+        est = featherpose.load(MODEL, backend=args.backend, threads=args.threads, input_size=size, precision="fp32")
+        FP_BACKENDS[str(size)] = est.backend.name
         codec448 = codec448 or est.codec
         runners.append(featherpose_runner(fp_key(size), est))
     if ref is not None:
