@@ -207,37 +207,3 @@ def test_real_heads(graph, consts, sample):
     heads = est.infer(golden_input(sample, 256))
     got, _ = _compare(graph, consts, {k: v.transpose(1, 2, 0) for k, v in heads.items()})  # HWC, as the graph
     assert got[:, 55].max() > 0.2  # somebody was found
-
-
-def test_in_graph_decoder_equals_numpy_decoder():
-    """The torch decoder exported into the ONNX graph (what onnxruntime and OpenVINO run) gives the NumPy decoder's
-    [M, 56] on real heads, random heads and an all-zero map (every centre ties: ONNX TopK's lower-index-first rule
-    must give the stable sort's order)."""
-    import io
-    import warnings
-
-    import onnxruntime as ort
-    import torch
-
-    est = featherpose.load("movenet-multipose", backend="torch")
-    shapes = est.codec.head_shapes()
-    decoder = est.codec.graph_decoder()
-
-    class Heads(torch.nn.Module):
-        def forward(self, *heads):
-            return decoder(dict(zip(shapes, heads)))
-
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Heads(), tuple(torch.zeros(1, *s) for s in shapes.values()), buf, dynamo=False,
-                          opset_version=17, input_names=list(shapes))
-    session = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    cases = [est.infer(golden_input(s, 256)) for s in ("basketball1", "messi5", "vtest_f120")]
-    cases += [{k: (rng.standard_normal(s) * 3).astype(f32) for k, s in shapes.items()} for _ in range(3)]
-    cases.append({k: np.zeros(s, f32) for k, s in shapes.items()})
-    for heads in cases:
-        want = decode_multipose(*(heads[k] for k in CHANNELS), GOOGLE_MULTIPOSE, sigmoid)
-        (got,) = session.run(None, {k: heads[k][None] for k in shapes})
-        np.testing.assert_allclose(got[0], want, rtol=0, atol=1e-6)

@@ -138,12 +138,11 @@ def test_in_graph_decoders_survive_hostile_heads(name, fill, monkeypatch):
     codec, heads = CODECS[name], _heads(name, fill)
     with torch.inference_mode():
         out = codec.graph_decoder()({h: torch.from_numpy(v[None]) for h, v in heads.items()}).numpy()
-    k = codec.num_keypoints
-    assert out.shape == ((1, codec.multipose.num_instances, 3 * k + 5) if codec.multi else (1, 1, k, 3))
+    assert out.shape == (1, 1, codec.num_keypoints, 3)
     est = _estimator(name, monkeypatch, {"decoded": out[0]})
     if fill in FINITE_FILLS:
         assert np.isfinite(out).all()
-        assert len(est(np.zeros((64, 64, 3), np.uint8), min_score=0)) == out.shape[1]  # every instance
+        assert len(est(np.zeros((64, 64, 3), np.uint8), min_score=0)) == 1
     else:
         assert np.isnan(out).all()
         with pytest.raises(FloatingPointError, match="the network output NaN/inf"):

@@ -150,11 +150,12 @@ class MoveNetCodec(Codec):
                    targets=TargetConfig(**targets) if targets else None, **args)
 
     def graph_decoder(self) -> nn.Module | None:
-        """The decoder in torch ops (:mod:`.movenet_graph`) for export into the ONNX graph, as in Google's graphs."""
-        from .movenet_graph import MultiPoseDecoder, SinglePoseDecoder
-
+        """The single-pose decoder in torch ops (:mod:`.movenet_graph`) for export into the ONNX graph, as in
+        Google's graphs; None for multi-person codecs (the MultiPose decoder runs in NumPy)."""
         if self.multi:
-            return MultiPoseDecoder(self.multipose, self.activation)
+            return None
+        from .movenet_graph import SinglePoseDecoder
+
         return SinglePoseDecoder(self.prior, self.distance_bias, self.grid_scale, self.activation)
 
     def encode(self, keypoints: np.ndarray, ignore: np.ndarray | None = None,
@@ -170,8 +171,7 @@ class MoveNetCodec(Codec):
         through.
         """
         if "decoded" in heads:
-            k = self.num_keypoints
-            return heads["decoded"].reshape((1, -1, 3 * k + 5) if self.multi else (1, 1, k, 3))
+            return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)
         with np.errstate(over="ignore", invalid="ignore"):  # huge or non-finite heads: no warnings, no exceptions
             if self.multi:
                 h, w = heads["center"].shape[1:]
