@@ -32,14 +32,23 @@ os.environ.setdefault("FEATHERPOSE_PRECISION", "fp32")
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")
 
-@pytest.hookimpl(trylast=True)
+_TERMINAL_STDERR: int | None = None  # a dup of the terminal's stderr, taken before any test runs
+
+
 def pytest_configure(config):
-    """A crash's dump (faulthandler, all threads) goes to the real stderr: pytest's own handler writes into the
-    captured output, which a segmentation fault loses with the process."""
-    capture = getattr(config.pluginmanager.getplugin("capturemanager"), "_global_capturing", None)
-    fd = getattr(getattr(capture, "err", None), "targetfd_save", None)
-    if fd is not None:
-        faulthandler.enable(file=os.dup(fd), all_threads=True)
+    global _TERMINAL_STDERR
+    _TERMINAL_STDERR = os.dup(2)  # pytest's output capture is suspended while plugins configure
+
+
+@pytest.fixture(autouse=True)
+def _crash_dumps_reach_the_terminal():
+    """Around every test, a crash's dump (faulthandler, all threads) is pointed at the terminal again: code that
+    enables faulthandler during a test (as torch.distributed.elastic's error handler does) points it at pytest's
+    captured output, which a segmentation fault loses with the process. Three whole-suite crashes printed nothing.
+    (After the test too: the next module's fixtures set up before this fixture runs for its first test.)"""
+    faulthandler.enable(file=_TERMINAL_STDERR, all_threads=True)
+    yield
+    faulthandler.enable(file=_TERMINAL_STDERR, all_threads=True)
 
 
 MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
