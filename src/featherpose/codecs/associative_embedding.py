@@ -228,8 +228,15 @@ class _Maps:
         """Per keypoint and 16 x 16 tile: an upper bound of the final heatmap (K, th, tw) and lower / upper
         bounds of each tag dimension (K, th, tw, C). A bilinear value lies within its sources' range, and a
         tile's pixels read the half cells of the tile and one beyond each side (quarter cells likewise); the
-        half-resolution heatmap is OpenCV's bilinear (within float32 rounding of torch's: hence the margin)."""
+        half-resolution heatmap is OpenCV's bilinear (within float32 rounding of torch's: hence the margin, which
+        scales with the sources' magnitude, not the result's: large heads that cancel round at their own scale)."""
         th, tw = -(-self.hw[0] // TILE), -(-self.hw[1] // TILE)
+        def magnitude(maps: np.ndarray) -> np.ndarray:  # (K,) the largest |value| per keypoint
+            return np.maximum(maps.max((1, 2)), -maps.min((1, 2)))
+
+        size = np.max([magnitude(quarter) + magnitude(half) for quarter, half, _ in self.heat], axis=0)
+        #: (K,) how far the approximate heatmap can be from the exact one, per keypoint (with room to spare)
+        self.heat_margin = (f32(1e-5) * (1 + size)).astype(f32)
         heat = None
         for quarter, half, mirrored in self.heat:
             h = _up2(quarter, mirrored)
@@ -244,7 +251,7 @@ class _Maps:
         heat = _block(heat, 8, th, tw, np.maximum)
         lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
         hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
-        return (heat + 1e-5 * (1 + np.abs(heat)), lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi)))
+        return (heat + self.heat_margin[:, None, None], lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi)))
 
 
 def _up2_local(p: np.ndarray, axis: int) -> np.ndarray:
@@ -309,6 +316,8 @@ def _block(maps: np.ndarray, cells: int, th: int, tw: int, op) -> np.ndarray:
 def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     """Step 2: NMS and the ``max_num_people`` largest kept values above the detection threshold per keypoint.
 
+    ``bounds_heat`` is the first of ``maps.tile_bounds()`` (which also builds the approximate maps read here).
+
     Returns:
         val (K, M) float32 descending (0 where fewer), loc (K, M, 2) int64 x, y, tag (K, M, C) float32.
         Only values above the threshold are produced (upstream's lower entries are never used); equal values
@@ -333,7 +342,7 @@ def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     inner = v[:, pad:pad + TILE, pad:pad + TILE]
     pooled = _window_max(v, pad)
     with np.errstate(invalid="ignore"):  # -inf + inf outside the input: NaN, never a candidate
-        margin = f32(1e-5) * (2 + np.abs(inner) + np.abs(pooled))
+        margin = 2 * maps.heat_margin[js][:, None, None]  # the pixel's error and its window maximum's
         n_i, yy, xx = np.nonzero((inner + margin > threshold) & (inner + margin >= pooled))
     jj, ys, xs = js[n_i], ty[n_i] * TILE + yy, tx[n_i] * TILE + xx
     # exact: kept where the value is its window's maximum and above the threshold
@@ -486,7 +495,8 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
         i, py, px = np.nonzero(hits[t])
         heat = np.concatenate([heat, maps.heatmap(js_t, y0, x0, TILE)[i, py, px]])
         tag = np.concatenate([tag, maps.tag(js_t, y0, x0, TILE)[i, py, px]])
-        pair, ys, xs = np.concatenate([pair, cand_n[t][i]]), np.concatenate([ys, y0[i] + py]), np.concatenate([xs, x0[i] + px])
+        pair = np.concatenate([pair, cand_n[t][i]])
+        ys, xs = np.concatenate([ys, y0[i] + py]), np.concatenate([xs, x0[i] + px])
     d = tag - prev[pp][pair]
     score = heat - np.round(np.sqrt((d * d).sum(-1, dtype=f32)).astype(f32))
     flat = ys * maps.hw[1] + xs
@@ -526,7 +536,7 @@ def _approx_scores(maps: _Maps, js, ty, tx, person_tag, floor=None):
     approximate heatmap can reach ``floor`` (n,) (all of them without it). Whole tiles at once: the approximate
     tags come from the same local x2 as the heatmap."""
     heat = maps.approx_tiles(maps.heat_half, js, ty, tx)
-    e_heat = f32(1e-6) * (1 + np.abs(heat))
+    e_heat = maps.heat_margin[js][:, None, None]
     valid = ((ty[:, None, None] * TILE + np.arange(TILE)[None, :, None] < maps.hw[0])
              & (tx[:, None, None] * TILE + np.arange(TILE)[None, None, :] < maps.hw[1]))
     if floor is not None:

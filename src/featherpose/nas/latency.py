@@ -194,7 +194,8 @@ class LatencyTable:
         self.backend = resolve_backend(backend)
         self.key = machine_key(backend, threads)
         folder = Path(cache) if cache else cache_dir("latency")
-        self.path = folder / f"litepose-parts-{hash_text(self.key):016x}.json"
+        # K in the name: whole candidates are keyed by their architecture alone, and the heads' width follows K
+        self.path = folder / f"litepose-parts-k{num_keypoints}-{hash_text(self.key):016x}.json"
         self.parts: dict[str, float] = {}  # part key -> ms
         self.measured: dict[str, float] = {}  # whole candidates (checks): arch key -> ms
         if self.path.is_file():

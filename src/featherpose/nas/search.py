@@ -72,7 +72,7 @@ class LatencySection:
     threads: int = 2
     samples: int = 24         # random candidates whose parts are measured up front (plus the largest and smallest)
     check: int = 10           # fresh random candidates measured to check the predictions
-    runs: int = 10            # timed runs per measurement (the median)
+    runs: int = 10            # timed runs per measurement (the fastest counts)
     cache: str = ""           # the latency table's folder (default: ~/.cache/featherpose/latency)
 
 
