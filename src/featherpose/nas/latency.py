@@ -10,7 +10,8 @@ Each part is measured once, alone, with the same backend and threads as the whol
 keyed by this machine, the backend and its version and the thread count; a candidate's latency is the sum of its
 parts. Same session, same 10 fresh candidates: mean error 6.0 %, max 12.3 % (onnxruntime, 2 threads). Parts a
 candidate needs that are not in the table are measured when it is first predicted (a fraction of a second each).
-:meth:`LatencyTable.check` measures whole fresh candidates against the sums.
+:meth:`LatencyTable.check` measures whole fresh candidates against the sums. The parts leave out what only the
+whole graph has: its input conversion (int32 NHWC to float NCHW) and the hand-over between parts' outputs and inputs.
 
 Latency is the network's, on the input a 4:3 frame gets (vtest.avi's 768x576: short side at the candidate's size,
 the long side following, as ``featherpose.load`` feeds Lite Pose), batch 1, the fastest of the timed runs.
