@@ -156,6 +156,10 @@ class _Maps:
             fi = np.asarray(flip_index)
             self.heat.append((qf[fi], of[fi][:, :, ::-1], True))
             self.tags.append((qf[k + fi], None, True))
+        # (K,) how far the approximate heatmap (tile_bounds) can be from the exact one, per keypoint, with room to
+        # spare: rounding is at the scale of the sources, which can be large and cancel, not of the result
+        size = np.max([_magnitude(quarter) + _magnitude(half) for quarter, half, _ in self.heat], axis=0)
+        self.heat_margin = (f32(1e-5) * (1 + size)).astype(f32)
 
     # ---- exact values
     def _half(self, src, js, hr, hc):
@@ -196,9 +200,12 @@ class _Maps:
         v = self._full(self.heat[0], js, y0, x0, size)
         if self.flip:
             v = (v + self._full(self.heat[1], js, y0, x0, size)) / f32(2)
-        inside_y = (y0[:, None] + np.arange(size) >= 0) & (y0[:, None] + np.arange(size) < self.hw[0])
-        inside_x = (x0[:, None] + np.arange(size) >= 0) & (x0[:, None] + np.arange(size) < self.hw[1])
-        return np.where(inside_y[:, :, None] & inside_x[:, None, :], v, f32(-np.inf))
+        return np.where(self.inside(y0, x0, size), v, f32(-np.inf))
+
+    def inside(self, y0, x0, size) -> np.ndarray:
+        """(n, size, size) bool: which pixels of the windows at (y0, x0) lie inside the input."""
+        ys, xs = y0[:, None] + np.arange(size), x0[:, None] + np.arange(size)
+        return ((ys >= 0) & (ys < self.hw[0]))[:, :, None] & ((xs >= 0) & (xs < self.hw[1]))[:, None, :]
 
     def tag(self, js, y0, x0, size):
         """(n, size, size, C) final tags of keypoints ``js`` on windows at (y0, x0) (edge values outside)."""
@@ -231,12 +238,6 @@ class _Maps:
         half-resolution heatmap is OpenCV's bilinear (within float32 rounding of torch's: hence the margin, which
         scales with the sources' magnitude, not the result's: large heads that cancel round at their own scale)."""
         th, tw = -(-self.hw[0] // TILE), -(-self.hw[1] // TILE)
-        def magnitude(maps: np.ndarray) -> np.ndarray:  # (K,) the largest |value| per keypoint
-            return np.maximum(maps.max((1, 2)), -maps.min((1, 2)))
-
-        size = np.max([magnitude(quarter) + magnitude(half) for quarter, half, _ in self.heat], axis=0)
-        #: (K,) how far the approximate heatmap can be from the exact one, per keypoint (with room to spare)
-        self.heat_margin = (f32(1e-5) * (1 + size)).astype(f32)
         heat = None
         for quarter, half, mirrored in self.heat:
             h = _up2(quarter, mirrored)
@@ -252,6 +253,11 @@ class _Maps:
         lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
         hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
         return (heat + self.heat_margin[:, None, None], lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi)))
+
+
+def _magnitude(maps: np.ndarray) -> np.ndarray:
+    """(K,) the largest |value| of each of the (K, h, w) maps."""
+    return np.maximum(maps.max((1, 2)), -maps.min((1, 2)))
 
 
 def _up2_local(p: np.ndarray, axis: int) -> np.ndarray:
@@ -335,10 +341,7 @@ def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     # candidates from the approximate map: a pixel can pass only if it is within the rounding margin of the
     # threshold and of its window's maximum
     v = maps.approx_tiles(maps.heat_half, js, ty, tx, pad)  # (n, 16 + 2 pad, 16 + 2 pad)
-    offsets = np.arange(-pad, TILE + pad)
-    inside = (((ty[:, None] * TILE + offsets) >= 0) & ((ty[:, None] * TILE + offsets) < maps.hw[0]))[:, :, None] & (
-        ((tx[:, None] * TILE + offsets) >= 0) & ((tx[:, None] * TILE + offsets) < maps.hw[1]))[:, None, :]
-    v = np.where(inside, v, f32(-np.inf))
+    v = np.where(maps.inside(ty * TILE - pad, tx * TILE - pad, TILE + 2 * pad), v, f32(-np.inf))
     inner = v[:, pad:pad + TILE, pad:pad + TILE]
     pooled = _window_max(v, pad)
     with np.errstate(invalid="ignore"):  # -inf + inf outside the input: NaN, never a candidate
