@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-command GPU check (issue 11): training speed on CUDA, then Fast Pose Distillation on LSP at GPU batch
 # sizes (teacher 8x256, student 4x128 alone and distilled with alpha 0.5, 256x256), each run under a time
-# budget; estimated 8 minutes on one H100, not yet seen whole: runs on 2026-11-26 and 2026-11-27 were cut at 8 and
-# 8.8 minutes during the distilled student (RESULTS.md, "GPU check"). Writes one markdown file, OUT_FOLDER/gpu_check.md (default
+# budget. Seen whole once: 8 minutes on one H200 with SPEED=0 TEACHER_MINUTES=2 STUDENT_MINUTES=1 (2026-11-27;
+# RESULTS.md, "GPU check, third session"); the training-speed part (on by default) comes on top.
+# Writes one markdown file, OUT_FOLDER/gpu_check.md (default
 # gpu_check/).
 #
 #     bash benchmarks/gpu_check.sh [OUT_FOLDER]
