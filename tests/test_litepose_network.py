@@ -101,6 +101,35 @@ def test_residuals_only_where_stride_1_and_widths_match():
         assert flags == [False] + [True] * (len(stage) - 1), s  # first blocks: stride 2, or 72 -> 120 (stage 4)
 
 
+@pytest.mark.parametrize("blocks", [0, 1, 6, 7, 100])  # search-XS's stage 1 has 6 blocks; 100: past the last
+def test_split_in_two_is_the_network(blocks):
+    """precision bf16 runs Lite Pose's front in float32 and the back in bf16 (families/litepose.py): the two parts
+    chained are the network, in torch and as the two ONNX graphs (dynamic sizes, onnxruntime)."""
+    import onnxruntime as ort
+
+    from featherpose.runtime.export import export_onnx_split
+
+    torch.manual_seed(0)
+    model = LitePose(named_config("litepose-xs")).eval()
+    front, back = model.split(blocks)
+    image = torch.randint(0, 256, (1, 3, 64, 96)).float()
+    with torch.no_grad():
+        want = model(image)
+        parts = front(image)
+        got = back(*parts.values())
+    assert len(parts) == 2 + sum(blocks >= n for n in np.cumsum([len(s) for s in model.stages]))
+    for head in want:
+        assert torch.equal(got[head], want[head])
+    front_onnx, back_onnx = export_onnx_split(front, back, (64, 64), dynamic_size=True)  # traced square, run 64x96
+    f, b = ort.InferenceSession(front_onnx), ort.InferenceSession(back_onnx)
+    parts = f.run(None, {"image": image.permute(0, 2, 3, 1).int().numpy()})
+    used = {i.name for i in b.get_inputs()}  # the export drops a part the back does not use (blocks 100)
+    feed = {f"part_{i}": p for i, p in enumerate(parts) if f"part_{i}" in used}
+    outs = dict(zip([o.name for o in b.get_outputs()], b.run(None, feed)))
+    for head in want:
+        np.testing.assert_allclose(outs[head], want[head].numpy(), atol=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ preprocessing
 
 @pytest.fixture(scope="module")

@@ -182,6 +182,9 @@ class Family:
         dynamic_size: ``preprocess`` gives each image its own input size (lwop: the codec's height, the image's
             width; litepose: the short side the codec's, the long side the image's); the ONNX export then has
             dynamic height and width axes.
+        bf16_split: (network) -> (front, back), the network in two parts for ``precision="bf16"``: the front (its
+            first layers, image -> dict of tensors) runs in float32, ``back(*front(image).values())`` in bf16 (where
+            bf16 rounding in the first layers costs accuracy: Lite Pose); None: the whole network in bf16.
     """
 
     name: str
@@ -207,6 +210,7 @@ class Family:
     importer_source: str = ""
     preprocess: Callable[[Any, tuple[int, int]], tuple] | None = None
     dynamic_size: bool = False
+    bf16_split: Callable[[Any], tuple] | None = None
 
     @property
     def top_down(self) -> bool:

@@ -252,6 +252,14 @@ def _litepose_import(source, out_dir) -> list:
     return convert_litepose(source, out_dir)
 
 
+#: precision "bf16" keeps the stem and the first backbone block in float32 (LitePose.split): the whole network in
+#: bf16 lost 0.0201 OKS AP (coco_mini val); cut by measurement (benchmarks/precision_probe.py --split, RESULTS.md
+#: "bf16"): stem + 0 blocks in float32 lost 0.0152, stem + 1 block 0.0002, stem + 6 blocks (stage 1) 0.0029, at
+#: 46 / 46 / 50 ms with the fusion head in float32 too; with the head in bf16 (as here) stem + 1 block: 0.0036, 39 ms
+#: against 57 ms float32 and 36 ms all bf16.
+BF16_FP32_BLOCKS = 1
+
+
 # ------------------------------------------------------------------------------------------- the row
 
 LITEPOSE = Family(
@@ -260,4 +268,5 @@ LITEPOSE = Family(
     network_config=_litepose_config, training_codec=_litepose_codec, from_weights=_litepose_from_weights,
     loss=_litepose_loss, loss_parts=("heatmaps", "push", "pull"), ideal_heads=_litepose_ideal_heads, init_any_size=True,
     importer=_litepose_import, preprocess=litepose_preprocess, dynamic_size=True,
+    bf16_split=lambda network: network.split(BF16_FP32_BLOCKS),
     importer_source="litepose-auto-m-crowdpose.pth (upstream's LitePose-Auto-M CrowdPose state_dict) or its folder")

@@ -237,8 +237,31 @@ class LitePose(nn.Module):
         if h % STRIDE or w % STRIDE:
             raise ValueError(f"Lite Pose input {w}x{h}: height and width must be multiples of {STRIDE}")
         feats = [self.stem(self.normalise(image))]
-        for stage in self.stages:
-            feats.append(stage(feats[-1]))
+        self.run_blocks(feats[0], 0, None, feats)
+        return self.heads(feats)
+
+    def blocks(self) -> list[tuple[nn.Module, bool]]:
+        """The backbone's blocks in order over the four stages, each with whether it ends its stage."""
+        return [(block, i == len(stage) - 1) for stage in self.stages for i, block in enumerate(stage)]
+
+    def run_blocks(self, x: torch.Tensor, start: int, stop: int | None, feats: list[torch.Tensor]) -> torch.Tensor:
+        """The backbone's blocks ``start:stop`` (:meth:`blocks`) on ``x``; where a stage ends, its output is
+        appended to ``feats``. Returns the last block's output."""
+        for block, ends_stage in self.blocks()[start:stop]:
+            x = block(x)
+            if ends_stage:
+                feats.append(x)
+        return x
+
+    def split(self, blocks: int) -> tuple[nn.Module, nn.Module]:
+        """The network as two modules sharing its weights, to run in two precisions (``precision="bf16"`` keeps the
+        front in float32): ``front`` = the normalisation, the stem and the first ``blocks`` backbone blocks, image ->
+        a dict of tensors (the stem's output, the outputs of the stages that end within it, the last block's
+        output); ``back`` = the rest, ``back(*front(image).values()) == self(image)``."""
+        return _Front(self, blocks), _Back(self, blocks)
+
+    def heads(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The fusion deconv head and the final heads on the stem's and the four stages' outputs."""
         x = feats[4]
         outs = []
         for level, fusion in enumerate(self.fusion):
@@ -246,6 +269,32 @@ class LitePose(nn.Module):
             if level > 0:  # level 1 with stage 1's features, level 2 with the stem's
                 outs.append(self.head_deep[level - 1](x) + self.head_skip[level - 1](feats[2 - level]))
         return {"heatmaps_tags": outs[0], "heatmaps": outs[1]}
+
+
+class _Front(nn.Module):
+    """:meth:`LitePose.split`'s front."""
+
+    def __init__(self, net: LitePose, blocks: int):
+        super().__init__()
+        self.net, self.blocks = net, blocks
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = [self.net.stem(self.net.normalise(image))]
+        x = self.net.run_blocks(feats[0], 0, self.blocks, feats)
+        return {**{f"features_{i}": f for i, f in enumerate(feats)}, "blocks_out": x}
+
+
+class _Back(nn.Module):
+    """:meth:`LitePose.split`'s back: the front's outputs, in order, -> the heads."""
+
+    def __init__(self, net: LitePose, blocks: int):
+        super().__init__()
+        self.net, self.blocks = net, blocks
+
+    def forward(self, *parts: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = list(parts[:-1])
+        self.net.run_blocks(parts[-1], self.blocks, None, feats)
+        return self.net.heads(feats)
 
 
 def macs(model: nn.Module, input_hw: tuple[int, int]) -> int:

@@ -58,3 +58,41 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+class _PartsInput(nn.Module):
+    """Wraps the back of a split network (:func:`export_onnx_split`): the front's outputs in, the heads (or the
+    in-graph decoder's ``decoded``) out."""
+
+    def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
+        super().__init__()
+        self.model = model
+        self.decoder = decoder
+
+    def forward(self, *parts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        heads = self.model(*parts)
+        return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
+
+
+def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, int], decoder: nn.Module | None = None,
+                      dynamic_size: bool = False) -> tuple[bytes, bytes]:
+    """A network split in two (e.g. :meth:`featherpose.models.litepose.LitePose.split`) as two ONNX graphs: the
+    front as :func:`export_onnx` exports a network (``image`` in; its dict's tensors out, by name), the back taking
+    the front's outputs in order (``part_0``, ``part_1``, ...; NCHW float) and giving the heads by name (or
+    ``decoded``; a part the back does not use is not among its inputs). ``dynamic_size``: every height and width
+    axis is dynamic."""
+    front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
+    back = back.eval()
+    with torch.no_grad():
+        parts = tuple(front.eval()(torch.zeros(1, 3, *input_hw)).values())
+        names = ["decoded"] if decoder is not None else list(back(*parts).keys())
+    inputs = [f"part_{i}" for i in range(len(parts))]
+    axes = {**{n: {2: f"{n}_h", 3: f"{n}_w"} for n in inputs},
+            **({} if decoder is not None else {n: {2: f"{n}_h", 3: f"{n}_w"} for n in names})}
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_PartsInput(back, decoder).eval(), parts, buf, dynamo=False, opset_version=17,
+                          input_names=inputs, output_names=names, dynamic_axes=axes if dynamic_size else None)
+    return front_onnx, buf.getvalue()
+

@@ -126,11 +126,39 @@ class OpenVinoBackend:
         return {head: outs[i][0] for i, head in self.heads}
 
 
+class SplitOpenVinoBackend:
+    """A network's bf16 run with its first layers in float32: two compiled models, chained.
+
+    OpenVINO's CPU plugin takes one inference precision per compiled model (its per-node float32 marks hold for
+    fp16 only), so the network comes as two ONNX graphs (:func:`~featherpose.runtime.export.export_onnx_split`):
+    the front, compiled in float32, and the back, compiled in bf16, which takes the front's outputs in order.
+    Called like :class:`OpenVinoBackend`; named ``openvino-bf16`` (it is the model's bf16)."""
+
+    name = "openvino-bf16"
+
+    def __init__(self, front_onnx: bytes, back_onnx: bytes, threads: int | None = None):
+        ov = import_openvino()
+        check_bf16()
+        core = ov.Core()
+        self.front = core.compile_model(core.read_model(front_onnx, b""), "CPU", cpu_config(threads, "fp32"))
+        self.back = core.compile_model(core.read_model(back_onnx, b""), "CPU", cpu_config(threads, "bf16"))
+        self.heads = [out.get_any_name() for out in self.back.outputs]
+        wanted = {i.get_any_name() for i in self.back.inputs}  # the export drops a part the back does not use
+        self.feed = [(i, f"part_{i}") for i in range(len(self.front.outputs)) if f"part_{i}" in wanted]
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        parts = self.front(x)
+        outs = self.back({name: parts[i] for i, name in self.feed})
+        return {head: outs[i][0] for i, head in enumerate(self.heads)}
+
+
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
-                     dynamic_size: bool = False, precision: str = "fp32") -> OpenVinoBackend:
+                     dynamic_size: bool = False, precision: str = "fp32",
+                     fp32_front: tuple | None = None) -> OpenVinoBackend | SplitOpenVinoBackend:
     """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
     in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU at
-    ``precision`` (``fp32`` or ``bf16``).
+    ``precision`` (``fp32`` or ``bf16``). ``fp32_front``: for bf16, the network split in two, ``(front, back)``
+    (a family's ``bf16_split``), the front kept in float32 (:class:`SplitOpenVinoBackend`).
 
     Raises:
         OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
@@ -139,7 +167,9 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
     import_openvino()
     if precision == "bf16":
         check_bf16()  # before the export work
-    from .export import export_onnx
+    from .export import export_onnx, export_onnx_split
 
+    if precision == "bf16" and fp32_front is not None:
+        return SplitOpenVinoBackend(*export_onnx_split(*fp32_front, input_hw, decoder, dynamic_size), threads)
     return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
                                      threads, precision)
