@@ -4,9 +4,11 @@ Times preprocess, network, decode and total per frame on the first N frames of `
 ``messi5.jpg`` (548x342), at input 448 (upstream's size: vtest -> 448x640) and 256, every runtime at the same
 thread count, for these runners:
 
-    featherpose <backend> fp32     ``featherpose.load("litepose-m-crowdpose", input_size=S, backend=B)`` (B:
-                                   ``--backend``, default auto: featherpose's default, the fastest backend measured
-                                   here): est.preprocess (after BGR -> RGB), est.infer, est.postprocess
+    featherpose <backend>          ``featherpose.load("litepose-m-crowdpose", input_size=S, backend=B,
+                                   precision=P)`` (B: ``--backend``, default auto: featherpose's default, the fastest
+                                   backend measured here; P: ``--precision``, default auto: featherpose's default,
+                                   bf16 with the first layers in float32 on CPUs with bf16, else fp32):
+                                   est.preprocess (after BGR -> RGB), est.infer, est.postprocess
                                    (AECodec.decode + the inverse affine + Poses)
     upstream (torch eager)         mit-han-lab/litepose at the pinned commit, exported outside this tree and put on
                                    sys.path at run time: its ``LitePose`` network built from ``search-M.json`` and
@@ -93,7 +95,7 @@ FP_BACKENDS: dict[str, str] = {}
 
 def label(key: str) -> str:
     who, size = key.split("-")
-    return (f"featherpose {FP_BACKENDS.get(size, 'onnxruntime')} fp32, {size}" if who == "fp"
+    return (f"featherpose {FP_BACKENDS.get(size, 'onnxruntime fp32')}, {size}" if who == "fp"
             else f"upstream pipeline, torch eager fp32, {size}")
 
 
@@ -328,6 +330,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
     p.add_argument("--backend", default="auto", help="featherpose's backend (default auto: the fastest measured "
                    "here, featherpose's default)")
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="featherpose's precision "
+                   "(default auto: featherpose's default, bf16 with the first layers in float32 where the CPU has bf16)")
     p.add_argument("--decode-calls", type=int, default=20, help="timed calls per decode-alone sample (default 20)")
     p.add_argument("--reference", type=Path, help="folder with upstream's tree at the pinned commit (default: a "
                    "temporary folder, exported from --mirror when empty)")
@@ -367,8 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     inputs["messi5.jpg"] = [image] * args.image_repeats
     runners, codec448 = [], None
     for size in SIZES:
-        est = featherpose.load(MODEL, backend=args.backend, threads=args.threads, input_size=size, precision="fp32")
-        FP_BACKENDS[str(size)] = est.backend.name
+        est = featherpose.load(MODEL, backend=args.backend, threads=args.threads, input_size=size,
+                               precision=args.precision)
+        name = est.backend.name
+        FP_BACKENDS[str(size)] = name if name.endswith("bf16") else f"{name} fp32"
         codec448 = codec448 or est.codec
         runners.append(featherpose_runner(fp_key(size), est))
     if ref is not None:

@@ -60,7 +60,7 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
         if precision.startswith("int8"):
             model = nncf.quantize(model, calib)
         est.backend = OpenVinoBackend(model, threads, precision="fp32" if precision != "bf16" else "bf16")
-        rows.append(measure(est, frames, f"{name}, OpenVINO {precision}"))
+        rows.append(measure(est, frames, f"{name}, OpenVINO {precision}{' (whole network)' if precision == 'bf16' else ''}"))
         print(rows[-1], flush=True)
     return rows
 
@@ -91,7 +91,6 @@ def main() -> None:
     if args.split:
         rows += split_rows(args.split, frames, args.threads)
     lines = ["## Precision probe: NNCF int8 for OpenVINO; Lite Pose in float32 + bf16", "",
-             f"- command: `python benchmarks/precision_probe.py {' '.join(sys.argv[1:])}`",
              *machine_lines(args.threads, ("numpy", "torch", "openvino", "nncf")), "",
              "| configuration | network ms / vtest frame (median) | " + " | ".join(f"{s} AP" for s in SETS) + " |",
              "|---|---:|" + "---:|" * len(SETS), *rows]
