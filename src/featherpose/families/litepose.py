@@ -252,11 +252,11 @@ def _litepose_import(source, out_dir) -> list:
     return convert_litepose(source, out_dir)
 
 
-#: precision "bf16" keeps the stem and the first backbone block in float32 (LitePose.split): the whole network in
-#: bf16 lost 0.0201 OKS AP (coco_mini val); cut by measurement (benchmarks/precision_probe.py --split, RESULTS.md
-#: "bf16"): stem + 0 blocks in float32 lost 0.0152, stem + 1 block 0.0002, stem + 6 blocks (stage 1) 0.0029, at
-#: 46 / 46 / 50 ms with the fusion head in float32 too; with the head in bf16 (as here) stem + 1 block: 0.0036, 39 ms
-#: against 57 ms float32 and 36 ms all bf16.
+#: precision "bf16" keeps the stem and the first backbone block in float32 (LitePose.split); the whole network in
+#: bf16 lost 0.0201 OKS AP. Chosen by measurement (benchmarks/precision_probe.py --split, RESULTS.md "Precision
+#: probe"; AP loss, the larger of coco_mini val and labeled_dev / network ms at 448x640): the stem alone in float32
+#: 0.0166 / 39.31, stem + 1 block 0.0003 / 40.52, + 2 blocks 0.0036 / 40.90, + 6 blocks (stage 1) 0.0064 / 44.48,
+#: against float32's 60.21 ms in the same run.
 BF16_FP32_BLOCKS = 1
 
 

@@ -95,4 +95,3 @@ def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, in
         torch.onnx.export(_PartsInput(back, decoder).eval(), parts, buf, dynamo=False, opset_version=17,
                           input_names=inputs, output_names=names, dynamic_axes=axes if dynamic_size else None)
     return front_onnx, buf.getvalue()
-

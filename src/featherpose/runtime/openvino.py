@@ -12,8 +12,8 @@ AMX) its default is bf16, which moves Lightweight OpenPose's float outputs by up
 networks on this project's AVX512-BF16 CPU (benchmarks/RESULTS.md, "bf16"), approximate like int8. A CPU without
 bf16 instructions would run it in float32 under OpenVINO's hint, so :func:`check_bf16` refuses it there instead, in
 one line. A family whose first layers lose accuracy in bf16 (Lite Pose) splits the network in two, its front kept
-in float32 (:class:`SplitOpenVinoBackend`). An int8 IR still runs its convolutions as int8 kernels. ``openvino`` is imported only when this backend
-is built.
+in float32 (:class:`SplitOpenVinoBackend`). An int8 IR still runs its convolutions as int8 kernels. ``openvino`` is
+imported only when this backend is built.
 """
 from __future__ import annotations
 
