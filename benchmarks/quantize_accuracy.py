@@ -89,7 +89,8 @@ def main() -> None:
             print(f"bf16 left out: {exc}", file=sys.stderr)
             precisions.remove("bf16")
     lines = [f"## {' and '.join(precisions[1:])} vs fp32", "", f"- int8 quantiser options: {DEFAULT_OPTIONS}",
-             "- bf16: OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=bf16", *machine_lines(args.threads), "",
+             "- bf16: OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=bf16 (a family's bf16_split front in f32: "
+             "Lite Pose)", *machine_lines(args.threads), "",
              f"| model | precision | {' | '.join(sets)} | LSP test PCK@0.2 ({args.lsp} images) | network ms / vtest "
              f"frame ({args.threads} threads) | passes (AP loss <= {AP_LOSS}) |",
              "|---|---|---|---|---|---|---|"]

@@ -240,25 +240,25 @@ class LitePose(nn.Module):
         self.run_blocks(feats[0], 0, None, feats)
         return self.heads(feats)
 
-    def blocks(self) -> list[tuple[nn.Module, bool]]:
+    def blocks_in_order(self) -> list[tuple[nn.Module, bool]]:
         """The backbone's blocks in order over the four stages, each with whether it ends its stage."""
         return [(block, i == len(stage) - 1) for stage in self.stages for i, block in enumerate(stage)]
 
     def run_blocks(self, x: torch.Tensor, start: int, stop: int | None, feats: list[torch.Tensor]) -> torch.Tensor:
-        """The backbone's blocks ``start:stop`` (:meth:`blocks`) on ``x``; where a stage ends, its output is
-        appended to ``feats``. Returns the last block's output."""
-        for block, ends_stage in self.blocks()[start:stop]:
+        """The backbone's blocks ``start:stop`` (:meth:`blocks_in_order`) on ``x``; where a stage ends, its output
+        is appended to ``feats``. Returns the last block's output."""
+        for block, ends_stage in self.blocks_in_order()[start:stop]:
             x = block(x)
             if ends_stage:
                 feats.append(x)
         return x
 
-    def split(self, blocks: int) -> tuple[nn.Module, nn.Module]:
+    def split(self, front_blocks: int) -> tuple[nn.Module, nn.Module]:
         """The network as two modules sharing its weights, to run in two precisions (``precision="bf16"`` keeps the
-        front in float32): ``front`` = the normalisation, the stem and the first ``blocks`` backbone blocks, image ->
-        a dict of tensors (the stem's output, the outputs of the stages that end within it, the last block's
-        output); ``back`` = the rest, ``back(*front(image).values()) == self(image)``."""
-        return _Front(self, blocks), _Back(self, blocks)
+        front in float32): ``front`` = the normalisation, the stem and the first ``front_blocks`` backbone blocks,
+        image -> a dict of tensors (the stem's output, the outputs of the stages that end within it, the last
+        block's output); ``back`` = the rest, ``back(*front(image).values()) == self(image)``."""
+        return _Front(self, front_blocks), _Back(self, front_blocks)
 
     def heads(self, feats: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The fusion deconv head and the final heads on the stem's and the four stages' outputs."""
@@ -274,26 +274,26 @@ class LitePose(nn.Module):
 class _Front(nn.Module):
     """:meth:`LitePose.split`'s front."""
 
-    def __init__(self, net: LitePose, blocks: int):
+    def __init__(self, net: LitePose, front_blocks: int):
         super().__init__()
-        self.net, self.blocks = net, blocks
+        self.net, self.front_blocks = net, front_blocks
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = [self.net.stem(self.net.normalise(image))]
-        x = self.net.run_blocks(feats[0], 0, self.blocks, feats)
+        x = self.net.run_blocks(feats[0], 0, self.front_blocks, feats)
         return {**{f"features_{i}": f for i, f in enumerate(feats)}, "blocks_out": x}
 
 
 class _Back(nn.Module):
     """:meth:`LitePose.split`'s back: the front's outputs, in order, -> the heads."""
 
-    def __init__(self, net: LitePose, blocks: int):
+    def __init__(self, net: LitePose, front_blocks: int):
         super().__init__()
-        self.net, self.blocks = net, blocks
+        self.net, self.front_blocks = net, front_blocks
 
     def forward(self, *parts: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = list(parts[:-1])
-        self.net.run_blocks(parts[-1], self.blocks, None, feats)
+        self.net.run_blocks(parts[-1], self.front_blocks, None, feats)
         return self.net.heads(feats)
 
 

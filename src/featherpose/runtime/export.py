@@ -25,6 +25,22 @@ class NHWCInput(nn.Module):
         return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
 
 
+def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
+            axes: dict | None) -> bytes:
+    """``wrapper`` traced on ``args`` to ONNX bytes (opset 17, the TorchScript exporter, its warnings muted)."""
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper.eval(), args, buf, dynamo=False, opset_version=17, input_names=inputs,
+                          output_names=outputs, dynamic_axes=axes)
+    return buf.getvalue()
+
+
+def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
+    """Dynamic height and width axes of NCHW tensors, named per tensor (at different strides, sizes differ)."""
+    return {n: {2: f"{n}_h", 3: f"{n}_w"} for n in names}
+
+
 def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
                 decoder: nn.Module | None = None, dynamic_size: bool = False) -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
@@ -32,8 +48,8 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
 
     Args:
-        dynamic_size: the input height and width are dynamic axes (``height``, ``width``; the heads' follow them,
-            ``grid_h``, ``grid_w``), for models whose input size follows the image (Lightweight OpenPose: any
+        dynamic_size: the input height and width are dynamic axes (``height``, ``width``; each head's its own,
+            ``<head>_h``, ``<head>_w``), for models whose input size follows the image (Lightweight OpenPose: any
             width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
@@ -44,15 +60,9 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     model = model.eval()
     with torch.no_grad():
         names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(NHWCInput(model, decoder).eval(), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), buf,
-                          dynamo=False, opset_version=17, input_names=["image"], output_names=names,
-                          dynamic_axes=({"image": {1: "height", 2: "width"},
-                                         **({} if decoder is not None else {n: {2: "grid_h", 3: "grid_w"} for n in names})}
-                                        if dynamic_size else None))
-    data = buf.getvalue()
+    axes = {"image": {1: "height", 2: "width"}, **({} if decoder is not None else _spatial_axes(names))}
+    data = _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"], names,
+                   axes if dynamic_size else None)
     if path is None:
         return data
     with atomic_path(path) as tmp:
@@ -60,38 +70,29 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     return Path(path)
 
 
-class _PartsInput(nn.Module):
-    """Wraps the back of a split network (:func:`export_onnx_split`): the front's outputs in, the heads (or the
-    in-graph decoder's ``decoded``) out."""
+class _Parts(nn.Module):
+    """The back of a split network (:func:`export_onnx_split`): the front's outputs in, the heads out."""
 
-    def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.decoder = decoder
 
     def forward(self, *parts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        heads = self.model(*parts)
-        return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
+        return tuple(self.model(*parts).values())
 
 
-def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, int], decoder: nn.Module | None = None,
+def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, int],
                       dynamic_size: bool = False) -> tuple[bytes, bytes]:
     """A network split in two (e.g. :meth:`featherpose.models.litepose.LitePose.split`) as two ONNX graphs: the
     front as :func:`export_onnx` exports a network (``image`` in; its dict's tensors out, by name), the back taking
-    the front's outputs in order (``part_0``, ``part_1``, ...; NCHW float) and giving the heads by name (or
-    ``decoded``; a part the back does not use is not among its inputs). ``dynamic_size``: every height and width
-    axis is dynamic."""
+    the front's outputs in order (``part_0``, ``part_1``, ...; NCHW float; a part the back does not use is not
+    among its inputs) and giving the heads by name. ``dynamic_size``: every height and width axis is dynamic."""
     front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
     back = back.eval()
     with torch.no_grad():
         parts = tuple(front.eval()(torch.zeros(1, 3, *input_hw)).values())
-        names = ["decoded"] if decoder is not None else list(back(*parts).keys())
+        names = list(back(*parts).keys())
     inputs = [f"part_{i}" for i in range(len(parts))]
-    axes = {**{n: {2: f"{n}_h", 3: f"{n}_w"} for n in inputs},
-            **({} if decoder is not None else {n: {2: f"{n}_h", 3: f"{n}_w"} for n in names})}
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(_PartsInput(back, decoder).eval(), parts, buf, dynamo=False, opset_version=17,
-                          input_names=inputs, output_names=names, dynamic_axes=axes if dynamic_size else None)
-    return front_onnx, buf.getvalue()
+    back_onnx = _export(_Parts(back), parts, inputs, names,
+                        {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None)
+    return front_onnx, back_onnx

@@ -130,9 +130,10 @@ class OpenVinoBackend:
 class SplitOpenVinoBackend:
     """A network's bf16 run with its first layers in float32: two compiled models, chained.
 
-    OpenVINO's CPU plugin takes one inference precision per compiled model (its per-node float32 marks hold for
-    fp16 only), so the network comes as two ONNX graphs (:func:`~featherpose.runtime.export.export_onnx_split`):
-    the front, compiled in float32, and the back, compiled in bf16, which takes the front's outputs in order.
+    OpenVINO's CPU plugin takes one inference precision per compiled model (per-node float32 marks were not honoured
+    for these convolutions in bf16: benchmarks/RESULTS.md, "Lite Pose speed"), so the network comes as two ONNX
+    graphs (:func:`~featherpose.runtime.export.export_onnx_split`): the front, compiled in float32, and the back,
+    compiled in bf16, which takes the front's outputs in order.
     Called like :class:`OpenVinoBackend`; named ``openvino-bf16`` (it is the model's bf16)."""
 
     name = "openvino-bf16"
@@ -155,11 +156,12 @@ class SplitOpenVinoBackend:
 
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
                      dynamic_size: bool = False, precision: str = "fp32",
-                     fp32_front: tuple | None = None) -> OpenVinoBackend | SplitOpenVinoBackend:
+                     bf16_split: tuple | None = None) -> OpenVinoBackend | SplitOpenVinoBackend:
     """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
     in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU at
-    ``precision`` (``fp32`` or ``bf16``). ``fp32_front``: for bf16, the network split in two, ``(front, back)``
-    (a family's ``bf16_split``), the front kept in float32 (:class:`SplitOpenVinoBackend`).
+    ``precision`` (``fp32`` or ``bf16``). ``bf16_split``: for bf16, the network as ``(front, back)`` (a family's
+    ``bf16_split``), run as :class:`SplitOpenVinoBackend` with the front in float32 (``model`` then only describes
+    the network; a split takes no in-graph decoder).
 
     Raises:
         OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
@@ -170,7 +172,9 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
         check_bf16()  # before the export work
     from .export import export_onnx, export_onnx_split
 
-    if precision == "bf16" and fp32_front is not None:
-        return SplitOpenVinoBackend(*export_onnx_split(*fp32_front, input_hw, decoder, dynamic_size), threads)
+    if precision == "bf16" and bf16_split is not None:
+        if decoder is not None:
+            raise ValueError("a split network (bf16_split) runs without an in-graph decoder; pass decoder=None")
+        return SplitOpenVinoBackend(*export_onnx_split(*bf16_split, input_hw, dynamic_size), threads)
     return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
                                      threads, precision)
