@@ -3,8 +3,8 @@
 1. ``--nncf MODEL ...``: int8 by NNCF for OpenVINO (``nncf.quantize`` on the model's ONNX export read by OpenVINO,
    default settings, calibrated on the bundled calibration frames) against OpenVINO fp32 and bf16;
 2. ``--split K ...``: Lite Pose (litepose-m-crowdpose) with the stem and its first K backbone blocks in float32, the
-   rest in bf16 (``LitePose.split(K)`` run by ``SplitOpenVinoBackend``: two compiled models, OpenVINO's CPU plugin
-   taking one precision per model); how its ``precision="bf16"`` was chosen (families/litepose.py).
+   rest in bf16 (``LitePose.split(K)`` run as ``load(precision="bf16")`` runs it: two compiled models, OpenVINO's
+   CPU plugin taking one precision per model); how its ``precision="bf16"`` was chosen (families/litepose.py).
 
 Each row: the network's median ms on 20 preprocessed vtest.avi frames (2 passes, ``--threads``) and OKS AP on
 coco_mini val and labeled_dev (COCO-17). NNCF is not a featherpose dependency (``pip install nncf``).
@@ -15,6 +15,7 @@ coco_mini val and labeled_dev (COCO-17). NNCF is not a featherpose dependency (`
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import sys
 from pathlib import Path
@@ -27,8 +28,8 @@ from _common import SHARED, emit, machine_lines, median_ms, read_frames  # noqa:
 
 import featherpose  # noqa: E402
 from featherpose.evaluation import evaluate  # noqa: E402
-from featherpose.runtime.export import export_onnx, export_onnx_split  # noqa: E402
-from featherpose.runtime.openvino import OpenVinoBackend, SplitOpenVinoBackend, import_openvino  # noqa: E402
+from featherpose.runtime.export import export_onnx  # noqa: E402
+from featherpose.runtime.openvino import OpenVinoBackend, import_openvino, openvino_backend  # noqa: E402
 from featherpose.runtime.quantize import calibration_frames  # noqa: E402
 from featherpose.zoo import family_of  # noqa: E402
 
@@ -38,9 +39,8 @@ SETS = {"coco_mini val": SHARED / "data/coco_mini/person_keypoints_val2017.json"
 
 def measure(est, frames: list[np.ndarray], what: str) -> str:
     """A table row: ``what``, the network's median ms on ``frames`` (preprocessed), AP on each set."""
-    xs = [est.preprocess(f)[0] for f in frames]
-    it = iter(xs * 1000)
-    ms = median_ms(lambda: est.infer(next(it)), runs=2 * len(xs))
+    xs = itertools.cycle([est.preprocess(f)[0] for f in frames])
+    ms = median_ms(lambda: est.infer(next(xs)), runs=2 * len(frames))
     aps = [evaluate(est, path, progress=False).coco["AP"] for path in SETS.values()]
     return f"| {what} | {ms:.2f} | " + " | ".join(f"{ap:.4f}" for ap in aps) + " |"
 
@@ -55,12 +55,11 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
     onnx = export_onnx(est.network, est.codec.input_hw, dynamic_size=family_of(est.codec).dynamic_size)
     calib = nncf.Dataset([est.preprocess(f)[0] for f in calibration_frames(None)])
     rows = []
-    for precision in ("fp32", "bf16", "int8 (NNCF)"):
+    for what, precision, quantize in (("fp32", "fp32", False), ("bf16 (whole network)", "bf16", False),
+                                      ("int8 (NNCF)", "fp32", True)):
         model = ov.Core().read_model(onnx, b"")
-        if precision.startswith("int8"):
-            model = nncf.quantize(model, calib)
-        est.backend = OpenVinoBackend(model, threads, precision="fp32" if precision != "bf16" else "bf16")
-        rows.append(measure(est, frames, f"{name}, OpenVINO {precision}{' (whole network)' if precision == 'bf16' else ''}"))
+        est.backend = OpenVinoBackend(nncf.quantize(model, calib) if quantize else model, threads, precision=precision)
+        rows.append(measure(est, frames, f"{name}, OpenVINO {what}"))
         print(rows[-1], flush=True)
     return rows
 
@@ -70,8 +69,8 @@ def split_rows(ks: list[int], frames, threads: int) -> list[str]:
     rows = [measure(est, frames, "litepose-m-crowdpose, OpenVINO fp32")]
     print(rows[-1], flush=True)
     for k in ks:
-        onnx = export_onnx_split(*est.network.split(k), est.codec.input_hw, dynamic_size=True)
-        est.backend = SplitOpenVinoBackend(*onnx, threads)
+        est.backend = openvino_backend(est.network, est.codec.input_hw, threads, dynamic_size=True, precision="bf16",
+                                       bf16_split=est.network.split(k))
         rows.append(measure(est, frames, f"litepose-m-crowdpose, OpenVINO: stem + {k} backbone blocks fp32, "
                                          "the rest bf16"))
         print(rows[-1], flush=True)
