@@ -82,6 +82,23 @@ def test_in_graph_decoder_matches_numpy(estimators, variant):
         assert np.abs(got - ref).max() <= 1e-6, sample
 
 
+def test_first_argmax_is_torch_argmax_without_argmax_ops():
+    """The in-graph decoder's argmax: torch.argmax's index (the first maximum, ties included) on both axes, and
+    no ArgMax / TopK in the exported graph (OpenVINO ran those as a TopK taking 30 % of Lightning's network)."""
+    import onnx
+
+    from featherpose.codecs.movenet_graph import first_argmax
+    from featherpose.runtime.export import export_onnx
+
+    x = torch.randint(0, 4, (17, 2304)).float()  # few values: many ties
+    for dim in (0, 1, -1):
+        assert torch.equal(first_argmax(x, dim), torch.argmax(x, dim))
+    est = featherpose.load("movenet-lightning", backend="torch")
+    graph = onnx.load_from_string(export_onnx(est.network, est.input_hw, decoder=est.codec.graph_decoder()))
+    ops = {node.op_type for node in graph.graph.node}
+    assert "ReduceMin" in ops and not ops & {"ArgMax", "TopK"}
+
+
 def test_perturbed_weight_breaks_parity():
     est = featherpose.load("movenet-lightning", backend="torch")
     x = golden_input("messi5", 192)

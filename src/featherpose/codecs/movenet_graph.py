@@ -15,6 +15,16 @@ from .ops import soft_sigmoid_torch
 f32 = np.float32
 
 
+def first_argmax(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``torch.argmax(x, dim)`` (the first index of the maximum) as a max, a compare and a min: exported as
+    ReduceMax / Equal / ReduceMin instead of ArgMax, which OpenVINO runs as a TopK that took 0.58 ms of Lightning's
+    1.95 ms network (benchmarks/RESULTS.md, "Speed"). Where ``x`` holds NaN no element equals its maximum: the
+    last index then, in range (the decoder's output is NaN in that case anyway)."""
+    n = x.shape[dim]
+    index = torch.arange(n).reshape([n if d == dim % x.dim() else 1 for d in range(x.dim())])
+    return torch.where(x == x.amax(dim, keepdim=True), index, n - 1).amin(dim)
+
+
 def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
                              grid_scale: torch.Tensor, activation: str = "sigmoid") -> torch.Tensor:
     """:func:`.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's has it).
@@ -27,7 +37,7 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
     k, h, w = heatmap.shape
     act = torch.sigmoid if activation == "sigmoid" else soft_sigmoid_torch
-    c = torch.argmax((act(center) * prior).reshape(-1))
+    c = first_argmax((act(center) * prior).reshape(-1), 0)
     cy, cx = c // w, c % w
     reg = regress[:, cy, cx].reshape(k, 2)
     ky0 = cy.to(torch.float32) + reg[:, 0]
@@ -36,7 +46,7 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     cols = torch.arange(w, dtype=torch.float32).reshape(1, 1, w)
     dist = torch.sqrt((rows - ky0.reshape(k, 1, 1)) ** 2 + (cols - kx0.reshape(k, 1, 1)) ** 2) + distance_bias
     heat = act(heatmap).reshape(k, h * w)
-    best = torch.argmax(heat / dist.reshape(k, h * w), dim=1)
+    best = first_argmax(heat / dist.reshape(k, h * w), 1)
     ky, kx = best // w, best % w
     off = torch.gather(offset.reshape(k, 2, h * w), 2, best.reshape(k, 1, 1).expand(k, 2, 1)).reshape(k, 2)
     y = (ky.to(torch.float32) + off[:, 0]) * grid_scale[0]
