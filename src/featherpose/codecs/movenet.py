@@ -174,11 +174,13 @@ class MoveNetCodec(Codec):
             return heads["decoded"].reshape(1, 1, self.num_keypoints, 3)
         with np.errstate(over="ignore", invalid="ignore"):  # huge or non-finite heads: no warnings, no exceptions
             if self.multi:
-                h, w = heads["center"].shape[1:]
-                whole_grid = np.full((2, h, w), 2 * max(h, w), f32)  # models without box heads: boxes = whole grid
+                if "box_scale" in heads:
+                    box_scale, box_offset = heads["box_scale"], heads["box_offset"]
+                else:  # models without box heads: boxes = the whole grid
+                    h, w = heads["center"].shape[1:]
+                    box_scale, box_offset = np.full((2, h, w), 2 * max(h, w), f32), np.zeros((2, h, w), f32)
                 return decode_multipose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
-                                        heads.get("box_scale", whole_grid), heads.get("box_offset", 0 * whole_grid),
-                                        self.multipose, ACTIVATIONS[self.activation])[None]
+                                        box_scale, box_offset, self.multipose, ACTIVATIONS[self.activation])[None]
             out = decode_single_pose(heads["heatmap"], heads["center"], heads["regress"], heads["offset"],
                                      self.prior, self.distance_bias, self.grid_scale, ACTIVATIONS[self.activation])
         return out[None, None]

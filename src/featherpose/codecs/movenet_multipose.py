@@ -104,6 +104,17 @@ def _max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
     return cv2.dilate(x, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=-np.inf)
 
 
+def _top_m(flat: np.ndarray, m: int) -> np.ndarray:
+    """Indices of the ``m`` largest of ``flat`` (>= 0: the peak map), descending, ties -> lower index first (the
+    graph's TopKV2): ``np.argsort(-flat, kind="stable")[:m]``, sorting only the few non-zero peaks."""
+    peaks = np.flatnonzero(flat)
+    peaks = peaks[np.argsort(-flat[peaks], kind="stable")[:m]]
+    if len(peaks) == m:
+        return peaks
+    zeros = np.flatnonzero(flat[:m + len(peaks)] == 0)[:m - len(peaks)]  # the first cells scoring 0 fill the list
+    return np.concatenate([peaks, zeros])
+
+
 def decode_multipose(
     heatmap: np.ndarray,
     center: np.ndarray,
@@ -146,20 +157,17 @@ def decode_multipose(
 
     # 2. top-M centres, descending, ties -> lower flat index ----------------------- (M,)
     flat = c.reshape(-1)
-    order = np.argsort(-flat, kind="stable")[:M]
+    order = _top_m(flat, M)
     centre_score = flat[order]
     cy, cx = np.divmod(order, w)
     cyf, cxf = cy.astype(f32), cx.astype(f32)
 
     # 3. boxes in grid units, clipped to [0, h] x [0, w] ----------------------------- (M,)
-    oy, ox = box_offset[:, cy, cx]
-    sy, sx = np.maximum(box_scale[:, cy, cx], f32(0))
-    by, bx = cyf + oy, cxf + ox
+    centre = np.stack([cyf, cxf]) + box_offset[:, cy, cx]  # (2, M) y, x
+    extent = np.maximum(box_scale[:, cy, cx], f32(0)) * half
+    limit = np.array([[h], [w]], f32)
     # fmin / fmax: a NaN edge (inf - inf from non-finite heads) clips to the border, an empty box, not a crash
-    ymin = np.fmax(np.fmin(by - sy * half, f32(h)), f32(0))
-    xmin = np.fmax(np.fmin(bx - sx * half, f32(w)), f32(0))
-    ymax = np.fmax(np.fmin(by + sy * half, f32(h)), f32(0))
-    xmax = np.fmax(np.fmin(bx + sx * half, f32(w)), f32(0))
+    (ymin, xmin), (ymax, xmax) = (np.fmax(np.fmin(edge, limit), f32(0)) for edge in (centre - extent, centre + extent))
     box_grid = np.stack([ymin, xmin, ymax, xmax], axis=1)
     input_hw = np.array([h, w, h, w], dtype=np.int32) * consts.stride_int
     box = np.clip((box_grid * consts.stride) / input_hw.astype(f32), f32(0), f32(1))
@@ -172,23 +180,27 @@ def decode_multipose(
     # 5.-6. best cell per (m, k) inside the instance's box ---------------------------- (M, K)
     heat = activation(heatmap)
     sigma = f32(min(h, w)) * consts.sigma_scale
-    rows0, rows1 = np.ceil(ymin).astype(int), np.ceil(ymax).astype(int)  # cells with ymin <= i < ymax
-    cols0, cols1 = np.ceil(xmin).astype(int), np.ceil(xmax).astype(int)
+    rows0, rows1 = np.ceil(ymin).astype(int).tolist(), np.ceil(ymax).astype(int).tolist()  # ymin <= i < ymax
+    cols0, cols1 = np.ceil(xmin).astype(int).tolist(), np.ceil(xmax).astype(int).tolist()
+    grid_y, grid_x = np.arange(h, dtype=f32), np.arange(w, dtype=f32)
+    kidx = np.arange(K)
     ky = np.zeros((M, K), np.intp)
     kx = np.zeros((M, K), np.intp)
-    for m in range(M):
+    for m in range(M):  # few array operations each (this loop is most of the decoder's time)
         (i0, i1), (j0, j1) = (rows0[m], rows1[m]), (cols0[m], cols1[m])
         if i1 <= i0 or j1 <= j0:
             continue  # empty box: every score is 0 and the graph's argmax is cell (0, 0)
-        gy = np.arange(i0, i1, dtype=f32)[None, :, None]
-        gx = np.arange(j0, j1, dtype=f32)[None, None, :]
-        d2 = np.square(gy - ry[m, :, None, None]) + np.square(gx - rx[m, :, None, None])
-        s = (heat[:, i0:i1, j0:j1] * np.exp(-d2 / sigma)).reshape(K, -1)
-        best = np.argmax(s, axis=1)
-        found = s[np.arange(K), best] > 0
-        ky[m] = np.where(found, i0 + best // (j1 - j0), 0)
-        kx[m] = np.where(found, j0 + best % (j1 - j0), 0)
-    kidx = np.arange(K)
+        # heat * exp(-d2 / sigma): the graph's float32 operations, in place (x / -sigma is exactly -x / sigma)
+        s = np.square(grid_y[i0:i1] - ry[m, :, None])[:, :, None] + np.square(grid_x[j0:j1] - rx[m, :, None])[:, None]
+        np.divide(s, -sigma, out=s)
+        np.exp(s, out=s)
+        s *= heat[:, i0:i1, j0:j1]
+        s = s.reshape(K, -1)
+        best = s.argmax(axis=1)
+        found = s[kidx, best] > 0
+        cell_y, cell_x = np.divmod(best, j1 - j0)
+        ky[m] = (i0 + cell_y) * found
+        kx[m] = (j0 + cell_x) * found
 
     # 7. refined, normalised coordinates ------------------------------------------- (M, K)
     off = offset.reshape(K, 2, h, w)
