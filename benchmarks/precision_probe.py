@@ -1,16 +1,22 @@
-"""Two ways to a faster accurate network, measured (issues 13 and 14):
+"""Three ways to a faster accurate network, measured (issues 13 and 14):
 
 1. ``--nncf MODEL ...``: int8 by NNCF for OpenVINO (``nncf.quantize`` on the model's ONNX export read by OpenVINO,
    default settings, calibrated on the bundled calibration frames) against OpenVINO fp32 and bf16;
-2. ``--split K ...``: Lite Pose (litepose-m-crowdpose) with the stem and its first K backbone blocks in float32, the
+2. ``--litert-int8 MODEL ...`` (fixed-size models): int8 by Google's ai-edge-quantizer for LiteRT (static int8,
+   per-channel weights; convolutions, additions and resizes; every one, or all but the heads') on the network
+   converted by litert-torch, run by LiteRT's interpreter (XNNPACK), against the same conversion in fp32. Calibrated
+   on the bundled calibration frames, the first 40 LSP train and the first 20 coco_mini train images (people at the
+   scales the evaluation sees; none of the evaluated images);
+3. ``--split K ...``: Lite Pose (litepose-m-crowdpose) with the stem and its first K backbone blocks in float32, the
    rest in bf16 (``LitePose.split(K)`` run as ``load(precision="bf16")`` runs it: two compiled models, OpenVINO's
    CPU plugin taking one precision per model); how its ``precision="bf16"`` was chosen (families/litepose.py).
 
 Each row: the network's median ms on 20 preprocessed vtest.avi frames (2 passes, ``--threads``) and OKS AP on
-coco_mini val and labeled_dev (COCO-17). NNCF is not a featherpose dependency (``pip install nncf``).
+coco_mini val and labeled_dev (COCO-17). NNCF and ai-edge-quantizer are not featherpose dependencies
+(``pip install nncf ai-edge-quantizer``; LiteRT: ``featherpose[litert]``).
 
-    python benchmarks/precision_probe.py [--nncf movenet-lightning litepose-m-crowdpose] [--split 0 1 6]
-        [--threads 2] [--out FILE]
+    python benchmarks/precision_probe.py [--nncf movenet-lightning litepose-m-crowdpose] [--litert-int8
+        movenet-lightning] [--split 0 1 6] [--threads 2] [--out FILE]
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import argparse
 import itertools
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +71,66 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
     return rows
 
 
+class TFLiteFile:
+    """A backend on a ``.tflite`` file (the network as ``LiteRTBackend`` converts it): raw heads in order."""
+
+    def __init__(self, path: Path, heads: list[str], threads: int, name: str):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.name = name
+        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        outs = self.interpreter.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
+        order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
+        self.outputs = list(zip(heads, (o["index"] for o in order)))
+        self.signatures = self.interpreter.get_signature_list()
+
+    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, np.int32))
+        self.interpreter.invoke()
+        return {head: self.interpreter.get_tensor(i)[0].copy() for head, i in self.outputs}
+
+
+def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]:
+    import litert_torch
+    from ai_edge_quantizer import quantizer, recipe
+
+    from featherpose.fileio import read_json
+    from featherpose.image import load_image
+    from featherpose.runtime.export import NHWCInput
+    from featherpose.runtime.quantize import bundled_calibration_files
+
+    est = featherpose.load(name, backend="torch", threads=threads)
+    hw = est.codec.input_hw
+    fp32 = folder / f"{name}.tflite"
+    litert_torch.convert(NHWCInput(est.network).eval(), (torch.zeros(1, *hw, 3, dtype=torch.int32),)).export(str(fp32))
+    data = SHARED / "data"
+    paths = [*bundled_calibration_files(),
+             *(data / "lsp" / im["file_name"] for im in read_json(data / "lsp" / "lsp_train.json")["images"][:40]),
+             *(data / "coco_mini" / im["file_name"]
+               for im in read_json(data / "coco_mini" / "person_keypoints_train2017.json")["images"][:20])]
+    calibration = [est.preprocess(load_image(p))[0] for p in paths]
+    heads = list(est.codec.head_shapes())
+    (signature, io), = TFLiteFile(fp32, heads, threads, "").signatures.items()
+    rows = []
+    for what, op_regex in (("fp32", None), ("int8 (ai-edge-quantizer, every conv / add / resize)", ".*"),
+                           ("int8 (ai-edge-quantizer, the heads' layers float)", "^(?!.*Head_).*")):
+        path = fp32
+        if op_regex:
+            q = quantizer.Quantizer(str(fp32))
+            static = recipe.static_wi8_ai8()[0]
+            q.load_quantization_recipe([dict(static, regex=op_regex, operation=op) for op in
+                                        ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "RESIZE_BILINEAR")])
+            path = folder / f"{name}-int8-{len(rows)}.tflite"
+            q.quantize(q.calibrate({signature: [{io["inputs"][0]: x} for x in calibration]}, num_threads=threads)
+                       ).export_model(str(path))
+        est.backend = TFLiteFile(path, heads, threads, f"litert {what}")
+        rows.append(measure(est, frames, f"{name}, LiteRT {what}"))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def split_rows(ks: list[int], frames, threads: int) -> list[str]:
     est = featherpose.load("litepose-m-crowdpose", backend="openvino", precision="fp32", threads=threads)
     rows = [measure(est, frames, "litepose-m-crowdpose, OpenVINO fp32")]
@@ -80,6 +147,7 @@ def split_rows(ks: list[int], frames, threads: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nncf", nargs="*", default=[], metavar="MODEL")
+    ap.add_argument("--litert-int8", nargs="*", default=[], metavar="MODEL")
     ap.add_argument("--split", nargs="*", type=int, default=[], metavar="K")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")
@@ -87,10 +155,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames(SHARED / "media/vtest.avi", 20)]  # RGB
     rows = [row for name in args.nncf for row in nncf_rows(name, frames, args.threads)]
+    with tempfile.TemporaryDirectory() as folder:
+        rows += [row for name in args.litert_int8 for row in litert_int8_rows(name, frames, args.threads, Path(folder))]
     if args.split:
         rows += split_rows(args.split, frames, args.threads)
-    lines = ["## Precision probe: NNCF int8 for OpenVINO; Lite Pose in float32 + bf16", "",
-             *machine_lines(args.threads, ("numpy", "torch", "openvino", "nncf")), "",
+    lines = ["## Precision probe: NNCF int8 for OpenVINO; ai-edge-quantizer int8 for LiteRT; Lite Pose in float32 + bf16",
+             "", *machine_lines(args.threads, ("numpy", "torch", "openvino", "nncf", "ai-edge-litert",
+                                                "ai-edge-quantizer")), "",
              "| configuration | network ms / vtest frame (median) | " + " | ".join(f"{s} AP" for s in SETS) + " |",
              "|---|---:|" + "---:|" * len(SETS), *rows]
     emit("\n".join(lines) + "\n", args.out)
