@@ -84,7 +84,6 @@ class TFLiteFile:
         outs = self.interpreter.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
         order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
         self.outputs = list(zip(heads, (o["index"] for o in order)))
-        self.signatures = self.interpreter.get_signature_list()
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, np.int32))
@@ -94,6 +93,7 @@ class TFLiteFile:
 
 def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]:
     import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe
 
     from featherpose.fileio import read_json
@@ -112,7 +112,7 @@ def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]
                for im in read_json(data / "coco_mini" / "person_keypoints_train2017.json")["images"][:20])]
     calibration = [est.preprocess(load_image(p))[0] for p in paths]
     heads = list(est.codec.head_shapes())
-    (signature, io), = TFLiteFile(fp32, heads, threads, "").signatures.items()
+    signature, io = next(iter(Interpreter(model_path=str(fp32)).get_signature_list().items()))
     rows = []
     for what, op_regex in (("fp32", None), ("int8 (ai-edge-quantizer, every conv / add / resize)", ".*"),
                            ("int8 (ai-edge-quantizer, the heads' layers float)", "^(?!.*Head_).*")):

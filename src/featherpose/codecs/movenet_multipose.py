@@ -186,7 +186,7 @@ def decode_multipose(
     kidx = np.arange(K)
     ky = np.zeros((M, K), np.intp)
     kx = np.zeros((M, K), np.intp)
-    for m in range(M):  # few array operations each (this loop is most of the decoder's time)
+    for m in range(M):  # few array operations each: this loop is the largest part of the decoder's time
         (i0, i1), (j0, j1) = (rows0[m], rows1[m]), (cols0[m], cols1[m])
         if i1 <= i0 or j1 <= j0:
             continue  # empty box: every score is 0 and the graph's argmax is cell (0, 0)
