@@ -82,6 +82,31 @@ def test_cpu_plugin_settings(ov):
     assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
 
 
+def test_a_size_met_again_gets_a_static_compile(ov, monkeypatch):
+    """A model whose input size follows the image (Lightweight OpenPose) runs a size met twice through a static
+    compile (faster: benchmarks/RESULTS.md), with the dynamic compile's outputs; a fixed-size model keeps one
+    compile; past MAX_STATIC_SIZES sizes, the dynamic compile runs."""
+    from featherpose.runtime import openvino as ov_backend
+
+    assert featherpose.load("movenet-lightning", backend="openvino", threads=1).backend.static is None
+    est = featherpose.load("lightweight-openpose", backend="openvino", threads=1)
+    static = est.backend.static
+    image = load_image(golden_image_path(SAMPLES[0]))
+    x, _ = est.preprocess(image)
+    first = est.infer(x)  # the dynamic compile
+    assert not static.compiled
+    second = est.infer(x)  # the size met again: compiled static for it
+    assert list(static.compiled) == [x.shape]
+    assert static.compiled[x.shape].inputs[0].get_partial_shape().is_static
+    for head in first:
+        np.testing.assert_allclose(second[head], first[head], atol=1e-5)
+    monkeypatch.setattr(ov_backend, "MAX_STATIC_SIZES", 1)
+    wide = np.concatenate([x, x], axis=2)  # another width: dynamic, however often it comes
+    for _ in range(3):
+        est.infer(wide)
+    assert list(static.compiled) == [x.shape]
+
+
 # ------------------------------------------------------------------------------ Intel's int8 IR as published
 
 @pytest.fixture(scope="module")

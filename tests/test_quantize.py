@@ -169,6 +169,10 @@ def test_litepose_bf16_keeps_its_first_layers_float32():
     assert len(a) == len(b) == 1
     assert np.abs(a.keypoints[..., :2] - b.keypoints[..., :2]).max() < 1.0
     assert not np.array_equal(a.keypoints, b.keypoints)
+    again = bf16(image)  # the size met again: both models compiled static for it, the same poses
+    (front, back), = bf16.backend.static.compiled.values()
+    assert front.inputs[0].get_partial_shape().is_static and back.inputs[0].get_partial_shape().is_static
+    assert np.abs(again.keypoints - b.keypoints).max() < 1e-3
 
 
 def test_bf16_refused_in_one_line_where_the_cpu_has_none(monkeypatch):
