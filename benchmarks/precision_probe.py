@@ -82,6 +82,9 @@ class TFLiteFile:
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         outs = self.interpreter.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
+        if not all("output_" in o["name"] for o in outs):
+            raise SystemExit(f"{path}: outputs not named ..._output_<i>_... ({[o['name'] for o in outs]}); the "
+                             "litert-torch conversion changed its naming: read the head order another way")
         order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
         self.outputs = list(zip(heads, (o["index"] for o in order)))
 
@@ -92,6 +95,10 @@ class TFLiteFile:
 
 
 def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]:
+    """Rows for ``name`` (a fixed-size model) converted by litert-torch into ``folder``: fp32, then int8 by
+    ai-edge-quantizer with every convolution / addition / resize quantised, then with the heads' layers float."""
+    if family_of(featherpose.load(name, backend="torch").codec).dynamic_size:
+        raise SystemExit(f"--litert-int8 {name}: its input size follows the image; this probe takes fixed-size models")
     import litert_torch
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import quantizer, recipe

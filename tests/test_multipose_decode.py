@@ -207,3 +207,17 @@ def test_real_heads(graph, consts, sample):
     heads = est.infer(golden_input(sample, 256))
     got, _ = _compare(graph, consts, {k: v.transpose(1, 2, 0) for k, v in heads.items()})  # HWC, as the graph
     assert got[:, 55].max() > 0.2  # somebody was found
+
+
+def test_top_m_is_the_stable_descending_sort():
+    """The decoder's top-M (sorting only the positive peaks) equals ``np.argsort(-c, kind="stable")[:M]`` on peak maps
+    full of ties, with fewer peaks than M, grids smaller than M, and NaN (which sorts last)."""
+    from featherpose.codecs.movenet_multipose import _top_m
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 60))
+        flat = np.where(rng.random(n) < rng.random(), rng.integers(1, 4, n) / 4, 0).astype(np.float32)
+        if trial % 10 == 0:
+            flat[rng.integers(n)] = np.nan
+        np.testing.assert_array_equal(_top_m(flat, 6), np.argsort(-flat, kind="stable")[:6])

@@ -97,14 +97,28 @@ def test_a_size_met_again_gets_a_static_compile(ov, monkeypatch):
     assert not static.compiled
     second = est.infer(x)  # the size met again: compiled static for it
     assert list(static.compiled) == [x.shape]
-    assert static.compiled[x.shape].inputs[0].get_partial_shape().is_static
+    compiled = static.compiled[x.shape]
+    assert compiled.inputs[0].get_partial_shape().is_static
     for head in first:
         np.testing.assert_allclose(second[head], first[head], atol=1e-5)
-    monkeypatch.setattr(ov_backend, "MAX_STATIC_SIZES", 1)
-    wide = np.concatenate([x, x], axis=2)  # another width: dynamic, however often it comes
+    calls = []
+    static.compiled[x.shape] = lambda inputs: calls.append(1) or compiled(inputs)
+    est.infer(x)
+    assert calls == [1]  # the static compile is what runs that size from then on
+
+    def fail(shape):
+        raise RuntimeError("no static compile today")
+
+    monkeypatch.setattr(static, "build", fail)
+    tall = np.concatenate([x, x], axis=1)  # a size whose static compile fails: it keeps running dynamic
+    for _ in range(3):
+        assert set(est.infer(tall)) == set(first)
+    assert static.compiled[tall.shape] is None
+    monkeypatch.setattr(ov_backend, "MAX_STATIC_SIZES", 2)
+    wide = np.concatenate([x, x], axis=2)  # a third size past the cap: dynamic, however often it comes
     for _ in range(3):
         est.infer(wide)
-    assert list(static.compiled) == [x.shape]
+    assert list(static.compiled) == [x.shape, tall.shape]
 
 
 # ------------------------------------------------------------------------------ Intel's int8 IR as published

@@ -106,8 +106,10 @@ def _max_pool_same(x: np.ndarray, k: int) -> np.ndarray:
 
 def _top_m(flat: np.ndarray, m: int) -> np.ndarray:
     """Indices of the ``m`` largest of ``flat`` (>= 0: the peak map), descending, ties -> lower index first (the
-    graph's TopKV2): ``np.argsort(-flat, kind="stable")[:m]``, sorting only the few non-zero peaks."""
-    peaks = np.flatnonzero(flat)
+    graph's TopKV2): ``np.argsort(-flat, kind="stable")[:m]``, sorting only the few positive peaks."""
+    if np.isnan(flat).any():  # non-finite heads (the Estimator reports them first): NaN sorts last, as there
+        return np.argsort(-flat, kind="stable")[:m]
+    peaks = np.flatnonzero(flat > 0)
     peaks = peaks[np.argsort(-flat[peaks], kind="stable")[:m]]
     if len(peaks) == m:
         return peaks

@@ -20,17 +20,17 @@ built.
 from __future__ import annotations
 
 import collections
+import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 #: What a missing OpenVINO tells the user.
 INSTALL_HINT = "backend='openvino' needs OpenVINO: pip install featherpose[openvino] (or: pip install openvino)"
 #: Intel's ``human-pose-estimation-0001`` IR outputs -> the Lightweight OpenPose codec's heads (weights README).
 LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
-
-
 #: a model whose input size follows the image gets a static compile for a size met this often (a video: from its
 #: second frame on) ...
 STATIC_AFTER = 2
@@ -84,6 +84,9 @@ class StaticCompiles:
     dynamic compile: Lite Pose's bf16 network 34.2 against 35.2 ms at 448x640 (median of 300 interleaved calls),
     Lightweight OpenPose's 12.9 against 13.1 ms; compiling takes 0.03-0.2 s, once per size.
 
+    ``backend="auto"`` times a backend after warming it up on the sample twice (``autoselect.WARMUP``), so the one
+    compile for the sample's size happens before the timed calls.
+
     Args:
         build: input shape -> what to run for it (the backend's compiled model or models).
     """
@@ -91,19 +94,27 @@ class StaticCompiles:
     def __init__(self, build: Callable[[tuple[int, ...]], object]):
         self.build = build
         self.seen: collections.Counter = collections.Counter()
-        self.compiled: dict[tuple[int, ...], object] = {}
+        self.compiled: dict[tuple[int, ...], object] = {}  # None: that size failed to compile, runs dynamic
 
     def get(self, shape: tuple[int, ...]):
-        """The static compile for ``shape``, or None (met too rarely so far, or too many sizes)."""
-        if shape not in self.compiled:
-            self.seen[shape] += 1
-            if self.seen[shape] < STATIC_AFTER or len(self.compiled) >= MAX_STATIC_SIZES:
-                return None
+        """The static compile for ``shape``, or None (met too rarely so far, too many sizes, or it failed)."""
+        if shape in self.compiled:
+            return self.compiled[shape]
+        if len(self.compiled) >= MAX_STATIC_SIZES:
+            return None
+        self.seen[shape] += 1
+        if self.seen[shape] < STATIC_AFTER:
+            return None
+        try:
             self.compiled[shape] = self.build(shape)
+        except RuntimeError as exc:  # OpenVINO's errors; the dynamic compile still runs this size
+            log.warning("OpenVINO: no static compile for input %s (%s); running it dynamic", shape, exc)
+            self.compiled[shape] = None
         return self.compiled[shape]
 
 
 def _is_dynamic(model) -> bool:
+    """Whether any input of the ``openvino.Model`` has a dynamic dimension (its size follows the image)."""
     return any(i.get_partial_shape().is_dynamic for i in model.inputs)
 
 
@@ -174,8 +185,8 @@ class OpenVinoBackend:
         return cls(steps.build(), threads, heads)
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        static = self.static.get(x.shape) if self.static else None
-        outs = (static or self.compiled)(x)  # copies the outputs (share_outputs=False)
+        static = self.static.get(x.shape) if self.static is not None else None
+        outs = (self.compiled if static is None else static)(x)  # copies the outputs (share_outputs=False)
         return {head: outs[i][0] for i, head in self.heads}
 
 
@@ -210,8 +221,8 @@ class SplitOpenVinoBackend:
         self.static = StaticCompiles(static) if _is_dynamic(front_model) else None
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        static = self.static.get(x.shape) if self.static else None
-        front, back = static or (self.front, self.back)
+        static = self.static.get(x.shape) if self.static is not None else None
+        front, back = (self.front, self.back) if static is None else static
         parts = front(x)
         outs = back({name: parts[i] for i, name in self.feed})
         return {head: outs[i][0] for i, head in enumerate(self.heads)}
