@@ -34,8 +34,9 @@ LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
 #: a model whose input size follows the image gets a static compile for a size met this often (a video: from its
 #: second frame on) ...
 STATIC_AFTER = 2
-#: ... for this many sizes at most (each holds its own buffers; images of many sizes keep the dynamic compile)
-MAX_STATIC_SIZES = 4
+#: ... for this many sizes at most (each holds its own buffers: 70-80 MB for Lite Pose at 448; images of many sizes
+#: keep the dynamic compile)
+MAX_STATIC_SIZES = 2
 
 
 class OpenVinoMissingError(ImportError, ValueError):
