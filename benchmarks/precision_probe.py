@@ -71,55 +71,28 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
     return rows
 
 
-class TFLiteFile:
-    """A backend on a ``.tflite`` file (the network as ``LiteRTBackend`` converts it): raw heads in order."""
-
-    def __init__(self, path: Path, heads: list[str], threads: int, name: str):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.name = name
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        outs = self.interpreter.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
-        if not all("output_" in o["name"] for o in outs):
-            raise SystemExit(f"{path}: outputs not named ..._output_<i>_... ({[o['name'] for o in outs]}); the "
-                             "litert-torch conversion changed its naming: read the head order another way")
-        order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
-        self.outputs = list(zip(heads, (o["index"] for o in order)))
-
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        self.interpreter.set_tensor(self.input, np.ascontiguousarray(x, np.int32))
-        self.interpreter.invoke()
-        return {head: self.interpreter.get_tensor(i)[0].copy() for head, i in self.outputs}
-
-
 def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]:
-    """Rows for ``name`` (a fixed-size model) converted by litert-torch into ``folder``: fp32, then int8 by
-    ai-edge-quantizer with every convolution / addition / resize quantised, then with the heads' layers float."""
-    if family_of(featherpose.load(name, backend="torch").codec).dynamic_size:
+    """Rows for ``name`` (a fixed-size model) as the LiteRT backend converts it: fp32, then int8 by ai-edge-quantizer
+    (written into ``folder``) with every convolution / addition / resize quantised, then with the heads' layers
+    float."""
+    if family_of(featherpose.load(name, backend="torch").codec).dynamic_size:  # before any conversion
         raise SystemExit(f"--litert-int8 {name}: its input size follows the image; this probe takes fixed-size models")
-    import litert_torch
-    from ai_edge_litert.interpreter import Interpreter
+    est = featherpose.load(name, backend="litert", threads=threads, precision="fp32")  # converts it (cached)
     from ai_edge_quantizer import quantizer, recipe
 
     from featherpose.fileio import read_json
     from featherpose.image import load_image
-    from featherpose.runtime.export import NHWCInput
     from featherpose.runtime.quantize import bundled_calibration_files
 
-    est = featherpose.load(name, backend="torch", threads=threads)
-    hw = est.codec.input_hw
-    fp32 = folder / f"{name}.tflite"
-    litert_torch.convert(NHWCInput(est.network).eval(), (torch.zeros(1, *hw, 3, dtype=torch.int32),)).export(str(fp32))
+    backend, hw = est.backend, est.codec.input_hw
+    fp32 = backend.model_file(hw)
     data = SHARED / "data"
     paths = [*bundled_calibration_files(),
              *(data / "lsp" / im["file_name"] for im in read_json(data / "lsp" / "lsp_train.json")["images"][:40]),
              *(data / "coco_mini" / im["file_name"]
                for im in read_json(data / "coco_mini" / "person_keypoints_train2017.json")["images"][:20])]
     calibration = [est.preprocess(load_image(p))[0] for p in paths]
-    heads = list(est.codec.head_shapes())
-    signature, io = next(iter(Interpreter(model_path=str(fp32)).get_signature_list().items()))
+    signature, io = next(iter(backend.interpreter_class(model_path=str(fp32)).get_signature_list().items()))
     rows = []
     for what, op_regex in (("fp32", None), ("int8 (ai-edge-quantizer, every conv / add / resize)", ".*"),
                            ("int8 (ai-edge-quantizer, the heads' layers float)", "^(?!.*Head_).*")):
@@ -132,7 +105,7 @@ def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]
             path = folder / f"{name}-int8-{len(rows)}.tflite"
             q.quantize(q.calibrate({signature: [{io["inputs"][0]: x} for x in calibration]}, num_threads=threads)
                        ).export_model(str(path))
-        est.backend = TFLiteFile(path, heads, threads, f"litert {what}")
+        backend.load_file(path, hw)
         rows.append(measure(est, frames, f"{name}, LiteRT {what}"))
         print(rows[-1], flush=True)
     return rows

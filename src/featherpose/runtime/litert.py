@@ -78,23 +78,32 @@ class LiteRTBackend:
         self._runners: dict[tuple[int, int], tuple] = {}
         self._runner(tuple(input_hw))
 
-    def _runner(self, hw: tuple[int, int]):
-        """(interpreter, input index, output indices in head order) for input size ``hw``: converted once, cached."""
-        if hw not in self._runners:
-            path = cache_dir() / f"{self.weights_hash}-{hw[0]}x{hw[1]}.tflite"
-            if not path.is_file():
-                from .export import NHWCInput
+    def model_file(self, hw: tuple[int, int]) -> Path:
+        """The network converted for input size ``hw``: a ``.tflite`` in the cache, converted on first use."""
+        path = cache_dir() / f"{self.weights_hash}-{hw[0]}x{hw[1]}.tflite"
+        if not path.is_file():
+            from .export import NHWCInput
 
-                log.info("converting the network to LiteRT at %dx%d (once; cached in %s)", hw[0], hw[1], path)
-                edge = self.converter.convert(NHWCInput(self.model).eval(), (torch.zeros(1, *hw, 3, dtype=torch.int32),))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(path) as tmp:
-                    edge.export(str(tmp))
-            it = self.interpreter_class(model_path=str(path), num_threads=self.threads or os.cpu_count() or 1)
-            it.allocate_tensors()
-            outs = it.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
-            order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
-            self._runners[hw] = (it, it.get_input_details()[0]["index"], [o["index"] for o in order])
+            log.info("converting the network to LiteRT at %dx%d (once; cached in %s)", hw[0], hw[1], path)
+            edge = self.converter.convert(NHWCInput(self.model).eval(), (torch.zeros(1, *hw, 3, dtype=torch.int32),))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                edge.export(str(tmp))
+        return path
+
+    def load_file(self, path: str | Path, hw: tuple[int, int]) -> None:
+        """Run input size ``hw`` through the ``.tflite`` at ``path``: :meth:`model_file`'s, or a copy of it with the
+        same input and outputs (e.g. quantised)."""
+        it = self.interpreter_class(model_path=str(path), num_threads=self.threads or os.cpu_count() or 1)
+        it.allocate_tensors()
+        outs = it.get_output_details()  # named ..._output_<i>_...: the heads in the network's order
+        order = sorted(outs, key=lambda o: int(o["name"].split("output_")[1].split("_")[0]))
+        self._runners[tuple(hw)] = (it, it.get_input_details()[0]["index"], [o["index"] for o in order])
+
+    def _runner(self, hw: tuple[int, int]):
+        """(interpreter, input index, output indices in head order) for input size ``hw``."""
+        if hw not in self._runners:
+            self.load_file(self.model_file(hw), hw)
         return self._runners[hw]
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
