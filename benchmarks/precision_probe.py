@@ -60,7 +60,7 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
     est = featherpose.load(name, backend="openvino", precision="fp32", threads=threads)
     # heads only: the codec decodes (NNCF would quantise an in-graph decoder too)
     onnx = export_onnx(est.network, est.codec.input_hw, dynamic_size=family_of(est.codec).dynamic_size)
-    calib = nncf.Dataset([est.preprocess(f)[0] for f in calibration_frames(None)])
+    calib = nncf.Dataset([est.network_input(f)[0] for f in calibration_frames(None)])
     rows = []
     for what, precision, quantize in (("fp32", "fp32", False), ("bf16 (whole network)", "bf16", False),
                                       ("int8 (NNCF)", "fp32", True)):
@@ -91,7 +91,7 @@ def litert_int8_rows(name: str, frames, threads: int, folder: Path) -> list[str]
              *(data / "lsp" / im["file_name"] for im in read_json(data / "lsp" / "lsp_train.json")["images"][:40]),
              *(data / "coco_mini" / im["file_name"]
                for im in read_json(data / "coco_mini" / "person_keypoints_train2017.json")["images"][:20])]
-    calibration = [est.preprocess(load_image(p))[0] for p in paths]
+    calibration = [est.network_input(load_image(p))[0] for p in paths]
     signature, io = next(iter(backend.interpreter_class(model_path=str(fp32)).get_signature_list().items()))
     rows = []
     for what, op_regex in (("fp32", None), ("int8 (ai-edge-quantizer, every conv / add / resize)", ".*"),

@@ -71,7 +71,7 @@ def network_gflops(est, frame_bgr: np.ndarray) -> float:
     """FLOPs (G) of one forward pass of ``est``'s network at the input its preprocessing makes of this frame."""
     from featherpose.models import complexity
 
-    x, _ = est.preprocess(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+    x, _ = est.network_input(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
     return complexity(est.network, tuple(x.shape[1:3]))[1] / 1e9
 
 

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         ms = min(times)
         found = np.minimum(counts, visible).sum()
         size_text = "default" if size is None else str(size)
-        shape = f"{est.preprocess(frames[0])[0].shape[1]}x{est.preprocess(frames[0])[0].shape[2]}"
+        shape = "x".join(str(n) for n in est.network_input(frames[0])[0].shape[1:3])
         rt = ms <= REAL_TIME_MS
         out.append(f"| {name} | {size_text} ({shape}) | {est.backend.name} | {output.mean():.1f} ({output.min()}-"
                    f"{output.max()}) | {counts.mean():.1f} ({counts.min()}-{counts.max()}) | {found} / {visible.sum()} ({100 * found / visible.sum():.0f} %) | {ms:.1f} | "

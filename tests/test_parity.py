@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import featherpose
-from featherpose.image import load_image, resize_with_pad
+from featherpose.image import letterbox_frame, letterbox_tables, load_image, resize_with_pad
+from featherpose.runtime.export import GraphLetterbox
 
 from conftest import GOLDEN, SAMPLES, VARIANT_SIZE, golden_image_path, golden_input
 
@@ -63,6 +64,32 @@ def test_preprocessing_reproduces_saved_inputs(sample):
     for size in (192, 256):
         x, _ = resize_with_pad(image, (size, size))
         np.testing.assert_array_equal(x[None], golden_input(sample, size))
+
+
+def graph_letterbox(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """The letterbox as the backends' graph computes it (runtime/export.py's GraphLetterbox, in torch)."""
+    frame, _ = letterbox_frame(image, input_hw)
+    with torch.no_grad():
+        return GraphLetterbox()(torch.from_numpy(frame.frame), *(torch.from_numpy(t.copy()) for t in frame.tables)).numpy()
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_graph_letterbox_reproduces_saved_inputs(sample):
+    """The letterbox as a graph (what OpenVINO compiles for the MoveNets) gives TensorFlow's saved inputs too."""
+    image = load_image(golden_image_path(sample))
+    for size in (192, 256):
+        np.testing.assert_array_equal(graph_letterbox(image, (size, size)), golden_input(sample, size))
+
+
+@pytest.mark.parametrize("hw", [(576, 768), (1000, 301), (256, 256), (1, 1), (1, 999), (97, 61)])
+def test_graph_letterbox_is_resize_with_pad_on_any_shape(hw):
+    """Wide, tall, the input size itself (the identity), one pixel, a line, upscaling: random pixels make fractional
+    lerps everywhere, and every value equals the numpy letterbox's."""
+    image = np.random.default_rng(sum(hw)).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(graph_letterbox(image, (256, 256)), resize_with_pad(image, (256, 256))[0][None])
+    if hw == (256, 256):
+        tables = letterbox_tables(hw, (256, 256))
+        assert set(np.unique(tables.row_weights)) <= {0, 1} and set(np.unique(tables.element_weights)) <= {0, 1}
 
 
 @pytest.mark.parametrize("variant", ["lightning", "thunder"])

@@ -8,7 +8,7 @@ import numpy as np
 from torch import nn
 
 from .codecs.base import Codec
-from .image import Letterbox, load_image, resize_with_pad
+from .image import Letterbox, LetterboxedFrame, letterbox_frame, load_image, resize_with_pad
 from .poses import Poses
 from .runtime import create_backend
 from .skeletons import Skeleton
@@ -82,14 +82,15 @@ class Estimator:
         decoder = codec.graph_decoder()
 
         def build(name):
-            return create_backend(network, self.input_hw, name, threads, decoder, dynamic_size=dynamic_size)
+            return create_backend(network, self.input_hw, name, threads, decoder, dynamic_size=dynamic_size,
+                                  letterbox=preprocess is None)
 
         if isinstance(backend, str) and backend == "auto":  # measured once per machine and model, then cached
             from .runtime.autoselect import fastest_backend
             from .runtime.quantize import bundled_calibration_files
 
             def sample():  # a 768x576 street frame, as video users run; read only when measuring
-                return self.preprocess(load_image(bundled_calibration_files()[0]))[0]
+                return self.network_input(load_image(bundled_calibration_files()[0]))[0]
 
             size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
             params = sum(p.numel() for p in network.parameters())
@@ -117,14 +118,22 @@ class Estimator:
         poses = self.postprocess(self.infer(x), letterbox)
         return poses.filter(min_score) if min_score > 0 else poses
 
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray | LetterboxedFrame, Letterbox]:
+        """HxWx3 uint8 RGB -> (what the backend takes, letterbox geometry): the network input (see
+        :meth:`network_input`), or, for a backend that letterboxes in its graph (``backend.letterboxes``: OpenVINO on
+        a model with TF's letterbox), the frame and its tables, a :class:`~featherpose.image.LetterboxedFrame`."""
+        if getattr(self.backend, "letterboxes", False):
+            return letterbox_frame(image, self.input_hw)
+        return self.network_input(image)
+
+    def network_input(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         """HxWx3 uint8 RGB -> ((1, Hi, Wi, 3) int32 network input, letterbox geometry); (Hi, Wi) is
         :attr:`input_hw` unless :attr:`dynamic_size` (then the preprocessing sizes it for the image)."""
         x, letterbox = self._preprocess(image, self.input_hw)
         return x[None], letterbox
 
-    def infer(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """Network input -> raw heads (batch axis dropped)."""
+    def infer(self, x: np.ndarray | LetterboxedFrame) -> dict[str, np.ndarray]:
+        """What :meth:`preprocess` (or :meth:`network_input`) gives -> raw heads (batch axis dropped)."""
         return self.backend(x)
 
     def check_finite(self, heads: dict[str, np.ndarray]) -> None:

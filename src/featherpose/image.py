@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -276,6 +277,59 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     out = np.zeros((*input_hw, 3), np.int32)
     out[box.top:box.top + oh, box.left:box.left + ow] = br
     return out, box
+
+
+
+class LetterboxTables(NamedTuple):
+    """:func:`resize_with_pad` as lookup tables over the whole network input (Hi, Wi), for a graph that letterboxes
+    frames itself (``runtime/export.py``'s ``GraphLetterbox``): the same sources, weights and float32 arithmetic.
+    A frame row is read as its ``3 w`` elements (x * 3 + channel); the padding reads element 0 with weight 0 and is
+    zeroed by the ``inside`` weights."""
+
+    rows: np.ndarray  #: (2, Hi) int32: the frame rows each input row lerps, upper and lower
+    elements: np.ndarray  #: (2, 3 Wi) int32: the row elements each input element lerps, left and right
+    row_weights: np.ndarray  #: (2, Hi, 1) float32: the lower row's weight; 1 inside the resized image, 0 in the padding
+    element_weights: np.ndarray  #: (2, 1, 3 Wi) float32: the right element's weight; 1 inside, 0 in the padding
+
+
+class LetterboxedFrame(NamedTuple):
+    """What a backend that letterboxes in its graph takes in place of the (1, Hi, Wi, 3) network input: the frame
+    (1, H, W, 3) uint8 RGB and its :class:`LetterboxTables`."""
+
+    frame: np.ndarray
+    tables: LetterboxTables
+
+
+@lru_cache(maxsize=16)
+def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> LetterboxTables:
+    """The :class:`LetterboxTables` of :func:`resize_with_pad` for an image of ``image_hw`` (read-only, cached). An
+    image of ``input_hw`` itself gets the identity (every weight 0 or 1)."""
+    h, w = image_hw
+    box = _resize_plan(h, w, *input_hw)[0]
+    oh, ow = box.resized_hw
+    y0, y1, wy = _axis(oh, h)
+    x0, x1, wx = _axis(ow, w)
+    rows, row_weights = np.zeros((2, input_hw[0]), np.int32), np.zeros((2, input_hw[0], 1), f32)
+    inside = slice(box.top, box.top + oh)
+    rows[0, inside], rows[1, inside] = y0, y1
+    row_weights[0, inside, 0], row_weights[1, inside] = wy, 1
+    elements, element_weights = np.zeros((2, 3 * input_hw[1]), np.int32), np.zeros((2, 1, 3 * input_hw[1]), f32)
+    inside = slice(3 * box.left, 3 * (box.left + ow))  # x * 3 + channel
+    elements[0, inside] = (x0[:, None] * 3 + np.arange(3)).ravel()
+    elements[1, inside] = (x1[:, None] * 3 + np.arange(3)).ravel()
+    element_weights[0, 0, inside], element_weights[1, 0, inside] = np.repeat(wx, 3), 1
+    tables = LetterboxTables(rows, elements, row_weights, element_weights)
+    for a in tables:
+        a.setflags(write=False)
+    return tables
+
+
+def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[LetterboxedFrame, Letterbox]:
+    """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image as a :class:`LetterboxedFrame`, and the
+    letterbox geometry."""
+    h, w = image.shape[:2]
+    box = _resize_plan(h, w, *input_hw)[0]
+    return LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw))), box
 
 
 #: Raw value of the padding :func:`resize_height_pad_centred` adds (Lightweight OpenPose: 0 once normalised).

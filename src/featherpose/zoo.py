@@ -247,7 +247,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         check_threads(threads)
         backend = openvino_backend(network, codec.input_hw, int(threads) if threads else None, codec.graph_decoder(),
                                    dynamic_size=row.dynamic_size, precision="bf16",
-                                   bf16_split=row.bf16_split(network) if row.bf16_split else None)
+                                   bf16_split=row.bf16_split(network) if row.bf16_split else None,
+                                   letterbox=row.preprocess is None)
     return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
                      dynamic_size=row.dynamic_size)
 

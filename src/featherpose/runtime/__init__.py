@@ -118,7 +118,7 @@ def check_threads(threads) -> None:
 
 def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="auto",
                    threads: int | None = None, decoder: torch.nn.Module | None = None, *,
-                   dynamic_size: bool = False):
+                   dynamic_size: bool = False, letterbox: bool = False):
     """Build the named backend for ``model`` at ``input_hw`` (``auto`` here = :func:`default_backend`, the first
     installed; :class:`~featherpose.estimator.Estimator` resolves ``auto`` by measurement first, see
     :mod:`.autoselect`).
@@ -131,6 +131,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
         decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime and openvino run it inside the
             graph (as Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
         dynamic_size: the ONNX graph takes any input size (``input_hw`` is the one it is traced at).
+        letterbox: the model's preprocessing is TF's letterbox to ``input_hw``; openvino then letterboxes in its graph
+            and also takes the frame itself (``backend.letterboxes``; see :mod:`.openvino`).
     """
     if not isinstance(backend, str) and callable(backend) and hasattr(backend, "name"):
         return backend
@@ -146,7 +148,7 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
     if backend == "openvino":  # the same ONNX export, compiled by OpenVINO for the CPU
         from .openvino import openvino_backend
 
-        return openvino_backend(model, input_hw, threads, decoder, dynamic_size=dynamic_size)
+        return openvino_backend(model, input_hw, threads, decoder, dynamic_size=dynamic_size, letterbox=letterbox)
     if backend == "litert":  # the network converted by litert-torch; heads only (the codec decodes)
         from .litert import LiteRTBackend
 

@@ -1,4 +1,5 @@
-"""ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph."""
+"""ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph; TF's letterbox
+as a graph of its own (:func:`export_letterbox`)."""
 from __future__ import annotations
 
 import io
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_path
+from ..image import letterbox_tables
 
 
 class NHWCInput(nn.Module):
@@ -23,6 +25,37 @@ class NHWCInput(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         heads = self.model(image.permute(0, 3, 1, 2).float())
         return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
+
+
+class GraphLetterbox(nn.Module):
+    """:func:`featherpose.image.resize_with_pad` as a graph, bit for bit: the frame (1, H, W, 3) uint8 and its
+    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) int32 network input out. The same float32
+    operations in the same order as the numpy code (TF's ``a + (b - a) * t`` along x, then y; truncation), as gathers
+    and one fused elementwise pass that the runtime spreads over its threads."""
+
+    def forward(self, frame: torch.Tensor, rows: torch.Tensor, elements: torch.Tensor, row_weights: torch.Tensor,
+                element_weights: torch.Tensor) -> torch.Tensor:
+        src = frame[0].flatten(1)  # (H, 3 W): a row's elements
+
+        def along_x(source_rows: torch.Tensor) -> torch.Tensor:
+            r = src.index_select(0, source_rows)
+            left, right = r.index_select(1, elements[0]).float(), r.index_select(1, elements[1]).float()
+            return left + (right - left) * element_weights[0]
+
+        top, bottom = along_x(rows[0]), along_x(rows[1])
+        image = torch.floor(top + (bottom - top) * row_weights[0]) * row_weights[1] * element_weights[1]
+        return image.view(1, rows.shape[1], -1, 3).to(torch.int32)
+
+
+def export_letterbox(input_hw: tuple[int, int]) -> bytes:
+    """:class:`GraphLetterbox` to ``input_hw`` as ONNX bytes: inputs ``frame`` (1, H, W, 3) uint8 of any size (dynamic
+    ``height`` and ``width``), ``rows``, ``elements``, ``row_weights``, ``element_weights`` (the tables); output
+    ``image``."""
+    hw = (int(input_hw[0]), int(input_hw[1]))
+    tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))
+    return _export(GraphLetterbox(), (torch.zeros(1, *hw, 3, dtype=torch.uint8), *tables),
+                   ["frame", "rows", "elements", "row_weights", "element_weights"], ["image"],
+                   {"frame": {1: "height", 2: "width"}})
 
 
 def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],

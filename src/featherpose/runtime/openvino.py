@@ -14,8 +14,11 @@ bf16 instructions would run it in float32 under OpenVINO's hint, so :func:`check
 one line. A family whose first layers lose accuracy in bf16 (Lite Pose) splits the network in two, its front kept
 in float32 (:class:`SplitOpenVinoBackend`). An int8 IR still runs its convolutions as int8 kernels. A model whose
 input size follows the image (Lightweight OpenPose, Lite Pose, an IR) also gets a static compile for each size it
-meets again, a video's frames for one (:class:`StaticCompiles`). ``openvino`` is imported only when this backend is
-built.
+meets again, a video's frames for one (:class:`StaticCompiles`). A fixed-size model with TF's letterbox (the
+MoveNets) also gets the letterbox compiled (``letterbox=``, a float32 graph of its own, so bit for bit in every
+precision): the backend then takes the frame itself too, a :class:`~featherpose.image.LetterboxedFrame`, and the
+Estimator hands it that (the backend's ``letterboxes`` says so): 0.2-0.4 ms less a frame than the numpy letterbox,
+which runs on one thread (benchmarks/RESULTS.md). ``openvino`` is imported only when this backend is built.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..image import LetterboxedFrame
 
 log = logging.getLogger(__name__)
 #: What a missing OpenVINO tells the user.
@@ -129,12 +134,15 @@ class OpenVinoBackend:
         threads: CPU threads (the plugin's ``INFERENCE_NUM_THREADS``; None: its default).
         heads: output tensor name -> head name, the outputs returned; None: every output under its own name.
         precision: ``fp32`` or ``bf16`` (checked with :func:`check_bf16`); the name says which (``openvino-bf16``).
+        letterbox: the network input size (Hi, Wi) when the model's preprocessing is TF's letterbox
+            (:func:`~featherpose.image.resize_with_pad`): the letterbox is compiled too, and the backend also takes a
+            :class:`~featherpose.image.LetterboxedFrame`.
     """
 
     name = "openvino"
 
     def __init__(self, model, threads: int | None = None, heads: dict[str, str] | None = None,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", letterbox: tuple[int, int] | None = None):
         ov = import_openvino()
         if precision == "bf16":
             check_bf16()
@@ -145,12 +153,19 @@ class OpenVinoBackend:
         self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names) if not heads or n in heads]
         self.static = (StaticCompiles(lambda shape: core.compile_model(reshaped(model, {0: shape}), "CPU", config))
                        if _is_dynamic(model) else None)
+        self.letterboxes = letterbox is not None
+        if self.letterboxes:  # float32 whatever the precision: bf16 would round the pixels
+            from .export import export_letterbox
+
+            graph = core.read_model(export_letterbox(letterbox), b"")
+            self.letterbox = core.compile_model(graph, "CPU", cpu_config(threads, "fp32"))
 
     @classmethod
-    def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32") -> "OpenVinoBackend":
+    def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32",
+                  letterbox: tuple[int, int] | None = None) -> "OpenVinoBackend":
         """From ONNX bytes as :func:`featherpose.runtime.export.export_onnx` writes them (int32 NHWC input)."""
         ov = import_openvino()
-        return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision)
+        return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision, letterbox=letterbox)
 
     @classmethod
     def from_ir(cls, xml_path: str | Path, threads: int | None = None,
@@ -185,7 +200,9 @@ class OpenVinoBackend:
         steps.input().preprocess().convert_element_type(ov.Type.f32).reverse_channels()
         return cls(steps.build(), threads, heads)
 
-    def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def __call__(self, x: np.ndarray | LetterboxedFrame) -> dict[str, np.ndarray]:
+        if isinstance(x, LetterboxedFrame):
+            x = self.letterbox([x.frame, *x.tables], share_inputs=True)[0]  # the frame is read in place
         static = self.static.get(x.shape) if self.static is not None else None
         outs = (self.compiled if static is None else static)(x)  # copies the outputs (share_outputs=False)
         return {head: outs[i][0] for i, head in self.heads}
@@ -230,13 +247,15 @@ class SplitOpenVinoBackend:
 
 
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
-                     dynamic_size: bool = False, precision: str = "fp32",
-                     bf16_split: tuple | None = None) -> OpenVinoBackend | SplitOpenVinoBackend:
+                     dynamic_size: bool = False, precision: str = "fp32", bf16_split: tuple | None = None,
+                     letterbox: bool = False) -> OpenVinoBackend | SplitOpenVinoBackend:
     """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
     in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU at
     ``precision`` (``fp32`` or ``bf16``). ``bf16_split``: for bf16, the network as ``(front, back)`` (a family's
     ``bf16_split``), run as :class:`SplitOpenVinoBackend` with the front in float32 (``model`` then only describes
-    the network; a split takes no in-graph decoder).
+    the network; a split takes no in-graph decoder). ``letterbox``: the model's preprocessing is TF's letterbox
+    (:func:`~featherpose.image.resize_with_pad`) to the fixed ``input_hw``: OpenVINO runs it too (see
+    :class:`OpenVinoBackend`; not with ``dynamic_size`` or a split).
 
     Raises:
         OpenVinoMissingError: OpenVINO is not installed (an ImportError; one line: :data:`INSTALL_HINT`), raised
@@ -252,4 +271,4 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
             raise ValueError("a split network (bf16_split) runs without an in-graph decoder; pass decoder=None")
         return SplitOpenVinoBackend(*export_onnx_split(*bf16_split, input_hw, dynamic_size), threads)
     return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
-                                     threads, precision)
+                                     threads, precision, input_hw if letterbox and not dynamic_size else None)
