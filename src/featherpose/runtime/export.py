@@ -1,5 +1,5 @@
-"""ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph; TF's letterbox
-as a graph of its own (:func:`export_letterbox`)."""
+"""ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph, optionally with
+TF's letterbox in front (``letterbox=True``: the graph takes the frame itself)."""
 from __future__ import annotations
 
 import io
@@ -48,15 +48,24 @@ class GraphLetterbox(nn.Module):
         return image.view(1, rows.shape[1], -1, 3).to(torch.int32)
 
 
-def export_letterbox(input_hw: tuple[int, int]) -> bytes:
-    """:class:`GraphLetterbox` to ``input_hw`` as ONNX bytes: inputs ``frame`` (1, H, W, 3) uint8 of any size (dynamic
-    ``height`` and ``width``), ``rows``, ``elements``, ``row_weights``, ``element_weights`` (the tables); output
-    ``image``."""
-    hw = (int(input_hw[0]), int(input_hw[1]))
-    tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))
-    return _export(GraphLetterbox(), (torch.zeros(1, *hw, 3, dtype=torch.uint8), *tables),
-                   ["frame", "rows", "elements", "row_weights", "element_weights"], ["image"],
-                   {"frame": {1: "height", 2: "width"}})
+class LetterboxedNetwork(nn.Module):
+    """:class:`GraphLetterbox` in front of ``inner`` (an :class:`NHWCInput`): the network's outputs, then the
+    letterboxed input itself (:data:`LETTERBOXED`)."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.letterbox = GraphLetterbox()
+        self.inner = inner
+
+    def forward(self, *frame_and_tables: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        image = self.letterbox(*frame_and_tables)
+        return (*self.inner(image), image)
+
+
+#: the inputs of a graph exported with ``letterbox=True``, in order: the frame, then its LetterboxTables
+LETTERBOX_INPUTS = ["frame", "rows", "elements", "row_weights", "element_weights"]
+#: its last output: the network input the letterbox made
+LETTERBOXED = "letterboxed"
 
 
 def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
@@ -76,7 +85,7 @@ def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
 
 
 def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
-                decoder: nn.Module | None = None, dynamic_size: bool = False) -> bytes | Path:
+                decoder: nn.Module | None = None, dynamic_size: bool = False, letterbox: bool = False) -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
@@ -87,6 +96,9 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
             width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
+        letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`LetterboxedNetwork`): the inputs are
+            :data:`LETTERBOX_INPUTS`, the frame (1, H, W, 3) uint8 of any size and its tables, and the network input
+            the letterbox made is the last output, :data:`LETTERBOXED`. Not with ``dynamic_size``.
 
     Returns:
         The ONNX bytes when ``path`` is None, else the path written (atomically).
@@ -94,9 +106,17 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     model = model.eval()
     with torch.no_grad():
         names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
-    axes = {"image": {1: "height", 2: "width"}, **({} if decoder is not None else _spatial_axes(names))}
-    data = _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"], names,
-                   axes if dynamic_size else None)
+    if letterbox:
+        if dynamic_size:
+            raise ValueError("letterbox=True letterboxes to a fixed input size; it does not go with dynamic_size")
+        hw = (int(input_hw[0]), int(input_hw[1]))
+        tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))  # traced on the identity
+        data = _export(LetterboxedNetwork(NHWCInput(model, decoder)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
+                       *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}})
+    else:
+        axes = {"image": {1: "height", 2: "width"}, **({} if decoder is not None else _spatial_axes(names))}
+        data = _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
+                       names, axes if dynamic_size else None)
     if path is None:
         return data
     with atomic_path(path) as tmp:

@@ -15,10 +15,13 @@ one line. A family whose first layers lose accuracy in bf16 (Lite Pose) splits t
 in float32 (:class:`SplitOpenVinoBackend`). An int8 IR still runs its convolutions as int8 kernels. A model whose
 input size follows the image (Lightweight OpenPose, Lite Pose, an IR) also gets a static compile for each size it
 meets again, a video's frames for one (:class:`StaticCompiles`). A fixed-size model with TF's letterbox (the
-MoveNets) also gets the letterbox compiled (``letterbox=``, a float32 graph of its own in every precision, as bf16
-would round the pixels): the backend then takes the frame itself too, a :class:`~featherpose.image.LetterboxedFrame`,
-and the Estimator hands it that (the backend's ``letterboxes`` says so). It runs on the backend's threads where the
-numpy letterbox runs on one (Thunder's from a vtest frame: 0.3 against 0.7 ms); its values are TF's but where
+MoveNets) is compiled with the letterbox in front (``letterbox=True``, ``export_onnx(..., letterbox=True)``): the
+backend takes the frame itself, a :class:`~featherpose.image.LetterboxedFrame`, and the Estimator hands it that (the
+backend's ``letterboxes`` says so); the letterbox then runs on OpenVINO's threads where the numpy one runs on one
+(Thunder's from a vtest frame: 0.3 against 0.7 ms), in the same compiled model as the network (a letterbox compiled
+apart cost more than it saved: each compiled model wakes its own threads). The letterboxed input is also an output of
+the graph, which keeps the letterbox in float32 in a bf16 compile (OpenVINO's CPU plugin leaves float32 the nodes
+between an output and the convolutions before it; bf16 would round the pixels). Its values are TF's but where
 OpenVINO's fused multiply-adds round a lerp the other way across an integer: 1 off, on about 1 in 100000 values of
 random pixels, none on 101 natural frames (tests/test_openvino.py). ``openvino`` is imported only when this backend
 is built.
@@ -32,7 +35,8 @@ from typing import Callable
 
 import numpy as np
 
-from ..image import LetterboxedFrame
+from ..image import LetterboxedFrame, letterbox_tables
+from .export import LETTERBOXED
 
 log = logging.getLogger(__name__)
 #: What a missing OpenVINO tells the user.
@@ -137,15 +141,15 @@ class OpenVinoBackend:
         threads: CPU threads (the plugin's ``INFERENCE_NUM_THREADS``; None: its default).
         heads: output tensor name -> head name, the outputs returned; None: every output under its own name.
         precision: ``fp32`` or ``bf16`` (checked with :func:`check_bf16`); the name says which (``openvino-bf16``).
-        letterbox: the network input size (Hi, Wi) when the model's preprocessing is TF's letterbox
-            (:func:`~featherpose.image.resize_with_pad`): the letterbox is compiled too, and the backend also takes a
-            :class:`~featherpose.image.LetterboxedFrame`.
+        letterbox: ``model`` is an export with ``letterbox=True``: the backend takes a
+            :class:`~featherpose.image.LetterboxedFrame`, or a network input of 0..255 values (letterboxed already: run
+            with the identity tables).
     """
 
     name = "openvino"
 
     def __init__(self, model, threads: int | None = None, heads: dict[str, str] | None = None,
-                 precision: str = "fp32", letterbox: tuple[int, int] | None = None):
+                 precision: str = "fp32", letterbox: bool = False):
         ov = import_openvino()
         if precision == "bf16":
             check_bf16()
@@ -153,20 +157,17 @@ class OpenVinoBackend:
         core, config = ov.Core(), cpu_config(threads, precision)
         self.compiled = core.compile_model(model, "CPU", config)
         names = [out.get_any_name() for out in self.compiled.outputs]
-        self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names) if not heads or n in heads]
+        self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names)
+                      if (not heads or n in heads) and n != LETTERBOXED]
+        self.letterboxes = letterbox
         self.static = (StaticCompiles(lambda shape: core.compile_model(reshaped(model, {0: shape}), "CPU", config))
-                       if _is_dynamic(model) else None)
-        self.letterboxes = letterbox is not None
-        if self.letterboxes:  # float32 whatever the precision: bf16 would round the pixels
-            from .export import export_letterbox
-
-            graph = core.read_model(export_letterbox(letterbox), b"")
-            self.letterbox = core.compile_model(graph, "CPU", cpu_config(threads, "fp32"))
+                       if _is_dynamic(model) and not letterbox else None)  # frames of any size: as fast dynamic
 
     @classmethod
     def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32",
-                  letterbox: tuple[int, int] | None = None) -> "OpenVinoBackend":
-        """From ONNX bytes as :func:`featherpose.runtime.export.export_onnx` writes them (int32 NHWC input)."""
+                  letterbox: bool = False) -> "OpenVinoBackend":
+        """From ONNX bytes as :func:`featherpose.runtime.export.export_onnx` writes them (int32 NHWC input, or with
+        ``letterbox`` the frame and its tables)."""
         ov = import_openvino()
         return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision, letterbox=letterbox)
 
@@ -204,11 +205,14 @@ class OpenVinoBackend:
         return cls(steps.build(), threads, heads)
 
     def __call__(self, x: np.ndarray | LetterboxedFrame) -> dict[str, np.ndarray]:
-        if isinstance(x, LetterboxedFrame):
-            x = self.letterbox([x.frame, *x.tables], share_inputs=True)[0]  # the frame is read in place
-        static = self.static.get(x.shape) if self.static is not None else None
-        outs = (self.compiled if static is None else static)(x)  # copies the outputs (share_outputs=False)
-        return {head: outs[i][0] for i, head in self.heads}
+        if self.letterboxes:
+            if not isinstance(x, LetterboxedFrame):  # letterboxed already (0..255): the identity tables
+                x = LetterboxedFrame(x.astype(np.uint8), letterbox_tables(x.shape[1:3], x.shape[1:3]))
+            outs = self.compiled([x.frame, *x.tables], share_inputs=True)  # the frame is read in place
+        else:
+            static = self.static.get(x.shape) if self.static is not None else None
+            outs = (self.compiled if static is None else static)(x)
+        return {head: outs[i][0] for i, head in self.heads}  # copies (share_outputs=False)
 
 
 class SplitOpenVinoBackend:
@@ -273,5 +277,6 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
         if decoder is not None:
             raise ValueError("a split network (bf16_split) runs without an in-graph decoder; pass decoder=None")
         return SplitOpenVinoBackend(*export_onnx_split(*bf16_split, input_hw, dynamic_size), threads)
-    return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size),
-                                     threads, precision, input_hw if letterbox and not dynamic_size else None)
+    letterbox = letterbox and not dynamic_size
+    return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size,
+                                                 letterbox=letterbox), threads, precision, letterbox)
