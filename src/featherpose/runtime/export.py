@@ -29,7 +29,8 @@ class NHWCInput(nn.Module):
 
 class GraphLetterbox(nn.Module):
     """:func:`featherpose.image.resize_with_pad` as a graph: the frame (1, H, W, 3) uint8 and its
-    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) int32 network input out. The same float32
+    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) network input out (float32, whole numbers: no
+    int32 round trip in front of the network's own conversion to float). The same float32
     operations in the same order as the numpy code (TF's ``a + (b - a) * t`` along x, then y; truncation), as gathers
     and one elementwise pass that the runtime spreads over its threads: bit for bit in torch; a runtime that fuses the
     multiply-adds (OpenVINO) can round a value across an integer (see ``runtime/openvino.py``)."""
@@ -45,7 +46,7 @@ class GraphLetterbox(nn.Module):
 
         top, bottom = along_x(rows[0]), along_x(rows[1])
         image = torch.floor(top + (bottom - top) * row_weights[0]) * row_weights[1] * element_weights[1]
-        return image.view(1, rows.shape[1], -1, 3).to(torch.int32)
+        return image.view(1, rows.shape[1], -1, 3)
 
 
 class LetterboxedNetwork(nn.Module):
