@@ -279,7 +279,6 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     return out, box
 
 
-
 class LetterboxTables(NamedTuple):
     """:func:`resize_with_pad` as lookup tables over the whole network input (Hi, Wi), for a graph that letterboxes
     frames itself (``runtime/export.py``'s ``GraphLetterbox``): the same sources, weights and float32 arithmetic.

@@ -22,8 +22,8 @@ backend's ``letterboxes`` says so); the letterbox then runs on OpenVINO's thread
 apart cost more than it saved: each compiled model wakes its own threads). The letterboxed input is also an output of
 the graph, which keeps the letterbox in float32 in a bf16 compile (OpenVINO's CPU plugin leaves float32 the nodes
 between an output and the convolutions before it; bf16 would round the pixels). Its values are TF's but where
-OpenVINO's fused multiply-adds round a lerp the other way across an integer: 1 off, on about 1 in 100000 values of
-random pixels, none on 101 natural frames (tests/test_openvino.py). ``openvino`` is imported only when this backend
+OpenVINO's fused multiply-adds round a lerp the other way across an integer: 1 off, on 2 of 983040 values of five
+random-pixel frames, none on 101 natural frames (tests/test_openvino.py). ``openvino`` is imported only when this backend
 is built.
 """
 from __future__ import annotations
