@@ -122,7 +122,7 @@ class Estimator:
         """HxWx3 uint8 RGB -> (what the backend takes, letterbox geometry): the network input (see
         :meth:`network_input`), or, for a backend that letterboxes in its graph (``backend.letterboxes``: OpenVINO on
         a model with TF's letterbox), the frame and its tables, a :class:`~featherpose.image.LetterboxedFrame`."""
-        if getattr(self.backend, "letterboxes", False):
+        if self._preprocess is resize_with_pad and getattr(self.backend, "letterboxes", False):  # never a family's own
             return letterbox_frame(image, self.input_hw)
         return self.network_input(image)
 

@@ -29,11 +29,11 @@ class NHWCInput(nn.Module):
 
 class GraphLetterbox(nn.Module):
     """:func:`featherpose.image.resize_with_pad` as a graph: the frame (1, H, W, 3) uint8 and its
-    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) network input out (float32, whole numbers: no
-    int32 round trip in front of the network's own conversion to float). The same float32
-    operations in the same order as the numpy code (TF's ``a + (b - a) * t`` along x, then y; truncation), as gathers
-    and one elementwise pass that the runtime spreads over its threads: bit for bit in torch; a runtime that fuses the
-    multiply-adds (OpenVINO) can round a value across an integer (see ``runtime/openvino.py``)."""
+    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) network input out (float32 whole numbers: no
+    int32 round trip in front of the network's own conversion to float). The same float32 operations in the same
+    order as the numpy code (TF's ``a + (b - a) * t`` along x, then y; truncation), as gathers and one elementwise
+    pass that the runtime spreads over its threads: bit for bit in torch; a runtime that fuses the multiply-adds
+    (OpenVINO) can round a value across an integer (see ``runtime/openvino.py``)."""
 
     def forward(self, frame: torch.Tensor, rows: torch.Tensor, elements: torch.Tensor, row_weights: torch.Tensor,
                 element_weights: torch.Tensor) -> torch.Tensor:

@@ -161,7 +161,7 @@ class OpenVinoBackend:
                       if (not heads or n in heads) and n != LETTERBOXED]
         self.letterboxes = letterbox
         self.static = (StaticCompiles(lambda shape: core.compile_model(reshaped(model, {0: shape}), "CPU", config))
-                       if _is_dynamic(model) and not letterbox else None)  # frames of any size: as fast dynamic
+                       if _is_dynamic(model) and not letterbox else None)  # a frame of any size: measured as fast
 
     @classmethod
     def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32",
