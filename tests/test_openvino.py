@@ -123,7 +123,7 @@ def test_a_size_met_again_gets_a_static_compile(ov, monkeypatch):
     second = est.infer(x)  # the size met again: compiled static for it
     assert list(static.compiled) == [x.shape]
     compiled = static.compiled[x.shape]
-    assert compiled.inputs[0].get_partial_shape().is_static
+    assert compiled.compiled.inputs[0].get_partial_shape().is_static
     for head in first:
         np.testing.assert_allclose(second[head], first[head], atol=1e-5)
     calls = []

@@ -171,7 +171,7 @@ def test_litepose_bf16_keeps_its_first_layers_float32():
     assert not np.array_equal(a.keypoints, b.keypoints)
     again = bf16(image)  # the size met again: both models compiled static for it, the same poses
     (front, back), = bf16.backend.static.compiled.values()
-    assert all(i.get_partial_shape().is_static for i in (*front.inputs, *back.inputs))
+    assert all(i.get_partial_shape().is_static for i in (*front.compiled.inputs, *back.compiled.inputs))
     assert np.abs(again.keypoints - b.keypoints).max() < 1e-3
 
 

@@ -126,6 +126,39 @@ class StaticCompiles:
         return self.compiled[shape]
 
 
+class Request:
+    """A compiled model's own infer request, fed and read directly: ``request(*arrays)`` sets the inputs (numpy
+    arrays, in order: zero-copy where C-contiguous and writable, else copied) and returns the outputs (copies). An
+    input that is the same object as at the call before and was shared or is read-only (a letterbox's cached tables)
+    is not set again. OpenVINO's ``compiled(inputs)`` builds every input tensor as a Python object and dispatches on
+    its types at each call."""
+
+    def __init__(self, compiled):
+        self.ov = import_openvino()
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
+        self.fed: list = [None] * len(compiled.inputs)  # per input: the array last given, the memory its tensor reads
+
+    def feed(self, *arrays: np.ndarray) -> None:
+        """Set the inputs to ``arrays`` (in order)."""
+        for i, a in enumerate(arrays):
+            shared = a.flags.c_contiguous and a.flags.writeable
+            if self.fed[i] is not None and a is self.fed[i][0] and (shared or not a.flags.writeable):
+                continue
+            data = a if shared else np.array(a)  # the tensor reads this memory: it stays referenced here
+            self.request.set_input_tensor(i, self.ov.Tensor(data, shared_memory=True))
+            self.fed[i] = a, data
+
+    def outputs(self) -> list[np.ndarray]:
+        """The last inference's outputs, copied."""
+        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
+
+    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        self.feed(*arrays)
+        self.request.infer()
+        return self.outputs()
+
+
 def _is_dynamic(model) -> bool:
     """Whether any input of the ``openvino.Model`` has a dynamic dimension (its size follows the image)."""
     return any(i.get_partial_shape().is_dynamic for i in model.inputs)
@@ -156,11 +189,13 @@ class OpenVinoBackend:
             self.name = "openvino-bf16"
         core, config = ov.Core(), cpu_config(threads, precision)
         self.compiled = core.compile_model(model, "CPU", config)
+        self.run = Request(self.compiled)
         names = [out.get_any_name() for out in self.compiled.outputs]
         self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names)
                       if (not heads or n in heads) and n != LETTERBOXED]
         self.letterboxes = letterbox
-        self.static = (StaticCompiles(lambda shape: core.compile_model(reshaped(model, {0: shape}), "CPU", config))
+        self.static = (StaticCompiles(lambda shape: Request(core.compile_model(reshaped(model, {0: shape}), "CPU",
+                                                                               config)))
                        if _is_dynamic(model) and not letterbox else None)  # a frame of any size: measured as fast
 
     @classmethod
@@ -208,11 +243,11 @@ class OpenVinoBackend:
         if self.letterboxes:
             if not isinstance(x, LetterboxedFrame):  # letterboxed already (0..255): the identity tables
                 x = LetterboxedFrame(x.astype(np.uint8), letterbox_tables(x.shape[1:3], x.shape[1:3]))
-            outs = self.compiled([x.frame, *x.tables], share_inputs=True)  # the frame is read in place
+            outs = self.run(x.frame, *x.tables)  # the frame is read in place
         else:
             static = self.static.get(x.shape) if self.static is not None else None
-            outs = (self.compiled if static is None else static)(x)
-        return {head: outs[i][0] for i, head in self.heads}  # copies (share_outputs=False)
+            outs = (self.run if static is None else static)(x)
+        return {head: outs[i][0] for i, head in self.heads}
 
 
 class SplitOpenVinoBackend:
@@ -234,23 +269,29 @@ class SplitOpenVinoBackend:
         front_config, back_config = cpu_config(threads, "fp32"), cpu_config(threads, "bf16")
         self.front = core.compile_model(front_model, "CPU", front_config)
         self.back = core.compile_model(back_model, "CPU", back_config)
+        self.run = Request(self.front), Request(self.back)
         self.heads = [out.get_any_name() for out in self.back.outputs]
-        wanted = {i.get_any_name() for i in self.back.inputs}  # the export drops a part the back does not use
-        self.feed = [(i, f"part_{i}") for i in range(len(self.front.outputs)) if f"part_{i}" in wanted]
+        back_inputs = [i.get_any_name() for i in self.back.inputs]  # the export drops a part the back does not use
+        # (front output index, back input index): the back reads the front's output tensors in place
+        self.links = [(i, back_inputs.index(f"part_{i}")) for i in range(len(self.front.outputs))
+                      if f"part_{i}" in back_inputs]
 
         def static(shape):  # the front at this input shape; the back at the shapes of the front's outputs
             front = core.compile_model(reshaped(front_model, {0: shape}), "CPU", front_config)
-            parts = {name: front.outputs[i].get_shape() for i, name in self.feed}
-            return front, core.compile_model(reshaped(back_model, parts), "CPU", back_config)
+            parts = {f"part_{i}": front.outputs[i].get_shape() for i, _ in self.links}
+            return Request(front), Request(core.compile_model(reshaped(back_model, parts), "CPU", back_config))
 
         self.static = StaticCompiles(static) if _is_dynamic(front_model) else None
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         static = self.static.get(x.shape) if self.static is not None else None
-        front, back = (self.front, self.back) if static is None else static
-        parts = front(x)
-        outs = back({name: parts[i] for i, name in self.feed})
-        return {head: outs[i][0] for i, head in enumerate(self.heads)}
+        front, back = self.run if static is None else static
+        front.feed(x)
+        front.request.infer()
+        for i, j in self.links:
+            back.request.set_input_tensor(j, front.request.get_output_tensor(i))
+        back.request.infer()
+        return {head: out[0] for head, out in zip(self.heads, back.outputs())}
 
 
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
