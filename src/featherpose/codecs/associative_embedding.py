@@ -49,7 +49,7 @@ f32 = np.float32
 COCO_JOINT_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 TILE = 16  # input pixels per tile side (8 half-resolution cells, 4 quarter cells)
 #: refine: tiles per (person, keypoint) whose approximate scores set the floor that prunes the others (vtest
-#: 448x640, refine's mean ms over 40 frames: 1 tile 7.3, 2 3.8, 3 2.9, 4 2.9, 8 3.5, 12 4.4)
+#: 448x640, refine's ms a frame over 40 frames, best of 4 passes: 1 tile 19.9, 2 9.3, 3 5.3, 4 4.4, 6 4.2, 8 5.6)
 REFINE_FLOOR_TILES = 4
 #: refine: a tile with at least this many pixels left to evaluate exactly is evaluated whole (a pixel alone reads a
 #: 3 x 3 half-resolution patch; a tile 11 x 11 for its 256 pixels). int8 maps, flat and quantised, leave thousands.
@@ -474,18 +474,27 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     gap = np.maximum(0, np.maximum(lo[jj] - t, t - hi[jj]))  # (n, th, tw, C)
     upper = (heat_b[jj] - np.round(np.sqrt((gap ** 2).sum(-1)))).reshape(len(pp), -1)  # (n, tiles)
     # a floor from each pair's most promising tiles: its maximum is at least this
+    n = len(pp)
     n_top = min(REFINE_FLOOR_TILES, upper.shape[1])
-    top = np.argpartition(-upper, n_top - 1, axis=1)[:, :n_top]  # (n, n_top)
-    low, _, valid = _approx_scores(maps, np.repeat(jj, n_top), *np.divmod(top.ravel(), tw),
-                                   np.repeat(prev[pp], n_top, axis=0))
-    tile_low = _tile_max(low, valid).reshape(len(pp), n_top)
+    top = np.argpartition(-upper, n_top - 1, axis=1)[:, :n_top].ravel()  # n_top per pair
+    top_n = np.repeat(np.arange(n), n_top)
+    scored = _approx_scores(maps, jj[top_n], *np.divmod(top, tw), prev[pp][top_n])
+    tile_low = _tile_max(scored[0], scored[2]).reshape(n, n_top)
     floor = tile_low.max(1)
     candidate = upper >= floor[:, None]
-    candidate[np.arange(len(pp)), top[np.arange(len(pp)), tile_low.argmax(1)]] = True  # the floor's own tile
-    cand_n, cand_t = np.nonzero(candidate)  # the tiles that can hold each pair's argmax
+    candidate[np.arange(n), top.reshape(n, n_top)[np.arange(n), tile_low.argmax(1)]] = True  # the floor's own tile
+    # the tiles that can hold each pair's argmax: the top ones, scored already, and the others, scored now
+    again = candidate[top_n, top]
+    candidate[top_n, top] = False
+    more_n, more_t = np.nonzero(candidate)
+    more = _approx_scores(maps, jj[more_n], *np.divmod(more_t, tw), prev[pp][more_n])
+    cand_n, cand_t = np.concatenate([top_n[again], more_n]), np.concatenate([top[again], more_t])
+    by_pair = np.argsort(cand_n, kind="stable")
+    cand_n, cand_t = cand_n[by_pair], cand_t[by_pair]
+    low, high, inside, reach = (np.concatenate([a[again], b])[by_pair] for a, b in zip(scored, more))
     ty, tx = np.divmod(cand_t, tw)
-    low, high, valid = _approx_scores(maps, jj[cand_n], ty, tx, prev[pp][cand_n], floor[cand_n])
-    best_low = np.maximum(floor, _group_max(_tile_max(low, valid), cand_n, len(pp)))
+    valid = inside & (reach >= floor[cand_n][:, None, None])  # pixels whose heatmap can reach the floor
+    best_low = np.maximum(floor, _group_max(_tile_max(low, valid), cand_n, n))
     # pixels whose exact score can be the maximum, evaluated exactly: one by one, or as whole tiles where many are
     hits = valid & (high >= best_low[cand_n][:, None, None])
     dense = hits.sum((1, 2)) >= REFINE_DENSE_TILE
@@ -532,18 +541,16 @@ def _tile_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, values, f32(-np.inf)).reshape(len(values), -1).max(1, initial=-np.inf)
 
 
-def _approx_scores(maps: _Maps, js, ty, tx, person_tag, floor=None):
+def _approx_scores(maps: _Maps, js, ty, tx, person_tag):
     """Lower and upper bounds (n, 16, 16) of the exact ``heatmap - round(|tag - person_tag|)`` on the
     (keypoint, tile) pairs from the approximate maps (their rounding error with a wide margin, and both roundings
-    of a distance within it of a half), and where they count (n, 16, 16): pixels inside the input whose
-    approximate heatmap can reach ``floor`` (n,) (all of them without it). Whole tiles at once: the approximate
-    tags come from the same local x2 as the heatmap."""
+    of a distance within it of a half), which pixels are inside the input (n, 16, 16), and an upper bound of the
+    exact heatmap there (n, 16, 16). Whole tiles at once: the approximate tags come from the same local x2 as the
+    heatmap."""
     heat = maps.approx_tiles(maps.heat_half, js, ty, tx)
     e_heat = maps.heat_margin[js][:, None, None]
-    valid = ((ty[:, None, None] * TILE + np.arange(TILE)[None, :, None] < maps.hw[0])
-             & (tx[:, None, None] * TILE + np.arange(TILE)[None, None, :] < maps.hw[1]))
-    if floor is not None:
-        valid = valid & (heat + e_heat >= floor[:, None, None])
+    inside = ((ty[:, None, None] * TILE + np.arange(TILE)[None, :, None] < maps.hw[0])
+              & (tx[:, None, None] * TILE + np.arange(TILE)[None, None, :] < maps.hw[1]))
     d2 = np.zeros_like(heat)
     err = np.zeros_like(heat)
     for c, half in enumerate(maps.tags_half):
@@ -554,7 +561,7 @@ def _approx_scores(maps: _Maps, js, ty, tx, person_tag, floor=None):
     dist = np.sqrt(d2)
     low = heat - e_heat - np.round(dist + err)
     high = heat + e_heat - np.round(np.maximum(dist - err, 0))
-    return low, high, valid
+    return low, high, inside, heat + e_heat
 
 
 # ------------------------------------------------------------------------------------------- codec
