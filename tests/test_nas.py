@@ -217,3 +217,72 @@ def test_search_config_errors_are_one_line(tmp_path, capsys):
     assert main(["search", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "latency.check = -1" in err
+
+
+def _tiny_search(tmp_path, name, **over):
+    """A tiny search recipe (two photos, inputs 96 / 128, widths 0.5 / 0.25) with ``over`` merged per section."""
+    cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],
+           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2,
+           "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
+           "train": {"steps": 1, "batch_size": 1, "subnets": 2, "device": "cpu"}, "out": str(tmp_path / name)}
+    for key, value in over.items():
+        cfg[key] = dict(cfg[key], **value) if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_supernet_only_writes_the_supernet_and_a_search_resumes_from_it(tmp_path, capsys):
+    """--supernet-only: one step, only supernet.safetensors written (its metadata: steps, space, keypoints); a
+    second run given it as supernet: with train.steps 0 writes the same tensors (relative path, config's folder)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    assert main(["search", str(_tiny_search(tmp_path, "first")), "--supernet-only", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 steps of batch 1 on cpu" in printed and "supernet.safetensors" in printed
+    assert sorted(p.name for p in (tmp_path / "first").iterdir()) == ["supernet.safetensors"]
+    with safe_open(str(tmp_path / "first" / "supernet.safetensors"), "pt") as f:
+        meta = f.metadata()
+    assert meta["steps"] == "1" and meta["num_keypoints"] == "14" and json.loads(meta["space"])["sizes"] == [96, 128]
+    first = load_file(tmp_path / "first" / "supernet.safetensors")
+    _, auto_m, _, _ = zoo.build("litepose-m-crowdpose")
+    inherited = Supernet(SearchSpace((0.5, 0.25), (96, 128), (7,)), 14, cover=arch_of(auto_m.config))
+    inherited.inherit(auto_m)
+    assert any(not torch.equal(first[k], v) for k, v in inherited.net.state_dict().items())  # it trained
+
+    again = _tiny_search(tmp_path, "again", supernet="first/supernet.safetensors", train={"steps": 0})
+    assert main(["search", str(again), "--supernet-only", "--quiet"]) == 0
+    assert "no training (train.steps: 0)" in capsys.readouterr().out
+    second = load_file(tmp_path / "again" / "supernet.safetensors")
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_supernet_of_another_space_is_one_clear_error(tmp_path, capsys):
+    assert main(["search", str(_tiny_search(tmp_path, "first")), "--supernet-only", "--quiet"]) == 0
+    capsys.readouterr()
+    other = _tiny_search(tmp_path, "other", supernet=str(tmp_path / "first" / "supernet.safetensors"),
+                         space={"sizes": [96], "width_multipliers": [0.5, 0.25]}, train={"steps": 0})
+    assert main(["search", str(other), "--supernet-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "does not match" in err and "'sizes': [96, 128]" in err and "supernet:" in err
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
+    no_supernet = _tiny_search(tmp_path, "zero", train={"steps": 0})
+    assert main(["search", str(no_supernet)]) == 2
+    assert "train.steps = 0 needs supernet:" in capsys.readouterr().err
+    bad_device = _tiny_search(tmp_path, "dev", train={"device": "gpu"})
+    assert main(["search", str(bad_device)]) == 2
+    assert "train.device 'gpu' is not one of auto, cpu, cuda" in capsys.readouterr().err
+
+
+def test_train_minutes_stops_after_the_step_that_spends_them(tmp_path, capsys):
+    path = _tiny_search(tmp_path, "timed", train={"steps": 50, "minutes": 1e-6})
+    assert main(["search", str(path), "--supernet-only", "--quiet"]) == 0
+    assert "1 steps of batch 1 on cpu" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without a GPU")
+def test_train_device_cuda_without_a_gpu_is_one_clear_error(tmp_path, capsys):
+    assert main(["search", str(_tiny_search(tmp_path, "cuda", train={"device": "cuda"})), "--supernet-only"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sees no GPU" in err and "auto or cpu" in err

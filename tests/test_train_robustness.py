@@ -396,7 +396,9 @@ def test_the_shipped_recipes_load():
     from featherpose.nas.search import load_search_config
 
     for path in sorted((ROOT / "configs").glob("*.yaml")):
-        if path.name.endswith("_search.yaml"):  # `featherpose search` recipes
+        if "_search" in path.stem:  # `featherpose search` recipes
+            if path.stem.endswith("_gpu") and not (ROOT / "shared" / "data" / "coco_mini").is_dir():
+                continue  # its frames are the checkout's own shared/ (as a GPU machine's copy has it)
             assert load_search_config(path).train.steps >= 1
         else:
             assert load_config(path).epochs >= 1

@@ -125,6 +125,16 @@ def _cmd_search(args: argparse.Namespace) -> int:
     cfg = load_search_config(args.config)
     if args.out:
         cfg.out = args.out
+    if args.supernet_only:
+        done = search(cfg, progress=not args.quiet, supernet_only=True)
+        loss = done["supernet_loss_first_last"]
+        trained = (f"{done['steps']} steps of batch {done['batch_size']} on {done['device']} in "
+                   f"{done['train_minutes']:.1f} min ({done['images_per_second']:.1f} images/s), loss "
+                   f"{loss[0]:.4g} -> {loss[-1]:.4g}" if done["steps"] else "no training (train.steps: 0)")
+        print(f"super-network from {done['started_from']}: {trained}")
+        print(f"wrote {done['supernet']} (a search starts from it with supernet: {done['supernet']} and "
+              "train.steps: 0)")
+        return 0
     report = search(cfg, progress=not args.quiet)
     chosen, out = report["chosen"], Path(cfg.out)
     check = (f"; latency check on {len(report['latency_check'])} random candidates: mean error "
@@ -275,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "(configs/litepose_search.yaml)")
     p.add_argument("config", help="search YAML, e.g. configs/litepose_search.yaml")
     p.add_argument("--out", help="output folder (default: the config's out)")
+    p.add_argument("--supernet-only", action="store_true", help="train the super-network, write "
+                   "supernet.safetensors and stop (no latency table, no evolution), e.g. on a GPU for a later CPU "
+                   "search's supernet:")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_search)
 

@@ -7,7 +7,12 @@ Steps (each with a progress bar):
    :meth:`~featherpose.nas.supernet.Supernet.inherit`), trained by distillation on unlabelled frames (a video or a
    folder of images): every step one input size is drawn from the space, and the largest, the smallest and
    ``train.subnets - 2`` random candidates (the sandwich rule, Yu & Huang 2019) learn the teacher's raw heads
-   (heatmaps and tags, mean squared error) on the same batch.
+   (heatmaps and tags, mean squared error) on the same batch. ``train.device``: ``auto`` (a GPU when torch sees one),
+   ``cpu`` or ``cuda`` (fp32, TF32 allowed: bf16 would round the teacher's targets); ``train.minutes`` > 0 stops after
+   the step that spends them (``train.steps`` is then a cap). ``supernet:`` starts from the ``supernet.safetensors``
+   of an earlier search instead (its metadata's space and keypoints must match; ``train.steps: 0`` uses it as it is),
+   so a GPU trains the super-network (``featherpose search configs/litepose_search_gpu.yaml --supernet-only``: stop
+   after writing it) and a CPU searches it.
 2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): the parts of candidates (stem, blocks, fusion
    levels) measured with the default backend, a candidate's prediction the sum of its parts, checked against
    ``latency.check`` fresh random candidates measured whole (the error is reported).
@@ -22,7 +27,8 @@ GPUs) shared statistics fit no single candidate: set ``calibration_frames`` to r
 before scoring (upstream's ``calibrate_test.py``; measured here, 16 vtest frames shift Auto-M's own statistics enough
 to lose every person on coco_mini: calibrate on frames like the validation images).
 4. **Outputs** in ``out``: ``search.json`` (every candidate scored: AP, predicted ms; the latency check; the choice),
-   ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` and the chosen candidate with its
+   ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` (metadata: space, keypoints, teacher,
+   steps, device, minutes, first / last loss; ``--supernet-only`` writes only it) and the chosen candidate with its
    inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
    and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``).
 """
@@ -63,6 +69,8 @@ class TrainSection:
     batchnorm: str = "frozen"  # frozen: every BatchNorm keeps the teacher's statistics (CPU-sized batches);
     #                            batch: batch statistics (large batches), then set calibration_frames
     threads: int = 2
+    device: str = "auto"      # auto: cuda when torch sees a GPU, else cpu; cpu; cuda (fp32, TF32 allowed)
+    minutes: float = 0.0      # > 0: stop after the step that spends this many minutes (steps is then a cap)
 
 
 @dataclass
@@ -94,6 +102,8 @@ class SearchConfig:
     val_images: int = 0                     # score on the first N images (0: all)
     calibration_frames: int = 0             # > 0: recalibrate each candidate's BatchNorm statistics on this many
     #                                         frames before scoring (for a super-network trained with batch statistics)
+    supernet: str = ""                      # a supernet.safetensors of an earlier search (same space and teacher's
+    #                                         keypoints): start from it instead of inheriting the teacher
     space: SpaceSection = field(default_factory=SpaceSection)
     train: TrainSection = field(default_factory=TrainSection)
     latency: LatencySection = field(default_factory=LatencySection)
@@ -120,6 +130,10 @@ def load_search_config(path: str | Path) -> SearchConfig:
     cfg.val = resolve(cfg.val) if cfg.val else ""
     if cfg.teacher.endswith(".safetensors"):
         cfg.teacher = resolve(cfg.teacher)
+    cfg.supernet = resolve(cfg.supernet) if cfg.supernet else ""
+    if cfg.supernet and not Path(cfg.supernet).is_file():
+        raise FileNotFoundError(f"supernet {cfg.supernet} does not exist; give the supernet.safetensors an earlier "
+                                f"search wrote (relative to {path.name}'s folder) or remove supernet:")
     if not cfg.frames:
         raise ValueError(f"{path.name}: frames is required (videos, images or folders of them: no labels needed)")
     for p in cfg.frames + ([cfg.val] if cfg.val else []):
@@ -127,9 +141,17 @@ def load_search_config(path: str | Path) -> SearchConfig:
             raise FileNotFoundError(f"{p} does not exist; fix the path in {path.name} (relative to its folder)")
     if not cfg.val:
         raise ValueError(f"{path.name}: val (a COCO keypoints json) is required: candidates are scored on it")
-    positive = {"train.steps": cfg.train.steps, "train.batch_size": cfg.train.batch_size,
-                "evolution.population": cfg.evolution.population, "latency.budget_ms": cfg.latency.budget_ms,
-                "frames_per_video": cfg.frames_per_video}
+    if cfg.train.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"{path.name}: train.device {cfg.train.device!r} is not one of auto, cpu, cuda")
+    if not cfg.train.minutes >= 0:
+        raise ValueError(f"{path.name}: train.minutes = {cfg.train.minutes} must be >= 0 (0: no time limit)")
+    if cfg.train.steps == 0 and not cfg.supernet:
+        raise ValueError(f"{path.name}: train.steps = 0 needs supernet: (the supernet.safetensors of an earlier "
+                         "search, used as it is); without it give train.steps > 0")
+    positive = {"train.batch_size": cfg.train.batch_size, "evolution.population": cfg.evolution.population,
+                "latency.budget_ms": cfg.latency.budget_ms, "frames_per_video": cfg.frames_per_video}
+    if cfg.train.steps != 0:  # 0 with supernet: (checked above)
+        positive = {"train.steps": cfg.train.steps, **positive}
     bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
     if cfg.train.batchnorm not in ("frozen", "batch"):
         raise ValueError(f"{path.name}: train.batchnorm must be frozen or batch, got {cfg.train.batchnorm!r}")
@@ -147,11 +169,34 @@ def load_search_config(path: str | Path) -> SearchConfig:
 
 # --------------------------------------------------------------------------------------------- frames
 
+def _video_frames(path: Path, count: int) -> list[np.ndarray]:
+    """The frames :func:`~featherpose.video.io.sample_frames` gives (``count`` evenly spaced), read in one pass:
+    seeking decodes from a keyframe every time, ~10x slower on the people clips (the same frames, measured). Falls
+    back to seeking when the frame count is unknown or the pass comes up short."""
+    from ..video.io import sample_frames
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        want = set(np.unique(np.linspace(0, max(total - 1, 0), count).round().astype(int)).tolist())
+        frames = []
+        for i in range(max(want) + 1 if total > 0 else 0):
+            if not cap.grab():
+                break
+            if i in want:
+                ok, bgr = cap.retrieve()
+                if ok:
+                    frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    finally:
+        cap.release()
+    return frames if total > 0 and len(frames) == len(want) else sample_frames(path, count)
+
+
 def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list[np.ndarray]:
     """RGB uint8 frames: ``per_video`` evenly spaced frames of each video, every image (folders searched
     recursively), each shrunk so that its long side is at most ``max_side``."""
     from ..image import IMAGE_SUFFIXES, load_image
-    from ..video.io import VIDEO_SUFFIXES, sample_frames
+    from ..video.io import VIDEO_SUFFIXES
 
     files = []
     for src in map(Path, sources):
@@ -160,7 +205,7 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
     frames = []
     for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
-            sampled = sample_frames(f, per_video)
+            sampled = _video_frames(f, per_video)
             if not sampled:
                 print(f"featherpose: skipped {f}: no readable frame", file=sys.stderr)
             frames += sampled
@@ -178,8 +223,10 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
     return frames
 
 
-def random_batch(frames: list[np.ndarray], size: int, count: int, rng: random.Random) -> torch.Tensor:
-    """(count, 3, size, size) float 0..255: random square crops (60-100 % of the short side), random flips."""
+def random_batch(frames: list[np.ndarray], size: int, count: int, rng: random.Random,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """(count, 3, size, size) float 0..255 on ``device``: random square crops (60-100 % of the short side), random
+    flips (uint8 crosses to a GPU, asynchronously from pinned memory, and becomes float there)."""
     out = np.empty((count, size, size, 3), np.uint8)
     for i in range(count):
         f = rng.choice(frames)
@@ -188,16 +235,33 @@ def random_batch(frames: list[np.ndarray], size: int, count: int, rng: random.Ra
         y, x = rng.randrange(h - side + 1), rng.randrange(w - side + 1)
         crop = cv2.resize(f[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
         out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
-    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+    batch = torch.from_numpy(out)
+    if torch.device(device).type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    return batch.permute(0, 3, 1, 2).float()
 
 
 # ------------------------------------------------------------------------------------- the search
 
+def resolve_device(name: str) -> torch.device:
+    """``train.device``: auto (cuda when torch sees a GPU, else cpu), cpu or cuda (one clear error without a GPU)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device: cuda was asked for but torch {torch.__version__} sees no GPU; "
+                         "use auto or cpu")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
 def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np.ndarray], cfg: TrainSection,
-                   rng: random.Random, progress: bool = True) -> list[float]:
-    """Sandwich-rule distillation of the teacher's raw heads into the super-network; the loss per step."""
+                   rng: random.Random, progress: bool = True, device: torch.device | str = "cpu") -> list[float]:
+    """Sandwich-rule distillation of the teacher's raw heads into the super-network; the loss per step (as many as
+    ran: ``cfg.steps``, or fewer when ``cfg.minutes`` is spent first). Both networks must already be on ``device``;
+    fp32 there (on a GPU TF32 matmuls and convolutions are allowed)."""
     from tqdm import tqdm
 
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     space = supernet.space
     optimizer = torch.optim.AdamW(supernet.parameters(), lr=cfg.lr, weight_decay=0)
     supernet.train()
@@ -206,24 +270,36 @@ def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
     teacher.eval()
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="super-network", unit="step", disable=not progress)
+    losses: list[float] = []
+    pending: list[torch.Tensor] = []  # the last step's losses, read after the next batch is made (a GPU runs on)
+
+    def flush():
+        if pending:
+            losses.append(sum(float(x) for x in pending) / len(pending))
+            pending.clear()
+            bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
+
+    started = time.perf_counter()
+    bar = tqdm(range(cfg.steps), desc="super-network", unit="step", disable=not progress,
+               mininterval=0.1 if sys.stderr.isatty() else 10)
     for _ in bar:
         size = rng.choice(space.slots["input_size"])
-        images = random_batch(frames, size, cfg.batch_size, rng)
+        images = random_batch(frames, size, cfg.batch_size, rng, device)
+        flush()
         with torch.no_grad():
             target = teacher(images)
         optimizer.zero_grad(set_to_none=True)
-        total = 0.0
         for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(cfg.subnets - 2)]:
             arch = dataclasses.replace(arch, input_size=size)
             out = supernet(images, arch)
             loss = sum(torch.nn.functional.mse_loss(out[k], target[k]) for k in target)
             loss.backward()
-            total += float(loss.detach())
+            pending.append(loss.detach())
         optimizer.step()
-        losses.append(total / cfg.subnets)
-        bar.set_postfix(loss=f"{losses[-1]:.2e}", size=size)
+        if cfg.minutes and time.perf_counter() - started >= 60 * cfg.minutes:
+            break
+    flush()
+    bar.close()
     supernet.eval()
     return losses
 
@@ -365,8 +441,41 @@ def plot_population(rows: list[dict], budget: float, path: Path) -> None:
     plt.close(fig)
 
 
-def search(cfg: SearchConfig, progress: bool = True) -> dict:
-    """Run the whole search (see the module docstring); returns what ``search.json`` holds."""
+def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[str, str]:
+    """Fill ``supernet`` with the tensors of an earlier search's ``supernet.safetensors`` (checked: same space, same
+    keypoints as this search's teacher); its metadata."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"supernet {path} is not a readable .safetensors file ({exc}); give the "
+                         "supernet.safetensors an earlier search wrote") from None
+    if "space" not in meta or "num_keypoints" not in meta:
+        raise ValueError(f"supernet {path} has no space / num_keypoints metadata: not a supernet.safetensors that "
+                         "featherpose search wrote")
+    theirs, ours = json.loads(meta["space"]), dataclasses.asdict(space)
+    k = supernet.num_keypoints
+    if theirs != ours or int(meta["num_keypoints"]) != k:
+        what = (f"space {theirs}, this config's space {ours}" if theirs != ours else
+                f"{meta['num_keypoints']} keypoints, this config's teacher has {k}")
+        raise ValueError(f"supernet {path} does not match this search: it was trained with {what}; set space: "
+                         "(and teacher:) as the search that wrote it had them, or remove supernet:")
+    try:
+        supernet.net.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:  # same space but another teacher's widths (cover)
+        first = str(exc).replace("\n", " ")[:300]
+        raise ValueError(f"supernet {path} does not fit this search's super-network ({first}); use the teacher "
+                         "of the search that wrote it, or remove supernet:") from None
+    return meta
+
+
+def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False) -> dict:
+    """Run the whole search (see the module docstring); returns what ``search.json`` holds. ``supernet_only``: stop
+    after writing ``supernet.safetensors``; returns the training's summary (steps, minutes, losses, device)."""
     from safetensors.torch import save_file
 
     from .. import zoo
@@ -375,8 +484,11 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("search.json", "search.png", "searched.safetensors", "supernet.safetensors"):
+    names = ("supernet.safetensors",) if supernet_only else \
+        ("search.json", "search.png", "searched.safetensors", "supernet.safetensors")
+    for name in names:
         check_writable(out / name, "search output")
+    device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     torch.set_num_threads(cfg.train.threads)
@@ -389,15 +501,40 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
     k = teacher.config.num_keypoints
     start_arch = arch_of(teacher.config)
     supernet = Supernet(space, k, cover=start_arch)
-    supernet.inherit(teacher)
-    frames = read_frames(cfg.frames, cfg.frames_per_video)
+    earlier = load_supernet(supernet, cfg.supernet, cfg.space) if cfg.supernet else {}
+    if not cfg.supernet:
+        supernet.inherit(teacher)
+    needs_frames = cfg.train.steps > 0 or (cfg.calibration_frames and not supernet_only)
+    frames = read_frames(cfg.frames, cfg.frames_per_video) if needs_frames else []
     calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames] \
         if cfg.calibration_frames else []
 
-    losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress)
+    teacher.to(device)
+    supernet.to(device)
+    trained = time.perf_counter()
+    losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress, device) if cfg.train.steps else []
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    train_minutes = (time.perf_counter() - trained) / 60
+    supernet.to("cpu")
+    teacher.to("cpu")
+    summary = {
+        "supernet": str(out / "supernet.safetensors"), "device": str(device), "steps": len(losses),
+        "batch_size": cfg.train.batch_size, "train_minutes": train_minutes,
+        "images_per_second": len(losses) * cfg.train.batch_size / (60 * train_minutes) if losses else 0.0,
+        "supernet_loss_first_last": [losses[0], losses[-1]] if losses else [],
+        "started_from": cfg.supernet or name,
+        "total_steps": len(losses) + int(earlier.get("total_steps", earlier.get("steps", 0)) or 0),
+    }
+    meta = {"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k), "teacher": name,
+            "steps": str(summary["steps"]), "total_steps": str(summary["total_steps"]),
+            "batch_size": str(cfg.train.batch_size), "device": str(device), "train_minutes": f"{train_minutes:.2f}",
+            "loss_first_last": json.dumps(summary["supernet_loss_first_last"]),
+            "started_from": Path(cfg.supernet).name if cfg.supernet else name}
     with atomic_path(out / "supernet.safetensors") as tmp:
-        save_file({key: t.contiguous() for key, t in supernet.net.state_dict().items()}, str(tmp),
-                  metadata={"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k)})
+        save_file({key: t.contiguous() for key, t in supernet.net.state_dict().items()}, str(tmp), metadata=meta)
+    if supernet_only:
+        return summary
 
     table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
     table.prefill(space, cfg.latency.samples, rng, progress)
@@ -431,6 +568,7 @@ def search(cfg: SearchConfig, progress: bool = True) -> dict:
     report = {
         "teacher": name, "start": start_arch.key, "budget_ms": cfg.latency.budget_ms, "machine": table.key,
         "supernet_loss_first_last": [losses[0], losses[-1]] if losses else [],
+        "supernet_steps": len(losses), "supernet_device": str(device), "supernet_started_from": summary["started_from"],
         "latency_check": [{"key": key, "predicted_ms": p, "measured_ms": m} for key, p, m in check],
         "latency_check_max_error": max(errors) if errors else None,
         "latency_check_mean_error": float(np.mean(errors)) if errors else None,
