@@ -152,14 +152,16 @@ class Request:
             self.request.set_input_tensor(i, self.ov.Tensor(data, shared_memory=True))
             self.fed[i] = a, data
 
-    def outputs(self) -> list[np.ndarray]:
-        """The last inference's outputs, copied."""
-        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
+    def outputs(self, indices=None) -> list[np.ndarray]:
+        """The last inference's outputs (those at ``indices``; None: all), copied."""
+        indices = range(len(self.compiled.outputs)) if indices is None else indices
+        return [self.request.get_output_tensor(i).data.copy() for i in indices]
 
-    def __call__(self, *arrays: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, *arrays: np.ndarray, outputs=None) -> list[np.ndarray]:
+        """Run on ``arrays``; the outputs at indices ``outputs`` (None: all), copied."""
         self.feed(*arrays)
         self.request.infer()
-        return self.outputs()
+        return self.outputs(outputs)
 
 
 def _is_dynamic(model) -> bool:
@@ -196,6 +198,7 @@ class OpenVinoBackend:
         names = [out.get_any_name() for out in self.compiled.outputs]
         self.heads = [(i, heads[n] if heads else n) for i, n in enumerate(names)
                       if (not heads or n in heads) and n != LETTERBOXED]
+        self.wanted = [i for i, _ in self.heads]  # the outputs copied out (not the letterboxed input)
         self.letterboxes = letterbox
         self.static = (StaticCompiles(lambda shape: Request(core.compile_model(reshaped(model, {0: shape}), "CPU",
                                                                                config)))
@@ -246,11 +249,11 @@ class OpenVinoBackend:
         if self.letterboxes:
             if not isinstance(x, LetterboxedFrame):  # letterboxed already (0..255): the identity tables
                 x = LetterboxedFrame(x.astype(np.uint8), letterbox_tables(x.shape[1:3], x.shape[1:3]))
-            outs = self.run(x.frame, *x.tables)  # the frame is read in place
+            outs = self.run(x.frame, *x.tables, outputs=self.wanted)  # the frame is read in place
         else:
             static = self.static.get(x.shape) if self.static is not None else None
-            outs = (self.run if static is None else static)(x)
-        return {head: outs[i][0] for i, head in self.heads}
+            outs = (self.run if static is None else static)(x, outputs=self.wanted)
+        return {head: out[0] for (_, head), out in zip(self.heads, outs)}
 
 
 class SplitOpenVinoBackend:
