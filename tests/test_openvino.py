@@ -99,6 +99,22 @@ def test_lwop_equals_torch_and_golden_float_maps(ov):
         assert_same_poses(est(image, min_score=0), ref(image, min_score=0))
 
 
+def test_any_array_layout_and_type_gives_the_same_heads(ov):
+    """The backend's infer request reads a C-contiguous array of its input type in place and converts anything else
+    (another dtype, Fortran order, a read-only array, a strided view) into a copy: the same heads every way."""
+    est = featherpose.load("lightweight-openpose", backend="openvino", threads=1)
+    x, _ = est.network_input(load_image(golden_image_path(SAMPLES[0])))
+    want = est.infer(x)
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    wide = np.repeat(x, 2, axis=2)[:, :, ::2]  # a strided view with x's values
+    assert np.array_equal(wide, x)
+    for other in (x.astype(np.float64), np.asfortranarray(x), frozen, wide, x):
+        got = est.infer(other)
+        for head in want:
+            np.testing.assert_array_equal(got[head], want[head])
+
+
 def test_cpu_plugin_settings(ov):
     """threads -> INFERENCE_NUM_THREADS; latency hint; f32 arithmetic (not the plugin's bf16 default on bf16 CPUs)."""
     compiled = featherpose.load("movenet-lightning", backend="openvino", threads=1).backend.compiled

@@ -131,7 +131,8 @@ class StaticCompiles:
 
 class Request:
     """A compiled model's own infer request, fed and read directly: ``request(*arrays)`` sets the inputs (numpy
-    arrays, in order: zero-copy where C-contiguous and writable, else copied) and returns the outputs (copies). An
+    arrays, in order: zero-copy where C-contiguous, writable and of the input's type, else a converted copy) and
+    returns the outputs (copies). An
     input that is the same object as at the call before and was shared or is read-only (a letterbox's cached tables)
     is not set again. OpenVINO's ``compiled(inputs)`` builds every input tensor as a Python object and dispatches on
     its types at each call."""
@@ -141,14 +142,15 @@ class Request:
         self.compiled = compiled
         self.request = compiled.create_infer_request()
         self.fed: list = [None] * len(compiled.inputs)  # per input: the array last given, the memory its tensor reads
+        self.dtypes = [i.get_element_type().to_dtype() for i in compiled.inputs]
 
     def feed(self, *arrays: np.ndarray) -> None:
         """Set the inputs to ``arrays`` (in order)."""
         for i, a in enumerate(arrays):
-            shared = a.flags.c_contiguous and a.flags.writeable
+            shared = a.flags.c_contiguous and a.flags.writeable and a.dtype == self.dtypes[i]
             if self.fed[i] is not None and a is self.fed[i][0] and (shared or not a.flags.writeable):
                 continue
-            data = a if shared else np.array(a)  # the tensor reads this memory: it stays referenced here
+            data = a if shared else np.array(a, self.dtypes[i], order="C")  # the tensor reads this memory: kept
             self.request.set_input_tensor(i, self.ov.Tensor(data, shared_memory=True))
             self.fed[i] = a, data
 
