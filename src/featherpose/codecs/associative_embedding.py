@@ -476,22 +476,23 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     # a floor from each pair's most promising tiles: its maximum is at least this
     n = len(pp)
     n_top = min(REFINE_FLOOR_TILES, upper.shape[1])
-    top = np.argpartition(-upper, n_top - 1, axis=1)[:, :n_top].ravel()  # n_top per pair
-    top_n = np.repeat(np.arange(n), n_top)
-    scored = _approx_scores(maps, jj[top_n], *np.divmod(top, tw), prev[pp][top_n])
-    tile_low = _tile_max(scored[0], scored[2]).reshape(n, n_top)
+    top = np.argpartition(-upper, n_top - 1, axis=1)[:, :n_top].ravel()  # n_top tiles per pair
+    top_pair = np.repeat(np.arange(n), n_top)
+    top_scored = _approx_scores(maps, jj[top_pair], *np.divmod(top, tw), prev[pp][top_pair])
+    top_low, _, top_inside, _ = top_scored
+    tile_low = _tile_max(top_low, top_inside).reshape(n, n_top)
     floor = tile_low.max(1)
     candidate = upper >= floor[:, None]
     candidate[np.arange(n), top.reshape(n, n_top)[np.arange(n), tile_low.argmax(1)]] = True  # the floor's own tile
     # the tiles that can hold each pair's argmax: the top ones, scored already, and the others, scored now
-    again = candidate[top_n, top]
-    candidate[top_n, top] = False
+    top_kept = candidate[top_pair, top]
+    candidate[top_pair, top] = False
     more_n, more_t = np.nonzero(candidate)
-    more = _approx_scores(maps, jj[more_n], *np.divmod(more_t, tw), prev[pp][more_n])
-    cand_n, cand_t = np.concatenate([top_n[again], more_n]), np.concatenate([top[again], more_t])
-    by_pair = np.argsort(cand_n, kind="stable")
+    more_scored = _approx_scores(maps, jj[more_n], *np.divmod(more_t, tw), prev[pp][more_n])
+    cand_n, cand_t = np.concatenate([top_pair[top_kept], more_n]), np.concatenate([top[top_kept], more_t])
+    by_pair = np.argsort(cand_n, kind="stable")  # _group_max wants each pair's tiles together
     cand_n, cand_t = cand_n[by_pair], cand_t[by_pair]
-    low, high, inside, reach = (np.concatenate([a[again], b])[by_pair] for a, b in zip(scored, more))
+    low, high, inside, reach = (np.concatenate([a[top_kept], b])[by_pair] for a, b in zip(top_scored, more_scored))
     ty, tx = np.divmod(cand_t, tw)
     valid = inside & (reach >= floor[cand_n][:, None, None])  # pixels whose heatmap can reach the floor
     best_low = np.maximum(floor, _group_max(_tile_max(low, valid), cand_n, n))
