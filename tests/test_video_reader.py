@@ -89,3 +89,27 @@ def test_empty_file_is_one_line(tmp_path):
     empty.write_bytes(b"")
     with pytest.raises(VideoError, match="empty file"):
         VideoReader(empty)
+
+
+def test_sample_frames_reads_through_short_gaps_and_seeks_long_ones(monkeypatch):
+    """sample_frames gives the same evenly spaced frames whether it reads through the gaps between them or seeks to
+    each (SEEK_GAP: seeking decodes from a keyframe every time); they are the video's own frames at those indices."""
+    from featherpose.video import io
+
+    read_through = io.sample_frames(VTEST, 5)
+    monkeypatch.setattr(io, "SEEK_GAP", 1)
+    seeking = io.sample_frames(VTEST, 5)
+    assert len(read_through) == len(seeking) == 5
+    for a, b in zip(read_through, seeking):
+        np.testing.assert_array_equal(a, b)
+    cap = cv2.VideoCapture(str(VTEST))
+    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    wanted = set(np.linspace(0, total - 1, 5).round().astype(int).tolist())
+    frames = []
+    for i in range(total):
+        ok, bgr = cap.read()
+        if ok and i in wanted:
+            frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    for a, b in zip(read_through, frames):
+        np.testing.assert_array_equal(a, b)

@@ -169,34 +169,11 @@ def load_search_config(path: str | Path) -> SearchConfig:
 
 # --------------------------------------------------------------------------------------------- frames
 
-def _video_frames(path: Path, count: int) -> list[np.ndarray]:
-    """The frames :func:`~featherpose.video.io.sample_frames` gives (``count`` evenly spaced), read in one pass:
-    seeking decodes from a keyframe every time, ~10x slower on the people clips (the same frames, measured). Falls
-    back to seeking when the frame count is unknown or the pass comes up short."""
-    from ..video.io import sample_frames
-
-    cap = cv2.VideoCapture(str(path))
-    try:
-        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        want = set(np.unique(np.linspace(0, max(total - 1, 0), count).round().astype(int)).tolist())
-        frames = []
-        for i in range(max(want) + 1 if total > 0 else 0):
-            if not cap.grab():
-                break
-            if i in want:
-                ok, bgr = cap.retrieve()
-                if ok:
-                    frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    finally:
-        cap.release()
-    return frames if total > 0 and len(frames) == len(want) else sample_frames(path, count)
-
-
 def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list[np.ndarray]:
     """RGB uint8 frames: ``per_video`` evenly spaced frames of each video, every image (folders searched
     recursively), each shrunk so that its long side is at most ``max_side``."""
     from ..image import IMAGE_SUFFIXES, load_image
-    from ..video.io import VIDEO_SUFFIXES
+    from ..video.io import VIDEO_SUFFIXES, sample_frames
 
     files = []
     for src in map(Path, sources):
@@ -205,7 +182,7 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
     frames = []
     for f in files:
         if f.suffix.lower() in VIDEO_SUFFIXES:
-            sampled = _video_frames(f, per_video)
+            sampled = sample_frames(f, per_video)
             if not sampled:
                 print(f"featherpose: skipped {f}: no readable frame", file=sys.stderr)
             frames += sampled
@@ -501,8 +478,10 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     k = teacher.config.num_keypoints
     start_arch = arch_of(teacher.config)
     supernet = Supernet(space, k, cover=start_arch)
-    earlier = load_supernet(supernet, cfg.supernet, cfg.space) if cfg.supernet else {}
-    if not cfg.supernet:
+    if cfg.supernet:
+        earlier = load_supernet(supernet, cfg.supernet, cfg.space)
+    else:
+        earlier = {}
         supernet.inherit(teacher)
     needs_frames = cfg.train.steps > 0 or (cfg.calibration_frames and not supernet_only)
     frames = read_frames(cfg.frames, cfg.frames_per_video) if needs_frames else []
@@ -524,7 +503,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "images_per_second": len(losses) * cfg.train.batch_size / (60 * train_minutes) if losses else 0.0,
         "supernet_loss_first_last": [losses[0], losses[-1]] if losses else [],
         "started_from": cfg.supernet or name,
-        "total_steps": len(losses) + int(earlier.get("total_steps", earlier.get("steps", 0)) or 0),
+        "total_steps": len(losses) + int(earlier.get("total_steps", 0)),
     }
     meta = {"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k), "teacher": name,
             "steps": str(summary["steps"]), "total_steps": str(summary["total_steps"]),
