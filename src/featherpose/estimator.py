@@ -1,6 +1,8 @@
 """Estimator: preprocess -> backend -> codec.decode -> Poses. The one place a model meets its codec."""
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 from typing import Callable
 
@@ -89,13 +91,16 @@ class Estimator:
             from .runtime.autoselect import fastest_backend
             from .runtime.quantize import bundled_calibration_files
 
-            def sample():  # a 768x576 street frame, as video users run; read only when measuring
-                return self.network_input(load_image(bundled_calibration_files()[0]))[0]
+            # a 768x576 street frame, as video users run; read only when measuring
+            sample = functools.cache(lambda: load_image(bundled_calibration_files()[0]))
+
+            def frame(backend):  # what a frame costs with that backend: its preprocessing, then the network
+                return backend(self._backend_input(sample(), backend)[0])
 
             size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
             params = sum(p.numel() for p in network.parameters())
-            key = f"{name} ({params} parameters), input {size}, threads {threads or 'default'}"
-            self.backend = fastest_backend(key, build, sample)
+            key = f"{name} ({params} parameters), input {size}, threads {threads or 'default'}, timed with preprocessing"
+            self.backend = fastest_backend(key, build, frame)
         else:
             self.backend = build(backend)
 
@@ -122,7 +127,11 @@ class Estimator:
         """HxWx3 uint8 RGB -> (what the backend takes, letterbox geometry): the network input (see
         :meth:`network_input`), or, for a backend that letterboxes in its graph (``backend.letterboxes``: OpenVINO on
         a model with TF's letterbox), the frame and its tables, a :class:`~featherpose.image.LetterboxedFrame`."""
-        if self._preprocess is resize_with_pad and getattr(self.backend, "letterboxes", False):  # never a family's own
+        return self._backend_input(image, self.backend)
+
+    def _backend_input(self, image: np.ndarray, backend) -> tuple[np.ndarray | LetterboxedFrame, Letterbox]:
+        """:meth:`preprocess` for ``backend``."""
+        if self._preprocess is resize_with_pad and getattr(backend, "letterboxes", False):  # never a family's own
             return letterbox_frame(image, self.input_hw)
         return self.network_input(image)
 

@@ -4,8 +4,10 @@ The first time a model is loaded with ``backend="auto"`` (at a given input size 
 installed backend of :data:`CANDIDATES` (onnxruntime, openvino when installed, torch; not litert, which converts for
 seconds per model and input size, again at every new size for a model whose size follows the image: :mod:`.litert`)
 is built
-and timed on the same input: :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` calls each,
-the backends alternating round by round so that all see the same machine load; the lowest median wins. The
+and timed on the same frame, each call what a frame costs the user with that backend (its preprocessing, which
+differs: OpenVINO letterboxes MoveNet's input inside its graph, the others in NumPy before the call, and the
+network): :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` timed calls each (after :data:`REWARM` untimed
+ones), the backends alternating round by round so that all see the same machine load; the lowest median wins. The
 choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the
 machine (CPU model and core count), the runtime versions and the model, so later loads build only the winner.
 
@@ -30,7 +32,8 @@ from ..fileio import cache_dir, write_text
 
 log = logging.getLogger(__name__)
 
-WARMUP, ROUNDS, CALLS = 2, 3, 4
+WARMUP, ROUNDS, REWARM, CALLS = 2, 3, 2, 5
+SLOWER = 1.5
 CANDIDATES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}  # backend -> its module
 ENV = "FEATHERPOSE_BACKEND"
 
@@ -72,28 +75,38 @@ def installed_backends() -> list[str]:
     return names
 
 
-def time_backends(backends: dict[str, Callable], x: np.ndarray) -> dict[str, float]:
-    """Median ms per call of each backend on input ``x``, interleaved round by round."""
+def time_backends(backends: dict[str, Callable], frame: Callable[[Callable], object]) -> dict[str, float]:
+    """Median ms per call of ``frame(backend)`` (one frame through that backend) for each backend, interleaved
+    round by round. Each round first re-warms the backend (:data:`REWARM` untimed calls: a runtime's first calls
+    after another runtime ran are slow, its threads asleep and caches cold, which a video never sees); after the
+    first round a backend :data:`SLOWER` times slower than the best is timed no more."""
     for backend in backends.values():
         for _ in range(WARMUP):
-            backend(x)
+            frame(backend)
     times: dict[str, list[float]] = {name: [] for name in backends}
-    for _ in range(ROUNDS):
-        for name, backend in backends.items():
+    timing = dict(backends)
+    for round_ in range(ROUNDS):
+        for name, backend in timing.items():
+            for _ in range(REWARM):
+                frame(backend)
             for _ in range(CALLS):
                 start = time.perf_counter()
-                backend(x)
+                frame(backend)
                 times[name].append(time.perf_counter() - start)
+        if round_ == 0:
+            best = min(np.median(t) for t in times.values())
+            timing = {name: b for name, b in timing.items() if np.median(times[name]) <= SLOWER * best}
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
-def fastest_backend(key: str, build: Callable[[str], Callable], sample: Callable[[], np.ndarray]):
+def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[[Callable], object]):
     """The built backend ``auto`` means for the model described by ``key``.
 
     Args:
         key: the model, its input size and thread count (the cache's entry within this machine's).
         build: backend name -> that backend built for the model.
-        sample: returns a preprocessed input, (1, H, W, 3) int32, to time on (called only when measuring).
+        frame: runs one sample frame through a built backend: the preprocessing that backend takes, then the
+            call (called only when measuring).
     """
     pinned = os.environ.get(ENV)
     if pinned:
@@ -116,7 +129,7 @@ def fastest_backend(key: str, build: Callable[[str], Callable], sample: Callable
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     if not built:
         raise ValueError(f"backend auto: no installed backend can run {key}; try --backend torch")
-    ms = time_backends(built, sample())
+    ms = time_backends(built, frame)
     best = min(ms, key=ms.get)
     log.info("backend auto for %s: %s (%s ms per call; measured once, cached in %s)", key, best,
              ", ".join(f"{n} {t:.2f}" for n, t in sorted(ms.items(), key=lambda kv: kv[1])), path)
