@@ -88,6 +88,40 @@ def test_auto_backend_is_measured_once_then_cached(tmp_path, monkeypatch):
                                atol=0.5)
 
 
+def test_auto_backend_times_each_backend_with_its_own_preprocessing(tmp_path, monkeypatch):
+    """``auto`` compares what a frame costs with each backend: OpenVINO gets the frame (its graph letterboxes),
+    the others the letterboxed array their NumPy preprocessing makes; timing OpenVINO on the array (its slower
+    path) chose onnxruntime on a CPU where OpenVINO runs the whole frame faster."""
+    pytest.importorskip("openvino")
+    from featherpose.image import LetterboxedFrame
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    seen = {}
+
+    class Spy:  # the backend, recording what it is called with
+        def __init__(self, name, backend):
+            self.name, self.backend = name, backend
+
+        def __getattr__(self, attr):
+            return getattr(self.backend, attr)
+
+        def __call__(self, x):
+            seen[self.name] = x
+            return self.backend(x)
+
+    def record(backends, frame):
+        for name, backend in backends.items():
+            frame(Spy(name, backend))
+        return {name: float(i + 1) for i, name in enumerate(backends)}
+
+    monkeypatch.setattr(autoselect, "time_backends", record)
+    featherpose.load("movenet-lightning", threads=1)
+    assert isinstance(seen["openvino"], LetterboxedFrame)
+    assert seen["onnxruntime"].shape == seen["torch"].shape == (1, 192, 192, 3)
+
+
 def test_auto_backend_pinned_by_environment(monkeypatch):
     monkeypatch.setenv("FEATHERPOSE_BACKEND", "torch")
     assert featherpose.load("movenet-lightning").backend.name == "torch"
