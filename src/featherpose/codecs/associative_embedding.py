@@ -26,6 +26,8 @@ bilinear, within float32 rounding) names the pixels that can be a window maximum
 windows are evaluated exactly; for step 6 the tiles that can hold the argmax (heatmap bound - rounded tag-distance
 bound >= the best value found so far). The sequential parts are loops in upstream's order: over the K keypoints
 in step 3 (each a vectorised assignment) and over the people in step 5's scores; none runs over pixels.
+The tags' tile bounds (whole-map array work, which releases the GIL) are built in a worker thread while steps 2-5
+run on the heatmaps: the second core is otherwise idle between network calls.
 
 Coordinates returned are input pixels in upstream's convention (pixel index + 0.5 + the quarter offset), which
 upstream maps to the image with the inverse of its letterbox affine (``get_final_preds``).
@@ -36,6 +38,8 @@ the flat indices of the labelled keypoints for the tag loss (at 1/4), and masks 
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -156,10 +160,14 @@ class _Maps:
             fi = np.asarray(flip_index)
             self.heat.append((qf[fi], of[fi][:, :, ::-1], True))
             self.tags.append((qf[k + fi], None, True))
-        # (K,) how far the approximate heatmap (tile_bounds) can be from the exact one, per keypoint, with room to
+        # (K,) how far the approximate heatmap (heat_bounds) can be from the exact one, per keypoint, with room to
         # spare: rounding is at the scale of the sources, which can be large and cancel, not of the result
-        size = np.max([_magnitude(quarter) + _magnitude(half) for quarter, half, _ in self.heat], axis=0)
+        sizes = [(_magnitude(quarter), _magnitude(half)) for quarter, half, _ in self.heat]
+        size = np.max([quarter + half for quarter, half in sizes], axis=0)
         self.heat_margin = (f32(1e-5) * (1 + size)).astype(f32)
+        # every head is a source here: its largest magnitude is finite exactly when it holds no NaN / inf
+        magnitudes = [m for pair in sizes for m in pair] + [_magnitude(q) for q, _, _ in self.tags]
+        self.finite = bool(np.isfinite(np.concatenate(magnitudes)).all())
 
     # ---- exact values
     def _half(self, src, js, hr, hc):
@@ -231,12 +239,12 @@ class _Maps:
         cut = slice(even - halo, even - halo + TILE + 2 * halo)
         return p[:, cut, cut]
 
-    def tile_bounds(self):
-        """Per keypoint and 16 x 16 tile: an upper bound of the final heatmap (K, th, tw) and lower / upper
-        bounds of each tag dimension (K, th, tw, C). A bilinear value lies within its sources' range, and a
-        tile's pixels read the half cells of the tile and one beyond each side (quarter cells likewise); the
-        half-resolution heatmap is OpenCV's bilinear (within float32 rounding of torch's: hence the margin, which
-        scales with the sources' magnitude, not the result's: large heads that cancel round at their own scale)."""
+    def heat_bounds(self) -> np.ndarray:
+        """Per keypoint and 16 x 16 tile an upper bound of the final heatmap (K, th, tw). A bilinear value lies
+        within its sources' range, and a tile's pixels read the half cells of the tile and one beyond each side
+        (quarter cells likewise); the half-resolution heatmap is OpenCV's bilinear (within float32 rounding of
+        torch's: hence the margin, which scales with the sources' magnitude, not the result's: large heads that
+        cancel round at their own scale). Builds :attr:`heat_half`."""
         th, tw = -(-self.hw[0] // TILE), -(-self.hw[1] // TILE)
         heat = None
         for quarter, half, mirrored in self.heat:
@@ -248,11 +256,22 @@ class _Maps:
                 h *= f32(0.5)
             heat = h
         self.heat_half = heat  # (K, H/2, W/2) OpenCV-approximate half-resolution heatmap (flip: both averaged)
-        self.tags_half = [_up2(q, m) for q, _, m in self.tags]  # C x (K, H/2, W/2) likewise for the tags
-        heat = _block(heat, 8, th, tw, np.maximum)
-        lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
-        hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
-        return (heat + self.heat_margin[:, None, None], lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi)))
+        return _block(heat, 8, th, tw, np.maximum) + self.heat_margin[:, None, None]
+
+    def tile_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`heat_bounds` and :meth:`tag_bounds`, one after the other."""
+        return (self.heat_bounds(), *self.tag_bounds())
+
+    def tag_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per keypoint and 16 x 16 tile lower and upper bounds of each tag dimension (K, th, tw, C), as
+        :meth:`heat_bounds` bounds the heatmap. Builds :attr:`tags_half`. Array work on whole maps, which releases
+        the GIL: :meth:`AECodec.parse` runs it in a thread beside the heatmap's steps."""
+        th, tw = -(-self.hw[0] // TILE), -(-self.hw[1] // TILE)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.tags_half = [_up2(q, m) for q, _, m in self.tags]  # C x (K, H/2, W/2) like heat_half
+            lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
+            hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
+            return lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi))
 
 
 def _magnitude(maps: np.ndarray) -> np.ndarray:
@@ -322,7 +341,7 @@ def _block(maps: np.ndarray, cells: int, th: int, tw: int, op) -> np.ndarray:
 def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     """Step 2: NMS and the ``max_num_people`` largest kept values above the detection threshold per keypoint.
 
-    ``bounds_heat`` is the first of ``maps.tile_bounds()`` (which also builds the approximate maps read here).
+    ``bounds_heat`` is ``maps.heat_bounds()`` (which also builds the approximate map read here).
 
     Returns:
         val (K, M) float32 descending (0 where fewer), loc (K, M, 2) int64 x, y, tag (K, M, C) float32.
@@ -565,6 +584,12 @@ def _approx_scores(maps: _Maps, js, ty, tx, person_tag):
     return low, high, inside, heat + e_heat
 
 
+@functools.cache
+def _worker() -> ThreadPoolExecutor:
+    """One thread for the decode's array work that can run beside the rest (:meth:`_Maps.tag_bounds`)."""
+    return ThreadPoolExecutor(1, thread_name_prefix="featherpose-ae")
+
+
 # ------------------------------------------------------------------------------------------- codec
 
 class AECodec(Codec):
@@ -634,12 +659,19 @@ class AECodec(Codec):
         flip = None if self.flip_index is None else np.array(self.flip_index)
         with np.errstate(over="ignore", invalid="ignore"):
             maps = _Maps(heads, self.num_keypoints, flip)
-            bounds = maps.tile_bounds()
-            val, loc, tag = top_k(maps, bounds[0], cfg)
-            grouped = match_by_tag(val, loc, tag, self.joint_order, cfg)
-            adjusted = adjust(maps, grouped) if cfg.adjust else grouped
-            scores = adjusted[:, :, 2].mean(1).astype(f32) if len(adjusted) else np.zeros(0, f32)
-            refined = refine(maps, adjusted, bounds) if cfg.refine else adjusted
+            if not maps.finite:  # the exact tile search needs finite maps
+                heads = {k: np.nan_to_num(np.asarray(v, f32), nan=0, posinf=1e6, neginf=-1e6) for k, v in heads.items()}
+                maps = _Maps(heads, self.num_keypoints, flip)
+            tag_bounds = _worker().submit(maps.tag_bounds)  # on the other core while the heatmap's steps run
+            try:
+                heat_bounds = maps.heat_bounds()
+                val, loc, tag = top_k(maps, heat_bounds, cfg)
+                grouped = match_by_tag(val, loc, tag, self.joint_order, cfg)
+                adjusted = adjust(maps, grouped) if cfg.adjust else grouped
+                scores = adjusted[:, :, 2].mean(1).astype(f32) if len(adjusted) else np.zeros(0, f32)
+            finally:
+                lo, hi = tag_bounds.result()
+            refined = refine(maps, adjusted, (heat_bounds, lo, hi)) if cfg.refine else adjusted
         return {"val": val, "loc": loc, "tag": tag, "grouped": grouped, "adjusted": adjusted, "refined": refined,
                 "scores": scores}
 
@@ -647,8 +679,6 @@ class AECodec(Codec):
         """Heads (batch axis dropped; with the flip heads, upstream's flip test) -> people in input pixels:
         keypoints (N, K, 3) x, y, score (missing keypoints (0, 0, 0)), scores (N,) upstream's person score (the
         mean keypoint score before refine), no boxes. Scores are clipped to [0, 1]; NaN heads give no NaN."""
-        if not all(np.isfinite(v).all() for v in heads.values()):  # the exact tile search needs finite maps
-            heads = {k: np.nan_to_num(np.asarray(v, f32), nan=0, posinf=1e6, neginf=-1e6) for k, v in heads.items()}
         out = self.parse(heads)
         kp = out["refined"][:, :, :3].astype(f32)
         kp[..., 2] = np.clip(np.nan_to_num(kp[..., 2]), 0, 1)
