@@ -327,3 +327,20 @@ def test_decode_speed_vtest():
         times.append(time.perf_counter() - start)
     print(f"AE decode vtest_f000 448x640: {1e3 * min(times):.1f} ms")
     assert min(times) < 0.5
+
+
+def _decode_count(heads: dict[str, np.ndarray]) -> int:
+    return len(AECodec((96, 128), 14).decode(heads).keypoints)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_decode_in_a_forked_child_after_the_parent_decoded():
+    """The decode's worker thread (the tags' bounds) is per process: a child forked after the parent decoded
+    does not wait on the parent's thread, which it does not have."""
+    import multiprocessing
+
+    heads = synthetic_heads(3)
+    want = _decode_count(heads)  # the parent's worker thread now exists
+    assert want >= 3
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert pool.apply_async(_decode_count, (heads,)).get(timeout=60) == want

@@ -39,6 +39,7 @@ the flat indices of the labelled keypoints for the tag loss (at 1/4), and masks 
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -584,9 +585,14 @@ def _approx_scores(maps: _Maps, js, ty, tx, person_tag):
     return low, high, inside, heat + e_heat
 
 
-@functools.cache
 def _worker() -> ThreadPoolExecutor:
-    """One thread for the decode's array work that can run beside the rest (:meth:`_Maps.tag_bounds`)."""
+    """One thread for the decode's array work that can run beside the rest (:meth:`_Maps.tag_bounds`), per
+    process (a forked child does not inherit the parent's thread)."""
+    return _worker_of(os.getpid())
+
+
+@functools.cache
+def _worker_of(pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(1, thread_name_prefix="featherpose-ae")
 
 
