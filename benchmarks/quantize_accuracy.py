@@ -1,13 +1,14 @@
 """int8 and bf16 vs fp32 for every bundled model: accuracy (the shared evaluator) and the network's speed on vtest.
 
 For each model in ``featherpose models``: OKS AP on coco_mini val and labeled_dev (COCO-17), PCK@0.2 on LSP test
-(single-person models; ``--lsp N``: its first N images), fp32 (onnxruntime) vs int8 (``load(..., precision="int8")``:
-onnxruntime's static quantiser, :mod:`featherpose.runtime.quantize`) vs bf16 (OpenVINO in bfloat16, where the CPU
-has it); then ms per vtest.avi frame of the network alone (``est.infer`` on preprocessed frames), the precisions
+(single-person models; ``--lsp N``: its first N images), fp32 (the fastest fp32 backend) vs int8
+(``load(..., precision="int8", backend="onnxruntime")``: onnxruntime's static quantiser,
+:mod:`featherpose.runtime.quantize`) vs int8-openvino (``backend="openvino"``: NNCF's quantisation for OpenVINO) vs
+bf16 (OpenVINO in bfloat16, where the CPU has it); then ms per vtest.avi frame of the network alone (``est.infer`` on preprocessed frames), the precisions
 alternating in the same run, ``--threads`` threads.
 The issue's rule: a precision that loses more than 0.01 AP (on either COCO set) against fp32 does not pass.
 
-    python benchmarks/quantize_accuracy.py [--models NAME ...] [--precisions fp32 int8 bf16] [--lsp 200]
+    python benchmarks/quantize_accuracy.py [--models NAME ...] [--precisions fp32 int8 int8-openvino bf16] [--lsp 200]
         [--frames 30] [--options JSON] [--out FILE]
 """
 from __future__ import annotations
@@ -29,6 +30,9 @@ from featherpose.data.coco import first_images  # noqa: E402
 from featherpose.evaluation import evaluate  # noqa: E402
 
 AP_LOSS = 0.01
+#: what each --precisions entry loads
+CONFIGS = {"fp32": {"precision": "fp32"}, "int8": {"precision": "int8", "backend": "onnxruntime"},
+           "int8-openvino": {"precision": "int8", "backend": "openvino"}, "bf16": {"precision": "bf16"}}
 
 
 def pck02(report) -> float:
@@ -59,7 +63,7 @@ def main() -> None:
     ap.add_argument("--lsp", type=int, default=200, help="first N images of LSP test (0: skip LSP)")
     ap.add_argument("--frames", type=int, default=30, help="vtest.avi frames timed")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8", "bf16"],
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8", "bf16"], choices=list(CONFIGS),
                     help="fp32 is always measured (the reference); bf16 is left out where the CPU lacks it")
     ap.add_argument("--options", help="quantiser options as JSON over runtime.quantize.DEFAULT_OPTIONS, e.g. "
                     "'{\"calibration\": \"percentile\"}' (to measure a variant; cached apart)")
@@ -77,7 +81,7 @@ def main() -> None:
     sets = {"coco_mini val AP": data / "coco_mini" / "person_keypoints_val2017.json",
             "labeled_dev AP": data / "labeled_dev" / "person_keypoints_coco17.json"}
     frames = read_frames(SHARED / "media" / "vtest.avi", args.frames)
-    from featherpose.runtime.quantize import DEFAULT_OPTIONS
+    from featherpose.runtime.quantize import DEFAULT_OPTIONS, NNCF_SETTINGS
 
     precisions = ["fp32", *[p for p in dict.fromkeys(args.precisions) if p != "fp32"]]
     if "bf16" in precisions:
@@ -89,6 +93,7 @@ def main() -> None:
             print(f"bf16 left out: {exc}", file=sys.stderr)
             precisions.remove("bf16")
     lines = [f"## {' and '.join(precisions[1:])} vs fp32", "", f"- int8 quantiser options: {DEFAULT_OPTIONS}",
+             f"- int8-openvino: NNCF for OpenVINO, {NNCF_SETTINGS}",
              "- bf16: OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=bf16 (a family's bf16_split front in f32: "
              "Lite Pose)", *machine_lines(args.threads), "",
              f"| model | precision | {' | '.join(sets)} | LSP test PCK@0.2 ({args.lsp} images) | network ms / vtest "
@@ -97,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         lsp = first_images(data / "lsp" / "lsp_test.json", args.lsp, Path(tmp) / "lsp.json") if args.lsp else None
         for name in models:
-            ests = {p: featherpose.load(name, threads=args.threads, precision=p) for p in precisions}
+            ests = {p: featherpose.load(name, threads=args.threads, **CONFIGS[p]) for p in precisions}
             row = {}
             for p, est in ests.items():
                 cells = []

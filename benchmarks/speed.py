@@ -45,7 +45,7 @@ VIDEO = SHARED / "media" / "vtest.avi"
 IMAGE = SHARED / "media" / "messi5.jpg"
 #: (backend, precision) configurations of featherpose timed for every model, where installed.
 CONFIGS = (("onnxruntime", "fp32"), ("openvino", "fp32"), ("torch", "fp32"), ("litert", "fp32"), ("onnxruntime", "int8"),
-           ("openvino", "bf16"))
+           ("openvino", "int8"), ("openvino", "bf16"))
 DEFAULT_TARGET, APPROX_TARGET = 1.0, 1.5
 
 

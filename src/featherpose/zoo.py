@@ -40,6 +40,8 @@ class ModelInfo:
         bf16_ap_loss: the largest OKS AP the model loses in bf16 against fp32 on coco_mini val and labeled_dev, as
             ``benchmarks/quantize_accuracy.py`` measured it (None: not measured). At most
             :data:`ACCURATE_AP_LOSS`, bf16 is the model's default precision where the CPU has it.
+        int8_ap_loss: the same for int8 on OpenVINO (NNCF's quantisation); at most :data:`ACCURATE_AP_LOSS`, it is the
+            default where bf16 is not.
     """
 
     name: str
@@ -50,6 +52,7 @@ class ModelInfo:
     license: str
     paper: str
     bf16_ap_loss: float | None = None
+    int8_ap_loss: float | None = None
 
 
 #: A faster precision that loses at most this much OKS AP is accurate enough to be a model's default (issue 14).
@@ -78,7 +81,7 @@ ZOO: dict[str, ModelInfo] = {
         "keypoints (OpenPose-18: skeleton='openpose18'); input height 256, width follows the image (456: 16:9)",
         "Apache-2.0 (Intel Open Model Zoo); see weights/NOTICE",
         "Osokin, 'Real-time 2D Multi-Person Pose Estimation on CPU: Lightweight OpenPose' (arXiv:1811.12004, 2018)",
-        bf16_ap_loss=0.0085),
+        bf16_ap_loss=0.0085, int8_ap_loss=0.0080),  # int8: OpenVINO's, by NNCF (onnxruntime's lost 0.0574)
     "litepose-m-crowdpose": ModelInfo(
         "litepose-m-crowdpose", "litepose-m-crowdpose.safetensors", True, (448, 448),
         "Lite Pose Auto-M (7x7 inverted residuals + fusion deconv head, associative-embedding grouping), MIT Han Lab's "
@@ -202,8 +205,9 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
             model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
             dropped), ``"openpose18"`` its own 18 keypoints, neck included.
         precision: ``auto`` (default: :func:`default_precision`, bf16 where it is accurate and the CPU has it, else
-            fp32), ``fp32``, ``int8``: the ONNX export quantised by onnxruntime's static quantiser
-            (:mod:`featherpose.runtime.quantize`; backend ``auto`` or ``onnxruntime``), built once and cached under
+            int8 on OpenVINO where that is accurate, else fp32), ``fp32``, ``int8``: the ONNX export quantised by
+            onnxruntime's static quantiser (backend ``auto`` or ``onnxruntime``) or, with backend ``openvino``, by
+            NNCF for OpenVINO (:mod:`featherpose.runtime.quantize`), built once and cached under
             ``~/.cache/featherpose/int8/``, or ``bf16``: OpenVINO's CPU plugin in bfloat16 (backend ``auto`` or
             ``openvino``; CPUs with AVX512-BF16 or AMX only, see :mod:`featherpose.runtime.openvino`). Both are
             approximate: keypoints move by a few pixels (accuracy per model: ``benchmarks/quantize_accuracy.py``).
@@ -217,6 +221,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     check_precision(precision, backend)
     if precision == "auto":
         precision = default_precision(model, backend)
+        if precision == "int8":  # the int8 a default picks is OpenVINO's, whose AP ZOO's int8_ap_loss records
+            backend = "openvino"
     if precision != "fp32" and is_openvino_ir(model):
         raise ValueError(f"{model}: an OpenVINO IR is already int8 as Intel ships it; load it with precision 'fp32' "
                          f"(its own), or load lightweight-openpose with precision {precision!r}")
@@ -239,7 +245,7 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         check_threads(threads)
         backend = OpenVinoBackend.from_ir(model, threads)
     if precision == "int8":
-        backend = _int8_backend(name, network, codec, skel, row, threads, calib)
+        backend = _int8_backend(name, network, codec, skel, row, threads, calib, backend)
     elif precision == "bf16":
         from .runtime import check_threads
         from .runtime.openvino import openvino_backend
@@ -256,7 +262,9 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 def default_precision(model: str | Path, backend="auto") -> str:
     """What ``precision="auto"`` means for ``model``: ``bf16`` for a zoo model whose measured bf16 AP loss is at most
     :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or ``openvino``, OpenVINO is installed and the CPU has
-    bf16 arithmetic; otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
+    bf16 arithmetic; else ``int8`` (OpenVINO's, by NNCF) for a zoo model whose measured int8 AP loss is at most
+    that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and NNCF are installed (Lightweight OpenPose on a
+    CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
     the golden parity tests hold to the reference runtimes)."""
     import os
 
@@ -269,31 +277,54 @@ def default_precision(model: str | Path, backend="auto") -> str:
         check_precision(pinned, backend)  # a pinned precision the backend cannot run is refused, in one line
         return pinned
     info = ZOO.get(str(model))
-    if info is None or info.bf16_ap_loss is None or info.bf16_ap_loss > ACCURATE_AP_LOSS:
+    if info is None or backend not in ("auto", "openvino"):
         return "fp32"
-    if backend not in ("auto", "openvino"):
-        return "fp32"
-    try:
-        from .runtime.openvino import check_bf16
+    if _accurate(info.bf16_ap_loss):
+        try:
+            from .runtime.openvino import check_bf16
 
-        check_bf16()
-    except Exception:  # noqa: BLE001 - no OpenVINO, no bf16 on this CPU, or a plugin that cannot say: fp32
-        return "fp32"
-    return "bf16"
+            check_bf16()
+            return "bf16"
+        except Exception:  # noqa: BLE001 - no OpenVINO, no bf16 on this CPU, or a plugin that cannot say
+            pass
+    if _accurate(info.int8_ap_loss):
+        try:
+            from .runtime.openvino import import_openvino
+
+            import_openvino()
+            import nncf  # noqa: F401
+            return "int8"
+        except ImportError:
+            pass
+    return "fp32"
 
 
-def _int8_backend(name, network, codec, skel, row, threads, calib):
-    """onnxruntime on the int8 model of ``network`` (quantised once, cached), calibrated through the Estimator's
-    own preprocessing."""
+def _accurate(ap_loss: float | None) -> bool:
+    return ap_loss is not None and ap_loss <= ACCURATE_AP_LOSS
+
+
+def _int8_backend(name, network, codec, skel, row, threads, calib, backend="auto"):
+    """The int8 model of ``network`` (quantised once, cached), calibrated through the Estimator's own
+    preprocessing: on OpenVINO for ``backend="openvino"`` (NNCF's quantisation; the heads decoded in NumPy), else
+    onnxruntime's."""
     from .runtime import OnnxBackend, check_threads
     from .runtime.export import export_onnx
-    from .runtime.quantize import quantized_model
+    from .runtime.quantize import openvino_int8_model, quantized_model
 
     check_threads(threads)
     fp32 = Estimator(name, network, codec, skel, "torch", None, preprocess=row.preprocess,
                      dynamic_size=row.dynamic_size)  # torch: no export; only its preprocess is used
-    onnx_fp32 = export_onnx(network, codec.input_hw, decoder=codec.graph_decoder(), dynamic_size=row.dynamic_size)
     tag = f"{name}-{codec.input_hw[0]}x{codec.input_hw[1]}"
+    if backend == "openvino":
+        from .runtime.openvino import OpenVinoBackend, import_openvino
+
+        import_openvino()  # the one-line install hint before any export work
+        xml = openvino_int8_model(tag, export_onnx(network, codec.input_hw, dynamic_size=row.dynamic_size),
+                                  fp32.preprocess, calib)
+        built = OpenVinoBackend.from_file(xml, int(threads) if threads else None)
+        built.name = "openvino-int8"
+        return built
+    onnx_fp32 = export_onnx(network, codec.input_hw, decoder=codec.graph_decoder(), dynamic_size=row.dynamic_size)
     path = quantized_model(tag, onnx_fp32, fp32.preprocess, calib)
     backend = OnnxBackend(str(path), int(threads) if threads else None)
     backend.name = "onnxruntime-int8"

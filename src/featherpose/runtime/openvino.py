@@ -175,7 +175,8 @@ def _is_dynamic(model) -> bool:
 class OpenVinoBackend:
     """An OpenVINO model compiled for the CPU; ``backend(x)`` maps (1, H, W, 3) int32 RGB to the raw heads.
 
-    Build it with :meth:`from_onnx` (a featherpose network's ONNX export) or :meth:`from_ir` (an IR file).
+    Build it with :meth:`from_onnx` (a featherpose network's ONNX export), :meth:`from_file` (an IR written from one)
+    or :meth:`from_ir` (Intel's IR of Lightweight OpenPose).
 
     Args:
         model: an ``openvino.Model`` whose one input is (1, H, W, 3) int32 RGB (H, W may be dynamic).
@@ -214,6 +215,11 @@ class OpenVinoBackend:
         ``letterbox`` the frame and its tables)."""
         ov = import_openvino()
         return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision, letterbox=letterbox)
+
+    @classmethod
+    def from_file(cls, xml_path: str | Path, threads: int | None = None) -> "OpenVinoBackend":
+        """From an IR written from a featherpose export (e.g. its int8 quantisation by NNCF: same input and heads)."""
+        return cls(import_openvino().Core().read_model(str(xml_path)), threads)
 
     @classmethod
     def from_ir(cls, xml_path: str | Path, threads: int | None = None,
