@@ -71,7 +71,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import complexity
     from .weights_io import load_weights
-    from .zoo import TRAINABLE, build_network, load, model_info, models, weights_path
+    from .zoo import TRAINABLE, build_network, default_precision, load, model_info, models, weights_path
 
     names = models(args.pattern)
     if not names:
@@ -87,6 +87,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
             print(f"    parameters: {params / 1e6:.2f} M   GFLOPs: {flops / 1e9:.2f}   weights: {weights_path(info)}")
             source = load_weights(weights_path(info)).meta.get("source")
             print(f"    licence: {info.license}\n    paper: {info.paper}\n    source: {source}")
+            lost = [f"{what} {loss:.4f}" for what, loss in (("bf16", info.bf16_ap_loss),
+                                                             ("int8 (OpenVINO, NNCF)", info.int8_ap_loss))
+                    if loss is not None]
+            if lost:
+                print(f"    OKS AP lost against fp32 (the larger of coco_mini val and labeled_dev): {', '.join(lost)}; "
+                      f"precision auto here: {default_precision(name)}")
     if args.detail:
         print("\narchitectures without bundled weights (train them with `featherpose train`; configs/):")
         for name, entry in TRAINABLE.items():
