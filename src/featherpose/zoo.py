@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib.util
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -287,15 +288,8 @@ def default_precision(model: str | Path, backend="auto") -> str:
             return "bf16"
         except Exception:  # noqa: BLE001 - no OpenVINO, no bf16 on this CPU, or a plugin that cannot say
             pass
-    if _accurate(info.int8_ap_loss):
-        try:
-            from .runtime.openvino import import_openvino
-
-            import_openvino()
-            import nncf  # noqa: F401
-            return "int8"
-        except ImportError:
-            pass
+    if _accurate(info.int8_ap_loss) and all(importlib.util.find_spec(m) for m in ("openvino", "nncf")):
+        return "int8"
     return "fp32"
 
 
