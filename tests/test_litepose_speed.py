@@ -43,7 +43,7 @@ def test_featherpose_only_run_writes_its_table(bench, tmp_path, capsys):
             cells = rows[0].split("|")[2:7]
             pre, net, dec, total, fps = (float(c) for c in cells)
             assert min(pre, net, dec) > 0 and total == pytest.approx(pre + net + dec, abs=0.02)
-            assert fps == pytest.approx(1000 / total, rel=0.01)
+            assert fps == pytest.approx(1000 / total, abs=0.06)  # frames/s printed to 0.1, total to 0.01 ms
     # decode alone on the golden outputs: upstream's people counts
     for sample in bench.DECODE_SAMPLES:
         people = len(np.load(GOLDEN / sample / "poses.npy"))
