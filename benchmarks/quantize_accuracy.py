@@ -4,7 +4,8 @@ For each model in ``featherpose models``: OKS AP on coco_mini val and labeled_de
 (single-person models; ``--lsp N``: its first N images), fp32 (the fastest fp32 backend) vs int8
 (``load(..., precision="int8", backend="onnxruntime")``: onnxruntime's static quantiser,
 :mod:`featherpose.runtime.quantize`) vs int8-openvino (``backend="openvino"``: NNCF's quantisation for OpenVINO) vs
-bf16 (OpenVINO in bfloat16, where the CPU has it); then ms per vtest.avi frame of the network alone (``est.infer`` on preprocessed frames), the precisions
+bf16 (OpenVINO in bfloat16, where the CPU has it); then ms per vtest.avi frame of the network alone (``est.infer``
+on preprocessed frames), the precisions
 alternating in the same run, ``--threads`` threads.
 The issue's rule: a precision that loses more than 0.01 AP (on either COCO set) against fp32 does not pass.
 

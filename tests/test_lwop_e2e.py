@@ -134,7 +134,8 @@ def test_cli_models_detail_lists_licence_and_provenance(capsys):
     assert out.startswith(MODEL) and "COCO-17" in out and "parameters:" in out
     assert "licence: Apache-2.0 (Intel Open Model Zoo)" in out and "arXiv:1811.12004" in out
     assert "human-pose-estimation-0001.xml sha256 581b082e" in out
-    assert "OKS AP lost against fp32 (the larger of coco_mini val and labeled_dev): bf16 0.0085, int8 (OpenVINO, NNCF) 0.0080" in out
+    assert ("OKS AP lost against fp32 (the larger of coco_mini val and labeled_dev): bf16 0.0085, "
+            "int8 (OpenVINO, NNCF) 0.0080") in out
 
 
 def test_cli_export_has_a_dynamic_size(capsys, tmp_path, one_thread):

@@ -28,8 +28,9 @@ PRECISIONS = ("auto", "fp32", "int8", "bf16")  # runtime.quantize.PRECISIONS (no
 PRECISION_HELP = ("auto (default: bf16 for the models it keeps within 0.01 AP, on CPUs with bf16 and OpenVINO "
                   "installed; else OpenVINO int8 for the models it keeps within 0.01 AP (Lightweight OpenPose); else "
                   "fp32); fp32; int8: the ONNX export quantised by onnxruntime's static quantiser (backend auto / "
-                  "onnxruntime) or by NNCF for OpenVINO (backend openvino), built once and cached; bf16: OpenVINO in bfloat16 (backend auto / openvino, CPUs "
-                  "with AVX512-BF16 or AMX). Both approximate: see benchmarks/quantize_accuracy.py")
+                  "onnxruntime) or by NNCF for OpenVINO (backend openvino), built once and cached; bf16: OpenVINO in "
+                  "bfloat16 (backend auto / openvino, CPUs with AVX512-BF16 or AMX). Both approximate: see "
+                  "benchmarks/quantize_accuracy.py")
 
 
 def sample_image() -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-
 from pathlib import Path
 from typing import Callable
 
@@ -99,7 +98,9 @@ class Estimator:
 
             size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
             params = sum(p.numel() for p in network.parameters())
-            key = f"{name} ({params} parameters), input {size}, threads {threads or 'default'}, timed with preprocessing"
+            # "timed with preprocessing": entries cached before auto timed whole frames are measured again
+            key = (f"{name} ({params} parameters), input {size}, threads {threads or 'default'}, "
+                   "timed with preprocessing")
             self.backend = fastest_backend(key, build, frame)
         else:
             self.backend = build(backend)

@@ -259,10 +259,6 @@ class _Maps:
         self.heat_half = heat  # (K, H/2, W/2) OpenCV-approximate half-resolution heatmap (flip: both averaged)
         return _block(heat, 8, th, tw, np.maximum) + self.heat_margin[:, None, None]
 
-    def tile_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`heat_bounds` and :meth:`tag_bounds`, one after the other."""
-        return (self.heat_bounds(), *self.tag_bounds())
-
     def tag_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Per keypoint and 16 x 16 tile lower and upper bounds of each tag dimension (K, th, tw, C), as
         :meth:`heat_bounds` bounds the heatmap. Builds :attr:`tags_half`. Array work on whole maps, which releases
@@ -273,6 +269,10 @@ class _Maps:
             lo = np.stack([_block(t, 8, th, tw, np.minimum) for t in self.tags_half], -1)
             hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
             return lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi))
+
+    def tile_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`heat_bounds` and :meth:`tag_bounds`, one after the other."""
+        return (self.heat_bounds(), *self.tag_bounds())
 
 
 def _magnitude(maps: np.ndarray) -> np.ndarray:

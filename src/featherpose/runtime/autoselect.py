@@ -3,11 +3,11 @@
 The first time a model is loaded with ``backend="auto"`` (at a given input size and thread count), every
 installed backend of :data:`CANDIDATES` (onnxruntime, openvino when installed, torch; not litert, which converts for
 seconds per model and input size, again at every new size for a model whose size follows the image: :mod:`.litert`)
-is built
-and timed on the same frame, each call what a frame costs the user with that backend (its preprocessing, which
-differs: OpenVINO letterboxes MoveNet's input inside its graph, the others in NumPy before the call, and the
-network): :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` timed calls each (after :data:`REWARM` untimed
-ones), the backends alternating round by round so that all see the same machine load; the lowest median wins. The
+is built and timed on the same frame, each call what a frame costs the user with that backend (its preprocessing,
+which differs: OpenVINO letterboxes MoveNet's input inside its graph, the others in NumPy before the call, and the
+network): :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` timed calls each (after :data:`REWARM`
+untimed ones), the backends alternating round by round so that all see the same machine load; the lowest median
+wins. The
 choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the
 machine (CPU model and core count), the runtime versions and the model, so later loads build only the winner.
 
