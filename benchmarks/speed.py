@@ -3,9 +3,10 @@
 For each model in ``featherpose models``, on the first N frames of ``vtest.avi`` (768x576) and on ``messi5.jpg``
 repeated N times, preprocess / network / decode / total ms per frame for:
 
-    featherpose configurations  every installed backend at fp32 (onnxruntime, openvino, torch, litert), onnxruntime int8
-                                (``precision="int8"``) and openvino bf16 (``precision="bf16"``, where the CPU has
-                                it); and which of them ``backend="auto"`` picks on this machine (the default)
+    featherpose configurations  every installed backend at fp32 (onnxruntime, openvino, torch, litert), onnxruntime and
+                                openvino int8 (``precision="int8"``: onnxruntime's quantiser, NNCF's) and openvino
+                                bf16 (``precision="bf16"``, where the CPU has it); and which of them
+                                ``backend="auto"`` picks on this machine (the default)
     peers                       MoveNets: Google's float32 TFLite on LiteRT's interpreter (XNNPACK), from
                                 ``movenet_speed.py``; Lightweight OpenPose: Intel's int8 IR in OpenVINO with the
                                 reference's grouping, and the reference pipeline in torch fp32 (no_grad), from

@@ -158,7 +158,7 @@ def test_tile_search_equals_whole_map_search(seed, flip, variant, monkeypatch):
         heads["heatmaps_tags_flip"], heads["heatmaps_flip"] = other["heatmaps_tags"], other["heatmaps"]
     maps = _Maps(heads, 14, fi)
     cfg = AEGroupingConfig(nms_kernel=3 if variant == "odd size, NMS 3" else 5)
-    bounds = maps.tile_bounds()
+    bounds = (maps.heat_bounds(), *maps.tag_bounds())
     heat, tag = whole_maps(maps)
     hb, lo, hi = bounds  # the bounds hold
     assert (per_tile(heat, np.max, -np.inf) <= hb).all()
@@ -202,7 +202,7 @@ def test_top_k_with_hot_tiles_but_no_peak():
     """Tiles whose bound passes the threshold but where no pixel can (a loose bound): no keypoints, no error."""
     shapes = AECodec((64, 96), 14).head_shapes()
     maps = _Maps({k: np.zeros(v, np.float32) for k, v in shapes.items()}, 14, None)
-    maps.tile_bounds()
+    maps.heat_bounds()
     val, loc, tag = top_k(maps, np.ones((14, 4, 6), np.float32), AEGroupingConfig())
     assert not val.any() and not loc.any() and not tag.any()
 

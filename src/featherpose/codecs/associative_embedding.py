@@ -270,10 +270,6 @@ class _Maps:
             hi = np.stack([_block(t, 8, th, tw, np.maximum) for t in self.tags_half], -1)
             return lo - 1e-5 * (1 + np.abs(lo)), hi + 1e-5 * (1 + np.abs(hi))
 
-    def tile_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`heat_bounds` and :meth:`tag_bounds`, one after the other."""
-        return (self.heat_bounds(), *self.tag_bounds())
-
 
 def _magnitude(maps: np.ndarray) -> np.ndarray:
     """(K,) the largest |value| of each of the (K, h, w) maps."""

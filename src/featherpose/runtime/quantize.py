@@ -281,7 +281,8 @@ def openvino_int8_model(name: str, fp32_onnx: bytes, preprocess, calib: str | Pa
     frames = calibration_frames(calib)
     logging.getLogger("nncf").setLevel(logging.ERROR)  # its advice; its progress bar stays
     model = nncf.quantize(ov.Core().read_model(fp32_onnx, b""), nncf.Dataset([preprocess(f)[0] for f in frames]),
-                          preset=nncf.QuantizationPreset.MIXED, subset_size=len(frames))
+                          preset=getattr(nncf.QuantizationPreset, NNCF_SETTINGS["preset"].upper()),
+                          subset_size=len(frames))
     xml.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml.parent) as tmp:
         ov.save_model(model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
