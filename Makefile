@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(VENV)/bin/featherpose predict --sample --save out/demo --json out/demo/messi5.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=10
+	$(PY) -m pytest -q -n 2 --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/movenet_speed.py

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import faulthandler
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +31,18 @@ os.environ.setdefault("FEATHERPOSE_BACKEND", "onnxruntime")
 # whose outputs the golden parity tests hold to the reference runtimes
 os.environ.setdefault("FEATHERPOSE_PRECISION", "fp32")
 
+# `make test` runs the suite in 2 processes (pytest-xdist): each gets its own share of the CPUs (affinity, which
+# onnxruntime, OpenVINO and the processes tests start inherit) and as many torch threads, instead of two processes
+# fighting over every core. A training step ran 1.1x faster on 2 threads than on 1 (Lite Pose, 2-core Xeon), so two
+# processes of one thread each do nearly twice the work.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, ...
+if WORKER and hasattr(os, "sched_setaffinity"):
+    _cpus, _workers = sorted(os.sched_getaffinity(0)), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if len(_cpus) >= _workers > 1:
+        _share = _cpus[int(WORKER[2:]) % _workers::_workers]
+        os.sched_setaffinity(0, _share)
+        os.environ["OMP_NUM_THREADS"] = str(len(_share))  # read when torch loads
+
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")
 
@@ -39,6 +52,13 @@ _TERMINAL_STDERR: int | None = None  # a dup of the terminal's stderr, taken bef
 def pytest_configure(config):
     global _TERMINAL_STDERR
     _TERMINAL_STDERR = os.dup(2)  # pytest's output capture is suspended while plugins configure
+
+
+def pytest_collection_modifyitems(items):
+    """The tests marked ``slow`` (20 s or more each) run first, in collection order: pytest-xdist hands out the first
+    quarter of the suite one test at a time to each process in turn, so the processes share the slow tests instead of
+    one of them running the last ones alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True)
@@ -101,8 +121,11 @@ def _fetch_google_graphs(folder: Path) -> None:
 def google_graphs() -> Path:
     """Folder with Google's TFJS MoveNet graphs from the npm package (fetched once, cached, sha256-checked)."""
     folder = CACHE / "human-models-3.0.4" / "models"
-    if not (folder / "movenet-multipose.bin").is_file():
-        _fetch_google_graphs(folder)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "fetch.lock", "w") as lock:  # one process fetches; `make test`'s other one waits for it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "movenet-multipose.bin").is_file():
+            _fetch_google_graphs(folder)
     for entry in MANIFEST["models"].values():
         for key, name in (("model_json_sha256", entry["file"]), ("weights_bin_sha256", entry["file"][:-5] + ".bin")):
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry[key], name

@@ -191,6 +191,7 @@ def openpose18_json(coco17: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_finetuning_the_bundled_model_for_20_steps_keeps_its_ap(tmp_path):
     """configs/lwop_finetune.yaml, 20 steps on labeled_dev relabelled as OpenPose-18 (the bundled model's own
     keypoints): OKS AP on labeled_dev's COCO-17 json, both models run as ``featherpose eval`` runs them, moves by

@@ -163,6 +163,7 @@ def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
     assert again.predict(space.largest()) == table.predict(space.largest())
 
 
+@pytest.mark.slow
 def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,
     the chosen network loads with featherpose.load and finds poses on a photo."""

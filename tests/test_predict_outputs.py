@@ -211,7 +211,8 @@ def test_eval_keeps_the_table_when_the_results_write_fails_late(tmp_path, capsys
     [line] = captured.err.strip().splitlines()
     # evaluate() wrote the file (one check, one write): its ResultsNotWrittenError, short, after the table
     assert line.startswith(f"featherpose: error: cannot write {results}: it is a folder")
-    assert line.endswith("(the evaluation itself finished: its metrics are kept)") and len(line) < 200
+    assert line.endswith("(the evaluation itself finished: its metrics are kept)")
+    assert len(line.replace(str(results), "")) < 150  # short but for the path (pytest-xdist's tmp paths are longer)
 
 
 def test_eval_and_export_never_write_over_their_inputs(tmp_path, capsys, monkeypatch):

@@ -98,6 +98,28 @@ def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(write_recipe(tmp_path), resume=True, progress=False)
 
+def test_save_every_checkpoints_every_n_epochs_and_the_last(tmp_path, monkeypatch):
+    """save_every 2 over 3 epochs commits after epochs 2 and 3 only (the memorisation recipes' one step per epoch
+    spent a third of their time writing checkpoints); a resume starts after the last saved epoch."""
+    import featherpose.train.trainer as trainer
+
+    saved = []
+    real = trainer._save_checkpoint
+    monkeypatch.setattr(trainer, "_save_checkpoint",
+                        lambda *a, **kw: (saved.append(a[6]), real(*a, **kw)))  # a[6]: the epoch
+    recipe = write_recipe(tmp_path, epochs=3, save_every=2, max_steps_per_epoch=1)
+    result = train(recipe, progress=False)
+    assert result.epochs_done == 3 and saved == [1, 2]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
+    assert (state["epoch"], state["step"]) == (2, 3)
+    cfg = load_config(recipe)
+    cfg.epochs = 4
+    assert train(cfg, resume=True, progress=False).step == 4 and saved == [1, 2, 3]
+    path = write_recipe(tmp_path, save_every=0)
+    with pytest.raises(ValueError, match="save_every.*epochs between checkpoints"):
+        load_config(path)
+
+
 
 def test_lsp_checkpoint_keeps_its_skeleton(tmp_path):
     """A model trained on LSP-14 reloads as a 14-keypoint LSP model, not COCO-17."""
@@ -143,6 +165,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert state["step"] == 1  # 4 images, 2 processes x batch 2: one step per epoch
 
 
+@pytest.mark.slow
 def test_memorise_short(tmp_path):
     """Short variant of benchmarks/movenet_memorise.py: from random init, 150 steps on the 4 labelled
     labeled_dev images; the loss falls 10x and the model already finds those people."""

@@ -98,6 +98,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/train"
     eval_every: int = 1
+    save_every: int = 1  # epochs between checkpoints (the last epoch is always saved): a kill loses at most these
     max_steps_per_epoch: int | None = None
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on a GPU that has it, fp32 on a CPU; or fp32, bf16
@@ -203,6 +204,7 @@ RULES = (
     ("batch_size", lambda v: v >= 1, "a whole number >= 1"),
     ("seed", lambda v: v >= 0, "a whole number >= 0"),
     ("eval_every", lambda v: v >= 1, "a whole number >= 1 (epochs between evaluations)"),
+    ("save_every", lambda v: v >= 1, "a whole number >= 1 (epochs between checkpoints)"),
     ("max_steps_per_epoch", lambda v: v is None or v >= 1, "empty or a whole number >= 1"),
     ("max_minutes", lambda v: v is None or v > 0, "empty or a number of minutes > 0"),
     ("data.workers", lambda v: v >= 0, "a whole number >= 0 (0: load in the main process)"),

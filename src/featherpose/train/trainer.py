@@ -7,7 +7,7 @@ On a GPU the step runs in bf16 autocast (``precision: auto``; ``fp32`` or ``bf16
 fp32 unless the recipe says ``bf16``), with channels-last tensors and cuDNN's autotuner; the loss is
 computed in fp32. Loader workers live for the whole run and send uint8 images, pinned for the copy.
 
-Per epoch the trainer writes (rank 0, atomically) into ``out``:
+Per epoch (every ``save_every`` epochs and after the last) the trainer writes (rank 0, atomically) into ``out``:
     checkpoints/weights-eNNNN.safetensors   model weights after epoch NNNN
     checkpoints/optim-eNNNN.pt              optimizer state after epoch NNNN
     checkpoints/state.json         epoch, step, config, metrics, and the two files above with their size and
@@ -132,13 +132,16 @@ def _as_float32(heads):
 
 
 def place_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, bool]:
-    """``model`` on ``device`` set up to train there (channels-last, cuDNN autotuning on a GPU), and whether its
-    steps run in bf16 autocast (:func:`use_bf16`)."""
-    model = model.to(device)
+    """``model`` on ``device`` set up to train there (channels-last; cuDNN autotuning on a GPU), and whether its
+    steps run in bf16 autocast (:func:`use_bf16`).
+
+    Channels-last on a CPU too: oneDNN's kernels for it train faster (a step of each memorisation recipe, batch 4,
+    2-core Xeon: Lite Pose XS 0.75 -> 0.33 s, its 7x7 depthwise backward above all; MoveNet 0.45 -> 0.34, the
+    hourglass 0.17 -> 0.15, Lightweight OpenPose 0.42 -> 0.38)."""
+    model = model.to(device).to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # a fixed input size: cuDNN picks the fastest kernels once
-        model = model.to(memory_format=torch.channels_last)
     elif bf16 and not _cpu_has_bf16():
         _say("precision: bf16 on a CPU without AVX512-BF16 or AMX runs emulated, slower than fp32; "
              "use precision: fp32 here")
@@ -153,9 +156,8 @@ def forward_loss(net, loss_fn, images: torch.Tensor, targets: dict, bf16: bool) 
 
 
 def batch_to(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A loader batch (B, 3, H, W) uint8 as float32 0..255 on ``device`` (channels-last on a GPU)."""
-    layout = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    return images.to(device, non_blocking=True).to(torch.float32, memory_format=layout)
+    """A loader batch (B, 3, H, W) uint8 as float32 0..255 on ``device``, channels-last (as :func:`place_model`)."""
+    return images.to(device, non_blocking=True).to(torch.float32, memory_format=torch.channels_last)
 
 
 def build_model(cfg: TrainConfig, num_keypoints: int) -> torch.nn.Module:
@@ -547,6 +549,7 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
         bar.close()
         if dry_run:
             return result
+        save = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs or budget_spent() >= 1
         if rank == 0:
             failed = None
             if cfg.data.val and (epoch + 1) % cfg.eval_every == 0:
@@ -560,8 +563,9 @@ def train(config: TrainConfig | str | Path, resume: bool = False, dry_run: bool 
                                  "PCK": f"{pck:.4f}"})
             with csv_path.open("a", newline="") as f:  # before the commit: --resume drops rows past it
                 csv.DictWriter(f, CSV_FIELDS).writerows(rows)
-            _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics,
-                             (time.perf_counter() - started) / 60)
+            if save or failed is not None:
+                _save_checkpoint(out, model, codec, optimizer, cfg, dataset.skeleton, epoch, step, metrics,
+                                 (time.perf_counter() - started) / 60)
             if failed is not None:
                 raise ValueError(f"evaluation on data.val failed after epoch {epoch + 1} ({failed}); that epoch is "
                                  f"saved in {ck}: fix data.val (or remove it) and continue with --resume")
