@@ -7,6 +7,7 @@ fresh interpreter and looks at what got loaded.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -70,11 +71,12 @@ def test_imports_run_down_the_layers(path):
     assert not upward, f"{path.relative_to(PACKAGE)} (layer {LAYERS[own]}) imports from a higher layer: {upward}"
 
 
-def _loaded_by(module: str) -> set[str]:
+@functools.cache  # a fresh interpreter takes ~3 s (torch); `featherpose` alone is asked by every test below
+def _loaded_by(module: str) -> frozenset[str]:
     code = (f"import sys; import {module}; "
             "print(' '.join(sorted({k.split('.')[1] for k in sys.modules if k.startswith('featherpose.')})))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    return set(proc.stdout.split())
+    return frozenset(proc.stdout.split())
 
 
 def test_import_featherpose_loads_no_training_evaluation_or_cli():

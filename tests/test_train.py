@@ -168,10 +168,11 @@ def test_ddp_two_cpu_processes(tmp_path):
 @pytest.mark.slow
 def test_memorise_short(tmp_path):
     """Short variant of benchmarks/movenet_memorise.py: from random init, 150 steps on the 4 labelled
-    labeled_dev images; the loss falls 10x and the model already finds those people."""
+    labeled_dev images at 128x128 (the recipe's 192 took twice as long); the loss falls 10x and the model already
+    finds those people."""
     cfg = load_config(ROOT / "configs" / "movenet_memorise.yaml")
-    cfg.out, cfg.epochs, cfg.eval_every = str(tmp_path / "mem"), 150, 150
+    cfg.out, cfg.epochs, cfg.eval_every, cfg.model.input_size = str(tmp_path / "mem"), 150, 150, 128
     cfg.data.train = cfg.data.val = str(LABELED)  # the recipe's relative path assumes ../shared beside the repo
     result = train(cfg, progress=False)
     assert result.first_loss / result.last_loss >= 10
-    assert result.metrics["AP"] >= 0.6  # 0.863 measured at 150 steps
+    assert result.metrics["AP"] >= 0.6  # measured: 0.823 (48 s on one thread; 192x192: 0.761, 105 s)

@@ -437,18 +437,19 @@ def _mean(cache: dict, person_tags: dict, key: float) -> np.ndarray:
     return cache[key]
 
 
-def _quarter_shift(maps: _Maps, js, xs, ys) -> tuple[np.ndarray, np.ndarray]:
+def _quarter_shift(maps: _Maps, js, xs, ys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """+0.25 towards the higher neighbour (else -0.25) on each axis at integer pixels, as upstream's adjust /
-    refine (neighbours clamped inside the map)."""
+    refine (neighbours clamped inside the map): dx, dy, and the heatmap at the pixels themselves (one evaluation
+    of the five points)."""
     h, w = maps.hw
     n = len(js)
-    jj = np.tile(js, 4)
-    yy = np.concatenate([ys, ys, np.minimum(ys + 1, h - 1), np.maximum(ys - 1, 0)])
-    xx = np.concatenate([np.minimum(xs + 1, w - 1), np.maximum(xs - 1, 0), xs, xs])
+    jj = np.tile(js, 5)
+    yy = np.concatenate([ys, ys, np.minimum(ys + 1, h - 1), np.maximum(ys - 1, 0), ys])
+    xx = np.concatenate([np.minimum(xs + 1, w - 1), np.maximum(xs - 1, 0), xs, xs, xs])
     v = maps.heatmap(jj, yy, xx, 1)[:, 0, 0]
     dx = np.where(v[:n] > v[n:2 * n], 0.25, -0.25)
-    dy = np.where(v[2 * n:3 * n] > v[3 * n:], 0.25, -0.25)
-    return dx, dy
+    dy = np.where(v[2 * n:3 * n] > v[3 * n:4 * n], 0.25, -0.25)
+    return dx, dy, v[4 * n:]
 
 
 def adjust(maps: _Maps, grouped: np.ndarray) -> np.ndarray:
@@ -458,7 +459,7 @@ def adjust(maps: _Maps, grouped: np.ndarray) -> np.ndarray:
     p, j = np.nonzero(out[:, :, 2] > 0)
     if len(p):
         x, y = out[p, j, 0], out[p, j, 1]
-        dx, dy = _quarter_shift(maps, j, x.astype(np.int64), y.astype(np.int64))
+        dx, dy, _ = _quarter_shift(maps, j, x.astype(np.int64), y.astype(np.int64))
         out[p, j, 0] = (x + dx + 0.5).astype(f32)
         out[p, j, 1] = (y + dy + 0.5).astype(f32)
     return out
@@ -534,9 +535,8 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     flat = flat[first]
     w = maps.hw[1]
     ys, xs = flat // w, flat % w
-    value, _ = maps.at(jj, ys, xs)
+    dx, dy, value = _quarter_shift(maps, jj, xs, ys)
     fill = value > 0
-    dx, dy = _quarter_shift(maps, jj, xs, ys)
     p_f, j_f = pp[fill], jj[fill]
     out[p_f, j_f, 0] = (xs + 0.5 + dx)[fill]
     out[p_f, j_f, 1] = (ys + 0.5 + dy)[fill]

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 8 -m featherpose train CONFIG.yaml      # 8 GPUs (or CPU processes, gloo)
 
 On a GPU the step runs in bf16 autocast (``precision: auto``; ``fp32`` or ``bf16`` force it, a CPU trains in
-fp32 unless the recipe says ``bf16``), with channels-last tensors and cuDNN's autotuner; the loss is
+fp32 unless the recipe says ``bf16``), with cuDNN's autotuner; channels-last tensors on every device; the loss is
 computed in fp32. Loader workers live for the whole run and send uint8 images, pinned for the copy.
 
 Per epoch (every ``save_every`` epochs and after the last) the trainer writes (rank 0, atomically) into ``out``:
