@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -42,6 +43,8 @@ if WORKER and hasattr(os, "sched_setaffinity"):
         _share = _cpus[int(WORKER[2:]) % _workers::_workers]
         os.sched_setaffinity(0, _share)
         os.environ["OMP_NUM_THREADS"] = str(len(_share))  # read when torch loads
+        if "torch" in sys.modules:  # a plugin loaded it already
+            sys.modules["torch"].set_num_threads(len(_share))
 
 if not GOLDEN.is_dir():
     raise RuntimeError(f"the tests need the shared data folder at {SHARED} (set FEATHERPOSE_SHARED)")

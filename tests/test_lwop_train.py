@@ -192,10 +192,10 @@ def openpose18_json(coco17: Path, out: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_finetuning_the_bundled_model_for_20_steps_keeps_its_ap(tmp_path):
-    """configs/lwop_finetune.yaml, 20 steps on labeled_dev relabelled as OpenPose-18 (the bundled model's own
-    keypoints): OKS AP on labeled_dev's COCO-17 json, both models run as ``featherpose eval`` runs them, moves by
-    at most 0.05 (measured, 1 thread, ~40 s, lr 4e-5: 0.542 -> 0.534)."""
+def test_finetuning_the_bundled_model_for_10_steps_keeps_its_ap(tmp_path):
+    """configs/lwop_finetune.yaml, 10 of its 20 steps on labeled_dev relabelled as OpenPose-18 (the bundled model's
+    own keypoints): OKS AP on labeled_dev's COCO-17 json, both models run as ``featherpose eval`` runs them, moves by
+    at most 0.05 (measured, lr 4e-5: 10 steps 0.5422 -> 0.5664, 31 s on 2 threads; 20 steps 0.542 -> 0.534)."""
     from featherpose.evaluation import evaluate
     from featherpose.train.trainer import train
 
@@ -203,9 +203,9 @@ def test_finetuning_the_bundled_model_for_20_steps_keeps_its_ap(tmp_path):
         pytest.skip(f"{LABELED} is not here")
     cfg = load_config(ROOT / "configs" / "lwop_finetune.yaml")
     cfg.data.train = cfg.data.val = str(openpose18_json(LABELED, tmp_path / "op18.json"))
-    cfg.out = str(tmp_path / "ft")
+    cfg.out, cfg.epochs = str(tmp_path / "ft"), 10  # the recipe's 20 steps took 51-58 s of `make test`
     result = train(cfg, progress=False)
-    assert result.step == 20 and result.last_loss < result.first_loss * 2
+    assert result.step == 10 and result.last_loss < result.first_loss * 2
     before = evaluate("lightweight-openpose", LABELED, backend="torch", progress=False).coco["AP"]
     after = evaluate(tmp_path / "ft" / "checkpoints" / "last.safetensors", LABELED, backend="torch",
                      progress=False).coco["AP"]
