@@ -79,6 +79,7 @@ def test_supernet_starts_as_the_bundled_auto_m_exactly(auto_m):
         assert torch.equal(extracted[k], v), k
 
 
+@pytest.mark.slow
 def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m, tmp_path):
     """Weight sharing gives meaningful candidates before any training: Auto-M at input 256 with stage 3 cut from
     72 to 48 channels (its leading channels) keeps >= 80 % of Auto-M's OKS AP on coco_mini val at 256."""
