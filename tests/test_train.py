@@ -98,6 +98,7 @@ def test_resume_without_checkpoint(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(write_recipe(tmp_path), resume=True, progress=False)
 
+
 def test_save_every_checkpoints_every_n_epochs_and_the_last(tmp_path, monkeypatch):
     """save_every 2 over 3 epochs commits after epochs 2 and 3 only (the memorisation recipes' one step per epoch
     spent a third of their time writing checkpoints); a resume starts after the last saved epoch."""
@@ -118,7 +119,6 @@ def test_save_every_checkpoints_every_n_epochs_and_the_last(tmp_path, monkeypatc
     path = write_recipe(tmp_path, save_every=0)
     with pytest.raises(ValueError, match="save_every.*epochs between checkpoints"):
         load_config(path)
-
 
 
 def test_lsp_checkpoint_keeps_its_skeleton(tmp_path):
