@@ -163,6 +163,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     state = json.loads((tmp_path / "run" / "checkpoints" / "state.json").read_text())
     assert state["step"] == 1  # 4 images, 2 processes x batch 2: one step per epoch
+    assert proc.stdout.count("trained 1 epochs") == 1  # rank 0 reports; rank 1 printed its own loss too
 
 
 @pytest.mark.slow

@@ -119,6 +119,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"dry run: one batch, loss {result.last_loss:.4f}; nothing written")
         return 0
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun rank 0 reports (and wrote the files)
+        return 0
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
     print(f"trained {result.epochs_done} epochs ({result.step} steps), loss {result.first_loss:.4f} -> "
           f"{result.last_loss:.4f}{'; ' + metrics if metrics else ''}")
