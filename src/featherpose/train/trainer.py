@@ -135,9 +135,9 @@ def place_model(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) 
     """``model`` on ``device`` set up to train there (channels-last; cuDNN autotuning on a GPU), and whether its
     steps run in bf16 autocast (:func:`use_bf16`).
 
-    Channels-last on a CPU too: oneDNN's kernels for it train faster (a step of each memorisation recipe, batch 4,
-    2-core Xeon: Lite Pose XS 0.75 -> 0.33 s, its 7x7 depthwise backward above all; MoveNet 0.45 -> 0.34, the
-    hourglass 0.17 -> 0.15, Lightweight OpenPose 0.42 -> 0.38)."""
+    Channels-last on a CPU too: oneDNN's kernels for it train faster. benchmarks/train_layout.py, three runs on a
+    2-core Xeon: a step of each memorisation recipe 1.38-2.26x faster for Lite Pose XS (its 7x7 depthwise backward
+    above all), 1.31-1.59x MoveNet, 1.10-1.32x Lightweight OpenPose, 1.17-1.30x the hourglass."""
     model = model.to(device).to(memory_format=torch.channels_last)
     bf16 = use_bf16(cfg, device)
     if device.type == "cuda":
