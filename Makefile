@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test,bench,openvino]'
+	$(PY) -m featherpose.codecs.ae_compiled  # compiles Lite Pose's decoder once (numba's cache), not in each test process
 	touch $(STAMP)
 
 demo: $(STAMP)

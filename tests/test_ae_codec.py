@@ -9,9 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from featherpose.codecs import associative_embedding
-from featherpose.codecs.associative_embedding import (AECodec, _Maps, adjust, match_by_tag, refine, top_k,
-                                                      AEGroupingConfig)
+from featherpose.codecs import ae_compiled, associative_embedding
+from featherpose.codecs.associative_embedding import AECodec, AEGroupingConfig, _Maps, match_by_tag
 from featherpose.skeletons import COCO17, CROWDPOSE14
 
 from conftest import DATA, SHARED
@@ -52,11 +51,13 @@ def test_aggregation_equals_upstream(sample):
 
 
 @needs_golden
+@pytest.mark.parametrize("reference", [False, True], ids=["compiled", "reference"])
 @pytest.mark.parametrize("sample", FULL)
-def test_parser_stages_equal_upstream(sample):
+def test_parser_stages_equal_upstream(sample, reference):
     """Top-k (entries above the 0.1 threshold: the rest are NMS zeros in torch.topk's tie order, never used),
-    match_by_tag, adjust, refine and the person scores; measured: all bit-identical."""
-    out = codec_of(sample).parse(heads_of(sample))
+    match_by_tag, adjust, refine and the person scores, by the compiled steps and by the NumPy reference;
+    measured: all bit-identical."""
+    out = codec_of(sample).parse(heads_of(sample), reference=reference)
     val = np.load(LP / sample / "topk_val.npy")
     used = val > 0.1
     np.testing.assert_allclose(out["val"][used], val[used], rtol=0, atol=1e-6)
@@ -141,11 +142,12 @@ def per_tile(maps: np.ndarray, reduce, fill: float) -> np.ndarray:
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("variant", ["plain", "odd size, NMS 3", "large heads that cancel"])
-def test_tile_search_equals_whole_map_search(seed, flip, variant, monkeypatch):
-    """NMS / top-k on hot tiles and refine's pruned argmax equal the same steps over the whole map (refine's
-    exact values read pixel by pixel for even seeds, as whole tiles for odd ones): on a map of whole tiles, on one
-    whose size is no multiple of the tile with a 3 x 3 NMS, and on heads whose two heatmap sources are ~1e4 and
-    cancel (their rounding is at that scale, not the result's)."""
+@pytest.mark.parametrize("steps", [ae_compiled, associative_embedding], ids=["compiled", "reference"])
+def test_tile_search_equals_whole_map_search(seed, flip, variant, steps, monkeypatch):
+    """NMS / top-k on hot tiles and refine's pruned argmax, compiled and reference, equal the same steps over the
+    whole map (the reference's refine reads exact values pixel by pixel for even seeds, as whole tiles for odd
+    ones): on a map of whole tiles, on one whose size is no multiple of the tile with a 3 x 3 NMS, and on heads
+    whose two heatmap sources are ~1e4 and cancel (their rounding is at that scale, not the result's)."""
     monkeypatch.setattr(associative_embedding, "REFINE_DENSE_TILE", 1 if seed % 2 else 10 ** 9)
     size = (100, 132) if variant == "odd size, NMS 3" else (96, 128)
     heads = synthetic_heads(seed, *size)
@@ -158,7 +160,8 @@ def test_tile_search_equals_whole_map_search(seed, flip, variant, monkeypatch):
         heads["heatmaps_tags_flip"], heads["heatmaps_flip"] = other["heatmaps_tags"], other["heatmaps"]
     maps = _Maps(heads, 14, fi)
     cfg = AEGroupingConfig(nms_kernel=3 if variant == "odd size, NMS 3" else 5)
-    bounds = (maps.heat_bounds(), *maps.tag_bounds())
+    bounds = ae_compiled.bounds(maps) if steps is ae_compiled else (maps.heat_bounds(), *maps.tag_bounds())
+    top_k, adjust, refine = steps.top_k, steps.adjust, steps.refine
     heat, tag = whole_maps(maps)
     hb, lo, hi = bounds  # the bounds hold
     assert (per_tile(heat, np.max, -np.inf) <= hb).all()
@@ -198,12 +201,13 @@ def test_tile_search_equals_whole_map_search(seed, flip, variant, monkeypatch):
                 assert got[p, j, 2] == 0
 
 
-def test_top_k_with_hot_tiles_but_no_peak():
+@pytest.mark.parametrize("steps", [ae_compiled, associative_embedding], ids=["compiled", "reference"])
+def test_top_k_with_hot_tiles_but_no_peak(steps):
     """Tiles whose bound passes the threshold but where no pixel can (a loose bound): no keypoints, no error."""
     shapes = AECodec((64, 96), 14).head_shapes()
     maps = _Maps({k: np.zeros(v, np.float32) for k, v in shapes.items()}, 14, None)
     maps.heat_bounds()
-    val, loc, tag = top_k(maps, np.ones((14, 4, 6), np.float32), AEGroupingConfig())
+    val, loc, tag = steps.top_k(maps, np.ones((14, 4, 6), np.float32), AEGroupingConfig())
     assert not val.any() and not loc.any() and not tag.any()
 
 
@@ -218,6 +222,12 @@ def test_decode_shapes_and_hostile_heads():
         heads["heatmaps"][:, 5, 5] = 0.5
         d = codec.decode(heads)
         assert np.isfinite(d.keypoints).all() and ((d.scores >= 0) & (d.scores <= 1)).all()
+        for got, want in zip(codec.parse(heads).values(), codec.parse(heads, reference=True).values()):
+            np.testing.assert_array_equal(got, want)
+    one_nan = synthetic_heads(1, 64, 96)  # a single NaN cell, which a maximum could hide
+    one_nan["heatmaps"][3, 10, 10] = np.nan
+    for got, want in zip(codec.parse(one_nan).values(), codec.parse(one_nan, reference=True).values()):
+        np.testing.assert_array_equal(got, want)
     with pytest.raises(ValueError, match="heatmaps_tags"):
         codec.decode({"heatmaps_tags": np.zeros((14, 16, 24), np.float32), "heatmaps": np.zeros((14, 32, 48))})
     with pytest.raises(ValueError, match="flip_index"):
@@ -335,12 +345,12 @@ def _decode_count(heads: dict[str, np.ndarray]) -> int:
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
 def test_decode_in_a_forked_child_after_the_parent_decoded():
-    """The decode's worker thread (the tags' bounds) is per process: a child forked after the parent decoded
-    does not wait on the parent's thread, which it does not have."""
+    """A child forked after the parent decoded (as a DataLoader's workers) decodes the same: the compiled steps
+    loaded in the parent work there."""
     import multiprocessing
 
     heads = synthetic_heads(3)
-    want = _decode_count(heads)  # the parent's worker thread now exists
+    want = _decode_count(heads)
     assert want >= 3
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.apply_async(_decode_count, (heads,)).get(timeout=60) == want

@@ -26,8 +26,10 @@ bilinear, within float32 rounding) names the pixels that can be a window maximum
 windows are evaluated exactly; for step 6 the tiles that can hold the argmax (heatmap bound - rounded tag-distance
 bound >= the best value found so far). The sequential parts are loops in upstream's order: over the K keypoints
 in step 3 (each a vectorised assignment) and over the people in step 5's scores; none runs over pixels.
-The tags' tile bounds (whole-map array work, which releases the GIL) are built in a worker thread while steps 2-5
-run on the heatmaps: the second core is otherwise idle between network calls.
+
+Two implementations of the steps over pixels (the tile bounds, 2, 4 and 6) give the same arrays: this module's
+vectorised NumPy (the reference, ``parse(reference=True)``) and :mod:`.ae_compiled` (numba loops over tiles, the
+default, about twice as fast end to end). Step 3 (scipy's assignment, a loop over keypoints) is shared.
 
 Coordinates returned are input pixels in upstream's convention (pixel index + 0.5 + the quarter offset), which
 upstream maps to the image with the inverse of its letterbox affine (``get_final_preds``).
@@ -39,8 +41,7 @@ the flat indices of the labelled keypoints for the tag loss (at 1/4), and masks 
 from __future__ import annotations
 
 import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -161,14 +162,26 @@ class _Maps:
             fi = np.asarray(flip_index)
             self.heat.append((qf[fi], of[fi][:, :, ::-1], True))
             self.tags.append((qf[k + fi], None, True))
-        # (K,) how far the approximate heatmap (heat_bounds) can be from the exact one, per keypoint, with room to
-        # spare: rounding is at the scale of the sources, which can be large and cancel, not of the result
-        sizes = [(_magnitude(quarter), _magnitude(half)) for quarter, half, _ in self.heat]
-        size = np.max([quarter + half for quarter, half in sizes], axis=0)
-        self.heat_margin = (f32(1e-5) * (1 + size)).astype(f32)
-        # every head is a source here: its largest magnitude is finite exactly when it holds no NaN / inf
-        magnitudes = [m for pair in sizes for m in pair] + [_magnitude(q) for q, _, _ in self.tags]
-        self.finite = bool(np.isfinite(np.concatenate(magnitudes)).all())
+
+    @functools.cached_property
+    def heat_margin(self) -> np.ndarray:
+        """(K,) how far the approximate heatmap (heat_bounds) can be from the exact one, per keypoint, with room to
+        spare: rounding is at the scale of the sources, which can be large and cancel, not of the result."""
+        size = np.max([quarter + half for quarter, half in self._magnitudes[0]], axis=0)
+        return (f32(1e-5) * (1 + size)).astype(f32)
+
+    @functools.cached_property
+    def finite(self) -> bool:
+        """Whether the heads hold no NaN or inf (every head is a source: its largest magnitude is finite exactly
+        then)."""
+        heat, tags = self._magnitudes
+        return bool(np.isfinite(np.concatenate([m for pair in heat for m in pair] + tags)).all())
+
+    @functools.cached_property
+    def _magnitudes(self) -> tuple[list, list]:
+        """(K,) largest |value| of each source: (quarter, half) per heatmap source, quarter per tag source."""
+        return ([(_magnitude(quarter), _magnitude(half)) for quarter, half, _ in self.heat],
+                [_magnitude(q) for q, _, _ in self.tags])
 
     # ---- exact values
     def _half(self, src, js, hr, hc):
@@ -465,6 +478,20 @@ def adjust(maps: _Maps, grouped: np.ndarray) -> np.ndarray:
     return out
 
 
+def person_tags(people: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """refine's pairs: person pp, missing keypoint jj of each person with at least one keypoint, and every
+    person's tag (N, C) float32, the mean of its keypoints' tags as upstream's torch.mean (a float32 sum, / n)."""
+    detected = people[:, :, 2] > 0
+    counts = detected.sum(1)
+    tags = np.where(detected[..., None], people[:, :, 3:3 + c], f32(0))  # the final tags at the grouped pixels
+    total = np.zeros((len(people), c), f32)
+    for j in range(people.shape[1]):
+        total = (total + tags[:, j]).astype(f32)
+    prev = (total / np.maximum(counts, 1)[:, None].astype(f32)).astype(f32)
+    pp, jj = np.nonzero(~detected & (counts > 0)[:, None])
+    return pp, jj, prev
+
+
 def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     """Step 6 (upstream's ``refine``) for every person at once: each missing keypoint j of a person with tag t
     takes the first argmax of ``heatmap_j - round(|tag_j - t|)`` over the map when the heatmap is > 0 there.
@@ -472,17 +499,7 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     The argmax is searched exactly on the tiles that can hold it: a tile whose bound (heatmap bound - the
     rounded lower bound of the tag distance) is below the best exact value found is skipped."""
     out = people.copy()
-    if not len(out):
-        return out
-    c = len(maps.tags)
-    detected = out[:, :, 2] > 0
-    counts = detected.sum(1)
-    tags = np.where(detected[..., None], out[:, :, 3:3 + c], f32(0))  # the final tags at the grouped pixels
-    total = np.zeros((len(out), c), f32)
-    for j in range(out.shape[1]):  # torch.mean: a float32 sum, then / n
-        total = (total + tags[:, j]).astype(f32)
-    prev = (total / np.maximum(counts, 1)[:, None].astype(f32)).astype(f32)
-    pp, jj = np.nonzero(~detected & (counts > 0)[:, None])
+    pp, jj, prev = person_tags(out, len(maps.tags))
     if not len(pp):
         return out
     heat_b, lo, hi = bounds
@@ -558,6 +575,15 @@ def _tile_max(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return np.where(valid, values, f32(-np.inf)).reshape(len(values), -1).max(1, initial=-np.inf)
 
 
+def _reference_bounds(maps: _Maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tile bounds the NumPy steps use: heatmap upper (K, th, tw), tags lower and upper (K, th, tw, C) (all
+    NaN when the heads are not finite)."""
+    if not maps.finite:
+        nan = np.full(1, np.nan, f32)
+        return nan, nan, nan
+    return (maps.heat_bounds(), *maps.tag_bounds())
+
+
 def _approx_scores(maps: _Maps, js, ty, tx, person_tag):
     """Lower and upper bounds (n, 16, 16) of the exact ``heatmap - round(|tag - person_tag|)`` on the
     (keypoint, tile) pairs from the approximate maps (their rounding error with a wide margin, and both roundings
@@ -579,17 +605,6 @@ def _approx_scores(maps: _Maps, js, ty, tx, person_tag):
     low = heat - e_heat - np.round(dist + err)
     high = heat + e_heat - np.round(np.maximum(dist - err, 0))
     return low, high, inside, heat + e_heat
-
-
-def _worker() -> ThreadPoolExecutor:
-    """One thread for the decode's array work that can run beside the rest (:meth:`_Maps.tag_bounds`), per
-    process (a forked child does not inherit the parent's thread)."""
-    return _worker_of(os.getpid())
-
-
-@functools.cache
-def _worker_of(pid: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(1, thread_name_prefix="featherpose-ae")
 
 
 # ------------------------------------------------------------------------------------------- codec
@@ -653,27 +668,30 @@ class AECodec(Codec):
         return {"heatmaps_tags": (2 * self.num_keypoints, h // 4, w // 4), "heatmaps": (self.num_keypoints, h // 2, w // 2)}
 
     # ---- decode
-    def parse(self, heads: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def parse(self, heads: dict[str, np.ndarray], reference: bool = False) -> dict[str, np.ndarray]:
         """Every stage of upstream's parser (for tests and inspection): ``val`` (K, M), ``loc`` (K, M, 2),
         ``tag`` (K, M, C) top-k; ``grouped``, ``adjusted``, ``refined`` (N, K, 3 + C) input pixels; ``scores``
-        (N,) person scores (mean keypoint score after adjust)."""
+        (N,) person scores (mean keypoint score after adjust). ``reference``: the NumPy steps of this module in
+        place of the compiled ones (:mod:`.ae_compiled`), which give the same arrays."""
         cfg = self.grouping
         flip = None if self.flip_index is None else np.array(self.flip_index)
+        if reference:
+            steps, bounds_of = sys.modules[__name__], _reference_bounds
+        else:
+            from . import ae_compiled as steps
+            bounds_of = steps.bounds
         with np.errstate(over="ignore", invalid="ignore"):
             maps = _Maps(heads, self.num_keypoints, flip)
-            if not maps.finite:  # the exact tile search needs finite maps
+            bounds = bounds_of(maps)
+            if not all(np.isfinite(b).all() for b in bounds):  # NaN / inf heads: the tile search needs finite maps
                 heads = {k: np.nan_to_num(np.asarray(v, f32), nan=0, posinf=1e6, neginf=-1e6) for k, v in heads.items()}
                 maps = _Maps(heads, self.num_keypoints, flip)
-            tag_bounds = _worker().submit(maps.tag_bounds)  # on the other core while the heatmap's steps run
-            try:
-                heat_bounds = maps.heat_bounds()
-                val, loc, tag = top_k(maps, heat_bounds, cfg)
-                grouped = match_by_tag(val, loc, tag, self.joint_order, cfg)
-                adjusted = adjust(maps, grouped) if cfg.adjust else grouped
-                scores = adjusted[:, :, 2].mean(1).astype(f32) if len(adjusted) else np.zeros(0, f32)
-            finally:
-                lo, hi = tag_bounds.result()
-            refined = refine(maps, adjusted, (heat_bounds, lo, hi)) if cfg.refine else adjusted
+                bounds = bounds_of(maps)
+            val, loc, tag = steps.top_k(maps, bounds[0], cfg)
+            grouped = match_by_tag(val, loc, tag, self.joint_order, cfg)
+            adjusted = steps.adjust(maps, grouped) if cfg.adjust else grouped
+            scores = adjusted[:, :, 2].mean(1).astype(f32) if len(adjusted) else np.zeros(0, f32)
+            refined = steps.refine(maps, adjusted, bounds) if cfg.refine else adjusted
         return {"val": val, "loc": loc, "tag": tag, "grouped": grouped, "adjusted": adjusted, "refined": refined,
                 "scores": scores}
 

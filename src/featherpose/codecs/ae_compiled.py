@@ -1,0 +1,476 @@
+"""The sparse steps of the AE decode compiled with numba: top-k, adjust and refine, each returning what its NumPy
+reference in :mod:`.associative_embedding` returns (bit for bit: the same float32 arithmetic as torch's bilinear,
+the same tie order).
+
+Where the reference selects pixels with an approximate map and checks them exactly in array calls, these loops
+evaluate whole 16 x 16 tiles exactly (from the quarter- and half-resolution heads, nothing built whole) and prune
+with the same tile bounds: no approximation step, and no per-call NumPy overhead. Refine is a branch and bound per
+(person, missing keypoint): tiles by descending bound, stopping below the best exact score found; a (keypoint, tile)
+evaluated for one person is kept for the others.
+
+Sources (see ``_Maps``): ``quarter`` (S, K, h, w), ``half`` (S, K, 2h, 2w) or (S, 1, 1, 1) without half maps,
+per source s its column table (mirrored for the flip test). The heatmap averages its S sources (1, or 2 with the
+flip test); a tag dimension is one source.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import numba as nb
+import numpy as np
+
+f32 = np.float32
+TILE = 16
+_jit = nb.njit(cache=True, nogil=True)  # compiled on first use, cached next to this file (or in NUMBA_CACHE_DIR)
+log = logging.getLogger(__name__)
+
+
+@_jit
+def _lerp(a, b, wa, wb):
+    """``a * wa + b * wb`` as torch's CPU kernel rounds it (see ``associative_embedding._lerp``)."""
+    return np.float32(np.float64(a) * np.float64(wa) + np.float64(np.float32(b * wb)))
+
+
+@_jit
+def _source(o, n):
+    """torch's bilinear x2 (align_corners=False) sources of output o from n inputs: i0, i1 and their weights
+    (``associative_embedding._lerp_index`` in closed form: the weights are 1 / 0 at o = 0, then 0.25 / 0.75)."""
+    if o == 0:
+        return 0, min(1, n - 1), np.float32(1), np.float32(0)
+    i0 = (o - 1) // 2
+    w1 = np.float32(0.75) if o % 2 == 0 else np.float32(0.25)
+    return i0, min(i0 + 1, n - 1), np.float32(1) - w1, w1
+
+
+@_jit
+def _block(quarter, half, s, j, y0, x0, sy, sx, out):
+    """out[:sy, :sx] = exact final values of source s (its half-resolution maps ``half[s]`` are averaged in when
+    ``half`` has them; source 1 is mirrored left-right), keypoint j, on pixels y0.., x0.. (clamped inside)."""
+    nq, mq = quarter.shape[2], quarter.shape[3]
+    nh, mh = 2 * nq, 2 * mq
+    mirrored = s == 1
+    has_half = half.shape[2] == nh
+    ya, yb = min(max(y0, 0), 2 * nh - 1), min(max(y0 + sy - 1, 0), 2 * nh - 1)
+    xa, xb = min(max(x0, 0), 2 * mh - 1), min(max(x0 + sx - 1, 0), 2 * mh - 1)
+    h0, h1 = _source(ya, nh)[0], _source(yb, nh)[1]
+    w0, w1 = _source(xa, mh)[0], _source(xb, mh)[1]
+    buf = np.empty((h1 - h0 + 1, w1 - w0 + 1), np.float32)
+    for hr in range(h0, h1 + 1):
+        r0, r1, a, b = _source(hr, nq)
+        for hc in range(w0, w1 + 1):
+            c0, c1, ca, cb = _source(mh - 1 - hc if mirrored else hc, mq)
+            top = _lerp(quarter[s, j, r0, c0], quarter[s, j, r0, c1], ca, cb)
+            bottom = _lerp(quarter[s, j, r1, c0], quarter[s, j, r1, c1], ca, cb)
+            v = _lerp(top, bottom, a, b)
+            if has_half:
+                v = np.float32(v + half[s, j, hr, mh - 1 - hc if mirrored else hc]) / np.float32(2)
+            buf[hr - h0, hc - w0] = v
+    for i in range(sy):
+        r0, r1, a, b = _source(min(max(y0 + i, 0), 2 * nh - 1), nh)
+        for k in range(sx):
+            c0, c1, ca, cb = _source(min(max(x0 + k, 0), 2 * mh - 1), mh)
+            top = _lerp(buf[r0 - h0, c0 - w0], buf[r0 - h0, c1 - w0], ca, cb)
+            bottom = _lerp(buf[r1 - h0, c0 - w0], buf[r1 - h0, c1 - w0], ca, cb)
+            out[i, k] = _lerp(top, bottom, a, b)
+
+
+@_jit
+def _heat_block(quarter, half, j, y0, x0, sy, sx, out, scratch):
+    """out[:sy, :sx] = the final heatmap (the sources' mean) of keypoint j; -inf outside the input."""
+    for s in range(quarter.shape[0]):  # one call site: numba and LLVM compile _block once here
+        _block(quarter, half, s, j, y0, x0, sy, sx, scratch if s else out)
+    if quarter.shape[0] == 2:
+        for i in range(sy):
+            for k in range(sx):
+                out[i, k] = np.float32(out[i, k] + scratch[i, k]) / np.float32(2)
+    ny, nx = 4 * quarter.shape[2], 4 * quarter.shape[3]
+    for i in range(sy):
+        for k in range(sx):
+            if y0 + i < 0 or y0 + i >= ny or x0 + k < 0 or x0 + k >= nx:
+                out[i, k] = -np.inf
+
+
+@_jit
+def _tag_block(tags, j, y0, x0, sy, sx, out, scratch):
+    """out[c, :sy, :sx] = the final tags of keypoint j (edge values outside the input); tags (C, K, h, w)."""
+    for c in range(tags.shape[0]):
+        _block(tags, scratch, c, j, y0, x0, sy, sx, out[c])
+
+
+@_jit
+def points(hq, hh, tq, js, ys, xs, with_tags):
+    """Final heatmap (n,) and, when asked, tags (n, C) at pixels (ys, xs) of keypoints js."""
+    n, c = len(js), tq.shape[0]
+    value = np.empty(n, np.float32)
+    tag = np.zeros((n, c), np.float32)
+    one, scratch = np.empty((1, 1), np.float32), np.empty((1, 1), np.float32)
+    one_tag, none = np.empty((c, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.float32)
+    px = np.int64(1)  # one pixel (np.int64: no literal, see _heat_block)
+    for i in range(n):
+        _heat_block(hq, hh, js[i], ys[i], xs[i], px, px, one, scratch)
+        value[i] = one[0, 0]
+        if with_tags:
+            _tag_block(tq, js[i], ys[i], xs[i], px, px, one_tag, none)
+            for d in range(c):
+                tag[i, d] = one_tag[d, 0, 0]
+    return value, tag
+
+
+@_jit
+def quarter_shift(hq, hh, js, xs, ys):
+    """+-0.25 towards the higher neighbour on each axis (neighbours clamped inside the map) and the heatmap at
+    the pixel, as ``associative_embedding._quarter_shift``."""
+    ny, nx = 4 * hq.shape[2], 4 * hq.shape[3]
+    n = len(js)
+    dx, dy, value = np.empty(n), np.empty(n), np.empty(n, np.float32)
+    one, scratch = np.empty((1, 1), np.float32), np.empty((1, 1), np.float32)
+    v = np.empty(5, np.float32)
+    py, px = np.empty(5, np.int64), np.empty(5, np.int64)
+    one_px = np.int64(1)
+    for i in range(n):
+        j, x, y = js[i], xs[i], ys[i]
+        py[0], py[1], py[2], py[3], py[4] = y, y, min(y + 1, ny - 1), max(y - 1, 0), y
+        px[0], px[1], px[2], px[3], px[4] = min(x + 1, nx - 1), max(x - 1, 0), x, x, x
+        for e in range(5):
+            _heat_block(hq, hh, j, py[e], px[e], one_px, one_px, one, scratch)
+            v[e] = one[0, 0]
+        dx[i] = 0.25 if v[0] > v[1] else -0.25
+        dy[i] = 0.25 if v[2] > v[3] else -0.25
+        value[i] = v[4]
+    return dx, dy, value
+
+
+@_jit
+def nms_candidates(hq, hh, js, ty, tx, threshold, pad):
+    """Every pixel of the tiles (js, ty, tx) above ``threshold`` that is its (2 pad + 1)^2 window's maximum (-inf
+    outside the input): keypoint, y, x, value."""
+    size = np.int64(TILE) + 2 * pad
+    v, scratch = np.empty((size, size), np.float32), np.empty((size, size), np.float32)
+    found = np.empty((64, 3), np.int64)
+    values = np.empty(64, np.float32)
+    n = 0
+    for t in range(len(js)):
+        y0, x0 = ty[t] * TILE - pad, tx[t] * TILE - pad
+        _heat_block(hq, hh, js[t], y0, x0, size, size, v, scratch)
+        for i in range(pad, pad + TILE):
+            for k in range(pad, pad + TILE):
+                c = v[i, k]
+                if not c > threshold:
+                    continue
+                peak = True
+                for a in range(i - pad, i + pad + 1):
+                    for b in range(k - pad, k + pad + 1):
+                        peak = peak and not v[a, b] > c
+                if not peak:
+                    continue
+                if n == len(values):
+                    found, values = _grow(found, 2 * n), _grow(values, 2 * n)
+                found[n, 0], found[n, 1], found[n, 2] = js[t], y0 + i, x0 + k
+                values[n] = c
+                n += 1
+    return found[:n, 0].copy(), found[:n, 1].copy(), found[:n, 2].copy(), values[:n].copy()
+
+
+@_jit
+def _grow(a, rows):
+    """``a`` with ``rows`` rows, the first len(a) copied."""
+    out = np.empty((rows,) + a.shape[1:], a.dtype)
+    flat, old = out.reshape(-1), a.reshape(-1)
+    for i in range(len(old)):
+        flat[i] = old[i]
+    return out
+
+
+@_jit
+def refine_argmax(hq, hh, tq, heat_b, lo, hi, pair_tag, jj):
+    """Per pair n (keypoint jj[n], person tag pair_tag[n]): the first pixel (raster order) of the maximum of
+    ``heatmap - round(|tag - person tag|)`` inside the input, as the flat index y * W + x.
+
+    Branch and bound over 16 x 16 tiles: a tile's bound is its heatmap bound minus the rounded lower bound of its
+    tag distance (float64, as the reference); tiles are searched by descending bound while the bound can reach the
+    best exact score found. A (keypoint, tile)'s exact heatmap and tags are evaluated once for all pairs."""
+    ny, nx = 4 * hq.shape[2], 4 * hq.shape[3]
+    k, th, tw = heat_b.shape
+    c = lo.shape[3]
+    slot = np.full((k, th, tw), -1, np.int64)
+    cache_h = np.empty((32, TILE, TILE), np.float32)
+    cache_t = np.empty((32, c, TILE, TILE), np.float32)
+    used = 0
+    scratch, none = np.empty((TILE, TILE), np.float32), np.empty((1, 1, 1, 1), np.float32)
+    n = len(jj)
+    tile = np.int64(TILE)
+    best_flat = np.full(n, -1, np.int64)
+    upper = np.empty(th * tw)
+    for p in range(n):
+        j = jj[p]
+        for t in range(th * tw):
+            a, b = t // tw, t % tw
+            g2 = 0.0
+            for d in range(c):
+                tv = np.float64(pair_tag[p, d])
+                gap = max(0.0, np.float64(lo[j, a, b, d]) - tv, tv - np.float64(hi[j, a, b, d]))
+                g2 += gap * gap
+            upper[t] = np.float64(heat_b[j, a, b]) - np.round(np.sqrt(g2))
+        best = -np.inf
+        flat_best = -1
+        while True:
+            t = np.argmax(upper)
+            if upper[t] == -np.inf or upper[t] < best:
+                break
+            upper[t] = -np.inf
+            a, b = t // tw, t % tw
+            s = slot[j, a, b]
+            if s < 0:
+                if used == len(cache_h):
+                    cache_h, cache_t = _grow(cache_h, 2 * used), _grow(cache_t, 2 * used)
+                s = used
+                used += 1
+                slot[j, a, b] = s
+                _heat_block(hq, hh, j, a * TILE, b * TILE, tile, tile, cache_h[s], scratch)
+                _tag_block(tq, j, a * TILE, b * TILE, tile, tile, cache_t[s], none)
+            for i in range(min(TILE, ny - a * TILE)):
+                for q in range(min(TILE, nx - b * TILE)):
+                    d2 = np.float32(0)
+                    for d in range(c):
+                        diff = np.float32(cache_t[s, d, i, q] - pair_tag[p, d])
+                        d2 = np.float32(d2 + np.float32(diff * diff))
+                    score = np.float32(cache_h[s, i, q] - np.float32(np.round(np.sqrt(d2))))
+                    flat = (a * TILE + i) * nx + b * TILE + q
+                    if score > best or (score == best and flat < flat_best):
+                        best, flat_best = score, flat
+        best_flat[p] = flat_best
+    return best_flat
+
+
+@_jit
+def tile_range(maps, cells, th, tw):
+    """(K, th, tw) maximum and minimum of (K, h, w) ``maps`` over each tile's ``cells`` x ``cells`` block and the
+    row / column beyond each side (clamped): the cells that a 16 x 16 tile's final values read (4 quarter or 8
+    half cells). NaN propagates."""
+    k, h, w = maps.shape
+    hi, lo = np.empty((k, th, tw), np.float32), np.empty((k, th, tw), np.float32)
+    row_hi, row_lo = np.empty(w, np.float32), np.empty(w, np.float32)
+    for j in range(k):
+        for ty in range(th):
+            r0, r1 = min(max(cells * ty - 1, 0), h - 1), min(cells * ty + cells, h - 1)
+            first = maps[j, r0]
+            for x in range(w):
+                row_hi[x] = row_lo[x] = first[x]
+            for r in range(r0 + 1, r1 + 1):
+                row = maps[j, r]
+                for x in range(w):  # elementwise loops (vectorised); a NaN stays
+                    a, v = row_hi[x], row[x]
+                    row_hi[x] = a if a >= v or a != a else v
+                for x in range(w):
+                    b, v = row_lo[x], row[x]
+                    row_lo[x] = b if b <= v or b != b else v
+            out_hi, out_lo = hi[j, ty], lo[j, ty]
+            for tx in range(tw):
+                out_hi[tx], out_lo[tx] = row_hi[min(cells * tx, w - 1)], row_lo[min(cells * tx, w - 1)]
+            for i in range(-1, cells + 1):  # the tiles side by side: independent chains
+                for tx in range(tw):
+                    c = min(max(cells * tx + i, 0), w - 1)
+                    a, v = out_hi[tx], row_hi[c]
+                    out_hi[tx] = a if a >= v or a != a else v
+                    b, u = out_lo[tx], row_lo[c]
+                    out_lo[tx] = b if b <= u or b != b else u
+    return hi, lo
+
+
+@_jit
+def heat_tile_max(quarter, half, mirrored, th, tw):
+    """Per keypoint and tile the maximum over the tile's 8 x 8 half-resolution cells and one beyond each side of
+    the approximate half-resolution heatmap ``(up2(quarter) + half) / 2`` (float32, another rounding than
+    torch's), (K, th, tw), and per keypoint max |quarter| + max |half| (K,), the scale of that rounding. The half
+    map of a ``mirrored`` source is read in the unmirrored frame. NaN propagates; inf shows in the scale."""
+    k, hq, wq = quarter.shape
+    hh, wh = 2 * hq, 2 * wq
+    out = np.empty((k, th, tw), np.float32)
+    scale = np.empty(k, np.float32)
+    cells = np.int64(TILE // 2)
+    col, values, acc = np.empty(wq + 2, np.float32), np.empty(wh, np.float32), np.empty(wh, np.float32)
+    for j in range(k):
+        scale[j] = _abs_max(quarter[j]) + _abs_max(half[j])
+        for ty in range(th):
+            r0, r1 = min(max(8 * ty - 1, 0), hh - 1), min(8 * ty + 8, hh - 1)
+            acc[:] = -np.inf
+            for hr in range(r0, r1 + 1):
+                i0, i1, w0, w1 = _source(hr, hq)
+                a, b, h = quarter[j, i0], quarter[j, i1], half[j, hr]
+                for m in range(wq):  # the half row: rows first, then columns (edge cells repeat)
+                    col[m + 1] = w0 * a[m] + w1 * b[m]
+                col[0], col[wq + 1] = col[1], col[wq]
+                for m in range(wq):
+                    c = np.float32(0.75) * col[m + 1]
+                    values[2 * m] = np.float32(0.5) * (np.float32(0.25) * col[m] + c + h[2 * m])
+                    values[2 * m + 1] = np.float32(0.5) * (c + np.float32(0.25) * col[m + 2] + h[2 * m + 1])
+                if mirrored:
+                    for x in range(wh):
+                        v, a_ = values[wh - 1 - x], acc[x]
+                        acc[x] = a_ if a_ >= v or a_ != a_ else v
+                else:
+                    for x in range(wh):  # elementwise (vectorised); a NaN stays
+                        v, a_ = values[x], acc[x]
+                        acc[x] = a_ if a_ >= v or a_ != a_ else v
+            _tile_reduce(acc, cells, out[j, ty])
+    return out, scale
+
+
+@_jit
+def _abs_max(m):
+    """max |m| of a 2-D array (NaN when one is NaN)."""
+    acc = np.zeros(m.shape[1], np.float32)
+    for r in range(m.shape[0]):
+        row = m[r]
+        for x in range(m.shape[1]):  # elementwise (vectorised)
+            v, a = abs(row[x]), acc[x]
+            acc[x] = a if a >= v or a != a else v
+    out = np.float32(0)
+    for x in range(m.shape[1]):
+        out = out if out >= acc[x] or out != out else acc[x]
+    return out
+
+
+@_jit
+def _tile_reduce(row, cells, out):
+    """out[tx] = max of ``row`` over cells * tx - 1 .. cells * tx + cells (clamped); a NaN stays."""
+    w = len(row)
+    for tx in range(len(out)):
+        out[tx] = row[min(cells * tx, w - 1)]
+    for i in range(-1, cells + 1):  # the tiles side by side: independent chains
+        for tx in range(len(out)):
+            v, a = row[min(max(cells * tx + i, 0), w - 1)], out[tx]
+            out[tx] = a if a >= v or a != a else v
+
+
+# ------------------------------------------------------------------ the steps, as the reference's signatures
+
+def sources(maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The kernels' heatmap sources (quarter (S, K, h, w), half (S, K, 2h, 2w)) and tag sources (C, K, h, w) of a
+    ``_Maps``, built once (copies only with the flip test)."""
+    if getattr(maps, "_compiled", None) is None:
+        _announce_compiling()
+
+        def stack(arrays):
+            return np.ascontiguousarray(arrays[0][None] if len(arrays) == 1 else np.stack(arrays), f32)
+        hq = stack([q for q, _, _ in maps.heat])
+        hh = stack([h[:, :, ::-1] if m else h for _, h, m in maps.heat])  # unmirrored: the kernel mirrors
+        tq = stack([q for q, _, _ in maps.tags])
+        maps._compiled = hq, hh, tq
+    return maps._compiled
+
+
+def bounds(maps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per keypoint and 16 x 16 tile an upper bound of the final heatmap (K, th, tw) and lower and upper bounds of
+    each tag dimension (K, th, tw, C). A bilinear value lies within its sources' range, up to float32 rounding at
+    the sources' magnitude (the margins): the heatmap's bound is the maximum of the approximate half-resolution
+    heatmap over the cells the tile reads (as ``_Maps.heat_bounds``, in one pass), the tags' the range of the
+    quarter-resolution cells they read (4 x 4 and one beyond each side). NaN or inf in the heads shows as a
+    non-finite bound."""
+    hq, hh, tq = sources(maps)
+    th, tw = -(-maps.hw[0] // TILE), -(-maps.hw[1] // TILE)
+
+    def ranges(arrays, mirrored, cells):  # a mirrored source reads the mirror of the unmirrored block's cells
+        return [tile_range(np.ascontiguousarray(a[:, :, ::-1]) if m else a, cells, th, tw)
+                for a, m in zip(arrays, mirrored)]
+
+    mirrored = [s == 1 for s in range(len(hq))]
+    heat = f32(0)
+    scale = f32(0)
+    for quarter, half, m in zip(hq, hh, mirrored):
+        tile_max, source_scale = heat_tile_max(quarter, half, m, th, tw)
+        heat = heat + tile_max / f32(len(hq))
+        scale = scale + source_scale
+    heat = heat + (f32(1e-5) * (1 + scale))[:, None, None]
+    t_hi, t_lo = (np.stack(v, -1) for v in zip(*ranges(tq, mirrored, 4)))
+    return heat, t_lo - f32(1e-5) * (1 + np.abs(t_lo)), t_hi + f32(1e-5) * (1 + np.abs(t_hi))
+
+
+_announced = False
+
+
+def _announce_compiling() -> None:
+    """Say so, once per process, when numba has no cache of these kernels yet: their first compilation takes
+    15-30 s (``make demo`` does it at install time: :func:`warm_up`)."""
+    global _announced
+    if _announced:
+        return
+    _announced = True
+    try:
+        cached = os.path.exists(refine_argmax._cache._cache_file._index_path)  # numba's cache index, if any
+    except AttributeError:  # another numba's internals: say nothing
+        cached = True
+    if not cached:
+        log.warning("compiling Lite Pose's decoder (numba, once per installation: 15-30 s)")
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel: a decode of small synthetic heads with the flip test."""
+    from ..skeletons import CROWDPOSE14
+    from .associative_embedding import AECodec
+    rng = np.random.default_rng(0)
+    heads = {"heatmaps_tags": rng.random((28, 8, 8), f32), "heatmaps": rng.random((14, 16, 16), f32)}
+    heads.update({f"{k}_flip": v[:, :, ::-1].copy() for k, v in heads.items()})
+    AECodec((32, 32), 14, flip_index=CROWDPOSE14.flip_index()).decode(heads)
+
+
+def _ints(a) -> np.ndarray:
+    return np.ascontiguousarray(a, np.int64)
+
+
+def top_k(maps, bounds_heat: np.ndarray, cfg):
+    """``associative_embedding.top_k``, compiled: the same val, loc, tag."""
+    hq, hh, tq = sources(maps)
+    k, m = maps.k, cfg.max_num_people
+    js, ty, tx = (_ints(v) for v in np.nonzero(bounds_heat > f32(cfg.detection_threshold)))
+    jj, ys, xs, values = nms_candidates(hq, hh, js, ty, tx, f32(cfg.detection_threshold), cfg.nms_kernel // 2)
+    order = np.lexsort((ys * maps.hw[1] + xs, -values, jj))
+    jj, ys, xs, values = jj[order], ys[order], xs[order], values[order]
+    rank = np.arange(len(jj)) - np.searchsorted(jj, jj, side="left")
+    sel = rank < m
+    jj, ys, xs, values, rank = jj[sel], ys[sel], xs[sel], values[sel], rank[sel]
+    val = np.zeros((k, m), f32)
+    loc = np.zeros((k, m, 2), np.int64)
+    tag = np.zeros((k, m, len(maps.tags)), f32)
+    val[jj, rank] = values
+    loc[jj, rank] = np.stack([xs, ys], 1)
+    tag[jj, rank] = points(hq, hh, tq, _ints(jj), _ints(ys), _ints(xs), True)[1]
+    return val, loc, tag
+
+
+def adjust(maps, grouped: np.ndarray) -> np.ndarray:
+    """``associative_embedding.adjust``, compiled."""
+    out = grouped.copy()
+    p, j = np.nonzero(out[:, :, 2] > 0)
+    if len(p):
+        x, y = out[p, j, 0], out[p, j, 1]
+        dx, dy, _ = quarter_shift(*sources(maps)[:2], _ints(j), _ints(x), _ints(y))
+        out[p, j, 0] = (x + dx + 0.5).astype(f32)
+        out[p, j, 1] = (y + dy + 0.5).astype(f32)
+    return out
+
+
+def refine(maps, people: np.ndarray, bounds) -> np.ndarray:
+    """``associative_embedding.refine``, compiled."""
+    from .associative_embedding import person_tags
+    out = people.copy()
+    pp, jj, prev = person_tags(out, len(maps.tags))
+    if not len(pp):
+        return out
+    hq, hh, tq = sources(maps)
+    heat_b, lo, hi = (np.ascontiguousarray(b, f32) for b in bounds)
+    jj = _ints(jj)
+    flat = refine_argmax(hq, hh, tq, heat_b, lo, hi, np.ascontiguousarray(prev[pp], f32), jj)
+    ys, xs = np.divmod(flat, maps.hw[1])
+    dx, dy, value = quarter_shift(hq, hh, jj, xs, ys)
+    fill = value > 0
+    p_f, j_f = pp[fill], jj[fill]
+    out[p_f, j_f, 0] = (xs + 0.5 + dx)[fill]
+    out[p_f, j_f, 1] = (ys + 0.5 + dy)[fill]
+    out[p_f, j_f, 2] = value[fill]
+    return out
+
+
+if __name__ == "__main__":  # python -m featherpose.codecs.ae_compiled: compile now (the Makefile's install does)
+    warm_up()
