@@ -1,21 +1,20 @@
-"""The sparse steps of the AE decode compiled with numba: top-k, adjust and refine, each returning what its NumPy
-reference in :mod:`.associative_embedding` returns (bit for bit: the same float32 arithmetic as torch's bilinear,
-the same tie order).
+"""Lite Pose's AE decode steps compiled with numba: the tile bounds, top-k, adjust and refine, each returning what
+its NumPy reference in :mod:`.associative_embedding` returns (bit for bit: the same float32 arithmetic as torch's
+bilinear, the same tie order).
 
-Where the reference selects pixels with an approximate map and checks them exactly in array calls, these loops
-evaluate whole 16 x 16 tiles exactly (from the quarter- and half-resolution heads, nothing built whole) and prune
-with the same tile bounds: no approximation step, and no per-call NumPy overhead. Refine is a branch and bound per
-(person, missing keypoint): tiles by descending bound, stopping below the best exact score found; a (keypoint, tile)
-evaluated for one person is kept for the others.
+Where the reference picks pixels with an approximate map and checks them exactly in array calls, these loops
+evaluate whole 16 x 16 tiles exactly (from the quarter- and half-resolution heads; nothing is built whole) and
+prune with tile bounds: no approximation step, no per-call NumPy overhead. Refine is a branch and bound per
+(person, missing keypoint): tiles by descending bound, stopping below the best exact score found; a (keypoint,
+tile) evaluated for one person is kept for the others.
 
-Sources (see ``_Maps``): ``quarter`` (S, K, h, w), ``half`` (S, K, 2h, 2w) or (S, 1, 1, 1) without half maps,
-per source s its column table (mirrored for the flip test). The heatmap averages its S sources (1, or 2 with the
-flip test); a tag dimension is one source.
+Sources (see ``_Maps``): heatmap ``quarter`` (S, K, h, w) and ``half`` (S, K, 2h, 2w), S = 1, or 2 with the flip
+test (source 1 is the mirrored input's, read mirrored); tags (C, K, h, w), one source per tag dimension (tag 1 is
+the mirrored one), with a (1, 1, 1, 1) placeholder for the half maps they do not have.
 """
 from __future__ import annotations
 
 import logging
-import os
 
 import numba as nb
 import numpy as np
@@ -46,33 +45,58 @@ def _source(o, n):
 @_jit
 def _block(quarter, half, s, j, y0, x0, sy, sx, out):
     """out[:sy, :sx] = exact final values of source s (its half-resolution maps ``half[s]`` are averaged in when
-    ``half`` has them; source 1 is mirrored left-right), keypoint j, on pixels y0.., x0.. (clamped inside)."""
+    ``half`` has them; source 1 is mirrored left-right), keypoint j, on pixels y0.., x0.. (clamped inside).
+
+    Each x2 is a horizontal lerp of every row it reads, then a vertical one (torch's order: the row products
+    first), so a row's horizontal lerps are made once for the two output rows that read it."""
     nq, mq = quarter.shape[2], quarter.shape[3]
     nh, mh = 2 * nq, 2 * mq
     mirrored = s == 1
     has_half = half.shape[2] == nh
     ya, yb = min(max(y0, 0), 2 * nh - 1), min(max(y0 + sy - 1, 0), 2 * nh - 1)
     xa, xb = min(max(x0, 0), 2 * mh - 1), min(max(x0 + sx - 1, 0), 2 * mh - 1)
-    h0, h1 = _source(ya, nh)[0], _source(yb, nh)[1]
+    h0, h1 = _source(ya, nh)[0], _source(yb, nh)[1]  # the half cells read
     w0, w1 = _source(xa, mh)[0], _source(xb, mh)[1]
-    buf = np.empty((h1 - h0 + 1, w1 - w0 + 1), np.float32)
+    q0, q1 = _source(h0, nq)[0], _source(h1, nq)[1]  # the quarter rows they read
+    nw = w1 - w0 + 1
+    # half cells from quarter cells: columns, then rows
+    c0, c1 = np.empty(nw, np.int64), np.empty(nw, np.int64)
+    ca, cb = np.empty(nw, np.float32), np.empty(nw, np.float32)
+    for x in range(nw):
+        hc = w0 + x
+        c0[x], c1[x], ca[x], cb[x] = _source(mh - 1 - hc if mirrored else hc, mq)
+    across = np.empty((q1 - q0 + 1, nw), np.float32)
+    for r in range(q0, q1 + 1):
+        row = quarter[s, j, r]
+        for x in range(nw):
+            across[r - q0, x] = _lerp(row[c0[x]], row[c1[x]], ca[x], cb[x])
+    buf = np.empty((h1 - h0 + 1, nw), np.float32)
     for hr in range(h0, h1 + 1):
         r0, r1, a, b = _source(hr, nq)
-        for hc in range(w0, w1 + 1):
-            c0, c1, ca, cb = _source(mh - 1 - hc if mirrored else hc, mq)
-            top = _lerp(quarter[s, j, r0, c0], quarter[s, j, r0, c1], ca, cb)
-            bottom = _lerp(quarter[s, j, r1, c0], quarter[s, j, r1, c1], ca, cb)
-            v = _lerp(top, bottom, a, b)
-            if has_half:
-                v = np.float32(v + half[s, j, hr, mh - 1 - hc if mirrored else hc]) / np.float32(2)
-            buf[hr - h0, hc - w0] = v
+        top, bottom, dst = across[r0 - q0], across[r1 - q0], buf[hr - h0]
+        for x in range(nw):
+            dst[x] = _lerp(top[x], bottom[x], a, b)
+        if has_half:
+            h = half[s, j, hr]
+            for x in range(nw):
+                dst[x] = np.float32(dst[x] + h[mh - 1 - (w0 + x) if mirrored else w0 + x]) / np.float32(2)
+    # pixels from half cells: columns, then rows
+    k0, k1 = np.empty(sx, np.int64), np.empty(sx, np.int64)
+    ka, kb = np.empty(sx, np.float32), np.empty(sx, np.float32)
+    for k in range(sx):
+        k0[k], k1[k], ka[k], kb[k] = _source(min(max(x0 + k, 0), 2 * mh - 1), mh)
+        k0[k] -= w0
+        k1[k] -= w0
+    across = np.empty((h1 - h0 + 1, sx), np.float32)
+    for r in range(h1 - h0 + 1):
+        row = buf[r]
+        for k in range(sx):
+            across[r, k] = _lerp(row[k0[k]], row[k1[k]], ka[k], kb[k])
     for i in range(sy):
         r0, r1, a, b = _source(min(max(y0 + i, 0), 2 * nh - 1), nh)
+        top, bottom, dst = across[r0 - h0], across[r1 - h0], out[i]
         for k in range(sx):
-            c0, c1, ca, cb = _source(min(max(x0 + k, 0), 2 * mh - 1), mh)
-            top = _lerp(buf[r0 - h0, c0 - w0], buf[r0 - h0, c1 - w0], ca, cb)
-            bottom = _lerp(buf[r1 - h0, c0 - w0], buf[r1 - h0, c1 - w0], ca, cb)
-            out[i, k] = _lerp(top, bottom, a, b)
+            dst[k] = _lerp(top[k], bottom[k], a, b)
 
 
 @_jit
@@ -92,28 +116,58 @@ def _heat_block(quarter, half, j, y0, x0, sy, sx, out, scratch):
 
 
 @_jit
-def _tag_block(tags, j, y0, x0, sy, sx, out, scratch):
+def _tag_block(tags, j, y0, x0, sy, sx, out, no_half):
     """out[c, :sy, :sx] = the final tags of keypoint j (edge values outside the input); tags (C, K, h, w)."""
     for c in range(tags.shape[0]):
-        _block(tags, scratch, c, j, y0, x0, sy, sx, out[c])
+        _block(tags, no_half, c, j, y0, x0, sy, sx, out[c])
+
+
+@_jit
+def _half_cell(quarter, half, s, j, hr, hc):
+    """The exact half-resolution value of source s, keypoint j, at cell (hr, hc) (as :func:`_block`)."""
+    nq, mq = quarter.shape[2], quarter.shape[3]
+    mh = 2 * mq
+    hm = mh - 1 - hc if s == 1 else hc
+    r0, r1, a, b = _source(hr, nq)
+    c0, c1, ca, cb = _source(hm, mq)
+    v = _lerp(_lerp(quarter[s, j, r0, c0], quarter[s, j, r0, c1], ca, cb),
+              _lerp(quarter[s, j, r1, c0], quarter[s, j, r1, c1], ca, cb), a, b)
+    if half.shape[2] == 2 * nq:
+        v = np.float32(v + half[s, j, hr, hm]) / np.float32(2)
+    return v
+
+
+@_jit
+def _point(quarter, half, s, j, y, x):
+    """The exact final value of source s, keypoint j, at pixel (y, x) inside the input (as :func:`_block`)."""
+    r0, r1, a, b = _source(y, 2 * quarter.shape[2])
+    c0, c1, ca, cb = _source(x, 2 * quarter.shape[3])
+    return _lerp(_lerp(_half_cell(quarter, half, s, j, r0, c0), _half_cell(quarter, half, s, j, r0, c1), ca, cb),
+                 _lerp(_half_cell(quarter, half, s, j, r1, c0), _half_cell(quarter, half, s, j, r1, c1), ca, cb),
+                 a, b)
+
+
+@_jit
+def _heat_point(quarter, half, j, y, x):
+    """The final heatmap (the sources' mean) of keypoint j at pixel (y, x) inside the input."""
+    v = _point(quarter, half, 0, j, y, x)
+    if quarter.shape[0] == 2:
+        v = np.float32(v + _point(quarter, half, 1, j, y, x)) / np.float32(2)
+    return v
 
 
 @_jit
 def points(hq, hh, tq, js, ys, xs, with_tags):
-    """Final heatmap (n,) and, when asked, tags (n, C) at pixels (ys, xs) of keypoints js."""
+    """Final heatmap (n,) and, when asked, tags (n, C) at pixels (ys, xs) inside the input of keypoints js."""
     n, c = len(js), tq.shape[0]
     value = np.empty(n, np.float32)
     tag = np.zeros((n, c), np.float32)
-    one, scratch = np.empty((1, 1), np.float32), np.empty((1, 1), np.float32)
-    one_tag, none = np.empty((c, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.float32)
-    px = np.int64(1)  # one pixel (np.int64: no literal, see _heat_block)
+    none = np.empty((1, 1, 1, 1), np.float32)
     for i in range(n):
-        _heat_block(hq, hh, js[i], ys[i], xs[i], px, px, one, scratch)
-        value[i] = one[0, 0]
+        value[i] = _heat_point(hq, hh, js[i], ys[i], xs[i])
         if with_tags:
-            _tag_block(tq, js[i], ys[i], xs[i], px, px, one_tag, none)
             for d in range(c):
-                tag[i, d] = one_tag[d, 0, 0]
+                tag[i, d] = _point(tq, none, d, js[i], ys[i], xs[i])
     return value, tag
 
 
@@ -124,20 +178,11 @@ def quarter_shift(hq, hh, js, xs, ys):
     ny, nx = 4 * hq.shape[2], 4 * hq.shape[3]
     n = len(js)
     dx, dy, value = np.empty(n), np.empty(n), np.empty(n, np.float32)
-    one, scratch = np.empty((1, 1), np.float32), np.empty((1, 1), np.float32)
-    v = np.empty(5, np.float32)
-    py, px = np.empty(5, np.int64), np.empty(5, np.int64)
-    one_px = np.int64(1)
     for i in range(n):
         j, x, y = js[i], xs[i], ys[i]
-        py[0], py[1], py[2], py[3], py[4] = y, y, min(y + 1, ny - 1), max(y - 1, 0), y
-        px[0], px[1], px[2], px[3], px[4] = min(x + 1, nx - 1), max(x - 1, 0), x, x, x
-        for e in range(5):
-            _heat_block(hq, hh, j, py[e], px[e], one_px, one_px, one, scratch)
-            v[e] = one[0, 0]
-        dx[i] = 0.25 if v[0] > v[1] else -0.25
-        dy[i] = 0.25 if v[2] > v[3] else -0.25
-        value[i] = v[4]
+        dx[i] = 0.25 if _heat_point(hq, hh, j, y, min(x + 1, nx - 1)) > _heat_point(hq, hh, j, y, max(x - 1, 0)) else -0.25
+        dy[i] = 0.25 if _heat_point(hq, hh, j, min(y + 1, ny - 1), x) > _heat_point(hq, hh, j, max(y - 1, 0), x) else -0.25
+        value[i] = _heat_point(hq, hh, j, y, x)
     return dx, dy, value
 
 
@@ -204,14 +249,14 @@ def refine_argmax(hq, hh, tq, heat_b, lo, hi, pair_tag, jj):
     upper = np.empty(th * tw)
     for p in range(n):
         j = jj[p]
-        for t in range(th * tw):
-            a, b = t // tw, t % tw
+        heat_j, lo_j, hi_j = heat_b[j].reshape(-1), lo[j].reshape(-1, c), hi[j].reshape(-1, c)
+        for t in range(th * tw):  # vectorised (np.rint: half to even, as np.round)
             g2 = 0.0
             for d in range(c):
                 tv = np.float64(pair_tag[p, d])
-                gap = max(0.0, np.float64(lo[j, a, b, d]) - tv, tv - np.float64(hi[j, a, b, d]))
+                gap = max(0.0, np.float64(lo_j[t, d]) - tv, tv - np.float64(hi_j[t, d]))
                 g2 += gap * gap
-            upper[t] = np.float64(heat_b[j, a, b]) - np.round(np.sqrt(g2))
+            upper[t] = np.float64(heat_j[t]) - np.rint(np.sqrt(g2))
         best = -np.inf
         flat_best = -1
         while True:
@@ -235,7 +280,7 @@ def refine_argmax(hq, hh, tq, heat_b, lo, hi, pair_tag, jj):
                     for d in range(c):
                         diff = np.float32(cache_t[s, d, i, q] - pair_tag[p, d])
                         d2 = np.float32(d2 + np.float32(diff * diff))
-                    score = np.float32(cache_h[s, i, q] - np.float32(np.round(np.sqrt(d2))))
+                    score = np.float32(cache_h[s, i, q] - np.float32(np.rint(np.sqrt(d2))))
                     flat = (a * TILE + i) * nx + b * TILE + q
                     if score > best or (score == best and flat < flat_best):
                         best, flat_best = score, flat
@@ -397,9 +442,9 @@ def _announce_compiling() -> None:
     if _announced:
         return
     _announced = True
-    try:
-        cached = os.path.exists(refine_argmax._cache._cache_file._index_path)  # numba's cache index, if any
-    except AttributeError:  # another numba's internals: say nothing
+    try:  # numba's cache index of this file as it is now (empty when missing or stale)
+        cached = bool(refine_argmax._cache._cache_file._load_index())
+    except Exception:  # another numba's internals: say nothing
         cached = True
     if not cached:
         log.warning("compiling Lite Pose's decoder (numba, once per installation: 15-30 s)")
