@@ -274,10 +274,12 @@ def decode_alone(codec, ref, folder: Path, calls: int) -> list[str]:
     clock = time.perf_counter
     lines = ["", f"### Decode alone at 448: ms per call (median / mean of {calls} alternating calls)", "",
              "Golden network outputs (`golden/litepose/<sample>/output_*.npy`, upstream's torch at 448). featherpose "
-             "= `AECodec.decode`; upstream = `get_multi_stage_outputs` minus the network + `aggregate_results` + "
-             "`HeatmapParser.parse`.", "",
-             "| sample (input) | people: featherpose / upstream | featherpose | upstream | upstream / featherpose |",
-             "|---|---|---:|---:|---:|"]
+             "= `AECodec.decode` (its compiled steps); NumPy reference = the same with `parse(reference=True)`; "
+             "upstream = `get_multi_stage_outputs` minus the network + `aggregate_results` + `HeatmapParser.parse`.",
+             "",
+             "| sample (input) | people: featherpose / upstream | featherpose | featherpose NumPy reference | "
+             "upstream | upstream / featherpose |",
+             "|---|---|---:|---:|---:|---:|"]
     cfg, _ = reference_cfg(ref, folder, SIZES[0]) if ref is not None else (None, None)
     parser = ref.group.HeatmapParser(cfg) if ref is not None else None
     for sample in DECODE_SAMPLES:
@@ -288,6 +290,9 @@ def decode_alone(codec, ref, folder: Path, calls: int) -> list[str]:
         def fp():
             return len(codec.decode(heads).keypoints)
 
+        def numpy_reference():
+            return len(codec.parse(heads, reference=True)["refined"])
+
         def up():
             outputs = [torch.from_numpy(o0), torch.from_numpy(o1)]
             with torch.no_grad():
@@ -297,8 +302,11 @@ def decode_alone(codec, ref, folder: Path, calls: int) -> list[str]:
                 grouped, _ = parser.parse(final_heatmaps, torch.cat(tags_list, dim=4), True, True)
             return len(grouped[0])
 
-        runs = (fp, up) if ref is not None else (fp,)
+        runs = (fp, numpy_reference, up) if ref is not None else (fp, numpy_reference)
         people = [r() for r in runs]
+        if people[1] != people[0]:
+            raise SystemExit(f"{sample}: the compiled decode found {people[0]} people, the NumPy reference {people[1]}")
+        del people[1]
         for _ in range(2):
             for r in runs:
                 r()
@@ -312,9 +320,9 @@ def decode_alone(codec, ref, folder: Path, calls: int) -> list[str]:
         cells = [f"{np.median(m):.2f} / {m.mean():.2f}" for m in ms]
         if ref is None:
             cells.append("-")
-        ratio = f"{np.median(ms[1]) / np.median(ms[0]):.1f}x" if ref is not None else "-"
+        ratio = f"{np.median(ms[2]) / np.median(ms[0]):.1f}x" if ref is not None else "-"
         lines.append(f"| {sample} ({h}x{w}) | {' / '.join(map(str, people))}{' / -' if ref is None else ''} | "
-                     f"{cells[0]} | {cells[1]} | {ratio} |")
+                     f"{cells[0]} | {cells[1]} | {cells[2]} | {ratio} |")
     return lines
 
 

@@ -104,3 +104,20 @@ def test_upstream_adapter_reproduces_golden_and_featherpose_agrees(bench, refere
     r = bench.compare([fp], [ours_up])
     assert (r["count"], r["structure"], r["people"]) == (0, 0, len(golden))
     assert r["xy"] <= 1e-3 and r["score"] <= 1e-4
+
+
+
+@pytest.fixture
+def stages_bench():
+    yield from load_benchmark("ae_decode_stages")
+
+
+def test_decode_stages_script_compares_compiled_and_reference(stages_bench, tmp_path):
+    """benchmarks/ae_decode_stages.py on 2 vtest frames: a row per stage with both implementations' times (it stops
+    when their outputs differ)."""
+    out = tmp_path / "stages.md"
+    assert stages_bench.main(["--frames", "2", "--rounds", "1", "--size", "256", "--out", str(out)]) == 0
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    assert set(stages_bench.STAGES) <= set(rows) and "`AECodec.parse`, whole" in rows
+    assert all(float(v) >= 0 for cells in rows.values() for v in cells)
