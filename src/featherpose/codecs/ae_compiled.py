@@ -19,6 +19,9 @@ import logging
 import numba as nb
 import numpy as np
 
+from ..skeletons import CROWDPOSE14
+from .associative_embedding import AECodec, fill_refined, person_tags
+
 f32 = np.float32
 TILE = 16
 _jit = nb.njit(cache=True, nogil=True)  # compiled on first use, cached next to this file (or in NUMBA_CACHE_DIR)
@@ -452,8 +455,6 @@ def _announce_compiling() -> None:
 
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel: a decode of small synthetic heads with the flip test."""
-    from ..skeletons import CROWDPOSE14
-    from .associative_embedding import AECodec
     rng = np.random.default_rng(0)
     heads = {"heatmaps_tags": rng.random((28, 8, 8), f32), "heatmaps": rng.random((14, 16, 16), f32)}
     heads.update({f"{k}_flip": v[:, :, ::-1].copy() for k, v in heads.items()})
@@ -498,7 +499,6 @@ def adjust(maps, grouped: np.ndarray) -> np.ndarray:
 
 def refine(maps, people: np.ndarray, bounds) -> np.ndarray:
     """``associative_embedding.refine``, compiled."""
-    from .associative_embedding import person_tags
     out = people.copy()
     pp, jj, prev = person_tags(out, len(maps.tags))
     if not len(pp):
@@ -508,13 +508,7 @@ def refine(maps, people: np.ndarray, bounds) -> np.ndarray:
     jj = _ints(jj)
     flat = refine_argmax(hq, hh, tq, heat_b, lo, hi, np.ascontiguousarray(prev[pp], f32), jj)
     ys, xs = np.divmod(flat, maps.hw[1])
-    dx, dy, value = quarter_shift(hq, hh, jj, xs, ys)
-    fill = value > 0
-    p_f, j_f = pp[fill], jj[fill]
-    out[p_f, j_f, 0] = (xs + 0.5 + dx)[fill]
-    out[p_f, j_f, 1] = (ys + 0.5 + dy)[fill]
-    out[p_f, j_f, 2] = value[fill]
-    return out
+    return fill_refined(out, pp, jj, xs, ys, quarter_shift(hq, hh, jj, xs, ys))
 
 
 if __name__ == "__main__":  # python -m featherpose.codecs.ae_compiled: compile now (the Makefile's install does)

@@ -550,9 +550,14 @@ def refine(maps: _Maps, people: np.ndarray, bounds) -> np.ndarray:
     order = np.lexsort((flat, -score, pair))  # per pair: the best exact score, then the first pixel
     first = order[np.searchsorted(pair[order], np.arange(len(pp)))]
     flat = flat[first]
-    w = maps.hw[1]
-    ys, xs = flat // w, flat % w
-    dx, dy, value = _quarter_shift(maps, jj, xs, ys)
+    ys, xs = np.divmod(flat, maps.hw[1])
+    return fill_refined(out, pp, jj, xs, ys, _quarter_shift(maps, jj, xs, ys))
+
+
+def fill_refined(out: np.ndarray, pp, jj, xs, ys, shift) -> np.ndarray:
+    """refine's last step: person pp's keypoint jj takes its argmax pixel (xs, ys) + 0.5 and the quarter ``shift``
+    (dx, dy, heatmap value there) where that heatmap value is > 0; ``out`` (N, K, 3 + C), written in place."""
+    dx, dy, value = shift
     fill = value > 0
     p_f, j_f = pp[fill], jj[fill]
     out[p_f, j_f, 0] = (xs + 0.5 + dx)[fill]
