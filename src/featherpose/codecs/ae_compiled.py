@@ -50,8 +50,8 @@ def _block(quarter, half, s, j, y0, x0, sy, sx, out):
     """out[:sy, :sx] = exact final values of source s (its half-resolution maps ``half[s]`` are averaged in when
     ``half`` has them; source 1 is mirrored left-right), keypoint j, on pixels y0.., x0.. (clamped inside).
 
-    Each x2 is a horizontal lerp of every row it reads, then a vertical one (torch's order: the row products
-    first), so a row's horizontal lerps are made once for the two output rows that read it."""
+    Each x2 lerps along rows first, then between the two rows (the reference's order, which rounds as torch
+    does); a source row's lerps are made once for the output rows that read it."""
     nq, mq = quarter.shape[2], quarter.shape[3]
     nh, mh = 2 * nq, 2 * mq
     mirrored = s == 1
@@ -160,18 +160,15 @@ def _heat_point(quarter, half, j, y, x):
 
 
 @_jit
-def points(hq, hh, tq, js, ys, xs, with_tags):
-    """Final heatmap (n,) and, when asked, tags (n, C) at pixels (ys, xs) inside the input of keypoints js."""
+def tags_at(tq, js, ys, xs):
+    """Final tags (n, C) of keypoints js at pixels (ys, xs) inside the input."""
     n, c = len(js), tq.shape[0]
-    value = np.empty(n, np.float32)
-    tag = np.zeros((n, c), np.float32)
-    none = np.empty((1, 1, 1, 1), np.float32)
+    tag = np.empty((n, c), np.float32)
+    no_half = np.empty((1, 1, 1, 1), np.float32)
     for i in range(n):
-        value[i] = _heat_point(hq, hh, js[i], ys[i], xs[i])
-        if with_tags:
-            for d in range(c):
-                tag[i, d] = _point(tq, none, d, js[i], ys[i], xs[i])
-    return value, tag
+        for d in range(c):
+            tag[i, d] = _point(tq, no_half, d, js[i], ys[i], xs[i])
+    return tag
 
 
 @_jit
@@ -183,8 +180,10 @@ def quarter_shift(hq, hh, js, xs, ys):
     dx, dy, value = np.empty(n), np.empty(n), np.empty(n, np.float32)
     for i in range(n):
         j, x, y = js[i], xs[i], ys[i]
-        dx[i] = 0.25 if _heat_point(hq, hh, j, y, min(x + 1, nx - 1)) > _heat_point(hq, hh, j, y, max(x - 1, 0)) else -0.25
-        dy[i] = 0.25 if _heat_point(hq, hh, j, min(y + 1, ny - 1), x) > _heat_point(hq, hh, j, max(y - 1, 0), x) else -0.25
+        right, left = _heat_point(hq, hh, j, y, min(x + 1, nx - 1)), _heat_point(hq, hh, j, y, max(x - 1, 0))
+        below, above = _heat_point(hq, hh, j, min(y + 1, ny - 1), x), _heat_point(hq, hh, j, max(y - 1, 0), x)
+        dx[i] = 0.25 if right > left else -0.25
+        dy[i] = 0.25 if below > above else -0.25
         value[i] = _heat_point(hq, hh, j, y, x)
     return dx, dy, value
 
@@ -245,7 +244,7 @@ def refine_argmax(hq, hh, tq, heat_b, lo, hi, pair_tag, jj):
     cache_h = np.empty((32, TILE, TILE), np.float32)
     cache_t = np.empty((32, c, TILE, TILE), np.float32)
     used = 0
-    scratch, none = np.empty((TILE, TILE), np.float32), np.empty((1, 1, 1, 1), np.float32)
+    scratch, no_half = np.empty((TILE, TILE), np.float32), np.empty((1, 1, 1, 1), np.float32)
     n = len(jj)
     tile = np.int64(TILE)
     best_flat = np.full(n, -1, np.int64)
@@ -276,7 +275,7 @@ def refine_argmax(hq, hh, tq, heat_b, lo, hi, pair_tag, jj):
                 used += 1
                 slot[j, a, b] = s
                 _heat_block(hq, hh, j, a * TILE, b * TILE, tile, tile, cache_h[s], scratch)
-                _tag_block(tq, j, a * TILE, b * TILE, tile, tile, cache_t[s], none)
+                _tag_block(tq, j, a * TILE, b * TILE, tile, tile, cache_t[s], no_half)
             for i in range(min(TILE, ny - a * TILE)):
                 for q in range(min(TILE, nx - b * TILE)):
                     d2 = np.float32(0)
@@ -481,7 +480,7 @@ def top_k(maps, bounds_heat: np.ndarray, cfg):
     tag = np.zeros((k, m, len(maps.tags)), f32)
     val[jj, rank] = values
     loc[jj, rank] = np.stack([xs, ys], 1)
-    tag[jj, rank] = points(hq, hh, tq, _ints(jj), _ints(ys), _ints(xs), True)[1]
+    tag[jj, rank] = tags_at(tq, _ints(jj), _ints(ys), _ints(xs))
     return val, loc, tag
 
 
