@@ -29,7 +29,8 @@ in step 3 (each a vectorised assignment) and over the people in step 5's scores;
 
 Two implementations of the steps over pixels (the tile bounds, 2, 4 and 6) give the same arrays: this module's
 vectorised NumPy (the reference, ``parse(reference=True)``) and :mod:`.ae_compiled` (numba loops over tiles, the
-default, about twice as fast end to end). Step 3 (scipy's assignment, a loop over keypoints) is shared.
+default: 2.6-2.8x as fast on a vtest frame, benchmarks/ae_decode_stages.py). Step 3 (scipy's assignment, a loop
+over keypoints) is shared.
 
 Coordinates returned are input pixels in upstream's convention (pixel index + 0.5 + the quarter offset), which
 upstream maps to the image with the inverse of its letterbox affine (``get_final_preds``).
