@@ -146,8 +146,7 @@ class _Maps:
             raise ValueError(f"AE heads must be heatmaps_tags (2K, h, w) and heatmaps (K, 2h, 2w) with K={k}, got "
                              f"{q.shape} and {o1.shape}")
         self.k = k
-        self.rows, self.cols = _Axis(q.shape[1]), _Axis(q.shape[2])
-        self.hw = (self.rows.nf, self.cols.nf)
+        self.hw = (4 * q.shape[1], 4 * q.shape[2])  # the input's pixels
         # sources: (quarter maps, half maps or None, mirrored?) per heatmap set and per tag dimension
         self.heat = [(q[:k], o1, False)]
         self.tags = [(q[k:], None, False)]
@@ -163,6 +162,16 @@ class _Maps:
             fi = np.asarray(flip_index)
             self.heat.append((qf[fi], of[fi][:, :, ::-1], True))
             self.tags.append((qf[k + fi], None, True))
+
+    @functools.cached_property
+    def rows(self) -> _Axis:
+        """Index tables of the row axis (the NumPy steps' exact values; the compiled ones compute them)."""
+        return _Axis(self.hw[0] // 4)
+
+    @functools.cached_property
+    def cols(self) -> _Axis:
+        """Index tables of the column axis."""
+        return _Axis(self.hw[1] // 4)
 
     @functools.cached_property
     def heat_margin(self) -> np.ndarray:
