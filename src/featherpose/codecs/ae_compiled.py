@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 
 from ..skeletons import CROWDPOSE14
-from .associative_embedding import AECodec, fill_refined, person_tags
+from .associative_embedding import AECodec, adjusted, fill_refined, person_tags, ranked
 
 f32 = np.float32
 TILE = 16
@@ -312,16 +312,8 @@ def tile_range(maps, cells, th, tw):
                 for x in range(w):
                     b, v = row_lo[x], row[x]
                     row_lo[x] = b if b <= v or b != b else v
-            out_hi, out_lo = hi[j, ty], lo[j, ty]
-            for tx in range(tw):
-                out_hi[tx], out_lo[tx] = row_hi[min(cells * tx, w - 1)], row_lo[min(cells * tx, w - 1)]
-            for i in range(-1, cells + 1):  # the tiles side by side: independent chains
-                for tx in range(tw):
-                    c = min(max(cells * tx + i, 0), w - 1)
-                    a, v = out_hi[tx], row_hi[c]
-                    out_hi[tx] = a if a >= v or a != a else v
-                    b, u = out_lo[tx], row_lo[c]
-                    out_lo[tx] = b if b <= u or b != b else u
+            _tile_reduce(row_hi, cells, hi[j, ty], False)
+            _tile_reduce(row_lo, cells, lo[j, ty], True)
     return hi, lo
 
 
@@ -360,7 +352,7 @@ def heat_tile_max(quarter, half, mirrored, th, tw):
                     for x in range(wh):  # elementwise (vectorised); a NaN stays
                         v, a_ = values[x], acc[x]
                         acc[x] = a_ if a_ >= v or a_ != a_ else v
-            _tile_reduce(acc, cells, out[j, ty])
+            _tile_reduce(acc, cells, out[j, ty], False)
     return out, scale
 
 
@@ -380,15 +372,16 @@ def _abs_max(m):
 
 
 @_jit
-def _tile_reduce(row, cells, out):
-    """out[tx] = max of ``row`` over cells * tx - 1 .. cells * tx + cells (clamped); a NaN stays."""
+def _tile_reduce(row, cells, out, smallest):
+    """out[tx] = max (min when ``smallest``) of ``row`` over cells * tx - 1 .. cells * tx + cells (clamped); a NaN
+    stays."""
     w = len(row)
     for tx in range(len(out)):
         out[tx] = row[min(cells * tx, w - 1)]
     for i in range(-1, cells + 1):  # the tiles side by side: independent chains
         for tx in range(len(out)):
             v, a = row[min(max(cells * tx + i, 0), w - 1)], out[tx]
-            out[tx] = a if a >= v or a != a else v
+            out[tx] = a if (a <= v if smallest else a >= v) or a != a else v
 
 
 # ------------------------------------------------------------------ the steps, as the reference's signatures
@@ -439,7 +432,7 @@ _announced = False
 
 def _announce_compiling() -> None:
     """Say so, once per process, when numba has no cache of these kernels yet: their first compilation takes
-    15-30 s (``make demo`` does it at install time: :func:`warm_up`)."""
+    15-30 s (the Makefile's decoder target does it: :func:`warm_up`)."""
     global _announced
     if _announced:
         return
@@ -467,33 +460,15 @@ def _ints(a) -> np.ndarray:
 def top_k(maps, bounds_heat: np.ndarray, cfg):
     """``associative_embedding.top_k``, compiled: the same val, loc, tag."""
     hq, hh, tq = sources(maps)
-    k, m = maps.k, cfg.max_num_people
     js, ty, tx = (_ints(v) for v in np.nonzero(bounds_heat > f32(cfg.detection_threshold)))
     jj, ys, xs, values = nms_candidates(hq, hh, js, ty, tx, f32(cfg.detection_threshold), cfg.nms_kernel // 2)
-    order = np.lexsort((ys * maps.hw[1] + xs, -values, jj))
-    jj, ys, xs, values = jj[order], ys[order], xs[order], values[order]
-    rank = np.arange(len(jj)) - np.searchsorted(jj, jj, side="left")
-    sel = rank < m
-    jj, ys, xs, values, rank = jj[sel], ys[sel], xs[sel], values[sel], rank[sel]
-    val = np.zeros((k, m), f32)
-    loc = np.zeros((k, m, 2), np.int64)
-    tag = np.zeros((k, m, len(maps.tags)), f32)
-    val[jj, rank] = values
-    loc[jj, rank] = np.stack([xs, ys], 1)
-    tag[jj, rank] = tags_at(tq, _ints(jj), _ints(ys), _ints(xs))
-    return val, loc, tag
+    return ranked(maps, cfg, jj, ys, xs, values, lambda j, y, x: tags_at(tq, _ints(j), _ints(y), _ints(x)))
 
 
 def adjust(maps, grouped: np.ndarray) -> np.ndarray:
     """``associative_embedding.adjust``, compiled."""
-    out = grouped.copy()
-    p, j = np.nonzero(out[:, :, 2] > 0)
-    if len(p):
-        x, y = out[p, j, 0], out[p, j, 1]
-        dx, dy, _ = quarter_shift(*sources(maps)[:2], _ints(j), _ints(x), _ints(y))
-        out[p, j, 0] = (x + dx + 0.5).astype(f32)
-        out[p, j, 1] = (y + dy + 0.5).astype(f32)
-    return out
+    hq, hh, _ = sources(maps)
+    return adjusted(grouped, lambda j, x, y: quarter_shift(hq, hh, _ints(j), _ints(x), _ints(y)))
 
 
 def refine(maps, people: np.ndarray, bounds) -> np.ndarray:
@@ -510,5 +485,5 @@ def refine(maps, people: np.ndarray, bounds) -> np.ndarray:
     return fill_refined(out, pp, jj, xs, ys, quarter_shift(hq, hh, jj, xs, ys))
 
 
-if __name__ == "__main__":  # python -m featherpose.codecs.ae_compiled: compile now (the Makefile's install does)
+if __name__ == "__main__":  # python -m featherpose.codecs.ae_compiled: compile now (the Makefile does)
     warm_up()

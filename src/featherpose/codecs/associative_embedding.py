@@ -391,16 +391,25 @@ def top_k(maps: _Maps, bounds_heat: np.ndarray, cfg: AEGroupingConfig):
     exact = maps.heatmap(jj, ys - pad, xs - pad, 2 * pad + 1)  # (c, k, k), -inf outside the input
     values = exact[:, pad, pad]
     keep = (values >= exact.max((1, 2))) & (values > threshold)
-    jj, ys, xs, values = jj[keep], ys[keep], xs[keep], values[keep]
+    return ranked(maps, cfg, jj[keep], ys[keep], xs[keep], values[keep], lambda j, y, x: maps.at(j, y, x)[1])
+
+
+def ranked(maps: _Maps, cfg: AEGroupingConfig, jj, ys, xs, values, tags_at) -> tuple[np.ndarray, ...]:
+    """top_k's output from the NMS peaks (keypoint jj, pixel ys, xs, value): per keypoint the ``max_num_people``
+    largest, equal values in raster order; ``tags_at(jj, ys, xs)`` (n, C) reads their tags."""
+    k, m = maps.k, cfg.max_num_people
+    val = np.zeros((k, m), f32)
+    loc = np.zeros((k, m, 2), np.int64)
+    tag = np.zeros((k, m, len(maps.tags)), f32)
     order = np.lexsort((ys * maps.hw[1] + xs, -values, jj))
     jj, ys, xs, values = jj[order], ys[order], xs[order], values[order]
-    first = np.searchsorted(jj, jj, side="left")
-    rank = np.arange(len(jj)) - first
+    rank = np.arange(len(jj)) - np.searchsorted(jj, jj, side="left")
     sel = rank < m
     jj, ys, xs, values, rank = jj[sel], ys[sel], xs[sel], values[sel], rank[sel]
     val[jj, rank] = values
     loc[jj, rank] = np.stack([xs, ys], 1)
-    tag[jj, rank] = maps.at(jj, ys, xs)[1]
+    if len(jj):
+        tag[jj, rank] = tags_at(jj, ys, xs)
     return val, loc, tag
 
 
@@ -479,11 +488,16 @@ def _quarter_shift(maps: _Maps, js, xs, ys) -> tuple[np.ndarray, np.ndarray, np.
 def adjust(maps: _Maps, grouped: np.ndarray) -> np.ndarray:
     """Step 4 (upstream's ``adjust``): every keypoint with score > 0 moves a quarter pixel towards its higher
     neighbour on each axis, then by + 0.5."""
+    return adjusted(grouped, lambda j, x, y: _quarter_shift(maps, j, x, y))
+
+
+def adjusted(grouped: np.ndarray, shift) -> np.ndarray:
+    """adjust's work with ``shift(js, xs, ys)`` -> (dx, dy, heatmap value) at int64 pixels."""
     out = grouped.copy()
     p, j = np.nonzero(out[:, :, 2] > 0)
     if len(p):
         x, y = out[p, j, 0], out[p, j, 1]
-        dx, dy, _ = _quarter_shift(maps, j, x.astype(np.int64), y.astype(np.int64))
+        dx, dy, _ = shift(j, x.astype(np.int64), y.astype(np.int64))
         out[p, j, 0] = (x + dx + 0.5).astype(f32)
         out[p, j, 1] = (y + dy + 0.5).astype(f32)
     return out
