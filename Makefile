@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DECODER := $(VENV)/.decoder-compiled
+COMPILED := $(VENV)/.compiled
 
 .PHONY: demo test bench clean
 
@@ -14,18 +14,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test,bench,openvino]'
 	touch $(STAMP)
 
-# Lite Pose's decoder compiled into numba's cache once (15-30 s), not in each test process; again when it changes
-$(DECODER): $(STAMP) src/featherpose/codecs/ae_compiled.py
+# the numba kernels (Lite Pose's decoder, TF's letterbox) compiled into numba's cache once (15-30 s), not in each
+# test process; again when they change
+$(COMPILED): $(STAMP) src/featherpose/codecs/ae_compiled.py src/featherpose/image_compiled.py
 	$(PY) -m featherpose.codecs.ae_compiled
-	touch $(DECODER)
+	$(PY) -m featherpose.image_compiled
+	touch $(COMPILED)
 
-demo: $(DECODER)
+demo: $(COMPILED)
 	$(VENV)/bin/featherpose predict --sample --save out/demo --json out/demo/messi5.json
 
 # 2 processes (pytest-xdist; tests/conftest.py gives each its own CPU). A test process died once in 4 whole runs
 # (in a test whose DataLoader forks a worker; nothing printed): what failed gets one more run in a single process,
 # so a failure that repeats still fails.
-test: $(DECODER)
+test: $(COMPILED)
 	$(PY) -m pytest -q -n 2 --durations=10 || $(PY) -m pytest -q --lf --lfnf=none
 
 bench: $(STAMP)

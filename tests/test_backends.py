@@ -6,6 +6,7 @@ import json
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
 
 import featherpose
 from featherpose.image import load_image
@@ -53,6 +54,36 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
             # another order); tags only matter through differences under the 1.0 grouping threshold
             rel = 5e-4 if k == "heatmaps_tags" else 1e-4
             assert np.abs(v[0] - ref[k]).max() <= rel * max(1.0, np.abs(ref[k]).max()), k
+
+
+def test_onnx_export_is_cached_per_code_weights_and_settings(tmp_path, monkeypatch):
+    """A second export of the same network and settings is read back from the cache (no export runs); other weights,
+    another setting or another plain attribute (a config) export anew; an unwritable cache only costs the export."""
+    from featherpose.models.litepose import LitePose, named_config
+    from featherpose.runtime import export
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    real = export._export
+    monkeypatch.setattr(export, "_export", lambda *a: calls.append(1) or real(*a))
+    net = LitePose(named_config("litepose-xs"))
+    first = export_onnx(net, (64, 64), dynamic_size=True)
+    assert export_onnx(net, (64, 64), dynamic_size=True) == first and len(calls) == 1
+    assert len(list((tmp_path / "featherpose" / "onnx").glob("*.onnx"))) == 1
+    export_onnx(net, (64, 64))  # fixed size: another graph
+    assert len(calls) == 2
+    with torch.no_grad():
+        net.head_deep[0].pointwise.weight[0, 0] += 1  # another weight
+    changed = export_onnx(net, (64, 64), dynamic_size=True)
+    assert len(calls) == 3 and changed != first
+    net.config = named_config("litepose-s")  # a plain attribute
+    export_onnx(net, (64, 64), dynamic_size=True)
+    assert len(calls) == 4
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "featherpose").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))  # the cache cannot be written: it exports, no error
+    assert export_onnx(net, (64, 64), dynamic_size=True) and len(calls) == 5
 
 
 def test_default_backend_is_onnxruntime():

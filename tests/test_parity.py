@@ -92,6 +92,22 @@ def test_graph_letterbox_is_resize_with_pad_on_any_shape(hw):
         assert set(np.unique(tables.row_weights)) <= {0, 1} and set(np.unique(tables.element_weights)) <= {0, 1}
 
 
+@pytest.mark.parametrize("hw", [(576, 768), (1000, 301), (256, 256), (1, 1), (1, 999), (97, 61)])
+@pytest.mark.parametrize("input_hw", [(192, 192), (256, 256), (35, 200)])
+def test_compiled_letterbox_equals_numpy_reference(hw, input_hw):
+    """resize_with_pad's compiled loop (the default) against its NumPy steps: the same int32 array on random pixels,
+    for wide, tall, one-pixel, upscaled images and a non-square input; a non-contiguous view (every other column of
+    a wider image) too."""
+    rng = np.random.default_rng(sum(hw) + sum(input_hw))
+    image = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+    compiled, box = resize_with_pad(image, input_hw)
+    reference, reference_box = resize_with_pad(image, input_hw, reference=True)
+    assert compiled.dtype == reference.dtype == np.int32 and box == reference_box
+    np.testing.assert_array_equal(compiled, reference)
+    view = rng.integers(0, 256, (hw[0], 2 * hw[1], 3), dtype=np.uint8)[:, ::2]
+    np.testing.assert_array_equal(resize_with_pad(view, input_hw)[0], resize_with_pad(view, input_hw, reference=True)[0])
+
+
 @pytest.mark.parametrize("variant", ["lightning", "thunder"])
 def test_in_graph_decoder_matches_numpy(estimators, variant):
     """The torch decoder exported into the ONNX graph equals the NumPy codec on every golden sample."""

@@ -235,26 +235,33 @@ def _axis(out_n: int, in_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             (x - lo).astype(f32))
 
 
+class _ResizePlan(NamedTuple):
+    """Everything of ``resize_with_pad`` that depends only on the sizes: the geometry and each axis's sources and
+    weights (:func:`_axis`)."""
+
+    box: Letterbox
+    rows: tuple[np.ndarray, np.ndarray, np.ndarray]  #: upper, lower, the lower's weight
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray]  #: left, right, the right's weight
+
+
 @lru_cache(maxsize=16)
-def _resize_plan(h: int, w: int, th: int, tw: int):
-    """Everything of ``resize_with_pad`` that depends only on the sizes (cached: video frames repeat it)."""
+def _resize_plan(h: int, w: int, th: int, tw: int) -> _ResizePlan:
+    """The :class:`_ResizePlan` of an image of (h, w) into (th, tw) (cached: video frames repeat it)."""
     r = max(f32(w) / f32(tw), f32(h) / f32(th))
     rh, rw = f32(h) / r, f32(w) / r
     oh, ow = max(1, int(np.floor(rh))), max(1, int(np.floor(rw)))
     top = max(0, int(np.floor((f32(th) - rh) / f32(2))))
     left = max(0, int(np.floor((f32(tw) - rw) / f32(2))))
-    y0, y1, wy = _axis(oh, h)
-    x0, x1, wx = _axis(ow, w)
-    corners = [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
-    return Letterbox((h, w), (th, tw), (oh, ow), top, left), corners, wx[None, :, None], wy[:, None, None]
+    return _ResizePlan(Letterbox((h, w), (th, tw), (oh, ow), top, left), _axis(oh, h), _axis(ow, w))
 
 
 def letterbox(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
     """The geometry :func:`resize_with_pad` uses for an image of ``image_hw`` (without resizing anything)."""
-    return _resize_plan(*image_hw, *input_hw)[0]
+    return _resize_plan(*image_hw, *input_hw).box
 
 
-def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
+def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int], reference: bool = False
+                    ) -> tuple[np.ndarray, Letterbox]:
     """TensorFlow's ``tf.image.resize_with_pad`` followed by ``tf.cast(int32)``, bit for bit.
 
     Aspect-preserving bilinear resize (half-pixel centres, no antialias) of an HxWx3 uint8 image
@@ -262,19 +269,29 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     bottom/right, truncated toward zero. This is the preprocessing of Google's MoveNet; the
     arithmetic (float32, lerp along x first, then y, each as ``a + (b - a) * t``) is TF's.
 
+    Runs as one compiled loop (:mod:`featherpose.image_compiled`); ``reference=True`` runs the NumPy steps it was
+    checked against, which give the same array.
+
     Returns:
         (int32 array (Hi, Wi, 3), the letterbox geometry).
     """
     h, w = image.shape[:2]
-    box, corners, wx, wy = _resize_plan(h, w, *input_hw)
+    box, (y0, y1, wy), (x0, x1, wx) = _resize_plan(h, w, *input_hw)
+    out = np.zeros((*input_hw, 3), np.int32)
+    if not reference:
+        from .image_compiled import resize_into
+
+        resize_into(np.ascontiguousarray(image), y0, y1, wy, x0, x1, wx, box.top, box.left, out)
+        return out, box
     oh, ow = box.resized_hw
     flat = np.ascontiguousarray(image).reshape(-1, 3)
+    corners = [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
     tl, tr, bl, br = (flat.take(i, axis=0).reshape(oh, ow, 3).astype(f32) for i in corners)
+    wx, wy = wx[None, :, None], wy[:, None, None]
     # TF's a + (b - a) * t in place (the same float32 operations in the same order, no temporaries)
     tr -= tl; tr *= wx; tr += tl  # noqa: E702  top:    tl + (tr - tl) * wx
     br -= bl; br *= wx; br += bl  # noqa: E702  bottom: bl + (br - bl) * wx
     br -= tr; br *= wy; br += tr  # noqa: E702  top + (bottom - top) * wy
-    out = np.zeros((*input_hw, 3), np.int32)
     out[box.top:box.top + oh, box.left:box.left + ow] = br
     return out, box
 
@@ -303,11 +320,8 @@ class LetterboxedFrame(NamedTuple):
 def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> LetterboxTables:
     """The :class:`LetterboxTables` of :func:`resize_with_pad` for an image of ``image_hw`` (read-only, cached). An
     image of ``input_hw`` itself gets the identity (every weight 0 or 1)."""
-    h, w = image_hw
-    box = _resize_plan(h, w, *input_hw)[0]
+    box, (y0, y1, wy), (x0, x1, wx) = _resize_plan(*image_hw, *input_hw)
     oh, ow = box.resized_hw
-    y0, y1, wy = _axis(oh, h)
-    x0, x1, wx = _axis(ow, w)
     rows, row_weights = np.zeros((2, input_hw[0]), np.int32), np.zeros((2, input_hw[0], 1), f32)
     inside = slice(box.top, box.top + oh)
     rows[0, inside], rows[1, inside] = y0, y1
@@ -327,8 +341,8 @@ def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[Lette
     """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image as a :class:`LetterboxedFrame`, and the
     letterbox geometry."""
     h, w = image.shape[:2]
-    box = _resize_plan(h, w, *input_hw)[0]
-    return LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw))), box
+    return LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw))), \
+        letterbox((h, w), input_hw)
 
 
 #: Raw value of the padding :func:`resize_height_pad_centred` adds (Lightweight OpenPose: 0 once normalised).

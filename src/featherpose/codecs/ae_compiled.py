@@ -432,7 +432,7 @@ _announced = False
 
 def _announce_compiling() -> None:
     """Say so, once per process, when numba has no cache of these kernels yet: their first compilation takes
-    15-30 s (the Makefile's decoder target does it: :func:`warm_up`)."""
+    15-30 s (the Makefile's compile target does it: :func:`warm_up`)."""
     global _announced
     if _announced:
         return

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvAct
+from .layers import ConvAct, init_normal_
 
 
 #: Standard deviation of the heatmap heads' initial weights: their outputs start ~0, like the targets' background.
@@ -128,7 +128,7 @@ class StackedHourglass(nn.Module):
         self.merge_features = nn.ModuleList(nn.Conv2d(c, c, 1) for _ in range(config.stacks - 1))
         self.merge_heatmaps = nn.ModuleList(nn.Conv2d(k, c, 1) for _ in range(config.stacks - 1))
         for head in self.heads:  # start at ~0, the background (see the class docstring)
-            nn.init.normal_(head.weight, std=HEAD_INIT_STD)
+            init_normal_(head.weight, HEAD_INIT_STD)
             nn.init.zeros_(head.bias)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

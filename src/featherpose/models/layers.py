@@ -10,6 +10,13 @@ import torch
 from torch import nn
 
 
+def init_normal_(tensor: torch.Tensor, std: float) -> None:
+    """``nn.init.normal_(tensor, std=std)``, skipped on torch's ``meta`` device (shapes only; there it would import
+    torch's compiler, 1.3 s of every process that checks a weight file's shapes, ``families/base.rebuild_network``)."""
+    if tensor.device.type != "meta":
+        nn.init.normal_(tensor, std=std)
+
+
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor`` without dropping more than 10 %."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)

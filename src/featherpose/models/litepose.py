@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import ConvAct, make_divisible  # make_divisible: upstream's _make_divisible (ties up, <= 10 % down)
+from .layers import ConvAct, init_normal_, make_divisible  # make_divisible: upstream's _make_divisible (ties up, <= 10 % down)
 
 #: Output stride of the deepest feature: inputs must be multiples of it.
 STRIDE = 16
@@ -223,7 +223,7 @@ class LitePose(nn.Module):
         # 1/2-resolution head then does not learn its peaks (overfitting one image at 128 on that head's MSE alone:
         # 0.18 at the labelled cells after 80 steps, 0.95 with this init)
         for head in (*self.head_deep, *self.head_skip):
-            nn.init.normal_(head.pointwise.weight, std=HEAD_INIT_STD)
+            init_normal_(head.pointwise.weight, HEAD_INIT_STD)
         self.register_buffer("mean", torch.tensor(MEAN, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
 

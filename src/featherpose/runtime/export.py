@@ -2,14 +2,20 @@
 TF's letterbox in front (``letterbox=True``: the graph takes the frame itself)."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import io
+import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..fileio import atomic_path
+from ..fileio import atomic_path, cache_dir
 from ..image import letterbox_tables
 
 
@@ -63,19 +69,73 @@ class LetterboxedNetwork(nn.Module):
         return (*self.inner(image), image)
 
 
+OPSET = 17
 #: the inputs of a graph exported with ``letterbox=True``, in order: the frame, then its LetterboxTables
 LETTERBOX_INPUTS = ["frame", "rows", "elements", "row_weights", "element_weights"]
 #: its last output: the network input the letterbox made
 LETTERBOXED = "letterboxed"
 
 
+#: exports kept in ``~/.cache/featherpose/onnx`` (the most recently used; an export takes 1-4 s of a process's start)
+CACHED_EXPORTS = 16
+
+
+@functools.cache
+def _source_digest() -> bytes:
+    """sha256 of every featherpose source file: any change to the code can change a graph, so none survives one."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.parent.rglob("*.py")):
+        h.update(f.as_posix().encode() + f.read_bytes())
+    return h.digest()
+
+
+def _export_key(modules: tuple[nn.Module | None, ...], settings: tuple) -> str:
+    """What an export depends on: the code (:func:`_source_digest`), torch's version, ``settings`` (the export's
+    arguments), and each module's every submodule: its type, its plain attributes (configs, flags; arrays by value),
+    its parameters and buffers by name, dtype, shape and value."""
+    h = hashlib.sha256(_source_digest())
+    h.update(repr((torch.__version__, OPSET, settings)).encode())
+    for i, module in enumerate(modules):
+        for name, sub in module.named_modules(prefix=str(i)) if module is not None else ():
+            plain = {k: v for k, v in vars(sub).items() if not k.startswith("_") and k != "training"}
+            h.update(f"{name}:{type(sub).__qualname__}:{sorted(plain.items(), key=lambda kv: kv[0])!r}".encode())
+            for v in plain.values():
+                if isinstance(v, (np.ndarray, torch.Tensor)):  # their repr elides the middle of large ones
+                    h.update(np.ascontiguousarray(v).tobytes())
+            for tname, t in [*sub.named_parameters(recurse=False), *sub.named_buffers(recurse=False)]:
+                h.update(f"{tname}:{t.dtype}:{tuple(t.shape)}".encode())
+                h.update(t.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _cached(modules: tuple[nn.Module | None, ...], settings: tuple, export: Callable[[], bytes]) -> bytes:
+    """``export()``'s ONNX bytes, or the same export of the same code, ``modules`` and ``settings`` read back from
+    ``~/.cache/featherpose/onnx`` (the :data:`CACHED_EXPORTS` most recently used are kept): a model is exported
+    once per machine, not in every process that loads it."""
+    path = cache_dir("onnx") / f"{_export_key(modules, settings)}.onnx"
+    try:
+        data = path.read_bytes()
+        os.utime(path)  # recently used
+        return data
+    except OSError:
+        pass
+    data = export()
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next process the export
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        kept = sorted(path.parent.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in kept[CACHED_EXPORTS:]:
+            old.unlink(missing_ok=True)
+    return data
+
+
 def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
             axes: dict | None) -> bytes:
-    """``wrapper`` traced on ``args`` to ONNX bytes (opset 17, the TorchScript exporter, its warnings muted)."""
+    """``wrapper`` traced on ``args`` to ONNX bytes (the TorchScript exporter, its warnings muted)."""
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper.eval(), args, buf, dynamo=False, opset_version=17, input_names=inputs,
+        torch.onnx.export(wrapper.eval(), args, buf, dynamo=False, opset_version=OPSET, input_names=inputs,
                           output_names=outputs, dynamic_axes=axes)
     return buf.getvalue()
 
@@ -104,20 +164,23 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     Returns:
         The ONNX bytes when ``path`` is None, else the path written (atomically).
     """
+    if letterbox and dynamic_size:
+        raise ValueError("letterbox=True letterboxes to a fixed input size; it does not go with dynamic_size")
     model = model.eval()
-    with torch.no_grad():
-        names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
-    if letterbox:
-        if dynamic_size:
-            raise ValueError("letterbox=True letterboxes to a fixed input size; it does not go with dynamic_size")
-        hw = (int(input_hw[0]), int(input_hw[1]))
-        tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))  # traced on the identity
-        data = _export(LetterboxedNetwork(NHWCInput(model, decoder)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
-                       *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}})
-    else:
+
+    def export() -> bytes:
+        with torch.no_grad():
+            names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
+        if letterbox:
+            hw = (int(input_hw[0]), int(input_hw[1]))
+            tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))  # traced on the identity
+            return _export(LetterboxedNetwork(NHWCInput(model, decoder)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
+                           *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}})
         axes = {"image": {1: "height", 2: "width"}, **({} if decoder is not None else _spatial_axes(names))}
-        data = _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
+        return _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
                        names, axes if dynamic_size else None)
+
+    data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox), export)
     if path is None:
         return data
     with atomic_path(path) as tmp:
@@ -144,10 +207,13 @@ def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, in
     among its inputs) and giving the heads by name. ``dynamic_size``: every height and width axis is dynamic."""
     front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
     back = back.eval()
-    with torch.no_grad():
-        parts = tuple(front.eval()(torch.zeros(1, 3, *input_hw)).values())
-        names = list(back(*parts).keys())
-    inputs = [f"part_{i}" for i in range(len(parts))]
-    back_onnx = _export(_Parts(back), parts, inputs, names,
-                        {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None)
-    return front_onnx, back_onnx
+
+    def export_back() -> bytes:
+        with torch.no_grad():
+            parts = tuple(front.eval()(torch.zeros(1, 3, *input_hw)).values())
+            names = list(back(*parts).keys())
+        inputs = [f"part_{i}" for i in range(len(parts))]
+        return _export(_Parts(back), parts, inputs, names,
+                       {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None)
+
+    return front_onnx, _cached((front, back), ("split back", tuple(input_hw), dynamic_size), export_back)
