@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from ..poses import Poses
 from ..skeletons import COCO17
@@ -166,6 +165,8 @@ class Tracker:
             self.xy, self.found = np.zeros((0, k, 2)), np.zeros((0, k), bool)
         xy, found = self.points(poses)
         sim = self.similarity(poses, timestamp)
+        from scipy.optimize import linear_sum_assignment  # here: scipy.optimize takes 0.4-0.7 s to import
+
         rows, cols = linear_sum_assignment(sim, maximize=True) if sim.size else (np.zeros(0, int),) * 2
         keep = sim[rows, cols] >= self.min_similarity
         rows, cols = rows[keep], cols[keep]
