@@ -9,7 +9,7 @@ import featherpose
 from featherpose.image import letterbox_frame, letterbox_tables, load_image, resize_with_pad
 from featherpose.runtime.export import GraphLetterbox
 
-from conftest import GOLDEN, SAMPLES, VARIANT_SIZE, golden_image_path, golden_input
+from conftest import GOLDEN, SAMPLES, SHARED, VARIANT_SIZE, golden_image_path, golden_input
 
 HEAD_FILES = {"heatmap": "kpt_heatmap", "center": "center", "regress": "kpt_regress", "offset": "kpt_offset"}
 
@@ -106,6 +106,24 @@ def test_compiled_letterbox_equals_numpy_reference(hw, input_hw):
     np.testing.assert_array_equal(compiled, reference)
     view = rng.integers(0, 256, (hw[0], 2 * hw[1], 3), dtype=np.uint8)[:, ::2]
     np.testing.assert_array_equal(resize_with_pad(view, input_hw)[0], resize_with_pad(view, input_hw, reference=True)[0])
+
+
+@pytest.fixture
+def startup_bench():
+    from conftest import load_benchmark
+
+    yield from load_benchmark("startup")
+
+
+def test_startup_script_times_the_letterboxes_and_a_user_run(startup_bench):
+    """benchmarks/startup.py's parts: a letterbox row per image and size, both implementations timed (it stops when
+    they differ); one `featherpose predict` process timed."""
+    frames = startup_bench.read_frames(SHARED / "media" / "vtest.avi", 2)
+    rows = [line.split("|")[1:-1] for line in startup_bench.letterbox_table(frames, rounds=1, repeats=2)[4:]]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [(name, size) for name in ("vtest.avi", "messi5.jpg")
+                                                            for size in ("192x192", "256x256")]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+    assert 0 < startup_bench.predict_seconds("movenet-lightning", None) < 120
 
 
 @pytest.mark.parametrize("variant", ["lightning", "thunder"])
