@@ -69,6 +69,7 @@ class LetterboxedNetwork(nn.Module):
         return (*self.inner(image), image)
 
 
+#: the ONNX opset of every export
 OPSET = 17
 #: the inputs of a graph exported with ``letterbox=True``, in order: the frame, then its LetterboxTables
 LETTERBOX_INPUTS = ["frame", "rows", "elements", "row_weights", "element_weights"]
