@@ -113,3 +113,37 @@ def test_sample_frames_reads_through_short_gaps_and_seeks_long_ones(monkeypatch)
     cap.release()
     for a, b in zip(read_through, frames):
         np.testing.assert_array_equal(a, b)
+
+
+def test_video_writer_encodes_every_frame_in_order_in_its_thread(tmp_path):
+    """video_writer encodes in a background thread: all frames land, in order (MJPG .avi read back: each frame's
+    mean level within JPEG's error of the level written), and the file appears only at the end."""
+    from featherpose.video.io import video_writer
+
+    path = tmp_path / "levels.avi"
+    levels = list(range(10, 250, 12))  # 20 frames, more than the thread's queue holds
+    with video_writer(path, 10.0) as write:
+        for level in levels:
+            write(np.full((64, 96, 3), level, np.uint8))
+        assert not path.exists()
+    cap = cv2.VideoCapture(str(path))
+    read = []
+    while (frame := cap.read())[0]:
+        read.append(float(frame[1].mean()))
+    cap.release()
+    assert len(read) == len(levels) and np.abs(np.array(read) - levels).max() < 3
+
+
+def test_video_writer_error_in_its_thread_reaches_the_caller(tmp_path):
+    """An error while encoding (here a frame OpenCV cannot convert) is raised in the caller, and no file is left."""
+    from featherpose.video.io import video_writer
+
+    path = tmp_path / "bad.mp4"
+    with pytest.raises(cv2.error):
+        with video_writer(path, 10.0) as write:
+            write(np.zeros((32, 32, 3), np.uint8))
+            write(np.zeros((32, 32, 5), np.uint8))  # 5 channels: cvtColor fails in the writer's thread
+            for _ in range(20):  # a later write raises it (or the end of the block does)
+                write(np.zeros((32, 32, 3), np.uint8))
+                time.sleep(0.01)
+    assert not path.exists() and not list(tmp_path.iterdir())

@@ -195,15 +195,17 @@ class Poses:
             if not ok.any():
                 continue
             # a small person gets thin lines (a skeleton, not a blob): about 1 px per 80 px of its extent
-            extent = float(np.ptp(np.clip(kp[ok, :2], -far, far), axis=0).max())
+            clamped = np.clip(np.where(ok[:, None], kp[:, :2], 0), -far, far)
+            extent = float(np.ptp(clamped[ok], axis=0).max())
             size = max(1, min(thick, round(extent / 80)))
+            xy = [tuple(p) for p in clamped.astype(np.int64).tolist()]  # pt() of every keypoint, at once
             for a, b in self.skeleton.limbs:
                 if ok[a] and ok[b]:
                     side = "left" if a in left and b in left else "right" if a in right and b in right else "mid"
-                    cv2.line(canvas, pt(kp[a]), pt(kp[b]), colour[side], size + 1, cv2.LINE_AA)
-            for i in np.flatnonzero(ok):
+                    cv2.line(canvas, xy[a], xy[b], colour[side], size + 1, cv2.LINE_AA)
+            for i in np.flatnonzero(ok).tolist():
                 side = "left" if i in left else "right" if i in right else "mid"
-                cv2.circle(canvas, pt(kp[i]), size + 1, colour[side], -1, cv2.LINE_AA)
+                cv2.circle(canvas, xy[i], size + 1, colour[side], -1, cv2.LINE_AA)
             if self.track_ids is not None:
                 top = kp[ok][np.argmin(kp[ok, 1])]
                 cv2.putText(canvas, str(int(self.track_ids[person])), pt((top[0] + 3 * size, top[1] - 3 * size)),

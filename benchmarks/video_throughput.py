@@ -1,0 +1,91 @@
+"""Video throughput: `featherpose predict vtest.avi` frames/s against 1 / network time (issue 14, item 4).
+
+For each model, on vtest.avi (768x576), in one process:
+
+    network        est.infer on the first N frames, preprocessed up front: the median ms a frame; 1000 / it is the
+                   frames/s a video run could reach if everything else overlapped or took no time
+    predict json   featherpose.predict.predict(vtest.avi, model, json_path=..., max_frames=...) as a user runs it (the video
+                   decoded by VideoReader's background thread, a single-person model on the previous frame's crop):
+                   frames/s over N frames, the model's load left out (the wall time of a run of 10 + N frames
+                   minus that of a run of 10, best of --rounds)
+    predict save   the same writing the annotated video as well (drawing and encoding)
+
+    python benchmarks/video_throughput.py [--models movenet-lightning ...] [--frames 100] [--rounds 2] [--out FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import SHARED, emit, machine_lines, median_ms, read_frames  # noqa: E402
+
+import featherpose  # noqa: E402
+from featherpose.predict import predict  # noqa: E402
+
+VIDEO = SHARED / "media" / "vtest.avi"
+LEAD = 10  # frames of the run whose time is subtracted (the load, the first frames' warm-up)
+
+
+def predict_seconds(model: str, frames: int, threads: int, save: bool) -> float:
+    """Wall time of ``featherpose.predict`` on the first ``frames`` frames of vtest.avi, writing JSON Lines (and
+    the annotated video with ``save``)."""
+    with tempfile.TemporaryDirectory(prefix="featherpose-throughput-") as out:
+        start = time.perf_counter()
+        predict(VIDEO, model, json_path=Path(out) / "poses.jsonl", save=Path(out) if save else None,
+                            max_frames=frames, threads=threads, progress=False)
+        return time.perf_counter() - start
+
+
+def frames_per_second(model: str, frames: int, threads: int, save: bool, rounds: int) -> float:
+    """frames/s of ``frames`` frames beyond the first :data:`LEAD` (a longer run minus a shorter one, best round)."""
+    best = np.inf
+    for _ in range(rounds):
+        long = predict_seconds(model, LEAD + frames, threads, save)
+        short = predict_seconds(model, LEAD, threads, save)
+        best = min(best, long - short)
+    return frames / best
+
+
+def row(model: str, frames: list[np.ndarray], threads: int, rounds: int) -> str:
+    est = featherpose.load(model, threads=threads)
+    xs = [est.preprocess(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))[0] for f in frames]
+    it = iter(xs * 3)
+    network = median_ms(lambda: est.infer(next(it)), runs=len(xs))
+    bound = 1000 / network
+    json_fps = frames_per_second(model, len(frames), threads, False, rounds)
+    save_fps = frames_per_second(model, len(frames), threads, True, rounds)
+    return (f"| {model} ({est.backend.name}) | {network:.2f} | {bound:.1f} | {json_fps:.1f} | {json_fps / bound:.2f} | "
+            f"{save_fps:.1f} | {save_fps / bound:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="*", help="default: every bundled model")
+    p.add_argument("--frames", type=int, default=100, help="vtest.avi frames timed (default 100)")
+    p.add_argument("--rounds", type=int, default=2, help="rounds; the best is reported (default 2)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    frames = read_frames(VIDEO, args.frames)
+    lines = ["## Video throughput: `featherpose predict vtest.avi` against 1 / network time", "",
+             *machine_lines(args.threads), f"- frames: {args.frames} of vtest.avi (768x576) after the first {LEAD}", "",
+             "| model (backend) | network ms / frame | 1 / network (frames/s) | predict --json (frames/s) | "
+             "of 1 / network | predict --json --save (frames/s) | of 1 / network |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for model in args.models or featherpose.models():
+        lines.append(row(model, frames, args.threads, args.rounds))
+        print(lines[-1], flush=True)
+    emit("\n".join(lines) + "\n", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
