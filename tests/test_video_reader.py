@@ -147,3 +147,16 @@ def test_video_writer_error_in_its_thread_reaches_the_caller(tmp_path):
                 write(np.zeros((32, 32, 3), np.uint8))
                 time.sleep(0.01)
     assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_video_throughput_script_reports_a_row_per_model(tmp_path):
+    """benchmarks/video_throughput.py on 2 frames: the network's time, and predict's frames/s with and without the
+    annotated video, as fractions of 1 / network time."""
+    from conftest import load_benchmark
+
+    for bench in load_benchmark("video_throughput"):
+        out = tmp_path / "throughput.md"
+        assert bench.main(["--models", "movenet-lightning", "--frames", "2", "--rounds", "1", "--out", str(out)]) == 0
+        row = next(line for line in out.read_text().splitlines() if line.startswith("| movenet-lightning"))
+        cells = [float(c) for c in row.split("|")[2:-1]]
+        assert len(cells) == 6 and all(c > 0 for c in cells)
