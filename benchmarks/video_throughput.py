@@ -15,6 +15,7 @@ For each model, on vtest.avi (768x576), in one process:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -56,7 +57,7 @@ def frames_per_second(model: str, frames: int, threads: int, save: bool, rounds:
 def row(model: str, frames: list[np.ndarray], threads: int, rounds: int) -> str:
     est = featherpose.load(model, threads=threads)
     xs = [est.preprocess(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))[0] for f in frames]
-    it = iter(xs * 3)
+    it = itertools.cycle(xs)
     network = median_ms(lambda: est.infer(next(it)), runs=len(xs))
     bound = 1000 / network
     json_fps = frames_per_second(model, len(frames), threads, False, rounds)
