@@ -66,7 +66,8 @@ def letterbox_table(frames: list[np.ndarray], rounds: int, repeats: int = 100) -
     messi = cv2.cvtColor(cv2.imread(str(IMAGE)), cv2.COLOR_BGR2RGB)
     inputs = {"vtest.avi": [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames], "messi5.jpg": [messi]}
     lines = ["### Letterbox: `resize_with_pad`, ms per image (best of rounds)", "",
-             "| image | input | compiled (default) | NumPy reference | reference / compiled |", "|---|---|---:|---:|---:|"]
+             "| image | input | compiled (default) | NumPy reference | reference / compiled |",
+             "|---|---|---:|---:|---:|"]
     for name, images in inputs.items():
         for hw in ((192, 192), (256, 256)):
             for image in images:

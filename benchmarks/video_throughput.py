@@ -4,10 +4,10 @@ For each model, on vtest.avi (768x576), in one process:
 
     network        est.infer on the first N frames, preprocessed up front: the median ms a frame; 1000 / it is the
                    frames/s a video run could reach if everything else overlapped or took no time
-    predict json   featherpose.predict.predict(vtest.avi, model, json_path=..., max_frames=...) as a user runs it (the video
-                   decoded by VideoReader's background thread, a single-person model on the previous frame's crop):
-                   frames/s over N frames, the model's load left out (the wall time of a run of 10 + N frames
-                   minus that of a run of 10, best of --rounds)
+    predict json   featherpose.predict.predict(vtest.avi, model, json_path=..., max_frames=...) as a user runs it
+                   (the video decoded by VideoReader's background thread, a single-person model on the previous
+                   frame's crop): frames/s over N frames, the model's load left out (the wall time of a run of
+                   10 + N frames minus that of a run of 10, best of --rounds)
     predict save   the same writing the annotated video as well (drawing and encoding)
 
     python benchmarks/video_throughput.py [--models movenet-lightning ...] [--frames 100] [--rounds 2] [--out FILE]

@@ -105,7 +105,8 @@ def test_compiled_letterbox_equals_numpy_reference(hw, input_hw):
     assert compiled.dtype == reference.dtype == np.int32 and box == reference_box
     np.testing.assert_array_equal(compiled, reference)
     view = rng.integers(0, 256, (hw[0], 2 * hw[1], 3), dtype=np.uint8)[:, ::2]
-    np.testing.assert_array_equal(resize_with_pad(view, input_hw)[0], resize_with_pad(view, input_hw, reference=True)[0])
+    np.testing.assert_array_equal(resize_with_pad(view, input_hw)[0],
+                                  resize_with_pad(view, input_hw, reference=True)[0])
 
 
 @pytest.fixture

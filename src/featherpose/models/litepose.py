@@ -37,7 +37,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .layers import ConvAct, init_normal_, make_divisible  # make_divisible: upstream's _make_divisible (ties up, <= 10 % down)
+# make_divisible: upstream's _make_divisible (ties up, <= 10 % down)
+from .layers import ConvAct, init_normal_, make_divisible
 
 #: Output stride of the deepest feature: inputs must be multiples of it.
 STRIDE = 16
