@@ -180,7 +180,8 @@ def decode_multipose(
     rx = cxf[:, None] + reg[:, 1].T
 
     # 5.-6. best cell per (m, k) inside the instance's box ---------------------------- (M, K)
-    heat = activation(heatmap)
+    # (the heatmap's activation only where it is read, in the boxes and at the chosen cells: elementwise, the same
+    # values as over the whole map)
     sigma = f32(min(h, w)) * consts.sigma_scale
     rows0, rows1 = np.ceil(ymin).astype(int).tolist(), np.ceil(ymax).astype(int).tolist()  # ymin <= i < ymax
     cols0, cols1 = np.ceil(xmin).astype(int).tolist(), np.ceil(xmax).astype(int).tolist()
@@ -196,7 +197,7 @@ def decode_multipose(
         s = np.square(grid_y[i0:i1] - ry[m, :, None])[:, :, None] + np.square(grid_x[j0:j1] - rx[m, :, None])[:, None]
         np.divide(s, -sigma, out=s)
         np.exp(s, out=s)
-        s *= heat[:, i0:i1, j0:j1]
+        s *= activation(heatmap[:, i0:i1, j0:j1])
         s = s.reshape(K, -1)
         best = s.argmax(axis=1)
         found = s[kidx, best] > 0
@@ -215,7 +216,7 @@ def decode_multipose(
     gy, gx = ky.astype(f32)[..., None], kx.astype(f32)[..., None]  # (M, K, 1) against m' on the last axis
     d2 = np.square(gy - ry.T[None]) + np.square(gx - rx.T[None])
     inside = (gy >= ymin) & (gy < ymax) & (gx >= xmin) & (gx < xmax)
-    score = (heat[kidx, ky, kx][..., None] * np.exp(-d2 / sigma) * inside.astype(f32)).max(axis=2)
+    score = (activation(heatmap[kidx, ky, kx])[..., None] * np.exp(-d2 / sigma) * inside.astype(f32)).max(axis=2)
 
     # 9. instance score -------------------------------------------------------------- (M,)
     keep = score > consts.keypoint_threshold
