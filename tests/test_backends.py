@@ -58,11 +58,13 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
 
 def test_onnx_export_is_cached_per_code_weights_and_settings(tmp_path, monkeypatch):
     """A second export of the same network and settings is read back from the cache (no export runs); other weights,
-    another setting or another plain attribute (a config) export anew; an unwritable cache only costs the export."""
+    another setting or another plain attribute (a config) export anew; only the most recent are kept; an unwritable
+    cache only costs the export."""
     from featherpose.models.litepose import LitePose, named_config
     from featherpose.runtime import export
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(export, "CACHED_EXPORTS", 2)  # the most recently used 2 are kept
     calls = []
     real = export._export
     monkeypatch.setattr(export, "_export", lambda *a: calls.append(1) or real(*a))
@@ -78,7 +80,7 @@ def test_onnx_export_is_cached_per_code_weights_and_settings(tmp_path, monkeypat
     assert len(calls) == 3 and changed != first
     net.config = named_config("litepose-s")  # a plain attribute
     export_onnx(net, (64, 64), dynamic_size=True)
-    assert len(calls) == 4
+    assert len(calls) == 4 and len(list((tmp_path / "featherpose" / "onnx").glob("*.onnx"))) == 2
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "featherpose").write_text("a file where the cache folder would be")
