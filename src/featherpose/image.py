@@ -341,8 +341,8 @@ def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[Lette
     """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image as a :class:`LetterboxedFrame`, and the
     letterbox geometry."""
     h, w = image.shape[:2]
-    return LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw))), \
-        letterbox((h, w), input_hw)
+    frame = LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw)))
+    return frame, letterbox((h, w), input_hw)
 
 
 #: Raw value of the padding :func:`resize_height_pad_centred` adds (Lightweight OpenPose: 0 once normalised).
