@@ -106,7 +106,6 @@ def test_upstream_adapter_reproduces_golden_and_featherpose_agrees(bench, refere
     assert r["xy"] <= 1e-3 and r["score"] <= 1e-4
 
 
-
 @pytest.fixture
 def stages_bench():
     yield from load_benchmark("ae_decode_stages")

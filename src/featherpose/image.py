@@ -255,6 +255,14 @@ def _resize_plan(h: int, w: int, th: int, tw: int) -> _ResizePlan:
     return _ResizePlan(Letterbox((h, w), (th, tw), (oh, ow), top, left), _axis(oh, h), _axis(ow, w))
 
 
+@lru_cache(maxsize=16)
+def _corners(h: int, w: int, th: int, tw: int) -> list[np.ndarray]:
+    """The NumPy reference's flat pixel indices of the four corners each output pixel lerps (cached per size, as the
+    plan is)."""
+    _, (y0, y1, _), (x0, x1, _) = _resize_plan(h, w, th, tw)
+    return [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
+
+
 def letterbox(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Letterbox:
     """The geometry :func:`resize_with_pad` uses for an image of ``image_hw`` (without resizing anything)."""
     return _resize_plan(*image_hw, *input_hw).box
@@ -285,8 +293,7 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int], reference: boo
         return out, box
     oh, ow = box.resized_hw
     flat = np.ascontiguousarray(image).reshape(-1, 3)
-    corners = [(ya[:, None] * w + xa[None, :]).ravel() for ya in (y0, y1) for xa in (x0, x1)]
-    tl, tr, bl, br = (flat.take(i, axis=0).reshape(oh, ow, 3).astype(f32) for i in corners)
+    tl, tr, bl, br = (flat.take(i, axis=0).reshape(oh, ow, 3).astype(f32) for i in _corners(h, w, *input_hw))
     wx, wy = wx[None, :, None], wy[:, None, None]
     # TF's a + (b - a) * t in place (the same float32 operations in the same order, no temporaries)
     tr -= tl; tr *= wx; tr += tl  # noqa: E702  top:    tl + (tr - tl) * wx

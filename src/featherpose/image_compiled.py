@@ -1,7 +1,7 @@
 """TF's letterbox (:func:`featherpose.image.resize_with_pad`) as one numba loop: the same float32 operations in the
 same order as the NumPy reference (``resize_with_pad(..., reference=True)``), so the same int32 input bit for bit.
 
-The NumPy steps gather four corner images, convert each to float32 and lerp in place: 1.4-1.5 ms for a 768x576
+The NumPy steps gather four corner images, convert each to float32 and lerp in place: 1.3-1.5 ms for a 768x576
 frame to 192x192 on a 2-core Xeon, most of a MoveNet frame's time outside the network on the backends that take the
 letterboxed array (onnxruntime, LiteRT, torch, int8). One pass over the output reads each corner where it is needed.
 Compiled once per installation into numba's cache (the Makefile's compile target, ``python -m
