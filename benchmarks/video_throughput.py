@@ -6,8 +6,8 @@ For each model, on vtest.avi (768x576), in one process:
                    frames/s a video run could reach if everything else overlapped or took no time
     predict json   featherpose.predict.predict(vtest.avi, model, json_path=..., max_frames=...) as a user runs it
                    (the video decoded by VideoReader's background thread, a single-person model on the previous
-                   frame's crop): frames/s over N frames, the model's load left out (the wall time of a run of
-                   10 + N frames minus that of a run of 10, best of --rounds)
+                   frame's crop): its frames/s after the first frame (PredictReport.rate: the model's load and
+                   the first frame's warm-up left out), best of --rounds
     predict save   the same writing the annotated video as well (drawing and encoding)
 
     python benchmarks/video_throughput.py [--models movenet-lightning ...] [--frames 100] [--rounds 2] [--out FILE]
@@ -18,7 +18,6 @@ import argparse
 import itertools
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -31,27 +30,18 @@ import featherpose  # noqa: E402
 from featherpose.predict import predict  # noqa: E402
 
 VIDEO = SHARED / "media" / "vtest.avi"
-LEAD = 10  # frames of the run whose time is subtracted (the load, the first frames' warm-up)
-
-
-def predict_seconds(model: str, frames: int, threads: int, save: bool) -> float:
-    """Wall time of ``featherpose.predict`` on the first ``frames`` frames of vtest.avi, writing JSON Lines (and
-    the annotated video with ``save``)."""
-    with tempfile.TemporaryDirectory(prefix="featherpose-throughput-") as out:
-        start = time.perf_counter()
-        predict(VIDEO, model, json_path=Path(out) / "poses.jsonl", save=Path(out) if save else None,
-                            max_frames=frames, threads=threads, progress=False)
-        return time.perf_counter() - start
 
 
 def frames_per_second(model: str, frames: int, threads: int, save: bool, rounds: int) -> float:
-    """frames/s of ``frames`` frames beyond the first :data:`LEAD` (a longer run minus a shorter one, best round)."""
-    best = np.inf
+    """``featherpose.predict`` on the first ``frames`` frames of vtest.avi, writing JSON Lines (and the annotated
+    video with ``save``): its frames/s after the first frame (:attr:`PredictReport.rate`), best of ``rounds``."""
+    best = 0.0
     for _ in range(rounds):
-        long = predict_seconds(model, LEAD + frames, threads, save)
-        short = predict_seconds(model, LEAD, threads, save)
-        best = min(best, long - short)
-    return frames / best
+        with tempfile.TemporaryDirectory(prefix="featherpose-throughput-") as out:
+            report = predict(VIDEO, model, json_path=Path(out) / "poses.jsonl", save=Path(out) if save else None,
+                             max_frames=frames, threads=threads, progress=False)
+        best = max(best, report.rate)
+    return best
 
 
 def row(model: str, frames: list[np.ndarray], threads: int, rounds: int) -> str:
@@ -76,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     frames = read_frames(VIDEO, args.frames)
     lines = ["## Video throughput: `featherpose predict vtest.avi` against 1 / network time", "",
-             *machine_lines(args.threads), f"- frames: {args.frames} of vtest.avi (768x576) after the first {LEAD}", "",
+             *machine_lines(args.threads), f"- frames: the first {args.frames} of vtest.avi (768x576)", "",
              "| model (backend) | network ms / frame | 1 / network (frames/s) | predict --json (frames/s) | "
              "of 1 / network | predict --json --save (frames/s) | of 1 / network |",
              "|---|---:|---:|---:|---:|---:|---:|"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -79,7 +80,9 @@ def test_video_writes_annotated_video(capsys, tmp_path):
     assert [f["time"] for f in frames] == [0.0, 0.1, 0.2, 0.3]  # vtest.avi: 10 frames/s
     assert {f["model"] for f in frames} == {"movenet-multipose"}  # the documented default for video
     assert sum(len(f["people"]) for f in frames) >= 4  # vtest shows several pedestrians
-    assert "predict" in capsys.readouterr().err  # the progress bar
+    captured = capsys.readouterr()
+    assert "predict" in captured.err  # the progress bar
+    assert re.search(r": 4 frames, \d+ people found, \d+\.\d frames/s after the first\n", captured.out)
 
 
 @pytest.mark.parametrize("content, message", [(b"", "empty file"), (b"RIFF" + bytes(2000), "not a readable video")])

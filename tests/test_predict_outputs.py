@@ -9,6 +9,7 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -624,3 +625,40 @@ def test_webcam_shows_fps_and_latency_on_what_it_records(tmp_path, monkeypatch, 
     corner = first[:20, :60].astype(int)
     assert (corner < 40).mean() > 0.5 and (corner > 200).any()  # the dark box with white text
     assert "4 frames" in capsys.readouterr().out
+
+
+class _Slowed:
+    """An estimator that waits ``first`` seconds on its first call and ``then`` on each later one."""
+
+    def __init__(self, est, first: float, then: float):
+        self._est, self._waits = est, iter([first])
+        self._then = then
+
+    def __getattr__(self, name):
+        return getattr(self._est, name)
+
+    def __call__(self, *args, **kwargs):
+        time.sleep(next(self._waits, self._then))
+        return self._est(*args, **kwargs)
+
+
+@pytest.mark.parametrize("kind", ["video", "folder"])
+def test_the_pace_leaves_out_the_first_item(tmp_path, monkeypatch, kind):
+    """PredictReport.rate (the CLI's "frames/s after the first") is the pace after the first item: a first frame
+    that takes 0.5 s more does not lower it, and every later item's time counts."""
+    load = featherpose.predict.load
+    monkeypatch.setattr(featherpose.predict, "load", lambda *a, **k: _Slowed(load(*a, **k), first=0.5, then=0.05))
+    if kind == "video":
+        source = small_video(tmp_path / "clip.mp4", frames=4)
+    else:
+        source = tmp_path / "photos"
+        for i in range(4):
+            small_image(source / f"{i}.jpg")
+    start = time.perf_counter()
+    report = featherpose.predict.predict(source, "movenet-lightning", backend="torch", crop=False, progress=False,
+                                         json_path=tmp_path / "out.json")
+    wall = time.perf_counter() - start
+    assert report.processed == 4
+    assert 0.5 < report.first_seconds < report.seconds - 3 * 0.05 and report.seconds < wall
+    assert report.rate == pytest.approx(3 / (report.seconds - report.first_seconds))
+    assert report.rate < 1 / 0.05 and report.rate > 4 / report.seconds

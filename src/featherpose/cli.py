@@ -55,7 +55,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for i, person in enumerate(report.poses[0].summary()):
             print(f"person {i}: score {person['score']:.3f}, box {person['box']}")
     noun = {"video": "frames", "webcam": "frames"}.get(report.kind, "images")
-    print(f"{report.model} ({report.backend}): {report.processed} {noun}, {report.people} people found")
+    pace = f", {report.rate:.1f} {noun}/s after the first" if report.kind != "image" and report.processed > 1 else ""
+    print(f"{report.model} ({report.backend}): {report.processed} {noun}, {report.people} people found{pace}")
     for path, why in report.failed:
         print(f"skipped {path}: {why}", file=sys.stderr)
     for line in report.warnings:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Iterator
 from pathlib import Path
@@ -67,6 +68,9 @@ class PredictReport:
     ``unwritten``: outputs whose write failed after the work (path, one-line reason); the others were
     still written. ``warnings``: lines for the user (a video that ended early, a Ctrl-C). ``interrupted``:
     Ctrl-C stopped a folder or video early; what was done is written (a webcam ends this way normally).
+    ``seconds``: wall time of a folder's or a stream's run once the model is loaded (reading, estimating, drawing,
+    writing, the outputs closed); ``first_seconds``: of which until the first item was done (it carries the
+    runtime's warm-up and the video writer's start); :attr:`rate` is the pace after it.
     """
 
     kind: str
@@ -80,6 +84,16 @@ class PredictReport:
     unwritten: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    seconds: float = 0.0
+    first_seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Items (frames or images) a second after the first: ``(processed - 1) / (seconds - first_seconds)``;
+        with a single item, ``processed / seconds``; 0 before any."""
+        if self.processed > 1 and self.seconds > self.first_seconds:
+            return (self.processed - 1) / (self.seconds - self.first_seconds)
+        return self.processed / self.seconds if self.seconds > 0 else 0.0
 
 
 def source_kind(source: str | Path | int) -> str:
@@ -309,6 +323,7 @@ def _folder_images(folder: Path) -> list[Path]:
 def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path], json_path, min_score,
                     progress, report: PredictReport) -> None:
     """Every image of ``files``: drawn to ``plan[image]``; one COCO results list. Ctrl-C keeps what was done."""
+    start = time.perf_counter()
     results = []
     try:
         for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
@@ -326,12 +341,15 @@ def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path]
             results += [{**r, "file_name": path.relative_to(folder).as_posix()} for r in poses.to_coco(image_id)]
             if plan:  # a drawing that cannot be written loses only itself: the keypoints are kept
                 _write(report, plan[path], lambda: _save_image(plan[path], _drawn(est, poses, image)))
+            if report.processed == 1:
+                report.first_seconds = time.perf_counter() - start
     except KeyboardInterrupt:
         report.interrupted = True
         report.warnings.append(f"stopped by Ctrl-C after {report.processed + len(report.failed)} of {len(files)} "
                                f"images; the results so far are written")
     if json_path:
         _write(report, json_path, lambda: write_text(json_path, json.dumps(results)))
+    report.seconds = time.perf_counter() - start
 
 
 def _drawn(est, poses, image):
@@ -343,6 +361,7 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
                     report, tracker: Tracker | None = None) -> None:
     """A video or webcam: annotated video to ``out_path``, JSON Lines to ``json_path`` (streamed: one line per frame
     into the atomic temporary, renamed at the end), ids from ``tracker``. Ctrl-C keeps what was done."""
+    start = time.perf_counter()
     reader = VideoReader(source)
     total = reader.frame_count if max_frames is None else min(max_frames, reader.frame_count or max_frames)
     lines = None  # the open JSON Lines temporary
@@ -376,6 +395,8 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
                     size = {"height": poses.image_size[0], "width": poses.image_size[1]}
                     lines.write(json.dumps({"frame": i, "time": round(seconds, 4), "model": est.name, "image_size": size,
                                             "people": poses.summary()}, allow_nan=False) + "\n")
+                if report.processed == 1:
+                    report.first_seconds = time.perf_counter() - start
         except KeyboardInterrupt:  # a webcam ends this way; a video keeps the frames done so far
             log.info("stopped by Ctrl-C after %d frames", report.processed)
             if report.processed == 0:
@@ -416,6 +437,7 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
         run_video()
     if (early := reader.ended_early()) is not None:
         report.warnings.append(early)
+    report.seconds = time.perf_counter() - start
 
 
 def track(source: str | Path | int, model: str | None = None, *, smooth: bool = True, max_frames: int | None = None,
