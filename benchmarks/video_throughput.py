@@ -3,14 +3,18 @@
 For each model, on vtest.avi (768x576), in one process:
 
     network        est.infer on the first N frames, preprocessed up front: the median ms a frame; 1000 / it is the
-                   frames/s a video run could reach if everything else overlapped or took no time
+                   frames/s a video run could reach if everything else overlapped or took no time; measured again
+                   before each predict run
     predict json   featherpose.predict.predict(vtest.avi, model, json_path=..., max_frames=...) as a user runs it
                    (the video decoded by VideoReader's background thread, a single-person model on the previous
                    frame's crop): its frames/s after the first frame (PredictReport.rate: the model's load and
-                   the first frame's warm-up left out), best of --rounds
+                   the first frame's warm-up left out)
     predict save   the same writing the annotated video as well (drawing and encoding)
 
-    python benchmarks/video_throughput.py [--models movenet-lightning ...] [--frames 100] [--rounds 2] [--out FILE]
+Each cell is the median over --rounds; "of 1 / network" is a predict run's frames/s times the network time measured
+just before it (the machine's speed changes over minutes), median over the rounds.
+
+    python benchmarks/video_throughput.py [--models movenet-lightning ...] [--frames 100] [--rounds 3] [--out FILE]
 """
 from __future__ import annotations
 
@@ -32,35 +36,38 @@ from featherpose.predict import predict  # noqa: E402
 VIDEO = SHARED / "media" / "vtest.avi"
 
 
-def frames_per_second(model: str, frames: int, threads: int, save: bool, rounds: int) -> float:
+def predict_rate(model: str, frames: int, threads: int, save: bool) -> float:
     """``featherpose.predict`` on the first ``frames`` frames of vtest.avi, writing JSON Lines (and the annotated
-    video with ``save``): its frames/s after the first frame (:attr:`PredictReport.rate`), best of ``rounds``."""
-    best = 0.0
-    for _ in range(rounds):
-        with tempfile.TemporaryDirectory(prefix="featherpose-throughput-") as out:
-            report = predict(VIDEO, model, json_path=Path(out) / "poses.jsonl", save=Path(out) if save else None,
-                             max_frames=frames, threads=threads, progress=False)
-        best = max(best, report.rate)
-    return best
+    video with ``save``): its frames/s after the first frame (:attr:`PredictReport.rate`)."""
+    with tempfile.TemporaryDirectory(prefix="featherpose-throughput-") as out:
+        report = predict(VIDEO, model, json_path=Path(out) / "poses.jsonl", save=Path(out) if save else None,
+                         max_frames=frames, threads=threads, progress=False)
+    return report.rate
 
 
 def row(model: str, frames: list[np.ndarray], threads: int, rounds: int) -> str:
+    """The table's row for ``model``: medians over ``rounds``; each ratio is taken in its round, against the network
+    time measured just before (this machine changes speed over minutes)."""
     est = featherpose.load(model, threads=threads)
     xs = [est.preprocess(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))[0] for f in frames]
     it = itertools.cycle(xs)
-    network = median_ms(lambda: est.infer(next(it)), runs=len(xs))
-    bound = 1000 / network
-    json_fps = frames_per_second(model, len(frames), threads, False, rounds)
-    save_fps = frames_per_second(model, len(frames), threads, True, rounds)
-    return (f"| {model} ({est.backend.name}) | {network:.2f} | {bound:.1f} | {json_fps:.1f} | {json_fps / bound:.2f} | "
-            f"{save_fps:.1f} | {save_fps / bound:.2f} |")
+    network, rates = [], {False: [], True: []}
+    for _ in range(rounds):
+        for save in (False, True):
+            network.append(median_ms(lambda: est.infer(next(it)), runs=len(xs)))
+            rates[save].append((predict_rate(model, len(frames), threads, save), network[-1]))
+    cells = [f"{np.median(network):.2f}", f"{1000 / np.median(network):.1f}"]
+    for save in (False, True):
+        cells += [f"{np.median([fps for fps, _ in rates[save]]):.1f}",
+                  f"{np.median([fps * ms / 1000 for fps, ms in rates[save]]):.2f}"]
+    return f"| {model} ({est.backend.name}) | " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="*", help="default: every bundled model")
     p.add_argument("--frames", type=int, default=100, help="vtest.avi frames timed (default 100)")
-    p.add_argument("--rounds", type=int, default=2, help="rounds; the best is reported (default 2)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds; medians are reported (default 3)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
