@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnxruntime as ort
@@ -119,6 +122,39 @@ def test_auto_backend_is_measured_once_then_cached(tmp_path, monkeypatch):
     image = load_image(MEDIA / "messi5.jpg")
     np.testing.assert_allclose(again(image, min_score=0).keypoints[..., :2], est(image, min_score=0).keypoints[..., :2],
                                atol=0.5)
+
+
+def test_a_cached_choice_loads_only_its_own_runtime(tmp_path, monkeypatch):
+    """With the choice cached, a new process imports only the chosen runtime (asking the others for their versions
+    or whether they are installed imported onnxruntime into every start: 0.2 s); a cached backend that can no longer
+    be built is measured again with the others."""
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    # torch "measured" fastest: a choice no machine makes, so the subprocess shows the cache was read
+    monkeypatch.setattr(autoselect, "time_backends", lambda built, frame: {n: 1.0 if n == "torch" else 2.0 for n in built})
+    assert featherpose.load("movenet-lightning", threads=1).backend.name == "torch"
+    path = tmp_path / "featherpose" / "backends.json"
+    (key,) = json.loads(path.read_text())[autoselect.machine_key()]
+    code = ("import sys, featherpose; est = featherpose.load('movenet-lightning', threads=1); "
+            "print(est.backend.name, sorted(m for m in ('onnxruntime', 'openvino') if m in sys.modules))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    env.pop(autoselect.ENV, None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["torch", "[]"]  # the cache entry was found (else it would have measured)
+
+    real = featherpose.estimator.create_backend
+    def broken_torch(model, input_hw, backend, *args, **kwargs):
+        if backend == "torch":
+            raise RuntimeError("torch broke")
+        return real(model, input_hw, backend, *args, **kwargs)
+    monkeypatch.setattr("featherpose.estimator.create_backend", broken_torch)
+    est = featherpose.load("movenet-lightning", threads=1)
+    assert est.backend.name != "torch"
+    cache = json.loads(path.read_text())[autoselect.machine_key()][key]
+    assert cache["backend"] == est.backend.name == "onnxruntime" and "torch" not in cache["ms"]
 
 
 def test_auto_backend_times_each_backend_with_its_own_preprocessing(tmp_path, monkeypatch):
