@@ -6,6 +6,9 @@ them what is wrong. Cases are built in a temporary folder from the real shared m
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+
 import pytest
 
 from featherpose.cli import main
@@ -113,3 +116,19 @@ def test_eval_reports_the_bad_annotation_by_id(edit, tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert str(bad_id) in out.out and "skipped" in out.out
+
+
+def test_import_leaves_the_collector_as_it_found_it_and_freezes_the_import():
+    """``import featherpose`` turns the cyclic collector off while it imports torch and freezes what exists then
+    (benchmarks/RESULTS.md, "Start-up ... the collector"); the collector is on again after, or stays off if the
+    caller had turned it off, and objects made later are collected as usual."""
+    code = ("import gc, sys; off = sys.argv[1] == 'off'\n"
+            "gc.disable() if off else None\n"
+            "import featherpose\n"
+            "class Node: pass\n"
+            "a, b = Node(), Node(); a.other, b.other = b, a; del a, b\n"
+            "print(gc.isenabled(), gc.get_freeze_count() > 100_000, gc.collect() >= 2)")
+    for state, expected in (("on", "True True True"), ("off", "False True True")):
+        run = subprocess.run([sys.executable, "-c", code, state], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.split() == expected.split()
