@@ -294,3 +294,31 @@ def test_cli_rejects_the_ir_on_torch(capsys):
                  "--backend", "torch"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--backend openvino" in err[0]
+
+
+def test_compiles_go_through_openvinos_model_cache(ov, tmp_path, monkeypatch):
+    """A model compiled once is read back from ``~/.cache/featherpose/openvino`` by the next load (what a new
+    process gets: 0.12 against 0.33-0.42 s for Lightning here), with the same keypoints; the most recent
+    CACHED_COMPILES blobs are kept; a cache folder that cannot be made leaves the compile as it was."""
+    from featherpose.runtime import openvino as fov
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    image = load_image(golden_image_path("messi5"))
+    first = featherpose.load("movenet-lightning", backend="openvino", threads=1)
+    again = featherpose.load("movenet-lightning", backend="openvino", threads=1)
+    assert not first.backend.compiled.get_property("LOADED_FROM_CACHE")
+    assert again.backend.compiled.get_property("LOADED_FROM_CACHE")
+    np.testing.assert_array_equal(again(image, min_score=0).keypoints, first(image, min_score=0).keypoints)
+    assert len(list((tmp_path / "featherpose" / "openvino").glob("*.blob"))) == 1
+
+    monkeypatch.setattr(fov, "CACHED_COMPILES", 1)
+    featherpose.load("movenet-thunder", backend="openvino", threads=1)  # another blob: only the newest is kept
+    assert len(list((tmp_path / "featherpose" / "openvino").glob("*.blob"))) == 1
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "featherpose").write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    est = featherpose.load("movenet-lightning", backend="openvino", threads=1)
+    assert not est.backend.compiled.get_property("LOADED_FROM_CACHE")
+    np.testing.assert_array_equal(est(image, min_score=0).keypoints, first(image, min_score=0).keypoints)
