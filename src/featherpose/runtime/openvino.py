@@ -56,8 +56,8 @@ STATIC_AFTER = 2
 #: keep the dynamic compile)
 MAX_STATIC_SIZES = 2
 #: compiled models kept in OpenVINO's model cache, ``~/.cache/featherpose/openvino`` (the most recently written; a
-#: blob holds the weights: 9.7 MB for Lightning)
-CACHED_COMPILES = 16
+#: blob holds the weights: 4.8-25 MB for the bundled models)
+CACHED_COMPILES = 8
 
 
 class OpenVinoMissingError(ImportError, ValueError):
