@@ -92,6 +92,9 @@ def compile_cpu(core, model, config: dict):
     folder = cache_dir("openvino")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        # a blob is read into memory, not mapped: another process may rewrite it (a compile that missed at the same
+        # time), and a mapped file cut short under a running model would crash it (reading took as long: 0.18 s)
+        core.set_property({"ENABLE_MMAP": False})
         compiled = core.compile_model(model, "CPU", {**config, "CACHE_DIR": str(folder)})
     except (OSError, RuntimeError) as exc:  # the folder (or a blob in it) cannot be written
         log.debug("OpenVINO's model cache in %s unusable (%s); compiling without it", folder, exc)
