@@ -91,6 +91,18 @@ def test_onnx_export_is_cached_per_code_weights_and_settings(tmp_path, monkeypat
     assert export_onnx(net, (64, 64), dynamic_size=True) and len(calls) == 5
 
 
+def break_torch_backend(monkeypatch) -> None:
+    """Make building the torch backend fail (as a broken runtime would); the others build as usual."""
+    real = featherpose.runtime.create_backend
+
+    def broken_torch(model, hw, name, *args, **kwargs):
+        if name == "torch":
+            raise RuntimeError("cannot build")
+        return real(model, hw, name, *args, **kwargs)
+
+    monkeypatch.setattr("featherpose.estimator.create_backend", broken_torch)
+
+
 def test_default_backend_is_onnxruntime():
     assert default_backend() == "onnxruntime"
     assert featherpose.load("movenet-lightning").backend.name == "onnxruntime"  # conftest pins "auto"
@@ -145,12 +157,7 @@ def test_a_cached_choice_loads_only_its_own_runtime(tmp_path, monkeypatch):
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["torch", "[]"]  # the cache entry was found (else it would have measured)
 
-    real = featherpose.estimator.create_backend
-    def broken_torch(model, input_hw, backend, *args, **kwargs):
-        if backend == "torch":
-            raise RuntimeError("torch broke")
-        return real(model, input_hw, backend, *args, **kwargs)
-    monkeypatch.setattr("featherpose.estimator.create_backend", broken_torch)
+    break_torch_backend(monkeypatch)
     est = featherpose.load("movenet-lightning", threads=1)
     assert est.backend.name != "torch"
     cache = json.loads(path.read_text())[autoselect.machine_key()][key]
@@ -244,13 +251,6 @@ def test_auto_backend_leaves_out_a_backend_that_cannot_build(tmp_path, monkeypat
 
     monkeypatch.delenv(autoselect.ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    real = featherpose.runtime.create_backend
-
-    def broken_torch(model, hw, name, *a, **k):
-        if name == "torch":
-            raise RuntimeError("cannot build")
-        return real(model, hw, name, *a, **k)
-
-    monkeypatch.setattr("featherpose.estimator.create_backend", broken_torch)
+    break_torch_backend(monkeypatch)
     est = featherpose.load("movenet-lightning", threads=1)
     assert est.backend.name != "torch" and "torch cannot run" in caplog.text

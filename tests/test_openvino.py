@@ -298,7 +298,7 @@ def test_cli_rejects_the_ir_on_torch(capsys):
 
 def test_compiles_go_through_openvinos_model_cache(ov, tmp_path, monkeypatch):
     """A model compiled once is read back from ``~/.cache/featherpose/openvino`` by the next load (what a new
-    process gets: 0.12 against 0.33-0.42 s for Lightning here), with the same keypoints; the most recent
+    process gets: 0.17-0.18 against 0.33-0.42 s for Lightning here), with the same keypoints; the most recent
     CACHED_COMPILES blobs are kept; a cache folder that cannot be made leaves the compile as it was."""
     from featherpose.runtime import openvino as fov
 

@@ -86,7 +86,7 @@ def cpu_config(threads: int | None, precision: str = "fp32") -> dict[str, str | 
 
 def compile_cpu(core, model, config: dict):
     """``core.compile_model(model, "CPU", config)`` through OpenVINO's model cache in ``~/.cache/featherpose/openvino``:
-    a model this machine compiled before is read back (Lightning: 0.12 against 0.33-0.42 s a start here). OpenVINO
+    a model this machine compiled before is read back (Lightning: 0.17-0.18 against 0.33-0.42 s a start here). OpenVINO
     compiles again over a blob it cannot read (a truncated or foreign file); a cache that cannot be written only
     costs the compile. The :data:`CACHED_COMPILES` most recently written blobs are kept."""
     folder = cache_dir("openvino")
