@@ -13,8 +13,9 @@ import gc
 # Importing torch (through .estimator) makes a few hundred thousand long-lived objects (modules, classes, functions).
 # The cyclic collector's passes over them, while they are made and in every full collection after (loading a model
 # runs several), took 0.8-1.6 s of a `featherpose predict` start (benchmarks/RESULTS.md, "Start-up ... the
-# collector"). So the collector is off while featherpose imports, and what exists then is frozen (gc.freeze: left
-# out of later collections; a cycle among those objects that becomes garbage later is not freed).
+# collector"). So the collector is off while featherpose imports; then one collection frees what is garbage already
+# (the caller's included) and what survives is frozen (gc.freeze: left out of later collections, so a cycle among
+# those objects that becomes garbage later is not freed).
 _collecting = gc.isenabled()
 gc.disable()
 try:
@@ -24,6 +25,7 @@ try:
     from .skeletons import SKELETONS, Skeleton
     from .zoo import ModelInfo, UnknownModelError, load, model_info, models
 finally:
+    gc.collect()
     gc.freeze()
     if _collecting:
         gc.enable()

@@ -120,6 +120,7 @@ def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[
         except Exception as exc:  # noqa: BLE001 - e.g. a runtime whose install broke since: measure the others
             log.warning("backend auto: %s, measured fastest for %s, cannot run it now (%s); measuring again",
                         entry["backend"], key, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            candidates.remove(entry["backend"])  # not built a second time below
     built = {}
     for name in candidates:  # a runtime that cannot build this model is left out, with one line
         try:

@@ -88,20 +88,24 @@ def compile_cpu(core, model, config: dict):
     """``core.compile_model(model, "CPU", config)`` through OpenVINO's model cache in ``~/.cache/featherpose/openvino``:
     a model this machine compiled before is read back (Lightning: 0.17-0.18 against 0.33-0.42 s a start here). OpenVINO
     compiles again over a blob it cannot read (a truncated or foreign file); a cache that cannot be written only
-    costs the compile. The :data:`CACHED_COMPILES` most recently written blobs are kept."""
+    costs the compile. The :data:`CACHED_COMPILES` most recently written blobs are kept (a hit does not
+    renew a blob's date)."""
     folder = cache_dir("openvino")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        # a blob is read into memory, not mapped: another process may rewrite it (a compile that missed at the same
-        # time), and a mapped file cut short under a running model would crash it (reading took as long: 0.18 s)
-        core.set_property({"ENABLE_MMAP": False})
-        compiled = core.compile_model(model, "CPU", {**config, "CACHE_DIR": str(folder)})
-    except (OSError, RuntimeError) as exc:  # the folder (or a blob in it) cannot be written
+    except OSError as exc:  # no cache folder: the plain compile (a compile error is the model's, and raises)
         log.debug("OpenVINO's model cache in %s unusable (%s); compiling without it", folder, exc)
         return core.compile_model(model, "CPU", config)
-    with contextlib.suppress(OSError):
-        blobs = sorted(folder.glob("*.blob"), key=lambda f: f.stat().st_mtime, reverse=True)
-        for old in blobs[CACHED_COMPILES:]:
+    # a blob is read into memory, not mapped: another process may rewrite it (a compile that missed at the same
+    # time), and a mapped file cut short under a running model would crash it (reading took as long: 0.18 s)
+    core.set_property({"ENABLE_MMAP": False})
+    compiled = core.compile_model(model, "CPU", {**config, "CACHE_DIR": str(folder)})
+    dated = []
+    for blob in folder.glob("*.blob"):
+        with contextlib.suppress(OSError):  # one that another process removed meanwhile
+            dated.append((blob.stat().st_mtime, blob))
+    for _, old in sorted(dated, reverse=True)[CACHED_COMPILES:]:
+        with contextlib.suppress(OSError):  # removed or held open by another process: the next prune
             old.unlink(missing_ok=True)
     return compiled
 
