@@ -90,7 +90,7 @@ class PredictReport:
     @property
     def rate(self) -> float:
         """Items (frames or images) a second after the first: ``(processed - 1) / (seconds - first_seconds)``;
-        with a single item, ``processed / seconds``; 0 before any."""
+        with a single item, ``processed / seconds``; 0 before any, and for a single image (its run is not timed)."""
         if self.processed > 1 and self.seconds > self.first_seconds:
             return (self.processed - 1) / (self.seconds - self.first_seconds)
         return self.processed / self.seconds if self.seconds > 0 else 0.0
