@@ -87,6 +87,7 @@ def test_every_codec_implements_the_protocol(name):
     assert dec.scores.shape == dec.keypoints.shape[:1]
     graph = codec.graph_decoder()
     assert graph is None or isinstance(graph, torch.nn.Module)
+    assert codec.decodes_in_graph == (graph is not None)  # what a LazyNetwork's estimator goes by
     k = codec.num_keypoints
     kp = np.array([[[0.3 * codec.input_hw[1], 0.4 * codec.input_hw[0], 2]] * k], np.float32)
     targets = codec.encode(kp, None, np.array([[0, 0, *codec.input_hw[::-1]]], np.float32))

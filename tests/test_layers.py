@@ -85,6 +85,14 @@ def test_import_featherpose_loads_no_training_evaluation_or_cli():
     assert not loaded & {"train", "data", "evaluation", "predict", "cli", "convert", "video"}, sorted(loaded)
 
 
+def test_import_featherpose_and_its_cli_load_no_torch():
+    """Neither `import featherpose` nor the CLI's parser imports torch (2.2 s): a model whose exports are cached runs
+    without it (tests/test_load_plans.py)."""
+    code = "import sys, featherpose.cli; featherpose.cli.build_parser(convert=False); print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert proc.stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("sub", ["codecs", "models", "runtime", "data", "evaluation", "train"])
 def test_a_subpackage_loads_nothing_above_it(sub):
     extra = _loaded_by(f"featherpose.{sub}") - _loaded_by("featherpose")

@@ -13,7 +13,7 @@ import featherpose
 from featherpose import cli
 from featherpose.convert.litepose import (KNOWN_SHA256, NAME, config_from_state, convert_litepose,
                                           featherpose_name, import_litepose, litepose_tensors)
-from featherpose.families.litepose import litepose_preprocess
+from featherpose.image import litepose_preprocess
 from featherpose.image import load_image
 from featherpose.models.litepose import LitePose, named_config
 from featherpose.skeletons import CROWDPOSE14, skeleton_from_json

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from featherpose.families.litepose import AffineLetterbox, litepose_preprocess, upstream_geometry
+from featherpose.image import AffineLetterbox, litepose_geometry, litepose_preprocess
 from featherpose.image import load_image
 from featherpose.models.litepose import (ARCHITECTURES, PAPER_GMACS, LitePose, LitePoseConfig,
                                          config_from_mobile_config, macs, make_divisible, named_config)
@@ -145,7 +145,7 @@ def test_preprocessing_reproduces_the_golden_input_exactly(network, sample):
     entry = MANIFEST[sample]
     image = load_image(GOLDEN / entry["image"])
     assert sha256(image) == entry["decoded_rgb_sha256"]
-    geo = upstream_geometry(image.shape[:2], 448)
+    geo = litepose_geometry(image.shape[:2], 448)
     assert list(geo.input_hw[::-1]) == entry["geometry"]["resized_wh"]
     assert list(geo.center) == entry["geometry"]["center"] and list(geo.scale) == entry["geometry"]["scale"]
     assert np.array_equal(geo.to_input, entry["geometry"]["affine_image_to_input"])
@@ -175,9 +175,9 @@ def test_letterbox_maps_like_upstreams_final_preds():
 
 
 def test_portrait_image_gets_the_short_side_as_width():
-    g = upstream_geometry((600, 300), 448)
+    g = litepose_geometry((600, 300), 448)
     assert g.input_hw == (896, 448)  # 448 * 600 / 300 = 896, already a multiple of 64
-    g = upstream_geometry((500, 320), 256)
+    g = litepose_geometry((500, 320), 256)
     assert g.input_hw == (448, 256)  # 400 rounded up to 448
     x, box = litepose_preprocess(np.full((500, 320, 3), 200, np.uint8), (256, 256))
     assert x.shape == (448, 256, 3) and x[224, 128, 0] == 200 and x[0, 128, 0] == 0  # black bands top and bottom

@@ -7,7 +7,7 @@ import torch
 
 import featherpose
 from featherpose.image import letterbox_frame, letterbox_tables, load_image, resize_with_pad
-from featherpose.runtime.export import GraphLetterbox
+from featherpose.runtime.graphs import GraphLetterbox
 
 from conftest import GOLDEN, SAMPLES, SHARED, VARIANT_SIZE, golden_image_path, golden_input
 

@@ -232,8 +232,10 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"featherpose: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .families import FAMILIES
+def build_parser(convert: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser; ``convert``: with ``convert``'s families and what each takes (the family table
+    imports torch, 2 s that a `featherpose predict` of a cached model does without; :func:`main` asks for them only
+    for ``convert``)."""
     from .zoo import DEFAULT_IMAGE_MODEL, DEFAULT_MULTI_MODEL, DETECTOR
 
     parser = _Parser(prog="featherpose", description="Fast 2D human pose estimation on CPUs.")
@@ -278,10 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detail", action="store_true", help="parameters, licence, paper, source")
     p.set_defaults(func=_cmd_models)
 
-    importable = {name: row for name, row in FAMILIES.items() if row.importer is not None}
     p = sub.add_parser("convert", help="import published weights into featherpose .safetensors files")
-    p.add_argument("family", choices=list(importable))
-    p.add_argument("source", help="; ".join(f"{name}: {row.importer_source}" for name, row in importable.items()))
+    if convert:
+        from .families import FAMILIES
+
+        importable = {name: row for name, row in FAMILIES.items() if row.importer is not None}
+        p.add_argument("family", choices=list(importable))
+        p.add_argument("source", help="; ".join(f"{name}: {row.importer_source}" for name, row in importable.items()))
     p.add_argument("--out", default=".", help="output folder (default: current)")
     p.set_defaults(func=_cmd_convert)
 
@@ -336,8 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(convert=command == "convert").parse_args(argv)
     try:
         return args.func(args)
     except (FileNotFoundError, ValueError, OSError, FloatingPointError) as exc:

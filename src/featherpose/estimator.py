@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-from torch import nn
 
 from .codecs.base import Codec
 from .image import Letterbox, LetterboxedFrame, letterbox_frame, load_image, resize_with_pad
 from .poses import Poses
 from .runtime import create_backend
+from .runtime.export import LazyNetwork, graph_decoder
 from .skeletons import Skeleton
+
+if TYPE_CHECKING:
+    from torch import nn
 
 #: The instance score below which ``est(image)`` leaves a person out: the same default as the CLI's
 #: ``--min-score``. A blank image scores under 0.07 with every bundled model. ``min_score=0`` gives
@@ -49,7 +52,9 @@ class Estimator:
 
     Args:
         name: model name.
-        network: the torch module (also the source of the ONNX export).
+        network: the torch module (also the source of the ONNX export), or a
+            :class:`~featherpose.runtime.export.LazyNetwork` (:func:`featherpose.load`'s): built when a backend
+            needs it or :attr:`network` is read, so that a process whose exports are cached never imports torch.
         codec: decodes raw heads (a :class:`~featherpose.codecs.base.Codec`); its kind says whether the model
             sees one person, several, or one person crop (top-down), and its optional in-graph decoder runs
             inside the ONNX graph.
@@ -65,12 +70,12 @@ class Estimator:
             dynamic height and width axes.
     """
 
-    def __init__(self, name: str, network: nn.Module, codec: Codec, skeleton: Skeleton, backend: str = "auto",
+    def __init__(self, name: str, network: nn.Module | LazyNetwork, codec: Codec, skeleton: Skeleton, backend: str = "auto",
                  threads: int | None = None, *,
                  preprocess: Callable[[np.ndarray, tuple[int, int]], tuple[np.ndarray, Letterbox]] | None = None,
                  dynamic_size: bool = False):
         self.name = name
-        self.network = network
+        self._network = network
         self.codec = codec
         self.skeleton = skeleton
         self.input_hw = codec.input_hw
@@ -80,7 +85,7 @@ class Estimator:
         self.keypoint_threshold = codec.keypoint_threshold  # drawings leave out keypoints scoring under it
         self._preprocess = preprocess or resize_with_pad
         self.dynamic_size = dynamic_size
-        decoder = codec.graph_decoder()
+        decoder = graph_decoder(codec, network)
 
         def build(name):
             return create_backend(network, self.input_hw, name, threads, decoder, dynamic_size=dynamic_size,
@@ -97,13 +102,21 @@ class Estimator:
                 return backend(self._backend_input(sample(), backend)[0])
 
             size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
-            params = sum(p.numel() for p in network.parameters())
+            params = (network.parameter_count if isinstance(network, LazyNetwork) else
+                      sum(p.numel() for p in network.parameters()))
             # "timed with preprocessing": entries cached before auto timed whole frames are measured again
             key = (f"{name} ({params} parameters), input {size}, threads {threads or 'default'}, "
                    "timed with preprocessing")
             self.backend = fastest_backend(key, build, frame)
         else:
             self.backend = build(backend)
+
+    @property
+    def network(self) -> nn.Module:
+        """The torch network (built now from its weight file if it was not: torch is imported then)."""
+        if isinstance(self._network, LazyNetwork):
+            return self._network.module
+        return self._network
 
     def __repr__(self) -> str:
         size = "each image's own" if self.dynamic_size else f"{self.input_hw[1]}x{self.input_hw[0]}"

@@ -13,6 +13,7 @@ import os
 import stat
 import tempfile
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -246,5 +247,27 @@ def read_json(path: str | Path, what: str = "file"):
 
 def cache_dir(name: str) -> Path:
     """``~/.cache/featherpose/<name>`` (``$XDG_CACHE_HOME`` respected): where measurements and converted models are
-    kept per machine (backend choice, int8 and LiteRT models, the search's latency table)."""
+    kept per machine (backend choice, ONNX exports, load plans, int8 and LiteRT models, the search's latency table)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "featherpose" / name
+
+
+def read_cached(path: Path) -> bytes | None:
+    """A cache file's bytes (its date set to now: recently used), or None when it cannot be read."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)
+    return data
+
+
+def write_cached(path: Path, data: bytes, keep: int) -> None:
+    """Write a cache file atomically and keep the ``keep`` most recently used files of its folder with its suffix; a
+    cache that cannot be written is left as it is (it only costs a later process the work again)."""
+    with contextlib.suppress(OSError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        kept = sorted(path.parent.glob(f"*{path.suffix}"), key=lambda f: f.stat().st_mtime, reverse=True)
+        for old in kept[keep:]:
+            old.unlink(missing_ok=True)

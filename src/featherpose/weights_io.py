@@ -18,14 +18,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from .codecs.base import Codec
 from .fileio import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_VERSION = "1"
 CODEC_TENSOR_PREFIX = "codec."
@@ -44,6 +45,8 @@ class WeightsFile:
 
 
 def _compact(t: torch.Tensor) -> torch.Tensor:
+    import torch
+
     if t.dtype == torch.float32:
         half = t.half()
         if torch.equal(half.float(), t):
@@ -61,6 +64,9 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], *, name:
             dict (with ``codec_arrays``), as :func:`load_weights` returns them.
         codec_arrays: codec arrays besides (and over) the codec's own ``arrays()``.
     """
+    import torch
+    from safetensors.torch import save_file
+
     if not isinstance(codec, dict):
         codec_arrays = {**codec.arrays(), **(codec_arrays or {})}
         codec = codec.to_dict()
@@ -86,6 +92,8 @@ def load_weights(path: str | Path) -> WeightsFile:
         raise FileNotFoundError(f"{path} is a folder, not a weight file; give a .safetensors file")
     if not path.is_file():
         raise FileNotFoundError(f"weights not found: {path}")
+    from safetensors import SafetensorError, safe_open
+
     try:
         with safe_open(str(path), "pt") as f:  # one read: tensors and metadata
             meta = f.metadata() or {}

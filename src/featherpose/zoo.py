@@ -10,19 +10,34 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import hashlib
 import importlib.util
+import pickle
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from .codecs.base import Codec
 from .estimator import Estimator
-from .families import MAX_INPUT_SIZE  # noqa: F401 (also featherpose.zoo.MAX_INPUT_SIZE)
-from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, family, family_of, first_line
-from .models.litepose import PAPER_GMACS as LITEPOSE_PAPER_GMACS
-from .models.litepose import named_config as named_litepose
-from .skeletons import COCO17, SKELETONS, skeleton_from_json
-from .weights_io import load_weights
+from .fileio import cache_dir, read_cached, write_cached
+from .runtime.export import LazyNetwork, graph_decoder, source_digest, torch_version
+from .skeletons import COCO17, SKELETONS, Skeleton, skeleton_from_json
+
+# The families (their networks) and weight files need torch, which a process whose exports are cached does not import
+# (:func:`load`'s plans): they are imported where a network is built, and TRAINABLE and MAX_INPUT_SIZE on first use.
+
+
+def __getattr__(name: str):
+    if name == "TRAINABLE":
+        value = _trainable()
+    elif name == "MAX_INPUT_SIZE":
+        from .families import MAX_INPUT_SIZE as value
+    else:
+        raise AttributeError(f"module 'featherpose.zoo' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 class UnknownModelError(ValueError):
     """A model name that is neither in the zoo nor a weight file."""
@@ -141,22 +156,30 @@ class Trainable:
     @property
     def config(self):
         """The network's config: the family row's config class built from ``settings``."""
+        from .families import family
+
         return family(self.architecture).config(**self.settings)
 
 
-TRAINABLE: dict[str, Trainable] = {
-    "hourglass-8x256": Trainable("hourglass-8x256", "Fast Pose Distillation teacher: Newell et al.'s 8-stack "
-                                 "hourglass (LSP: configs/fpd_lsp_teacher.yaml)", "hourglass",
-                                 {"stacks": 8, "channels": 256, "num_keypoints": 14, "input_size": 256}),
-    "hourglass-4x128": Trainable("hourglass-4x128", "Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
-                                 "configs/fpd_lsp_student.yaml)", "hourglass",
-                                 {"stacks": 4, "channels": 128, "num_keypoints": 14, "input_size": 256}),
-    **{name: Trainable(name, f"Lite Pose {name[9:].upper()} (LitePose-Auto-{name[9:].upper()}, upstream's "
-                       f"mobile_configs/search-{name[9:].upper()}.json), CrowdPose-14; upstream lists {gmacs} GMACs "
-                       "(counting unstated; GFLOPs here = 2 x conv + deconv multiply-accumulates); no recipe yet",
-                       "litepose", named_litepose(name).to_dict())
-       for name, gmacs in LITEPOSE_PAPER_GMACS.items()},
-}
+def _trainable() -> dict[str, Trainable]:
+    """``TRAINABLE``: the papers' architectures without bundled weights, by name."""
+    from .models.litepose import PAPER_GMACS as LITEPOSE_PAPER_GMACS
+    from .models.litepose import named_config as named_litepose
+
+    return {
+        "hourglass-8x256": Trainable("hourglass-8x256", "Fast Pose Distillation teacher: Newell et al.'s 8-stack "
+                                     "hourglass (LSP: configs/fpd_lsp_teacher.yaml)", "hourglass",
+                                     {"stacks": 8, "channels": 256, "num_keypoints": 14, "input_size": 256}),
+        "hourglass-4x128": Trainable("hourglass-4x128", "Fast Pose Distillation student: 4 stacks x 128 channels (LSP: "
+                                     "configs/fpd_lsp_student.yaml)", "hourglass",
+                                     {"stacks": 4, "channels": 128, "num_keypoints": 14, "input_size": 256}),
+        **{name: Trainable(name, f"Lite Pose {name[9:].upper()} (LitePose-Auto-{name[9:].upper()}, upstream's "
+                           f"mobile_configs/search-{name[9:].upper()}.json), CrowdPose-14; upstream lists {gmacs} GMACs "
+                           "(counting unstated; GFLOPs here = 2 x conv + deconv multiply-accumulates); no recipe yet",
+                           "litepose", named_litepose(name).to_dict())
+           for name, gmacs in LITEPOSE_PAPER_GMACS.items()},
+    }
+
 
 #: The defaults :mod:`featherpose.predict` runs: one person per image, several (``--multi``, videos, webcams),
 #: and the person detector in front of a top-down model.
@@ -167,6 +190,8 @@ DETECTOR = "movenet-multipose"
 
 def build_network(architecture: str, config):
     """A randomly initialised network of an architecture (ValueError for an unknown one)."""
+    from .families import family
+
     return family(architecture).network(config)
 
 
@@ -237,8 +262,7 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         from .runtime.openvino import import_openvino
 
         import_openvino()  # the one-line install hint before any import work
-    name, network, codec, skel = build(model, input_size, skeleton)
-    row = family_of(codec)
+    plan, network = _plan(model, input_size, skeleton)
     if is_openvino_ir(model):
         from .runtime import check_threads
         from .runtime.openvino import OpenVinoBackend
@@ -246,18 +270,98 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         check_threads(threads)
         backend = OpenVinoBackend.from_ir(model, threads)
     if precision == "int8":
-        backend = _int8_backend(name, network, codec, skel, row, threads, calib, backend)
+        backend = _int8_backend(plan, network, threads, calib, backend)
     elif precision == "bf16":
         from .runtime import check_threads
         from .runtime.openvino import openvino_backend
 
         check_threads(threads)
-        backend = openvino_backend(network, codec.input_hw, int(threads) if threads else None, codec.graph_decoder(),
-                                   dynamic_size=row.dynamic_size, precision="bf16",
-                                   bf16_split=row.bf16_split(network) if row.bf16_split else None,
-                                   letterbox=row.preprocess is None)
-    return Estimator(name, network, codec, skel, backend, threads, preprocess=row.preprocess,
-                     dynamic_size=row.dynamic_size)
+        split = None
+        if plan.bf16_split:  # the family's split of the built network, made once for both halves
+            halves = functools.cache(lambda net: _family_of(plan.codec).bf16_split(net))
+            split = (network.part("bf16 front", lambda net: halves(net)[0]),
+                     network.part("bf16 back", lambda net: halves(net)[1]))
+        backend = openvino_backend(network, plan.codec.input_hw, int(threads) if threads else None,
+                                   graph_decoder(plan.codec, network), dynamic_size=plan.dynamic_size, precision="bf16", bf16_split=split,
+                                   letterbox=plan.preprocess is None)
+    return Estimator(plan.name, network, plan.codec, plan.skeleton, backend, threads, preprocess=plan.preprocess,
+                     dynamic_size=plan.dynamic_size)
+
+
+def _family_of(codec: Codec):
+    from .families import family_of
+
+    return family_of(codec)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`load` makes of a model besides its network: what its weight file and family row say.
+
+    Kept per weight file and load arguments in ``~/.cache/featherpose/loads`` (:data:`CACHED_PLANS`), so that a
+    later process loads the model without building its network; with its exports cached too (the backends' own
+    caches), it never imports torch (2.2 s of a `featherpose predict` start here).
+
+    Attributes:
+        name, codec, skeleton: what :func:`build` gives.
+        preprocess, dynamic_size: the family row's.
+        bf16_split: whether the family row splits the network for bf16.
+        parameter_count: the network's parameters (``backend="auto"`` keys its measurement by it).
+    """
+
+    name: str
+    codec: Codec
+    skeleton: Skeleton
+    preprocess: Callable | None
+    dynamic_size: bool
+    bf16_split: bool
+    parameter_count: int
+
+    def __reduce__(self):  # the codec through its own settings (to_dict / arrays), as a weight file stores it
+        c = self.codec
+        return _unpickle_plan, (self.name, type(c), c.to_dict(), c.input_hw, c.num_keypoints, c.arrays(),
+                                self.skeleton, self.preprocess, self.dynamic_size, self.bf16_split,
+                                self.parameter_count)
+
+
+def _unpickle_plan(name, codec_cls, settings, input_hw, num_keypoints, arrays, *rest) -> Plan:
+    return Plan(name, codec_cls.from_dict(settings, input_hw, num_keypoints, arrays), *rest)
+
+
+#: load plans kept in ``~/.cache/featherpose/loads`` (the most recently used)
+CACHED_PLANS = 32
+
+
+def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
+    """The model's :class:`Plan` and its network as a :class:`~featherpose.runtime.export.LazyNetwork` (named by the
+    same key): read from the cache, or made by :func:`build` (then the network is built already)."""
+    path, _ = resolve_weights(model)
+    try:
+        stat = path.stat()  # the file's identity: a new file or a rewrite (a rename) changes it
+        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        identity = None  # build() says what is wrong with the path
+    key = hashlib.sha256(source_digest() + repr((torch_version(), str(model), identity, input_size, skeleton))
+                         .encode()).hexdigest()[:32]
+    file = cache_dir("loads") / f"{key}.pickle"
+
+    def rebuild():
+        return build(model, input_size, skeleton)[1]
+
+    data = read_cached(file) if identity is not None and not is_openvino_ir(model) else None
+    if data is not None:
+        try:
+            plan = pickle.loads(data)
+            return plan, LazyNetwork(key, rebuild, plan.parameter_count)
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: made again below
+            pass
+    name, network, codec, skel = build(model, input_size, skeleton)
+    row = _family_of(codec)
+    plan = Plan(name, codec, skel, row.preprocess, row.dynamic_size, row.bf16_split is not None,
+                sum(p.numel() for p in network.parameters()))
+    if identity is not None and not is_openvino_ir(model):
+        write_cached(file, pickle.dumps(plan), CACHED_PLANS)
+    return plan, LazyNetwork(key, rebuild, plan.parameter_count, network)
 
 
 def default_precision(model: str | Path, backend="auto") -> str:
@@ -297,29 +401,35 @@ def _accurate(ap_loss: float | None) -> bool:
     return ap_loss is not None and ap_loss <= ACCURATE_AP_LOSS
 
 
-def _int8_backend(name, network, codec, skel, row, threads, calib, backend="auto"):
-    """The int8 model of ``network`` (quantised once, cached), calibrated through the Estimator's own
-    preprocessing: on OpenVINO for ``backend="openvino"`` (NNCF's quantisation; the heads decoded in NumPy), else
-    onnxruntime's."""
+def _int8_backend(plan: Plan, network: LazyNetwork, threads, calib, backend="auto"):
+    """The int8 model of ``network`` (quantised once, cached), calibrated through the model's own preprocessing: on
+    OpenVINO for ``backend="openvino"`` (NNCF's quantisation; the heads decoded in NumPy), else onnxruntime's."""
+    from .image import resize_with_pad
     from .runtime import OnnxBackend, check_threads
     from .runtime.export import export_onnx
-    from .runtime.quantize import openvino_int8_model, quantized_model
+    from .runtime.quantize import quantized_model
 
     check_threads(threads)
-    fp32 = Estimator(name, network, codec, skel, "torch", None, preprocess=row.preprocess,
-                     dynamic_size=row.dynamic_size)  # torch: no export; only its preprocess is used
-    tag = f"{name}-{codec.input_hw[0]}x{codec.input_hw[1]}"
+    codec = plan.codec
+
+    def preprocess(image):  # the network input, as Estimator.network_input makes it
+        x, letterbox = (plan.preprocess or resize_with_pad)(image, codec.input_hw)
+        return x[None], letterbox
+
+    tag = f"{plan.name}-{codec.input_hw[0]}x{codec.input_hw[1]}"
     if backend == "openvino":
         from .runtime.openvino import OpenVinoBackend, import_openvino
+        from .runtime.quantize import openvino_int8_model
 
         import_openvino()  # the one-line install hint before any export work
-        xml = openvino_int8_model(tag, export_onnx(network, codec.input_hw, dynamic_size=row.dynamic_size),
-                                  fp32.preprocess, calib)
+        xml = openvino_int8_model(tag, export_onnx(network, codec.input_hw, dynamic_size=plan.dynamic_size),
+                                  preprocess, calib)
         built = OpenVinoBackend.from_file(xml, int(threads) if threads else None)
         built.name = "openvino-int8"
         return built
-    onnx_fp32 = export_onnx(network, codec.input_hw, decoder=codec.graph_decoder(), dynamic_size=row.dynamic_size)
-    path = quantized_model(tag, onnx_fp32, fp32.preprocess, calib)
+    onnx_fp32 = export_onnx(network, codec.input_hw, decoder=graph_decoder(codec, network),
+                            dynamic_size=plan.dynamic_size)
+    path = quantized_model(tag, onnx_fp32, preprocess, calib)
     backend = OnnxBackend(str(path), int(threads) if threads else None)
     backend.name = "onnxruntime-int8"
     backend.onnx_path = path
@@ -334,6 +444,9 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     COCO-17 for a 17-keypoint codec (Lightweight OpenPose's 18-keypoint network decodes to COCO-17). ``skeleton``
     (a name) asks for another the codec can decode to: the file's own or COCO-17.
     """
+    from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, first_line
+    from .weights_io import load_weights
+
     path, name = resolve_weights(model)
     if is_openvino_ir(path):
         from .convert.lwop import ir_weights  # the IR featherpose imports is Lightweight OpenPose's

@@ -107,3 +107,8 @@ class Codec(Protocol):
         """The codec's decoder as a torch module (heads dict -> one ``decoded`` tensor) for export into the
         ONNX graph, or None where decoding stays in NumPy (the default)."""
         return None
+
+    @property
+    def decodes_in_graph(self) -> bool:
+        """Whether :meth:`graph_decoder` gives a module, known without building it (which imports torch)."""
+        return False

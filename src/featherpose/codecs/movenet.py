@@ -149,10 +149,15 @@ class MoveNetCodec(Codec):
                    multipose=MultiposeConstants.from_dict(multipose) if multipose else None,
                    targets=TargetConfig(**targets) if targets else None, **args)
 
+    @property
+    def decodes_in_graph(self) -> bool:
+        """Single-pose codecs decode in the graph (:meth:`graph_decoder`); MultiPose decodes in NumPy."""
+        return not self.multi
+
     def graph_decoder(self) -> nn.Module | None:
         """The single-pose decoder in torch ops (:mod:`.movenet_graph`) for export into the ONNX graph, as in
         Google's graphs; None for multi-person codecs (the MultiPose decoder runs in NumPy)."""
-        if self.multi:
+        if not self.decodes_in_graph:
             return None
         from .movenet_graph import SinglePoseDecoder
 

@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..codecs.openpose import PafCodec
-from ..image import Letterbox, resize_height_pad_centred
+from ..image import lwop_preprocess
 from ..models.lwop import QUANTISED, STRIDE, VARIANTS, LightweightOpenPose, LwopConfig, dequantise
 from ..skeletons import OPENPOSE18_TO_COCO17
 from ..weights_io import WeightsFile
@@ -71,7 +71,7 @@ def _lwop_from_weights(weights: WeightsFile, input_size: tuple[int, int] | None 
 
     The network runs at any (H, W) multiple of 8; ``input_size`` None takes :func:`default_input_hw` of the
     config's ``input_size`` (its height). Inference feeds each image at this height and its own width
-    (:func:`_lwop_preprocess`). The codec decodes the COCO-17 view (neck dropped, 17 keypoints) whatever the
+    (:func:`~featherpose.image.lwop_preprocess`). The codec decodes the COCO-17 view (neck dropped, 17 keypoints) whatever the
     network's 18; ``featherpose.load(..., skeleton="openpose18")`` rebuilds it at 18.
     """
     model = rebuild_network(LightweightOpenPose, LwopConfig, float_weights(weights), "Lightweight OpenPose")
@@ -80,13 +80,6 @@ def _lwop_from_weights(weights: WeightsFile, input_size: tuple[int, int] | None 
                   resizable=True)
     codec = codec_from_weights(PafCodec, weights, hw, 17, "PAF")
     return model.eval(), codec
-
-
-def _lwop_preprocess(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
-    """The reference demo's input (``infer_fast``): resized to height ``input_hw[0]`` keeping the aspect (OpenCV
-    bilinear), width padded to a multiple of 8 with raw 128, centred (:func:`~featherpose.image.resize_height_pad_centred`);
-    ``input_hw``'s width is not used. RGB in, RGB out (the bundled network takes RGB, ``rgb_input``)."""
-    return resize_height_pad_centred(image, input_hw[0], STRIDE)
 
 
 def _lwop_config(model: LwopModelSection, num_keypoints: int) -> LwopConfig:
@@ -151,6 +144,6 @@ LWOP = Family(
     network_config=_lwop_config, training_codec=_lwop_codec, from_weights=_lwop_from_weights,
     loss=_lwop_loss, loss_parts=("heatmaps", "pafs"), ideal_heads=_lwop_ideal_heads,
     teacher_targets=_lwop_teacher_targets, init_any_size=True,
-    importer=_lwop_import, preprocess=_lwop_preprocess, dynamic_size=True,
+    importer=_lwop_import, preprocess=lwop_preprocess, dynamic_size=True,
     importer_source="human-pose-estimation-0001.xml (Intel Open Model Zoo OpenVINO IR, its .bin beside it) "
                     "or its folder")

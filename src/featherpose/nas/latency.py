@@ -42,9 +42,9 @@ FRAME_HW = (576, 768)
 
 def input_hw(arch: Arch, frame_hw: tuple[int, int] = FRAME_HW) -> tuple[int, int]:
     """The network input of a ``frame_hw`` frame at the candidate's size (Lite Pose's own preprocessing)."""
-    from ..families.litepose import upstream_geometry
+    from ..image import litepose_geometry
 
-    return upstream_geometry(frame_hw, arch.input_size).input_hw
+    return litepose_geometry(frame_hw, arch.input_size).input_hw
 
 
 class _Stem(nn.Module):

@@ -285,7 +285,7 @@ def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np
 def recalibrate(model: torch.nn.Module, frames: list[np.ndarray], size: int) -> None:
     """Re-estimate every BatchNorm's running statistics on ``frames`` as inference feeds them (cumulative
     average), then eval mode."""
-    from ..families.litepose import litepose_preprocess
+    from ..image import litepose_preprocess
 
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for bn in bns:

@@ -8,8 +8,14 @@ either, so the Estimator does not care which one runs. ``onnxruntime`` and ``ope
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+    from .export import LazyNetwork
 
 BACKENDS = ("onnxruntime", "torch", "openvino", "litert")
 #: input shapes the torch backend keeps a CUDA graph for (each holds its own memory pool); others run eagerly
@@ -36,6 +42,8 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, threads: int | None = None):
+        import torch
+
         self.model = model.eval()
         if threads:  # process-wide in torch: set once here, not on every call
             torch.set_num_threads(threads)
@@ -43,6 +51,8 @@ class TorchBackend:
         self._graphs_failed = False
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        import torch
+
         device = next(self.model.parameters()).device
         xt = torch.from_numpy(x).to(device).permute(0, 3, 1, 2).float()
         out = self._replay(xt) if device.type == "cuda" and not self._graphs_failed else None
@@ -54,6 +64,8 @@ class TorchBackend:
     def _replay(self, xt: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """The model's outputs by replaying the CUDA graph of this input shape (captured on first use); None
         when capture failed (then eager from here on)."""
+        import torch
+
         key = tuple(xt.shape)
         if key not in self._graphs:
             if len(self._graphs) >= MAX_CUDA_GRAPHS:  # sizes that follow the image: eager past a few
@@ -116,8 +128,8 @@ def check_threads(threads) -> None:
         raise ValueError(f"threads must be a whole number >= 1 (None: the runtime's default), got {threads!r}")
 
 
-def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="auto",
-                   threads: int | None = None, decoder: torch.nn.Module | None = None, *,
+def create_backend(model: torch.nn.Module | LazyNetwork, input_hw: tuple[int, int], backend="auto",
+                   threads: int | None = None, decoder: torch.nn.Module | LazyNetwork | None = None, *,
                    dynamic_size: bool = False, letterbox: bool = False):
     """Build the named backend for ``model`` at ``input_hw`` (``auto`` here = :func:`default_backend`, the first
     installed; :class:`~featherpose.estimator.Estimator` resolves ``auto`` by measurement first, see
@@ -127,6 +139,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
         backend: ``auto``, a name in :data:`BACKENDS`, or a backend already built (an object with a ``name``
             that is called like one, e.g. :meth:`~featherpose.runtime.openvino.OpenVinoBackend.from_ir` of an IR
             file), returned as it is; ``model`` then only describes the network.
+        model, decoder: torch modules, or :class:`~featherpose.runtime.export.LazyNetwork` s, built only if the
+            backend needs them (torch, litert) or their export is not cached (onnxruntime, openvino).
         threads: CPU threads, a whole number >= 1 (None: the runtime's default); see :func:`check_threads`.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``); onnxruntime and openvino run it inside the
             graph (as Google's graphs do) and returns ``{"decoded": ...}`` instead of the heads.
@@ -140,7 +154,9 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
     threads = int(threads) if threads else None
     backend = default_backend() if backend == "auto" else backend
     if backend == "torch":
-        return TorchBackend(model, threads)
+        from .export import module_of
+
+        return TorchBackend(module_of(model), threads)
     if backend == "onnxruntime":
         from .export import export_onnx
 
@@ -150,7 +166,8 @@ def create_backend(model: torch.nn.Module, input_hw: tuple[int, int], backend="a
 
         return openvino_backend(model, input_hw, threads, decoder, dynamic_size=dynamic_size, letterbox=letterbox)
     if backend == "litert":  # the network converted by litert-torch; heads only (the codec decodes)
+        from .export import module_of
         from .litert import LiteRTBackend
 
-        return LiteRTBackend(model, input_hw, threads)
+        return LiteRTBackend(module_of(model), input_hw, threads)
     raise ValueError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")

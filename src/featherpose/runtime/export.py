@@ -1,72 +1,30 @@
 """ONNX export: the network with its input conversion (int32 NHWC RGB -> float NCHW) inside the graph, optionally with
-TF's letterbox in front (``letterbox=True``: the graph takes the frame itself)."""
+TF's letterbox in front (``letterbox=True``: the graph takes the frame itself); the graphs' modules are in
+:mod:`.graphs`.
+
+Exports are cached in ``~/.cache/featherpose/onnx``. A network may come as a :class:`LazyNetwork`, built only when its
+export is not cached: a process that loads a model whose exports are cached never imports torch (2.2 s of a
+`featherpose predict` start on this project's 2-core machines; :mod:`featherpose.zoo` hands the backends such a
+network, named by its weight file and load arguments).
+"""
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
-import os
 import warnings
+from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from torch import nn
 
-from ..fileio import atomic_path, cache_dir
+from ..fileio import atomic_path, cache_dir, read_cached, write_cached
 from ..image import letterbox_tables
 
-
-class NHWCInput(nn.Module):
-    """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces,
-    optionally followed by an in-graph decoder (heads dict -> one ``decoded`` tensor)."""
-
-    def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
-        super().__init__()
-        self.model = model
-        self.decoder = decoder
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        heads = self.model(image.permute(0, 3, 1, 2).float())
-        return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
-
-
-class GraphLetterbox(nn.Module):
-    """:func:`featherpose.image.resize_with_pad` as a graph: the frame (1, H, W, 3) uint8 and its
-    :class:`~featherpose.image.LetterboxTables` in, the (1, Hi, Wi, 3) network input out (float32 whole numbers: no
-    int32 round trip in front of the network's own conversion to float). The same float32 operations in the same
-    order as the numpy code (TF's ``a + (b - a) * t`` along x, then y; truncation), as gathers and one elementwise
-    pass that the runtime spreads over its threads: bit for bit in torch; a runtime that fuses the multiply-adds
-    (OpenVINO) can round a value across an integer (see ``runtime/openvino.py``)."""
-
-    def forward(self, frame: torch.Tensor, rows: torch.Tensor, elements: torch.Tensor, row_weights: torch.Tensor,
-                element_weights: torch.Tensor) -> torch.Tensor:
-        src = frame[0].flatten(1)  # (H, 3 W): a row's elements
-
-        def along_x(source_rows: torch.Tensor) -> torch.Tensor:
-            r = src.index_select(0, source_rows)
-            left, right = r.index_select(1, elements[0]).float(), r.index_select(1, elements[1]).float()
-            return left + (right - left) * element_weights[0]
-
-        top, bottom = along_x(rows[0]), along_x(rows[1])
-        image = torch.floor(top + (bottom - top) * row_weights[0]) * row_weights[1] * element_weights[1]
-        return image.view(1, rows.shape[1], -1, 3)
-
-
-class LetterboxedNetwork(nn.Module):
-    """:class:`GraphLetterbox` in front of ``inner`` (an :class:`NHWCInput`): the network's outputs, then the
-    letterboxed input itself (:data:`LETTERBOXED`)."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.letterbox = GraphLetterbox()
-        self.inner = inner
-
-    def forward(self, *frame_and_tables: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        image = self.letterbox(*frame_and_tables)
-        return (*self.inner(image), image)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 #: the ONNX opset of every export
@@ -82,7 +40,7 @@ CACHED_EXPORTS = 16
 
 
 @functools.cache
-def _source_digest() -> bytes:
+def source_digest() -> bytes:
     """sha256 of every featherpose source file: any change to the code can change a graph, so none survives one."""
     h = hashlib.sha256()
     for f in sorted(Path(__file__).resolve().parent.parent.rglob("*.py")):
@@ -90,13 +48,75 @@ def _source_digest() -> bytes:
     return h.digest()
 
 
-def _export_key(modules: tuple[nn.Module | None, ...], settings: tuple) -> str:
-    """What an export depends on: the code (:func:`_source_digest`), torch's version, ``settings`` (the export's
-    arguments), and each module's every submodule: its type, its plain attributes (configs, flags; arrays by value),
-    its parameters and buffers by name, dtype, shape and value."""
-    h = hashlib.sha256(_source_digest())
-    h.update(repr((torch.__version__, OPSET, settings)).encode())
-    for i, module in enumerate(modules):
+def torch_version() -> str:
+    """The installed torch's version, read from its install (importing torch to ask takes 2 s)."""
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return "none"
+
+
+class LazyNetwork:
+    """A torch network built on first use (:attr:`module`) and named by ``key`` for the export cache: its exports with
+    the same settings are the same graphs, so a process that finds them cached never builds it.
+
+    Args:
+        key: what the network is made of and from (the zoo's: the code, the weight file, the load arguments); two
+            networks with the same key must be the same network.
+        build: () -> the network.
+        parameter_count: its number of parameters (``backend="auto"``'s cache key names it).
+        module: the network, when it is built already.
+    """
+
+    def __init__(self, key: str, build: Callable[[], nn.Module], parameter_count: int = 0,
+                 module: nn.Module | None = None):
+        self.key = key
+        self._build = build
+        self.parameter_count = parameter_count
+        self._module = module
+
+    @property
+    def module(self) -> nn.Module:
+        """The network in eval mode (built now if it was not, which imports torch)."""
+        if self._module is None:
+            self._module = self._build()
+        return self._module.eval()
+
+    def part(self, name: str, build: Callable[[nn.Module], nn.Module]) -> LazyNetwork:
+        """A network made from this one (an in-graph decoder, a half of a split), keyed by this one's key and
+        ``name``; ``build`` takes this network."""
+        return LazyNetwork(f"{self.key}:{name}", lambda: build(self.module))
+
+    def __repr__(self) -> str:
+        return f"LazyNetwork({self.key!r}, {'built' if self._module is not None else 'not built'})"
+
+
+def module_of(network):
+    """The torch module of a :class:`LazyNetwork` (built now if need be); anything else as it is."""
+    return network.module if isinstance(network, LazyNetwork) else network
+
+
+def graph_decoder(codec, network):
+    """``codec``'s in-graph decoder for ``network``: for a :class:`LazyNetwork`, a part of it (built, and torch
+    imported, only if its export is not cached), else the module (None where the codec decodes in NumPy)."""
+    if isinstance(network, LazyNetwork):
+        return network.part("decoder", lambda _: codec.graph_decoder()) if codec.decodes_in_graph else None
+    return codec.graph_decoder()
+
+
+def _export_key(modules: tuple, settings: tuple) -> str:
+    """What an export depends on: the code (:func:`source_digest`), torch's version, ``settings`` (the export's
+    arguments), and the modules: a :class:`LazyNetwork` by its key (when all are lazy), else each module's every
+    submodule: its type, its plain attributes (configs, flags; arrays by value), its parameters and buffers by name,
+    dtype, shape and value."""
+    h = hashlib.sha256(source_digest())
+    h.update(repr((torch_version(), OPSET, settings)).encode())
+    if all(m is None or isinstance(m, LazyNetwork) for m in modules):
+        h.update(repr([m.key if m is not None else None for m in modules]).encode())
+        return "lazy-" + h.hexdigest()[:32]
+    import torch
+
+    for i, module in enumerate(map(module_of, modules)):
         for name, sub in module.named_modules(prefix=str(i)) if module is not None else ():
             plain = {k: v for k, v in vars(sub).items() if not k.startswith("_") and k != "training"}
             h.update(f"{name}:{type(sub).__qualname__}:{sorted(plain.items(), key=lambda kv: kv[0])!r}".encode())
@@ -109,30 +129,23 @@ def _export_key(modules: tuple[nn.Module | None, ...], settings: tuple) -> str:
     return h.hexdigest()[:32]
 
 
-def _cached(modules: tuple[nn.Module | None, ...], settings: tuple, export: Callable[[], bytes]) -> bytes:
+def _cached(modules: tuple, settings: tuple, export: Callable[[], bytes]) -> bytes:
     """``export()``'s ONNX bytes, or the same export of the same code, ``modules`` and ``settings`` read back from
     ``~/.cache/featherpose/onnx`` (the :data:`CACHED_EXPORTS` most recently used are kept): a model is exported
     once per machine, not in every process that loads it."""
     path = cache_dir("onnx") / f"{_export_key(modules, settings)}.onnx"
-    try:
-        data = path.read_bytes()
-        os.utime(path)  # recently used
-        return data
-    except OSError:
-        pass
-    data = export()
-    with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next process the export
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        kept = sorted(path.parent.glob("*.onnx"), key=lambda f: f.stat().st_mtime, reverse=True)
-        for old in kept[CACHED_EXPORTS:]:
-            old.unlink(missing_ok=True)
+    data = read_cached(path)
+    if data is None:
+        data = export()
+        write_cached(path, data, CACHED_EXPORTS)
     return data
 
 
 def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
             axes: dict | None) -> bytes:
     """``wrapper`` traced on ``args`` to ONNX bytes (the TorchScript exporter, its warnings muted)."""
+    import torch
+
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -146,8 +159,8 @@ def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
     return {n: {2: f"{n}_h", 3: f"{n}_w"} for n in names}
 
 
-def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | None = None,
-                decoder: nn.Module | None = None, dynamic_size: bool = False, letterbox: bool = False) -> bytes | Path:
+def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path: str | Path | None = None,
+                decoder: nn.Module | LazyNetwork | None = None, dynamic_size: bool = False, letterbox: bool = False) -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
@@ -167,18 +180,22 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     """
     if letterbox and dynamic_size:
         raise ValueError("letterbox=True letterboxes to a fixed input size; it does not go with dynamic_size")
-    model = model.eval()
 
     def export() -> bytes:
+        import torch
+
+        from .graphs import LetterboxedNetwork, NHWCInput
+
+        net, dec = module_of(model).eval(), module_of(decoder)
         with torch.no_grad():
-            names = ["decoded"] if decoder is not None else list(model(torch.zeros(1, 3, *input_hw)).keys())
+            names = ["decoded"] if dec is not None else list(net(torch.zeros(1, 3, *input_hw)).keys())
         if letterbox:
             hw = (int(input_hw[0]), int(input_hw[1]))
             tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))  # traced on the identity
-            return _export(LetterboxedNetwork(NHWCInput(model, decoder)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
+            return _export(LetterboxedNetwork(NHWCInput(net, dec)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
                            *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}})
-        axes = {"image": {1: "height", 2: "width"}, **({} if decoder is not None else _spatial_axes(names))}
-        return _export(NHWCInput(model, decoder), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
+        axes = {"image": {1: "height", 2: "width"}, **({} if dec is not None else _spatial_axes(names))}
+        return _export(NHWCInput(net, dec), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
                        names, axes if dynamic_size else None)
 
     data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox), export)
@@ -189,32 +206,25 @@ def export_onnx(model: nn.Module, input_hw: tuple[int, int], path: str | Path | 
     return Path(path)
 
 
-class _Parts(nn.Module):
-    """The back of a split network (:func:`export_onnx_split`): the front's outputs in, the heads out."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, *parts: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(self.model(*parts).values())
-
-
-def export_onnx_split(front: nn.Module, back: nn.Module, input_hw: tuple[int, int],
+def export_onnx_split(front: nn.Module | LazyNetwork, back: nn.Module | LazyNetwork, input_hw: tuple[int, int],
                       dynamic_size: bool = False) -> tuple[bytes, bytes]:
     """A network split in two (e.g. :meth:`featherpose.models.litepose.LitePose.split`) as two ONNX graphs: the
     front as :func:`export_onnx` exports a network (``image`` in; its dict's tensors out, by name), the back taking
     the front's outputs in order (``part_0``, ``part_1``, ...; NCHW float; a part the back does not use is not
     among its inputs) and giving the heads by name. ``dynamic_size``: every height and width axis is dynamic."""
     front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
-    back = back.eval()
 
     def export_back() -> bytes:
+        import torch
+
+        from .graphs import Parts
+
+        head = module_of(back).eval()
         with torch.no_grad():
-            parts = tuple(front.eval()(torch.zeros(1, 3, *input_hw)).values())
-            names = list(back(*parts).keys())
+            parts = tuple(module_of(front).eval()(torch.zeros(1, 3, *input_hw)).values())
+            names = list(head(*parts).keys())
         inputs = [f"part_{i}" for i in range(len(parts))]
-        return _export(_Parts(back), parts, inputs, names,
+        return _export(Parts(head), parts, inputs, names,
                        {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None)
 
     return front_onnx, _cached((front, back), ("split back", tuple(input_hw), dynamic_size), export_back)

@@ -82,7 +82,7 @@ class LiteRTBackend:
         """The network converted for input size ``hw``: a ``.tflite`` in the cache, converted on first use."""
         path = cache_dir() / f"{self.weights_hash}-{hw[0]}x{hw[1]}.tflite"
         if not path.is_file():
-            from .export import NHWCInput
+            from .graphs import NHWCInput
 
             log.info("converting the network to LiteRT at %dx%d (once; cached in %s)", hw[0], hw[1], path)
             edge = self.converter.convert(NHWCInput(self.model).eval(), (torch.zeros(1, *hw, 3, dtype=torch.int32),))

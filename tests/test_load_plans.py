@@ -1,0 +1,88 @@
+"""``featherpose.load`` keeps a plan per weight file and load arguments (``zoo.Plan``): a later process loads the model
+without building its network and, its exports cached too, without importing torch."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import featherpose
+from featherpose import zoo
+from featherpose.runtime.export import LazyNetwork
+from featherpose.weights_io import load_weights, save_weights
+
+SAMPLE = str(zoo.Path(featherpose.__file__).parent / "assets" / "messi5.jpg")
+
+PROCESS = """
+import json, sys
+import featherpose
+est = featherpose.load({model!r}, backend={backend!r})
+poses = est({image!r}, min_score=0)
+print(json.dumps({{"torch": "torch" in sys.modules, "keypoints": poses.keypoints.tolist()}}))
+"""
+
+
+def _new_process(model: str, backend: str, cache) -> dict:
+    code = PROCESS.format(model=model, backend=backend, image=SAMPLE)
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("model, backend", [
+    ("movenet-lightning", "onnxruntime"),  # the in-graph decoder
+    ("litepose-m-crowdpose", "onnxruntime"),  # dynamic size, its own preprocessing
+    pytest.param("movenet-lightning", "openvino", marks=pytest.mark.skipif(
+        importlib.util.find_spec("openvino") is None, reason="OpenVINO not installed")),  # the in-graph letterbox
+])
+def test_a_later_process_loads_the_model_without_torch(model, backend, tmp_path):
+    first = _new_process(model, backend, tmp_path)
+    second = _new_process(model, backend, tmp_path)
+    assert first["torch"] and not second["torch"]  # the first exported, the second read plan and export back
+    assert second["keypoints"] == first["keypoints"]
+    assert len(list((tmp_path / "featherpose" / "loads").glob("*.pickle"))) == 1
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "featherpose" / "loads"
+
+
+def test_a_planned_load_builds_its_network_only_when_asked(cache):
+    first = featherpose.load("movenet-lightning", backend="onnxruntime")
+    assert first._network._module is not None  # built to make the plan
+    second = featherpose.load("movenet-lightning", backend="onnxruntime")
+    assert isinstance(second._network, LazyNetwork) and second._network._module is None  # plan and export cached
+    np.testing.assert_array_equal(second(SAMPLE).keypoints, first(SAMPLE).keypoints)
+    built = second.network  # built now, from the same file
+    assert second._network._module is built
+    reference = first.network.state_dict()
+    assert all(np.array_equal(v.numpy(), reference[k].numpy()) for k, v in built.state_dict().items())
+
+
+def test_a_rewritten_weight_file_gets_a_new_plan(tmp_path, cache):
+    path = tmp_path / "model.safetensors"
+    shutil.copy(zoo.weights_path(zoo.model_info("movenet-lightning")), path)
+    assert featherpose.load(path, backend="onnxruntime").name == "movenet-lightning"
+    w = load_weights(path)
+    save_weights(path, w.state_dict, name="renamed", architecture=w.meta["architecture"], config=w.config,
+                 codec=w.codec, codec_arrays=w.codec_arrays)  # atomically: a new file at the same path
+    assert featherpose.load(path, backend="onnxruntime").name == "renamed"
+    assert len(list(cache.glob("*.pickle"))) == 2
+
+
+def test_a_damaged_plan_is_made_again(cache):
+    expected = featherpose.load("movenet-thunder", backend="onnxruntime")(SAMPLE).keypoints
+    (plan,) = cache.glob("*.pickle")
+    plan.write_bytes(b"not a plan")
+    est = featherpose.load("movenet-thunder", backend="onnxruntime")
+    np.testing.assert_array_equal(est(SAMPLE).keypoints, expected)
+    assert plan.read_bytes() != b"not a plan"  # written anew
