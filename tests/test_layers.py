@@ -22,7 +22,7 @@ PACKAGE = Path(featherpose.__file__).parent
 #: lower layers only. Keep in step with docs/ARCHITECTURE.md.
 LAYERS = {
     # 0: no featherpose imports above this line: networks, codecs, keypoint sets, pixels, files
-    "skeletons": 0, "image": 0, "image_compiled": 0, "fileio": 0, "models": 0, "codecs": 0,
+    "skeletons": 0, "image": 0, "image_compiled": 0, "fileio": 0, "collector": 0, "models": 0, "codecs": 0,
     # 1: what runs a model or reads data
     "poses": 1, "weights_io": 1, "runtime": 1, "data": 1, "estimator": 1, "video": 1,
     # 2: named models, families, whole-image top-down, evaluation, training, importers

@@ -61,6 +61,7 @@ def test_a_planned_load_builds_its_network_only_when_asked(cache):
     assert first._network._module is not None  # built to make the plan
     second = featherpose.load("movenet-lightning", backend="onnxruntime")
     assert isinstance(second._network, LazyNetwork) and second._network._module is None  # plan and export cached
+    assert second.skeleton is featherpose.SKELETONS["coco17"]  # a registered skeleton: the same object
     np.testing.assert_array_equal(second(SAMPLE).keypoints, first(SAMPLE).keypoints)
     built = second.network  # built now, from the same file
     assert second._network._module is built

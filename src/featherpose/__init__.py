@@ -8,27 +8,14 @@
     for poses in featherpose.track("walk.mp4"):   # a video: people with ids that persist, smoothed keypoints
         print(poses.track_ids)
 """
-import gc
+from . import collector as _collector
 
-# Importing torch (through .estimator) makes a few hundred thousand long-lived objects (modules, classes, functions).
-# The cyclic collector's passes over them, while they are made and in every full collection after (loading a model
-# runs several), took 0.8-1.6 s of a `featherpose predict` start (benchmarks/RESULTS.md, "Start-up ... the
-# collector"). So the collector is off while featherpose imports; then one collection frees what is garbage already
-# (the caller's included) and what survives is frozen (gc.freeze: left out of later collections, so a cycle among
-# those objects that becomes garbage later is not freed).
-_collecting = gc.isenabled()
-gc.disable()
-try:
+with _collector.paused():  # what the imports make is frozen (collector.py); torch is imported later, where a network is built
     from .estimator import DEFAULT_MIN_SCORE, Estimator, NonFiniteOutputError
     from .image import ImageError, load_image
     from .poses import Poses
     from .skeletons import SKELETONS, Skeleton
     from .zoo import ModelInfo, UnknownModelError, load, model_info, models
-finally:
-    gc.collect()
-    gc.freeze()
-    if _collecting:
-        gc.enable()
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_MIN_SCORE", "Estimator", "ImageError", "ModelInfo", "NonFiniteOutputError", "Poses", "SKELETONS", "Skeleton", "UnknownModelError", "load",

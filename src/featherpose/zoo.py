@@ -33,7 +33,7 @@ def __getattr__(name: str):
     if name == "TRAINABLE":
         value = _trainable()
     elif name == "MAX_INPUT_SIZE":
-        from .families import MAX_INPUT_SIZE as value
+        value = _families().MAX_INPUT_SIZE
     else:
         raise AttributeError(f"module 'featherpose.zoo' has no attribute {name!r}")
     globals()[name] = value
@@ -156,13 +156,12 @@ class Trainable:
     @property
     def config(self):
         """The network's config: the family row's config class built from ``settings``."""
-        from .families import family
-
-        return family(self.architecture).config(**self.settings)
+        return _families().family(self.architecture).config(**self.settings)
 
 
 def _trainable() -> dict[str, Trainable]:
     """``TRAINABLE``: the papers' architectures without bundled weights, by name."""
+    _families()  # torch, imported under the paused collector
     from .models.litepose import PAPER_GMACS as LITEPOSE_PAPER_GMACS
     from .models.litepose import named_config as named_litepose
 
@@ -190,9 +189,7 @@ DETECTOR = "movenet-multipose"
 
 def build_network(architecture: str, config):
     """A randomly initialised network of an architecture (ValueError for an unknown one)."""
-    from .families import family
-
-    return family(architecture).network(config)
+    return _families().family(architecture).network(config)
 
 
 def is_openvino_ir(model: str | Path) -> bool:
@@ -288,10 +285,17 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
                      dynamic_size=plan.dynamic_size)
 
 
-def _family_of(codec: Codec):
-    from .families import family_of
+def _families():
+    """:mod:`featherpose.families`, imported (with torch, the first time) under :func:`featherpose.collector.paused`."""
+    from .collector import paused
 
-    return family_of(codec)
+    with paused():
+        from . import families
+    return families
+
+
+def _family_of(codec: Codec):
+    return _families().family_of(codec)
 
 
 @dataclass(frozen=True)
@@ -319,13 +323,14 @@ class Plan:
 
     def __reduce__(self):  # the codec through its own settings (to_dict / arrays), as a weight file stores it
         c = self.codec
-        return _unpickle_plan, (self.name, type(c), c.to_dict(), c.input_hw, c.num_keypoints, c.arrays(),
-                                self.skeleton, self.preprocess, self.dynamic_size, self.bf16_split,
-                                self.parameter_count)
+        skeleton = self.skeleton.name if SKELETONS.get(self.skeleton.name) == self.skeleton else self.skeleton
+        return _unpickle_plan, (self.name, type(c), c.to_dict(), c.input_hw, c.num_keypoints, c.arrays(), skeleton,
+                                self.preprocess, self.dynamic_size, self.bf16_split, self.parameter_count)
 
 
-def _unpickle_plan(name, codec_cls, settings, input_hw, num_keypoints, arrays, *rest) -> Plan:
-    return Plan(name, codec_cls.from_dict(settings, input_hw, num_keypoints, arrays), *rest)
+def _unpickle_plan(name, codec_cls, settings, input_hw, num_keypoints, arrays, skeleton, *rest) -> Plan:
+    skeleton = SKELETONS[skeleton] if isinstance(skeleton, str) else skeleton  # a registered one: the same object
+    return Plan(name, codec_cls.from_dict(settings, input_hw, num_keypoints, arrays), skeleton, *rest)
 
 
 #: load plans kept in ``~/.cache/featherpose/loads`` (the most recently used)
@@ -444,9 +449,9 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     COCO-17 for a 17-keypoint codec (Lightweight OpenPose's 18-keypoint network decodes to COCO-17). ``skeleton``
     (a name) asks for another the codec can decode to: the file's own or COCO-17.
     """
-    from .families import BAD_FIELD, FAMILIES, WEIGHTS_FIX, first_line
     from .weights_io import load_weights
 
+    families = _families()
     path, name = resolve_weights(model)
     if is_openvino_ir(path):
         from .convert.lwop import ir_weights  # the IR featherpose imports is Lightweight OpenPose's
@@ -455,15 +460,15 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
     else:
         weights = load_weights(path)
     arch = weights.meta.get("architecture")
-    if arch not in FAMILIES:
-        raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(FAMILIES)}")
+    if arch not in families.FAMILIES:
+        raise ValueError(f"{path}: unknown architecture {arch!r}; known: {', '.join(families.FAMILIES)}")
     hw = (input_size, input_size) if isinstance(input_size, int) else input_size
-    network, codec = FAMILIES[arch].from_weights(weights, hw)
+    network, codec = families.FAMILIES[arch].from_weights(weights, hw)
     try:
         own = skeleton_from_json(weights.meta["skeleton"]) if "skeleton" in weights.meta else COCO17
-    except BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({first_line(exc)}); "
-                         f"{WEIGHTS_FIX}") from None
+    except families.BAD_FIELD as exc:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"{path}: metadata field 'skeleton' is not a skeleton ({families.first_line(exc)}); "
+                         f"{families.WEIGHTS_FIX}") from None
     # the codec's output keypoints decide (lwop: an 18-keypoint network decodes to COCO-17 by default)
     if own.num_keypoints == codec.num_keypoints:
         default = own
@@ -471,7 +476,7 @@ def build(model: str | Path, input_size: int | tuple[int, int] | None = None, sk
         default = COCO17
     else:
         raise ValueError(f"{path}: skeleton {own.name} has {own.num_keypoints} keypoints, the codec decodes "
-                         f"{codec.num_keypoints}; {WEIGHTS_FIX}")
+                         f"{codec.num_keypoints}; {families.WEIGHTS_FIX}")
     offered = [own.name, default.name] if own is not default else [own.name]  # own: if the codec decodes to it
     if skeleton is None or skeleton == default.name:
         return name or weights.meta.get("name", path.stem), network, codec, default
