@@ -32,6 +32,10 @@ os.environ.setdefault("FEATHERPOSE_BACKEND", "onnxruntime")
 # whose outputs the golden parity tests hold to the reference runtimes
 os.environ.setdefault("FEATHERPOSE_PRECISION", "fp32")
 
+# the caches featherpose keeps (~/.cache/featherpose: exports, load plans, OpenVINO's compiled models, int8 models) go to
+# the tests' own folder, never the user's
+os.environ["XDG_CACHE_HOME"] = str(CACHE / "xdg")
+
 # `make test` runs the suite in 2 processes (pytest-xdist): each gets its own share of the CPUs (affinity, which
 # onnxruntime, OpenVINO and the processes tests start inherit) and as many torch threads, instead of two processes
 # fighting over every core. A training step ran 1.1x faster on 2 threads than on 1 (Lite Pose, 2-core Xeon), so two

@@ -254,3 +254,23 @@ def test_auto_backend_leaves_out_a_backend_that_cannot_build(tmp_path, monkeypat
     break_torch_backend(monkeypatch)
     est = featherpose.load("movenet-lightning", threads=1)
     assert est.backend.name != "torch" and "torch cannot run" in caplog.text
+
+
+def test_runtime_versions_come_from_the_distribution_that_provides_them(monkeypatch):
+    """The machine key names each runtime's version as its install gives it, also where another distribution
+    provides the module (onnxruntime-gpu provides onnxruntime); a runtime not installed is left out."""
+    from importlib import metadata
+    from types import SimpleNamespace
+
+    from featherpose.runtime import autoselect
+
+    def version(dist):
+        if dist == "onnxruntime":
+            raise metadata.PackageNotFoundError(dist)
+        return "9.9.9" if dist == "onnxruntime-gpu" else metadata.version(dist)
+
+    monkeypatch.setattr(autoselect, "metadata", SimpleNamespace(
+        version=version, PackageNotFoundError=metadata.PackageNotFoundError,
+        packages_distributions=lambda: {"onnxruntime": ["onnxruntime-gpu"]}))
+    assert "onnxruntime 9.9.9" in autoselect.machine_key()
+    assert autoselect.installed_version("no-such-runtime") is None

@@ -87,3 +87,24 @@ def test_a_damaged_plan_is_made_again(cache):
     est = featherpose.load("movenet-thunder", backend="onnxruntime")
     np.testing.assert_array_equal(est(SAMPLE).keypoints, expected)
     assert plan.read_bytes() != b"not a plan"  # written anew
+
+
+def test_a_lazy_network_is_built_only_when_its_export_is_missing(tmp_path, monkeypatch):
+    """Exports of a LazyNetwork are cached under its key: the same key reads the export back without building the
+    network, another key exports anew."""
+    from featherpose.models.litepose import LitePose, named_config
+    from featherpose.runtime.export import export_onnx
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    builds = []
+
+    def make():
+        builds.append(1)
+        return LitePose(named_config("litepose-xs"))
+
+    first = export_onnx(LazyNetwork("one", make), (64, 64), dynamic_size=True)
+    assert export_onnx(LazyNetwork("one", make), (64, 64), dynamic_size=True) == first and len(builds) == 1
+    export_onnx(LazyNetwork("one", make), (64, 64))  # another setting: exported
+    assert len(builds) == 2
+    export_onnx(LazyNetwork("two", make), (64, 64), dynamic_size=True)  # another network
+    assert len(builds) == 3

@@ -312,13 +312,15 @@ def test_compiles_go_through_openvinos_model_cache(ov, tmp_path, monkeypatch):
     assert len(list((tmp_path / "featherpose" / "openvino").glob("*.blob"))) == 1
 
     monkeypatch.setattr(fov, "CACHED_COMPILES", 1)
+    folder = tmp_path / "featherpose" / "openvino"
+    lightning = set(folder.glob("*.blob"))
     featherpose.load("movenet-thunder", backend="openvino", threads=1)  # another blob: only the newest is kept
-    assert len(list((tmp_path / "featherpose" / "openvino").glob("*.blob"))) == 1
+    (kept,) = folder.glob("*.blob")
+    assert kept not in lightning  # Thunder's
 
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "featherpose").write_text("a file where the cache folder would be")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
-    est = featherpose.load("movenet-lightning", backend="openvino", threads=1)
-    assert not est.backend.compiled.get_property("LOADED_FROM_CACHE")
+    est = featherpose.load("movenet-lightning", backend="openvino", threads=1)  # compiles, no error
     np.testing.assert_array_equal(est(image, min_score=0).keypoints, first(image, min_score=0).keypoints)

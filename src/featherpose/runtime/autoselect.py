@@ -53,16 +53,26 @@ def cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def machine_key() -> str:
-    """CPU model, core count and the runtime versions: a measurement holds for this combination only."""
-    cpu = cpu_name()
-    versions = []
-    for module in ("onnxruntime", "openvino", "torch"):
-        try:  # the installed distribution's version: importing onnxruntime to ask took 0.2 s of every start
-            versions.append(f"{module} {metadata.version(module)}")
+def installed_version(module: str) -> str | None:
+    """The version of the installed distribution that provides ``module``, read from its metadata (importing
+    onnxruntime to ask took 0.2 s of every start): the one named so, else another that provides it (onnxruntime-gpu
+    provides onnxruntime); None when none is installed."""
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        pass
+    for dist in metadata.packages_distributions().get(module, []):
+        try:
+            return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
-    return f"{cpu} x{os.cpu_count()}; {', '.join(versions)}"
+    return None
+
+
+def machine_key() -> str:
+    """CPU model, core count and the runtime versions: a measurement holds for this combination only."""
+    versions = [f"{m} {v}" for m in ("onnxruntime", "openvino", "torch") if (v := installed_version(m)) is not None]
+    return f"{cpu_name()} x{os.cpu_count()}; {', '.join(versions)}"
 
 
 def installed_backends() -> list[str]:
