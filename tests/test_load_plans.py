@@ -108,3 +108,15 @@ def test_a_lazy_network_is_built_only_when_its_export_is_missing(tmp_path, monke
     assert len(builds) == 2
     export_onnx(LazyNetwork("two", make), (64, 64), dynamic_size=True)  # another network
     assert len(builds) == 3
+
+
+def test_a_plan_that_cannot_be_kept_is_not_kept(cache, monkeypatch):
+    """A family whose preprocessing cannot be pickled (a lambda) loads as before, without a plan."""
+    from dataclasses import replace
+
+    from featherpose.families import FAMILIES
+
+    row = FAMILIES["lwop"]
+    monkeypatch.setitem(FAMILIES, "lwop", replace(row, preprocess=lambda image, hw: row.preprocess(image, hw)))
+    est = featherpose.load("lightweight-openpose", backend="onnxruntime")
+    assert len(est(SAMPLE).keypoints) and not list(cache.glob("*.pickle"))

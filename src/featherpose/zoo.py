@@ -353,7 +353,8 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     def rebuild():
         return build(model, input_size, skeleton)[1]
 
-    data = read_cached(file) if identity is not None and not is_openvino_ir(model) else None
+    kept = identity is not None and not is_openvino_ir(model)  # an IR is read as it is, each time
+    data = read_cached(file) if kept else None
     if data is not None:
         try:
             plan = pickle.loads(data)
@@ -364,8 +365,11 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     row = _family_of(codec)
     plan = Plan(name, codec, skel, row.preprocess, row.dynamic_size, row.bf16_split is not None,
                 sum(p.numel() for p in network.parameters()))
-    if identity is not None and not is_openvino_ir(model):
-        write_cached(file, pickle.dumps(plan), CACHED_PLANS)
+    if kept:
+        try:
+            write_cached(file, pickle.dumps(plan), CACHED_PLANS)
+        except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a family's preprocessing as a lambda
+            pass
     return plan, LazyNetwork(key, rebuild, plan.parameter_count, network)
 
 
