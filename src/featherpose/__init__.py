@@ -10,7 +10,8 @@
 """
 from . import collector as _collector
 
-with _collector.paused():  # what the imports make is frozen (collector.py); torch is imported later, where a network is built
+# what the imports make is frozen (collector.py); torch is not among them: it is imported where a network is built
+with _collector.paused():
     from .estimator import DEFAULT_MIN_SCORE, Estimator, NonFiniteOutputError
     from .image import ImageError, load_image
     from .poses import Poses

@@ -70,8 +70,8 @@ class Estimator:
             dynamic height and width axes.
     """
 
-    def __init__(self, name: str, network: nn.Module | LazyNetwork, codec: Codec, skeleton: Skeleton, backend: str = "auto",
-                 threads: int | None = None, *,
+    def __init__(self, name: str, network: nn.Module | LazyNetwork, codec: Codec, skeleton: Skeleton,
+                 backend: str = "auto", threads: int | None = None, *,
                  preprocess: Callable[[np.ndarray, tuple[int, int]], tuple[np.ndarray, Letterbox]] | None = None,
                  dynamic_size: bool = False):
         self.name = name

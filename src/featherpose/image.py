@@ -395,7 +395,7 @@ def lwop_preprocess(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[np.nd
     return resize_height_pad_centred(image, input_hw[0], 8)
 
 
-# ------------------------ Lite Pose's input: upstream's (mit-han-lab/litepose) test path, exactly; the litepose family's
+# ---------------------- Lite Pose's input, the litepose family's: upstream's (mit-han-lab/litepose) test path, exactly
 
 #: The long side of the input is rounded up to a multiple of this (upstream's ``get_multi_scale_size``).
 LONG_SIDE_MULTIPLE = 64

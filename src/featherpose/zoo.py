@@ -173,8 +173,9 @@ def _trainable() -> dict[str, Trainable]:
                                      "configs/fpd_lsp_student.yaml)", "hourglass",
                                      {"stacks": 4, "channels": 128, "num_keypoints": 14, "input_size": 256}),
         **{name: Trainable(name, f"Lite Pose {name[9:].upper()} (LitePose-Auto-{name[9:].upper()}, upstream's "
-                           f"mobile_configs/search-{name[9:].upper()}.json), CrowdPose-14; upstream lists {gmacs} GMACs "
-                           "(counting unstated; GFLOPs here = 2 x conv + deconv multiply-accumulates); no recipe yet",
+                           f"mobile_configs/search-{name[9:].upper()}.json), CrowdPose-14; upstream lists {gmacs} "
+                           "GMACs (counting unstated; GFLOPs here = 2 x conv + deconv multiply-accumulates); no recipe "
+                           "yet",
                            "litepose", named_litepose(name).to_dict())
            for name, gmacs in LITEPOSE_PAPER_GMACS.items()},
     }
@@ -279,8 +280,8 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
             split = (network.part("bf16 front", lambda net: halves(net)[0]),
                      network.part("bf16 back", lambda net: halves(net)[1]))
         backend = openvino_backend(network, plan.codec.input_hw, int(threads) if threads else None,
-                                   graph_decoder(plan.codec, network), dynamic_size=plan.dynamic_size, precision="bf16", bf16_split=split,
-                                   letterbox=plan.preprocess is None)
+                                   graph_decoder(plan.codec, network), dynamic_size=plan.dynamic_size,
+                                   precision="bf16", bf16_split=split, letterbox=plan.preprocess is None)
     return Estimator(plan.name, network, plan.codec, plan.skeleton, backend, threads, preprocess=plan.preprocess,
                      dynamic_size=plan.dynamic_size)
 

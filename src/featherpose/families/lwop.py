@@ -71,8 +71,8 @@ def _lwop_from_weights(weights: WeightsFile, input_size: tuple[int, int] | None 
 
     The network runs at any (H, W) multiple of 8; ``input_size`` None takes :func:`default_input_hw` of the
     config's ``input_size`` (its height). Inference feeds each image at this height and its own width
-    (:func:`~featherpose.image.lwop_preprocess`). The codec decodes the COCO-17 view (neck dropped, 17 keypoints) whatever the
-    network's 18; ``featherpose.load(..., skeleton="openpose18")`` rebuilds it at 18.
+    (:func:`~featherpose.image.lwop_preprocess`). The codec decodes the COCO-17 view (neck dropped, 17 keypoints)
+    whatever the network's 18; ``featherpose.load(..., skeleton="openpose18")`` rebuilds it at 18.
     """
     model = rebuild_network(LightweightOpenPose, LwopConfig, float_weights(weights), "Lightweight OpenPose")
     height = model.config.input_size

@@ -77,10 +77,10 @@ class LazyNetwork:
 
     @property
     def module(self) -> nn.Module:
-        """The network in eval mode (built now if it was not, which imports torch)."""
+        """The network (built now, in eval mode, if it was not, which imports torch)."""
         if self._module is None:
-            self._module = self._build()
-        return self._module.eval()
+            self._module = self._build().eval()
+        return self._module
 
     def part(self, name: str, build: Callable[[nn.Module], nn.Module]) -> LazyNetwork:
         """A network made from this one (an in-graph decoder, a half of a split), keyed by this one's key and
@@ -160,7 +160,8 @@ def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
 
 
 def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path: str | Path | None = None,
-                decoder: nn.Module | LazyNetwork | None = None, dynamic_size: bool = False, letterbox: bool = False) -> bytes | Path:
+                decoder: nn.Module | LazyNetwork | None = None, dynamic_size: bool = False,
+                letterbox: bool = False) -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.

@@ -58,7 +58,8 @@ class LetterboxedNetwork(nn.Module):
 
 
 class Parts(nn.Module):
-    """The back of a split network (:func:`~featherpose.runtime.export.export_onnx_split`): the front's outputs in, the heads out."""
+    """The back of a split network (:func:`~featherpose.runtime.export.export_onnx_split`): the front's outputs in,
+    the heads out."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
