@@ -78,6 +78,16 @@ def test_a_rewritten_weight_file_gets_a_new_plan(tmp_path, cache):
                  codec=w.codec, codec_arrays=w.codec_arrays)  # atomically: a new file at the same path
     assert featherpose.load(path, backend="onnxruntime").name == "renamed"
     assert len(list(cache.glob("*.pickle"))) == 2
+    # rewritten in place with the same size, inode and mtime (as `cp -p` over it or `rsync --inplace -t` can leave it)
+    other = tmp_path / "other.safetensors"
+    save_weights(other, w.state_dict, name="renamex", architecture=w.meta["architecture"], config=w.config,
+                 codec=w.codec, codec_arrays=w.codec_arrays)
+    before = path.stat()
+    assert other.stat().st_size == before.st_size
+    with open(path, "r+b") as f:
+        f.write(other.read_bytes())
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert featherpose.load(path, backend="onnxruntime").name == "renamex"
 
 
 def test_a_damaged_plan_is_made_again(cache):

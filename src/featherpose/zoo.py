@@ -8,6 +8,7 @@ of any featherpose weight file (e.g. one written by ``featherpose convert``), an
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import functools
@@ -342,11 +343,12 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     """The model's :class:`Plan` and its network as a :class:`~featherpose.runtime.export.LazyNetwork` (named by the
     same key): read from the cache, or made by :func:`build` (then the network is built already)."""
     path, _ = resolve_weights(model)
-    try:
-        stat = path.stat()  # the file's identity: a new file or a rewrite (a rename) changes it
-        identity = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    except OSError:
-        identity = None  # build() says what is wrong with the path
+    identity = None  # an IR is read as it is, each time; a path that cannot be read: build() says what is wrong
+    if not is_openvino_ir(model):
+        # the file's contents (a file rewritten in place can keep its size, inode and mtime): blake2b, 8-20 ms for
+        # the bundled files
+        with contextlib.suppress(OSError), open(path, "rb") as f:
+            identity = (str(path.resolve()), hashlib.file_digest(f, "blake2b").hexdigest())
     key = hashlib.sha256(source_digest() + repr((torch_version(), str(model), identity, input_size, skeleton))
                          .encode()).hexdigest()[:32]
     file = cache_dir("loads") / f"{key}.pickle"
@@ -354,7 +356,7 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     def rebuild():
         return build(model, input_size, skeleton)[1]
 
-    kept = identity is not None and not is_openvino_ir(model)  # an IR is read as it is, each time
+    kept = identity is not None
     data = read_cached(file) if kept else None
     if data is not None:
         try:
