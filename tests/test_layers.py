@@ -88,9 +88,11 @@ def test_import_featherpose_loads_no_training_evaluation_or_cli():
 def test_import_featherpose_and_its_cli_load_no_torch():
     """Neither `import featherpose` nor the CLI's parser imports torch (2.2 s): a model whose exports are cached runs
     without it (tests/test_load_plans.py)."""
-    code = "import sys, featherpose.cli; featherpose.cli.build_parser(convert=False); print('torch' in sys.modules)"
+    code = ("import sys, featherpose.cli; featherpose.cli.build_parser(convert=False); print('torch' in sys.modules)\n"
+            "import featherpose.models.litepose  # a network's module, later: featherpose.models stays the function\n"
+            "print(featherpose.models('movenet-l*'))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
-    assert proc.stdout.strip() == "False"
+    assert proc.stdout.split("\n")[:2] == ["False", "['movenet-lightning']"]
 
 
 @pytest.mark.parametrize("sub", ["codecs", "models", "runtime", "data", "evaluation", "train"])

@@ -12,6 +12,8 @@ from . import collector as _collector
 
 # what the imports make is frozen (collector.py); torch is not among them: it is imported where a network is built
 with _collector.paused():
+    # the subpackage first: loading it later would bind it over the function featherpose.models (below)
+    from . import models as _models_package  # noqa: F401
     from .estimator import DEFAULT_MIN_SCORE, Estimator, NonFiniteOutputError
     from .image import ImageError, load_image
     from .poses import Poses

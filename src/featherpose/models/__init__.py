@@ -1,13 +1,16 @@
 """Networks: plain ``nn.Module`` s whose forward returns raw head tensors (no decoding, no file I/O)."""
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where a network is built: `featherpose.models` itself is loaded without it
+    from torch import nn
 
 
 def complexity(model: nn.Module, input_hw: tuple[int, int]) -> tuple[int, float]:
     """(parameters, FLOPs of one forward pass on one (1, 3, H, W) input), FLOPs counted by torch's
     ``FlopCounterMode`` (a multiply-add counts 2; convolutions and matrix products only)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     params = sum(p.numel() for p in model.parameters())
