@@ -38,7 +38,7 @@ from featherpose.evaluation import evaluate  # noqa: E402
 from featherpose.runtime.export import export_onnx  # noqa: E402
 from featherpose.runtime.openvino import OpenVinoBackend, import_openvino, openvino_backend  # noqa: E402
 from featherpose.runtime.quantize import calibration_frames  # noqa: E402
-from featherpose.zoo import family_of  # noqa: E402
+from featherpose.families import family_of  # noqa: E402
 
 SETS = {"coco_mini val": SHARED / "data/coco_mini/person_keypoints_val2017.json",
         "labeled_dev": SHARED / "data/labeled_dev/person_keypoints_coco17.json"}

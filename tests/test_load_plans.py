@@ -130,3 +130,15 @@ def test_a_plan_that_cannot_be_kept_is_not_kept(cache, monkeypatch):
     monkeypatch.setitem(FAMILIES, "lwop", replace(row, preprocess=lambda image, hw: row.preprocess(image, hw)))
     est = featherpose.load("lightweight-openpose", backend="onnxruntime")
     assert len(est(SAMPLE).keypoints) and not list(cache.glob("*.pickle"))
+
+
+def test_a_planned_network_is_not_built_from_a_changed_file(tmp_path, cache):
+    """A planned load builds its network later (est.network) from the same file, or says in one line that the file
+    changed since the load, instead of building another model."""
+    path = tmp_path / "model.safetensors"
+    shutil.copy(zoo.weights_path(zoo.model_info("movenet-lightning")), path)
+    featherpose.load(path, backend="onnxruntime")
+    est = featherpose.load(path, backend="onnxruntime")  # planned: the network not built
+    shutil.copy(zoo.weights_path(zoo.model_info("movenet-thunder")), path)
+    with pytest.raises(ValueError, match="the weight file changed .* since the model was loaded; load it again$"):
+        est.network

@@ -67,7 +67,7 @@ def test_preprocessing_reproduces_saved_inputs(sample):
 
 
 def graph_letterbox(image: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
-    """The letterbox as the backends' graph computes it (runtime/export.py's GraphLetterbox, in torch)."""
+    """The letterbox as the backends' graph computes it (runtime/graphs.py's GraphLetterbox, in torch)."""
     frame, _ = letterbox_frame(image, input_hw)
     with torch.no_grad():
         return GraphLetterbox()(torch.from_numpy(frame.frame), *(torch.from_numpy(t.copy()) for t in frame.tables)).numpy()

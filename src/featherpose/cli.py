@@ -73,7 +73,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import complexity
     from .weights_io import load_weights
-    from .zoo import TRAINABLE, build_network, default_precision, load, model_info, models, weights_path
+    from .zoo import build_network, default_precision, load, model_info, models, weights_path
 
     names = models(args.pattern)
     if not names:
@@ -96,6 +96,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
                 print(f"    OKS AP lost against fp32 (the larger of coco_mini val and labeled_dev): {', '.join(lost)}; "
                       f"precision auto here: {default_precision(name)}")
     if args.detail:
+        from .zoo import TRAINABLE  # its networks' configs import torch: only for --detail
+
         print("\narchitectures without bundled weights (train them with `featherpose train`; configs/):")
         for name, entry in TRAINABLE.items():
             size = entry.config.input_size

@@ -305,7 +305,7 @@ def resize_with_pad(image: np.ndarray, input_hw: tuple[int, int], reference: boo
 
 class LetterboxTables(NamedTuple):
     """:func:`resize_with_pad` as lookup tables over the whole network input (Hi, Wi), for a graph that letterboxes
-    frames itself (``runtime/export.py``'s ``GraphLetterbox``): the same sources, weights and float32 arithmetic.
+    frames itself (``runtime/graphs.py``'s ``GraphLetterbox``): the same sources, weights and float32 arithmetic.
     A frame row is read as its ``3 w`` elements (x * 3 + channel); the padding reads element 0 with weight 0 and is
     zeroed by the ``inside`` weights."""
 

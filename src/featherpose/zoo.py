@@ -288,12 +288,16 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 
 
 def _families():
-    """:mod:`featherpose.families`, imported (with torch, the first time) under :func:`featherpose.collector.paused`."""
-    from .collector import paused
+    """:mod:`featherpose.families`, imported (with torch) under :func:`featherpose.collector.paused` the first time
+    (only then: each pause ends in a freeze of everything alive)."""
+    import sys
 
-    with paused():
-        from . import families
-    return families
+    if "featherpose.families" not in sys.modules:
+        from .collector import paused
+
+        with paused():
+            from . import families  # noqa: F401
+    return sys.modules["featherpose.families"]
 
 
 def _family_of(codec: Codec):
@@ -349,11 +353,18 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
         # the bundled files
         with contextlib.suppress(OSError), open(path, "rb") as f:
             identity = (str(path.resolve()), hashlib.file_digest(f, "blake2b").hexdigest())
-    key = hashlib.sha256(source_digest() + repr((torch_version(), str(model), identity, input_size, skeleton))
+    size = (input_size, input_size) if isinstance(input_size, int) else input_size  # 320, (320, 320), [320, 320]
+    size = tuple(size) if isinstance(size, (tuple, list)) else size
+    key = hashlib.sha256(source_digest() + repr((torch_version(), str(model), identity, size, skeleton))
                          .encode()).hexdigest()[:32]
     file = cache_dir("loads") / f"{key}.pickle"
 
-    def rebuild():
+    def rebuild():  # later (est.network, an export no longer cached): from the same file, or a one-line error
+        if identity is not None:
+            with contextlib.suppress(OSError), open(path, "rb") as f:
+                if hashlib.file_digest(f, "blake2b").hexdigest() == identity[1]:
+                    return build(model, input_size, skeleton)[1]
+            raise ValueError(f"{path}: the weight file changed (or went) since the model was loaded; load it again")
         return build(model, input_size, skeleton)[1]
 
     kept = identity is not None

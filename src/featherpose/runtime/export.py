@@ -172,7 +172,7 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
             width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
-        letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`LetterboxedNetwork`): the inputs are
+        letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`.graphs.LetterboxedNetwork`): the inputs are
             :data:`LETTERBOX_INPUTS`, the frame (1, H, W, 3) uint8 of any size and its tables, and the network input
             the letterbox made is the last output, :data:`LETTERBOXED`. Not with ``dynamic_size``.
 
@@ -183,11 +183,11 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
         raise ValueError("letterbox=True letterboxes to a fixed input size; it does not go with dynamic_size")
 
     def export() -> bytes:
+        net, dec = module_of(model).eval(), module_of(decoder)  # first: a LazyNetwork's build imports torch paused
         import torch
 
         from .graphs import LetterboxedNetwork, NHWCInput
 
-        net, dec = module_of(model).eval(), module_of(decoder)
         with torch.no_grad():
             names = ["decoded"] if dec is not None else list(net(torch.zeros(1, 3, *input_hw)).keys())
         if letterbox:
@@ -216,11 +216,11 @@ def export_onnx_split(front: nn.Module | LazyNetwork, back: nn.Module | LazyNetw
     front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
 
     def export_back() -> bytes:
+        head = module_of(back).eval()  # first: a LazyNetwork's build imports torch paused
         import torch
 
         from .graphs import Parts
 
-        head = module_of(back).eval()
         with torch.no_grad():
             parts = tuple(module_of(front).eval()(torch.zeros(1, 3, *input_hw)).values())
             names = list(head(*parts).keys())
