@@ -172,8 +172,8 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
             width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
-        letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`.graphs.LetterboxedNetwork`): the inputs are
-            :data:`LETTERBOX_INPUTS`, the frame (1, H, W, 3) uint8 of any size and its tables, and the network input
+        letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`.graphs.LetterboxedNetwork`): the
+            inputs are :data:`LETTERBOX_INPUTS`, the frame (1, H, W, 3) uint8 of any size and its tables, and the network input
             the letterbox made is the last output, :data:`LETTERBOXED`. Not with ``dynamic_size``.
 
     Returns:
