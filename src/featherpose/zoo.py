@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.util
 import pickle
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -290,8 +291,6 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 def _families():
     """:mod:`featherpose.families`, imported (with torch) under :func:`featherpose.collector.paused` the first time
     (only then: each pause ends in a freeze of everything alive)."""
-    import sys
-
     if "featherpose.families" not in sys.modules:
         from .collector import paused
 
