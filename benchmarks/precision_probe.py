@@ -59,7 +59,8 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
     ov = import_openvino()
     est = featherpose.load(name, backend="openvino", precision="fp32", threads=threads)
     # heads only: the codec decodes (NNCF would quantise an in-graph decoder too)
-    onnx = export_onnx(est.network, est.codec.input_hw, dynamic_size=family_of(est.codec).dynamic_size)
+    onnx = export_onnx(est.network, est.codec.input_hw, dynamic_size=family_of(est.codec).dynamic_size,
+                       runtime="openvino")
     calib = nncf.Dataset([est.network_input(f)[0] for f in calibration_frames(None)])
     rows = []
     for what, precision, quantize in (("fp32", "fp32", False), ("bf16 (whole network)", "bf16", False),

@@ -59,6 +59,27 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
             assert np.abs(v[0] - ref[k]).max() <= rel * max(1.0, np.abs(ref[k]).max()), k
 
 
+def test_onnxruntime_runs_a_size_met_again_in_a_static_session():
+    """A model whose input size follows the image (Lite Pose) runs a size met twice through a session with that size
+    fixed (faster: runtime.StaticCompiles), with the dynamic session's outputs; a fixed-size model has one session."""
+    assert featherpose.load("movenet-lightning", backend="onnxruntime", threads=1).backend.static is None
+    est = featherpose.load("litepose-m-crowdpose", backend="onnxruntime", threads=1)
+    static = est.backend.static
+    x, _ = est.preprocess(load_image(golden_image_path("messi5")))
+    first = est.infer(x)  # the dynamic session
+    assert not static.compiled
+    second = est.infer(x)  # the size met again: a session for it
+    assert list(static.compiled) == [x.shape]
+    session = static.compiled[x.shape]
+    assert session.get_inputs()[0].shape == list(x.shape) != est.backend.session.get_inputs()[0].shape
+    for head in first:
+        np.testing.assert_allclose(second[head], first[head], atol=1e-5)
+    calls = []
+    static.compiled[x.shape] = type("Spy", (), {"run": lambda self, *a: calls.append(1) or session.run(*a)})()
+    est.infer(x)
+    assert calls == [1]  # the static session is what runs that size from then on
+
+
 def test_onnx_export_is_cached_per_code_weights_and_settings(tmp_path, monkeypatch):
     """A second export of the same network and settings is read back from the cache (no export runs); other weights,
     another setting or another plain attribute (a config) export anew; only the most recent are kept; an unwritable
@@ -162,6 +183,29 @@ def test_a_cached_choice_loads_only_its_own_runtime(tmp_path, monkeypatch):
     assert est.backend.name != "torch"
     cache = json.loads(path.read_text())[autoselect.machine_key()][key]
     assert cache["backend"] == est.backend.name == "onnxruntime" and "torch" not in cache["ms"]
+
+
+def test_auto_measures_again_for_other_code_and_keeps_the_newest_machines(tmp_path, monkeypatch):
+    """A measurement holds for featherpose's code too (a change may export faster graphs for one runtime, as Lite
+    Pose's for onnxruntime did): the machine key carries the code's digest, and the cache keeps the
+    CACHED_MACHINES most recently measured keys."""
+    from featherpose.runtime import autoselect, export
+
+    monkeypatch.delenv(autoselect.ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(autoselect, "CACHED_MACHINES", 2)
+    monkeypatch.setattr(autoselect, "time_backends", lambda built, frame: {n: 1.0 if n == "torch" else 2.0 for n in built})
+    path = tmp_path / "featherpose" / "backends.json"
+    path.parent.mkdir(parents=True)
+    old = {"backend": "onnxruntime", "ms": {"onnxruntime": 1.0}}
+    path.write_text(json.dumps({"older": {"m": {**old, "measured": "2026-01-01T00:00:00"}},
+                                "newer": {"m": {**old, "measured": "2026-02-01T00:00:00"}}}))
+    assert featherpose.load("movenet-lightning", threads=1).backend.name == "torch"
+    first = autoselect.machine_key()
+    assert export.source_digest().hex()[:12] in first
+    assert set(json.loads(path.read_text())) == {"newer", first}
+    monkeypatch.setattr(export, "source_digest", lambda: b"other code")
+    assert autoselect.machine_key() != first  # another key: measured anew
 
 
 def test_auto_backend_times_each_backend_with_its_own_preprocessing(tmp_path, monkeypatch):

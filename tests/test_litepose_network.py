@@ -12,7 +12,7 @@ import torch
 
 from featherpose.image import AffineLetterbox, litepose_geometry, litepose_preprocess
 from featherpose.image import load_image
-from featherpose.models.litepose import (ARCHITECTURES, PAPER_GMACS, LitePose, LitePoseConfig,
+from featherpose.models.litepose import (ARCHITECTURES, PAPER_GMACS, FusionLevel, LitePose, LitePoseConfig,
                                          config_from_mobile_config, macs, make_divisible, named_config)
 
 from conftest import SHARED
@@ -128,6 +128,51 @@ def test_split_in_two_is_the_network(blocks):
     outs = dict(zip([o.name for o in b.get_outputs()], b.run(None, feed)))
     for head in want:
         np.testing.assert_allclose(outs[head], want[head].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (7, 4)])
+def test_fusion_level_as_onnxruntime_runs_it_is_the_transposed_convs(hw):
+    """FusionLevel.phase_forward (2x2 convs for the four output phases, the batch norm folded, one interleave) is
+    forward's ``ReLU(BN(deconv(deep) + deconv(skip)))`` in eval mode, at any input size."""
+    torch.manual_seed(0)
+    level = FusionLevel(24, 16, 8)
+    with torch.no_grad():
+        level.bn.running_mean.uniform_(-1, 1)
+        level.bn.running_var.uniform_(0.5, 2)
+        level.bn.weight.uniform_(0.5, 2)
+        level.bn.bias.uniform_(-1, 1)
+    level.eval()
+    deep, skip = torch.randn(2, 24, *hw), torch.randn(2, 16, *hw)
+    with torch.no_grad():
+        want = level(deep, skip)
+        got = level.phase_forward(deep, skip)
+    assert got.shape == want.shape == (2, 8, 2 * hw[0], 2 * hw[1])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_only_the_onnxruntime_export_writes_the_phase_form():
+    """The onnxruntime export has no 4x4 ConvTranspose (its kernel for them is slow), only the 2x2 one-hot
+    interleaves; OpenVINO's export, which runs the transposed convs faster than that form, keeps them. Both give
+    the network's heads."""
+    import onnx
+    import onnxruntime as ort
+
+    from featherpose.runtime.export import export_onnx
+
+    torch.manual_seed(0)
+    model = LitePose(named_config("litepose-xs")).eval()
+    image = torch.randint(0, 256, (1, 3, 64, 96))
+    with torch.no_grad():
+        want = model(image.float())
+    kernels = {}
+    for runtime in ("onnxruntime", "openvino"):
+        data = export_onnx(model, (64, 64), dynamic_size=True, runtime=runtime)
+        kernels[runtime] = sorted(next(a.ints[0] for a in n.attribute if a.name == "kernel_shape")
+                                  for n in onnx.load_from_string(data).graph.node if n.op_type == "ConvTranspose")
+        outs = ort.InferenceSession(data).run(None, {"image": image.permute(0, 2, 3, 1).int().numpy()})
+        for name, out in zip(want, outs):
+            np.testing.assert_allclose(out, want[name].numpy(), atol=1e-4)
+    assert kernels == {"onnxruntime": [2, 2, 2], "openvino": [4] * 6}
 
 
 # ------------------------------------------------------------------------------------------ preprocessing

@@ -127,7 +127,7 @@ def test_a_size_met_again_gets_a_static_compile(ov, monkeypatch):
     """A model whose input size follows the image (Lightweight OpenPose) runs a size met twice through a static
     compile (faster: benchmarks/RESULTS.md), with the dynamic compile's outputs; a fixed-size model keeps one
     compile; past MAX_STATIC_SIZES sizes, the dynamic compile runs."""
-    from featherpose.runtime import openvino as ov_backend
+    from featherpose import runtime
 
     assert featherpose.load("movenet-lightning", backend="openvino", threads=1).backend.static is None
     est = featherpose.load("lightweight-openpose", backend="openvino", threads=1)
@@ -155,7 +155,7 @@ def test_a_size_met_again_gets_a_static_compile(ov, monkeypatch):
     for _ in range(3):
         assert set(est.infer(tall)) == set(first)
     assert static.compiled[tall.shape] is None
-    monkeypatch.setattr(ov_backend, "MAX_STATIC_SIZES", 2)
+    monkeypatch.setattr(runtime, "MAX_STATIC_SIZES", 2)
     wide = np.concatenate([x, x], axis=2)  # a third size past the cap: dynamic, however often it comes
     for _ in range(3):
         est.infer(wide)

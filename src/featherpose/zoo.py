@@ -444,8 +444,8 @@ def _int8_backend(plan: Plan, network: LazyNetwork, threads, calib, backend="aut
         from .runtime.quantize import openvino_int8_model
 
         import_openvino()  # the one-line install hint before any export work
-        xml = openvino_int8_model(tag, export_onnx(network, codec.input_hw, dynamic_size=plan.dynamic_size),
-                                  preprocess, calib)
+        onnx_fp32 = export_onnx(network, codec.input_hw, dynamic_size=plan.dynamic_size, runtime="openvino")
+        xml = openvino_int8_model(tag, onnx_fp32, preprocess, calib)
         built = OpenVinoBackend.from_file(xml, int(threads) if threads else None)
         built.name = "openvino-int8"
         return built

@@ -6,8 +6,30 @@ indices 0, 1, ...), so a network built from them keeps the keys of the files it 
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
+
+#: the runtime an ONNX export in progress is traced for (:func:`exporting_for`); None in torch's own forward
+_export_runtime: str | None = None
+
+
+@contextlib.contextmanager
+def exporting_for(runtime: str):
+    """While an ONNX export for ``runtime`` ("onnxruntime", "openvino") is traced: a module whose fastest equivalent
+    graph differs between runtimes reads which one with :func:`export_runtime` (Lite Pose's ``FusionLevel``)."""
+    global _export_runtime
+    previous, _export_runtime = _export_runtime, runtime
+    try:
+        yield
+    finally:
+        _export_runtime = previous
+
+
+def export_runtime() -> str | None:
+    """The runtime of the ONNX export being traced (:func:`exporting_for`), None outside an export."""
+    return _export_runtime
 
 
 def init_normal_(tensor: torch.Tensor, std: float) -> None:

@@ -9,7 +9,8 @@ network): :data:`WARMUP` calls, then :data:`ROUNDS` rounds of :data:`CALLS` time
 untimed ones), the backends alternating round by round so that all see the same machine load; the lowest median
 wins. The
 choice and the times go to ``~/.cache/featherpose/backends.json`` (``$XDG_CACHE_HOME`` respected), keyed by the
-machine (CPU model and core count), the runtime versions and the model, so later loads build only the winner.
+machine (CPU model and core count), the runtime versions, featherpose's code and the model, so later loads build
+only the winner.
 
 The measured backends all run float32 and give the same keypoints (within 0.5 px of torch on the golden samples:
 ``tests/test_backends.py``, ``tests/test_openvino.py``); the choice is about time alone. ``FEATHERPOSE_BACKEND``
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 WARMUP, ROUNDS, REWARM, CALLS = 2, 3, 2, 5
 SLOWER = 1.5
+#: machine keys kept in the cache (the most recently measured): each new featherpose version or runtime makes one
+CACHED_MACHINES = 8
 CANDIDATES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "torch": "torch"}  # backend -> its module
 ENV = "FEATHERPOSE_BACKEND"
 
@@ -70,9 +73,12 @@ def installed_version(module: str) -> str | None:
 
 
 def machine_key() -> str:
-    """CPU model, core count and the runtime versions: a measurement holds for this combination only."""
+    """CPU model, core count, the runtime versions and featherpose's code (:func:`.export.source_digest`: a change
+    may export other graphs, as Lite Pose's for onnxruntime did): a measurement holds for this combination only."""
+    from .export import source_digest
+
     versions = [f"{m} {v}" for m in ("onnxruntime", "openvino", "torch") if (v := installed_version(m)) is not None]
-    return f"{cpu_name()} x{os.cpu_count()}; {', '.join(versions)}"
+    return f"{cpu_name()} x{os.cpu_count()}; {', '.join(versions)}; featherpose code {source_digest().hex()[:12]}"
 
 
 def installed_backends() -> list[str]:
@@ -146,6 +152,9 @@ def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[
              ", ".join(f"{n} {t:.2f}" for n, t in sorted(ms.items(), key=lambda kv: kv[1])), path)
     cache.setdefault(machine, {})[key] = {"backend": best, "ms": {n: round(t, 3) for n, t in ms.items()},
                                           "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    newest = {m: max((str(e.get("measured", "")) for e in entries.values() if isinstance(e, dict)), default="")
+              for m, entries in cache.items() if isinstance(entries, dict)}
+    cache = {m: cache[m] for m in sorted(newest, key=newest.get)[-CACHED_MACHINES:]}
     try:
         write_text(path, json.dumps(cache, indent=1))
     except OSError as exc:  # a read-only home: measure again next time, still run

@@ -142,12 +142,15 @@ def _cached(modules: tuple, settings: tuple, export: Callable[[], bytes]) -> byt
 
 
 def _export(wrapper: nn.Module, args: tuple[torch.Tensor, ...], inputs: list[str], outputs: list[str],
-            axes: dict | None) -> bytes:
-    """``wrapper`` traced on ``args`` to ONNX bytes (the TorchScript exporter, its warnings muted)."""
+            axes: dict | None, runtime: str) -> bytes:
+    """``wrapper`` traced for ``runtime`` (:func:`~featherpose.models.layers.exporting_for`) on ``args`` to ONNX
+    bytes (the TorchScript exporter, its warnings muted)."""
     import torch
 
+    from ..models.layers import exporting_for
+
     buf = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), exporting_for(runtime):
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper.eval(), args, buf, dynamo=False, opset_version=OPSET, input_names=inputs,
                           output_names=outputs, dynamic_axes=axes)
@@ -161,12 +164,14 @@ def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
 
 def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path: str | Path | None = None,
                 decoder: nn.Module | LazyNetwork | None = None, dynamic_size: bool = False,
-                letterbox: bool = False) -> bytes | Path:
+                letterbox: bool = False, runtime: str = "onnxruntime") -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
 
     Args:
+        runtime: the runtime the graph is for, "onnxruntime" or "openvino": a layer may be written in other (equal)
+            ops where that runtime runs them faster (:func:`~featherpose.models.layers.export_runtime`).
         dynamic_size: the input height and width are dynamic axes (``height``, ``width``; each head's its own,
             ``<head>_h``, ``<head>_w``), for models whose input size follows the image (Lightweight OpenPose: any
             width; Lite Pose: the long side); it is traced at ``input_hw``.
@@ -194,12 +199,13 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
             hw = (int(input_hw[0]), int(input_hw[1]))
             tables = tuple(torch.from_numpy(t.copy()) for t in letterbox_tables(hw, hw))  # traced on the identity
             return _export(LetterboxedNetwork(NHWCInput(net, dec)), (torch.zeros(1, *hw, 3, dtype=torch.uint8),
-                           *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}})
+                           *tables), LETTERBOX_INPUTS, [*names, LETTERBOXED], {"frame": {1: "height", 2: "width"}},
+                           runtime)
         axes = {"image": {1: "height", 2: "width"}, **({} if dec is not None else _spatial_axes(names))}
         return _export(NHWCInput(net, dec), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
-                       names, axes if dynamic_size else None)
+                       names, axes if dynamic_size else None, runtime)
 
-    data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox), export)
+    data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox, runtime), export)
     if path is None:
         return data
     with atomic_path(path) as tmp:
@@ -208,12 +214,13 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
 
 
 def export_onnx_split(front: nn.Module | LazyNetwork, back: nn.Module | LazyNetwork, input_hw: tuple[int, int],
-                      dynamic_size: bool = False) -> tuple[bytes, bytes]:
+                      dynamic_size: bool = False, runtime: str = "openvino") -> tuple[bytes, bytes]:
     """A network split in two (e.g. :meth:`featherpose.models.litepose.LitePose.split`) as two ONNX graphs: the
     front as :func:`export_onnx` exports a network (``image`` in; its dict's tensors out, by name), the back taking
     the front's outputs in order (``part_0``, ``part_1``, ...; NCHW float; a part the back does not use is not
-    among its inputs) and giving the heads by name. ``dynamic_size``: every height and width axis is dynamic."""
-    front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size)
+    among its inputs) and giving the heads by name. ``dynamic_size``: every height and width axis is dynamic.
+    ``runtime``: as :func:`export_onnx`'s (a split runs in OpenVINO)."""
+    front_onnx = export_onnx(front, input_hw, dynamic_size=dynamic_size, runtime=runtime)
 
     def export_back() -> bytes:
         head = module_of(back).eval()  # first: a LazyNetwork's build imports torch paused
@@ -226,6 +233,6 @@ def export_onnx_split(front: nn.Module | LazyNetwork, back: nn.Module | LazyNetw
             names = list(head(*parts).keys())
         inputs = [f"part_{i}" for i in range(len(parts))]
         return _export(Parts(head), parts, inputs, names,
-                       {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None)
+                       {**_spatial_axes(inputs), **_spatial_axes(names)} if dynamic_size else None, runtime)
 
-    return front_onnx, _cached((front, back), ("split back", tuple(input_hw), dynamic_size), export_back)
+    return front_onnx, _cached((front, back), ("split back", tuple(input_hw), dynamic_size, runtime), export_back)

@@ -18,7 +18,7 @@ bf16 instructions would run it in float32 under OpenVINO's hint, so :func:`check
 one line. A family whose first layers lose accuracy in bf16 (Lite Pose) splits the network in two, its front kept
 in float32 (:class:`SplitOpenVinoBackend`). An int8 IR still runs its convolutions as int8 kernels. A model whose
 input size follows the image (Lightweight OpenPose, Lite Pose, an IR) also gets a static compile for each size it
-meets again, a video's frames for one (:class:`StaticCompiles`). A fixed-size model with TF's letterbox (the
+meets again, a video's frames for one (:class:`~featherpose.runtime.StaticCompiles`). A fixed-size model with TF's letterbox (the
 MoveNets) is compiled with the letterbox in front (``letterbox=True``, ``export_onnx(..., letterbox=True)``): the
 backend takes the frame itself, a :class:`~featherpose.image.LetterboxedFrame`, and the Estimator hands it that (the
 backend's ``letterboxes`` says so); the letterbox then runs on OpenVINO's threads where the numpy one runs on one
@@ -32,7 +32,6 @@ is built. Every compile goes through OpenVINO's model cache in ``~/.cache/feathe
 """
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 from pathlib import Path
@@ -42,6 +41,7 @@ import numpy as np
 
 from ..fileio import cache_dir
 from ..image import LetterboxedFrame, letterbox_tables
+from . import StaticCompiles
 from .export import LETTERBOXED
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "backend='openvino' needs OpenVINO: pip install featherpose[openvino] (or: pip install openvino)"
 #: Intel's ``human-pose-estimation-0001`` IR outputs -> the Lightweight OpenPose codec's heads (weights README).
 LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
-#: a model whose input size follows the image gets a static compile for a size met this often (a video: from its
-#: second frame on) ...
-STATIC_AFTER = 2
-#: ... for this many sizes at most (each holds its own buffers: 70-80 MB for Lite Pose at 448; images of many sizes
-#: keep the dynamic compile)
-MAX_STATIC_SIZES = 2
 #: compiled models kept in OpenVINO's model cache, ``~/.cache/featherpose/openvino`` (the most recently written; a
 #: blob holds the weights: 4.8-25 MB for the bundled models)
 CACHED_COMPILES = 8
@@ -124,41 +118,6 @@ def reshaped(model, shapes: dict) -> object:
     copy = model.clone()
     copy.reshape({key: ov.PartialShape([int(d) for d in shape]) for key, shape in shapes.items()})
     return copy
-
-
-class StaticCompiles:
-    """Static compiles of a model whose input size follows the image, one per input shape met :data:`STATIC_AFTER`
-    times, :data:`MAX_STATIC_SIZES` at most. OpenVINO runs a static shape faster than the same shape through the
-    dynamic compile: Lite Pose's bf16 network 34.2 against 35.2 ms at 448x640 (median of 300 interleaved calls),
-    Lightweight OpenPose's 12.9 against 13.1 ms; compiling takes 0.03-0.2 s, once per size.
-
-    ``backend="auto"`` times a backend after warming it up on the sample twice (``autoselect.WARMUP``), so the one
-    compile for the sample's size happens before the timed calls.
-
-    Args:
-        build: input shape -> what to run for it (the backend's compiled model or models).
-    """
-
-    def __init__(self, build: Callable[[tuple[int, ...]], object]):
-        self.build = build
-        self.seen: collections.Counter = collections.Counter()
-        self.compiled: dict[tuple[int, ...], object] = {}  # None: that size failed to compile, runs dynamic
-
-    def get(self, shape: tuple[int, ...]):
-        """The static compile for ``shape``, or None (met too rarely so far, too many sizes, or it failed)."""
-        if shape in self.compiled:
-            return self.compiled[shape]
-        if len(self.compiled) >= MAX_STATIC_SIZES:
-            return None
-        self.seen[shape] += 1
-        if self.seen[shape] < STATIC_AFTER:
-            return None
-        try:
-            self.compiled[shape] = self.build(shape)
-        except RuntimeError as exc:  # OpenVINO's errors; the dynamic compile still runs this size
-            log.warning("OpenVINO: no static compile for input %s (%s); running it dynamic", shape, exc)
-            self.compiled[shape] = None
-        return self.compiled[shape]
 
 
 class Request:
@@ -235,8 +194,8 @@ class OpenVinoBackend:
                       if (not heads or n in heads) and n != LETTERBOXED]
         self.wanted = [i for i, _ in self.heads]  # the outputs copied out (not the letterboxed input)
         self.letterboxes = letterbox
-        self.static = (StaticCompiles(lambda shape: Request(compile_cpu(core, reshaped(model, {0: shape}), config)))
-                       if _is_dynamic(model) and not letterbox else None)  # a frame of any size: measured as fast
+        self.static = (StaticCompiles(lambda shape: Request(compile_cpu(core, reshaped(model, {0: shape}), config)),
+                                      "OpenVINO") if _is_dynamic(model) and not letterbox else None)
 
     @classmethod
     def from_onnx(cls, onnx_model: bytes, threads: int | None = None, precision: str = "fp32",
@@ -326,7 +285,7 @@ class SplitOpenVinoBackend:
             parts = {f"part_{i}": front.outputs[i].get_shape() for i, _ in self.links}
             return Request(front), Request(compile_cpu(core, reshaped(back_model, parts), back_config))
 
-        self.static = StaticCompiles(static) if _is_dynamic(front_model) else None
+        self.static = StaticCompiles(static, "OpenVINO") if _is_dynamic(front_model) else None
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
         static = self.static.get(x.shape) if self.static is not None else None
@@ -342,7 +301,7 @@ class SplitOpenVinoBackend:
 def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = None, decoder=None, *,
                      dynamic_size: bool = False, precision: str = "fp32", bf16_split: tuple | None = None,
                      letterbox: bool = False) -> OpenVinoBackend | SplitOpenVinoBackend:
-    """``model`` (a torch network) exported to ONNX as the onnxruntime backend exports it (same input, heads and
+    """``model`` (a torch network) exported to ONNX for OpenVINO (the onnxruntime backend's input, heads and
     in-graph decoder; dynamic height and width axes when ``dynamic_size``), compiled by OpenVINO for the CPU at
     ``precision`` (``fp32`` or ``bf16``). ``bf16_split``: for bf16, the network as ``(front, back)`` (a family's
     ``bf16_split``), run as :class:`SplitOpenVinoBackend` with the front in float32 (``model`` then only describes
@@ -365,4 +324,5 @@ def openvino_backend(model, input_hw: tuple[int, int], threads: int | None = Non
         return SplitOpenVinoBackend(*export_onnx_split(*bf16_split, input_hw, dynamic_size), threads)
     letterbox = letterbox and not dynamic_size
     return OpenVinoBackend.from_onnx(export_onnx(model, input_hw, decoder=decoder, dynamic_size=dynamic_size,
-                                                 letterbox=letterbox), threads, precision, letterbox)
+                                                 letterbox=letterbox, runtime="openvino"),
+                                     threads, precision, letterbox)
