@@ -164,6 +164,26 @@ def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
     assert again.predict(space.largest()) == table.predict(space.largest())
 
 
+def test_latency_parts_are_timed_as_the_backend_runs_them(monkeypatch):
+    """A fusion level's part is exported as the network's onnxruntime graph writes it (phase convolutions, no 4x4
+    ConvTranspose): a part timed in another graph than the whole network's would mispredict. The table's key names
+    the graphs' version."""
+    import onnx
+
+    import featherpose.runtime
+
+    arch = SearchSpace(sizes=(64,)).smallest()
+    net = LitePose(arch.config(14)).eval()
+    ((_, shapes, level),) = [part for part in latency_mod.parts(arch, 14, net) if part[0].startswith("fuse ")]
+    exported = []
+    monkeypatch.setattr(featherpose.runtime, "onnx_session", lambda data, threads: exported.append(data))
+    latency_mod._runner(level, shapes, "onnxruntime", 1)
+    kernels = [next(a.ints[0] for a in n.attribute if a.name == "kernel_shape")
+               for n in onnx.load_from_string(exported[0]).graph.node if n.op_type == "ConvTranspose"]
+    assert kernels == [2]
+    assert f"graphs {latency_mod.GRAPHS}" in latency_mod.machine_key("onnxruntime", 1)
+
+
 @pytest.mark.slow
 def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,

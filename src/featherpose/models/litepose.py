@@ -206,8 +206,8 @@ class FusionLevel(nn.Module):
         Each transposed conv becomes a 2x2 conv (:func:`phase_weight`) whose ``4 * width`` outputs are the four
         output pixels of each 2x2 input window; the batch norm is folded into those convs, the ReLU applied, and one
         grouped 2x2 stride-2 transposed conv with one-hot weights (a copy, exact) interleaves the four phases, its
-        padding cropping the windows' extra row and column. The level then took 28 ms; onnxruntime's
-        DepthToSpace for the interleave took 20."""
+        padding cropping the windows' extra row and column. The three levels then took 28 ms against 74 (its
+        profile, the same machine); DepthToSpace for the interleave cost 20 ms more."""
         bn, width = self.bn, self.bn.num_features
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         shift = (bn.bias - bn.running_mean * scale).repeat_interleave(4)

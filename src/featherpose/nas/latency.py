@@ -32,12 +32,16 @@ import torch
 from torch import nn
 
 from ..fileio import atomic_path, cache_dir
-from ..runtime.autoselect import cpu_name
+from ..models.layers import exporting_for
 from ..models.litepose import LitePose
+from ..runtime.autoselect import cpu_name
 from .space import BLOCKS, Arch, SearchSpace
 
 #: The frame a latency is measured for (vtest.avi's size, H x W).
 FRAME_HW = (576, 768)
+#: The version of the graphs parts are exported as, in the table's key: 2 since the onnxruntime export writes the
+#: fusion levels as phase convolutions (``FusionLevel.phase_forward``), which times them anew.
+GRAPHS = 2
 
 
 def input_hw(arch: Arch, frame_hw: tuple[int, int] = FRAME_HW) -> tuple[int, int]:
@@ -119,7 +123,7 @@ def _runner(module: nn.Module, shapes: list[tuple[int, ...]], backend: str, thre
         return run
     names = [f"x{i}" for i in range(len(inputs))]
     buf = io.BytesIO()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), exporting_for(backend):  # the graph the network's backend runs
         warnings.simplefilter("ignore")
         torch.onnx.export(module, tuple(inputs), buf, dynamo=False, opset_version=17, input_names=names)
     feed = {n: x.numpy() for n, x in zip(names, inputs)}
@@ -163,14 +167,15 @@ def measure(arch: Arch, num_keypoints: int, backend: str = "auto", threads: int 
 
 
 def machine_key(backend: str, threads: int | None) -> str:
-    """What a latency depends on besides the network: CPU, cores, backend and its version, threads."""
+    """What a latency depends on besides the network: CPU, cores, backend and its version, threads, and the graphs
+    featherpose exports (:data:`GRAPHS`)."""
     name = resolve_backend(backend)
     version = "?"
     try:
         version = __import__(name).__version__
     except (ImportError, AttributeError):
         pass
-    return f"{cpu_name()} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'}"
+    return f"{cpu_name()} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'} | graphs {GRAPHS}"
 
 
 def resolve_backend(backend: str) -> str:
