@@ -53,6 +53,24 @@ def test_featherpose_only_run_writes_its_table(bench, tmp_path, capsys):
     assert "upstream's, vtest.avi" not in text  # no speed-up rows without upstream
 
 
+@pytest.fixture(scope="module")
+def graphs_bench():
+    yield from load_benchmark("litepose_graphs")
+
+
+def test_graphs_script_times_every_graph_with_the_same_heads(graphs_bench, tmp_path, capsys):
+    """benchmarks/litepose_graphs.py: a row per graph and runtime, the phase form's heads within 1e-4 of the
+    transposed convs' (OpenVINO's row where it is installed)."""
+    out = tmp_path / "graphs.md"
+    assert graphs_bench.main(["--frames", "2", "--rounds", "1", "--size", "128", "--threads", "1", "--out", str(out)]) == 0
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| onnxruntime")
+            or line.startswith("| OpenVINO")]
+    assert len(rows) == 3 + (importlib.util.find_spec("openvino") is not None)
+    for name, median, best, diff in rows:
+        assert float(median) >= float(best) > 0 and float(diff) <= 1e-4, name
+    assert out.read_text() == capsys.readouterr().out
+
+
 def test_bad_arguments_are_one_line_errors(bench, capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--frames", "0"])
