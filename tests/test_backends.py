@@ -60,10 +60,11 @@ def test_onnx_export_runs_on_golden_input(name, tmp_path):
 
 
 def test_onnxruntime_runs_a_size_met_again_in_a_static_session():
-    """A model whose input size follows the image (Lite Pose) runs a size met twice through a session with that size
-    fixed (faster: runtime.StaticCompiles), with the dynamic session's outputs; a fixed-size model has one session."""
+    """A model whose input size follows the image (Lightweight OpenPose's width) runs a size met twice through a
+    session with that size fixed (faster: runtime.StaticCompiles), with the dynamic session's outputs; a fixed-size
+    model has one session."""
     assert featherpose.load("movenet-lightning", backend="onnxruntime", threads=1).backend.static is None
-    est = featherpose.load("litepose-m-crowdpose", backend="onnxruntime", threads=1)
+    est = featherpose.load("lightweight-openpose", backend="onnxruntime", threads=1)
     static = est.backend.static
     x, _ = est.preprocess(load_image(golden_image_path("messi5")))
     first = est.infer(x)  # the dynamic session

@@ -62,7 +62,7 @@ def test_graphs_script_times_every_graph_with_the_same_heads(graphs_bench, tmp_p
     """benchmarks/litepose_graphs.py: a row per graph and runtime, the phase form's heads within 1e-4 of the
     transposed convs' (OpenVINO's row where it is installed)."""
     out = tmp_path / "graphs.md"
-    assert graphs_bench.main(["--frames", "2", "--rounds", "1", "--size", "128", "--threads", "1", "--out", str(out)]) == 0
+    assert graphs_bench.main(["--frames", "1", "--rounds", "1", "--size", "128", "--threads", "1", "--out", str(out)]) == 0
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| onnxruntime")
             or line.startswith("| OpenVINO")]
     assert len(rows) == 3 + (importlib.util.find_spec("openvino") is not None)

@@ -101,7 +101,9 @@ class Estimator:
             def frame(backend):  # what a frame costs with that backend: its preprocessing, then the network
                 return backend(self._backend_input(sample(), backend)[0])
 
-            size = "dynamic" if dynamic_size else f"{self.input_hw[0]}x{self.input_hw[1]}"
+            # a model whose size follows the image is keyed by its input size too (input_size=256 or 448 of Lite
+            # Pose): the runtimes' ranking can change with the size
+            size = f"{self.input_hw[0]}x{self.input_hw[1]}" + (" (dynamic)" if dynamic_size else "")
             params = (network.parameter_count if isinstance(network, LazyNetwork) else
                       sum(p.numel() for p in network.parameters()))
             # "timed with preprocessing": entries cached before auto timed whole frames are measured again
