@@ -209,6 +209,18 @@ def test_auto_measures_again_for_other_code_and_keeps_the_newest_machines(tmp_pa
     assert autoselect.machine_key() != first  # another key: measured anew
 
 
+def test_auto_keys_a_dynamic_size_model_by_its_input_size(monkeypatch):
+    """A model whose size follows the image is measured per input size (the runtimes' ranking can change with it)."""
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV)
+    keys = []
+    monkeypatch.setattr(autoselect, "fastest_backend", lambda key, build, frame: keys.append(key) or build("torch"))
+    for size in (256, 320):
+        featherpose.load("lightweight-openpose", input_size=size, threads=1, precision="fp32")
+    assert len(set(keys)) == 2 and "input 256x256 (dynamic)" in keys[0] and "input 320x320 (dynamic)" in keys[1]
+
+
 def test_auto_backend_times_each_backend_with_its_own_preprocessing(tmp_path, monkeypatch):
     """``auto`` compares what a frame costs with each backend: OpenVINO gets the frame (its graph letterboxes),
     the others the letterboxed array their NumPy preprocessing makes; timing OpenVINO on the array (its slower

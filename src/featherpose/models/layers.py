@@ -1,4 +1,4 @@
-"""Layers shared by the network families: convolution blocks and channel rounding.
+"""Layers shared by the network families: convolution blocks, channel rounding, and the runtime an ONNX export is traced for.
 
 Shapes are NCHW. Every block is an ``nn.Sequential`` or ``nn.Module`` whose sub-module names are
 part of the weight files' state_dict keys (``ConvAct`` holds ``[pad,] conv, [bn,] [act]`` at
@@ -7,29 +7,29 @@ indices 0, 1, ...), so a network built from them keeps the keys of the files it 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import torch
 from torch import nn
 
 #: the runtime an ONNX export in progress is traced for (:func:`exporting_for`); None in torch's own forward
-_export_runtime: str | None = None
+_export_runtime: contextvars.ContextVar[str | None] = contextvars.ContextVar("export_runtime", default=None)
 
 
 @contextlib.contextmanager
 def exporting_for(runtime: str):
     """While an ONNX export for ``runtime`` ("onnxruntime", "openvino") is traced: a module whose fastest equivalent
     graph differs between runtimes reads which one with :func:`export_runtime` (Lite Pose's ``FusionLevel``)."""
-    global _export_runtime
-    previous, _export_runtime = _export_runtime, runtime
+    token = _export_runtime.set(runtime)
     try:
         yield
     finally:
-        _export_runtime = previous
+        _export_runtime.reset(token)
 
 
 def export_runtime() -> str | None:
     """The runtime of the ONNX export being traced (:func:`exporting_for`), None outside an export."""
-    return _export_runtime
+    return _export_runtime.get()
 
 
 def init_normal_(tensor: torch.Tensor, std: float) -> None:
