@@ -167,7 +167,8 @@ def test_a_cached_choice_loads_only_its_own_runtime(tmp_path, monkeypatch):
     monkeypatch.delenv(autoselect.ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     # torch "measured" fastest: a choice no machine makes, so the subprocess shows the cache was read
-    monkeypatch.setattr(autoselect, "time_backends", lambda built, frame: {n: 1.0 if n == "torch" else 2.0 for n in built})
+    monkeypatch.setattr(autoselect, "time_backends",
+                        lambda built, frame: {n: 1.0 if n == "torch" else 2.0 for n in built})
     assert featherpose.load("movenet-lightning", threads=1).backend.name == "torch"
     path = tmp_path / "featherpose" / "backends.json"
     (key,) = json.loads(path.read_text())[autoselect.machine_key()]

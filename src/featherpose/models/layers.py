@@ -1,4 +1,5 @@
-"""Layers shared by the network families: convolution blocks, channel rounding, and the runtime an ONNX export is traced for.
+"""Layers shared by the network families: convolution blocks, channel rounding, and the runtime an ONNX export is
+traced for.
 
 Shapes are NCHW. Every block is an ``nn.Sequential`` or ``nn.Module`` whose sub-module names are
 part of the weight files' state_dict keys (``ConvAct`` holds ``[pad,] conv, [bn,] [act]`` at
