@@ -29,9 +29,11 @@ Upstream's stages are split at its model call: preprocess = cvtColor + resize_al
 network = ``model(x)``, decode = the rest of ``get_multi_stage_outputs`` (bilinear upsampling) +
 ``aggregate_results`` + ``parse`` + ``get_final_preds``.
 
-Frames are decoded once up front. Every pass (one runner over every frame) warms up, then times each frame with
-``time.perf_counter``. Passes run in rounds, the runners back to back, their order reversed every other round;
-each runner reports its best round (lowest mean total). Each featherpose runner's poses (first pass) are checked
+Frames are decoded once up front. In each round the runners take turns every ``--chunk`` frames (their order reversed
+every other round), so that the machine's changes of speed, which come within minutes on these VMs, reach all of them
+alike (passes of a whole input, 40-90 s each, moved the end-to-end ratio by up to 1.5 between two runs); each turn
+warms up on its first frame, then times each frame with ``time.perf_counter``. Each runner reports its best round
+(lowest mean total). Each featherpose runner's poses (first pass) are checked
 against upstream's at the same size on every frame. Then decode alone on golden network outputs
 (``golden/litepose/<sample>/output_*.npy``): featherpose's ``codec.decode`` vs upstream's upsampling + parse,
 alternating calls.
@@ -334,7 +336,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, default=200, help="frames of vtest.avi (default 200)")
     p.add_argument("--image-repeats", type=int, default=10, help="timed runs on messi5.jpg per pass (default 10)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of passes; best round reported (default 3)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed frames before each pass (default 3)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls before a runner's first chunk of an input "
+                   "(default 3; 1 before each later chunk)")
+    p.add_argument("--chunk", type=int, default=10, help="frames a runner runs before the next takes its turn "
+                   "(default 10)")
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
     p.add_argument("--backend", default="auto", help="featherpose's backend (default auto: the fastest measured "
                    "here, featherpose's default)")
@@ -348,8 +353,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-reference", action="store_true", help="time featherpose only (no upstream rows)")
     p.add_argument("--out", type=Path, help="also write the markdown to this file (atomically)")
     args = p.parse_args(argv)
-    if min(args.frames, args.rounds, args.decode_calls, args.threads, args.image_repeats) < 1 or args.warmup < 0:
-        p.error("--frames, --image-repeats, --rounds, --decode-calls and --threads must be positive, --warmup >= 0")
+    if min(args.frames, args.rounds, args.decode_calls, args.threads, args.image_repeats, args.chunk) < 1 \
+            or args.warmup < 0:
+        p.error("--frames, --image-repeats, --rounds, --chunk, --decode-calls and --threads must be positive, "
+                "--warmup >= 0")
     return args
 
 
@@ -391,16 +398,28 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in inputs}
     poses: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in inputs}
-    with tqdm(total=args.rounds * len(runners) * len(inputs), unit="pass", file=sys.stderr,
+    chunks = {name: [range(i, min(i + args.chunk, len(frames))) for i in range(0, len(frames), args.chunk)]
+              for name, frames in inputs.items()}
+    with tqdm(total=args.rounds * len(runners) * sum(map(len, chunks.values())), unit="chunk", file=sys.stderr,
               dynamic_ncols=True) as bar:
         for rnd in range(args.rounds):
-            for runner in runners if rnd % 2 == 0 else runners[::-1]:
-                for name, frames in inputs.items():
-                    bar.set_postfix_str(f"round {rnd + 1} {runner.key} {name}")
-                    ms, found = time_pass(runner, frames, args.warmup)
-                    results[name].setdefault(runner.key, []).append(ms)
-                    poses[name].setdefault(runner.key, found)
-                    bar.update()
+            order = runners if rnd % 2 == 0 else runners[::-1]
+            for name, frames in inputs.items():
+                # the runners take turns every chunk of frames, so that a change of the machine's speed (minutes
+                # here) reaches all of them alike; each turn starts with untimed warm-up frames
+                ms = {runner.key: np.full((len(frames), 3), np.nan) for runner in runners}  # NaN: a frame not timed
+                found: dict[str, list] = {runner.key: [None] * len(frames) for runner in runners}
+                for c, idx in enumerate(chunks[name]):
+                    for runner in order:
+                        bar.set_postfix_str(f"round {rnd + 1} {name} frames {idx.start}-{idx.stop - 1}")
+                        warm = [frames[i] for i in idx[:1]] * (args.warmup if c == 0 else 1)
+                        part, got = time_pass(runner, warm + [frames[i] for i in idx], len(warm))
+                        ms[runner.key][idx.start:idx.stop] = part[len(warm):]
+                        found[runner.key][idx.start:idx.stop] = got[len(warm):]
+                        bar.update()
+                for runner in runners:
+                    results[name].setdefault(runner.key, []).append(ms[runner.key])
+                    poses[name].setdefault(runner.key, found[runner.key])
 
     print("decode alone ...", file=sys.stderr)
     decode_lines = decode_alone(codec448, ref, folder, args.decode_calls)
@@ -411,8 +430,9 @@ def main(argv: list[str] | None = None) -> int:
             f"- inputs: first {len(inputs['vtest.avi'])} frames of vtest.avi ({vtest.shape[1]}x{vtest.shape[0]}: "
             f"448x640 at 448, 256x384 at 256), and messi5.jpg ({image.shape[1]}x{image.shape[0]}: 448x768 / "
             f"256x448) timed {args.image_repeats} times per pass",
-            f"- method: frames decoded up front; {args.warmup} warm-up frames per pass; {args.rounds} rounds, the "
-            f"runners back to back (order reversed in alternate rounds); each runner's best round (lowest mean "
+            f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns every "
+            f"{args.chunk} frames (order reversed in alternate rounds), each turn after untimed warm-up calls on its "
+            f"first frame ({args.warmup} at an input's first chunk, else 1); each runner's best round (lowest mean "
             f"total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Upstream: "
             f"`valid.py`'s loop without flip, split at its model call (decode = upsampling + aggregate + "
             f"`HeatmapParser.parse` + `get_final_preds`), network = upstream's `LitePose` on the same weights, "

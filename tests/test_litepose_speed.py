@@ -31,7 +31,7 @@ def bench():
 
 def test_featherpose_only_run_writes_its_table(bench, tmp_path, capsys):
     out = tmp_path / "speed.md"
-    assert bench.main(["--frames", "2", "--image-repeats", "1", "--rounds", "1", "--warmup", "0",
+    assert bench.main(["--frames", "3", "--image-repeats", "1", "--rounds", "1", "--warmup", "0", "--chunk", "2",
                        "--decode-calls", "1", "--threads", "1", "--no-reference", "--out", str(out)]) == 0
     text = out.read_text()
     assert text == capsys.readouterr().out
@@ -62,7 +62,8 @@ def test_graphs_script_times_every_graph_with_the_same_heads(graphs_bench, tmp_p
     """benchmarks/litepose_graphs.py: a row per graph and runtime, the phase form's heads within 1e-4 of the
     transposed convs' (OpenVINO's row where it is installed)."""
     out = tmp_path / "graphs.md"
-    assert graphs_bench.main(["--frames", "1", "--rounds", "1", "--size", "128", "--threads", "1", "--out", str(out)]) == 0
+    assert graphs_bench.main(["--frames", "1", "--rounds", "1", "--size", "128", "--threads", "1",
+                              "--out", str(out)]) == 0
     rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| onnxruntime")
             or line.startswith("| OpenVINO")]
     assert len(rows) == 3 + (importlib.util.find_spec("openvino") is not None)
@@ -72,9 +73,10 @@ def test_graphs_script_times_every_graph_with_the_same_heads(graphs_bench, tmp_p
 
 
 def test_bad_arguments_are_one_line_errors(bench, capsys):
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--frames", "0"])
-    assert "must be positive" in capsys.readouterr().err
+    for bad in (["--frames", "0"], ["--chunk", "0"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+        assert "must be positive" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
