@@ -29,11 +29,13 @@ Upstream's stages are split at its model call: preprocess = cvtColor + resize_al
 network = ``model(x)``, decode = the rest of ``get_multi_stage_outputs`` (bilinear upsampling) +
 ``aggregate_results`` + ``parse`` + ``get_final_preds``.
 
-Frames are decoded once up front. In each round the runners take turns every ``--chunk`` frames (their order reversed
-every other round), so that the machine's changes of speed, which come within minutes on these VMs, reach all of them
-alike (passes of a whole input, 40-90 s each, moved the end-to-end ratio by up to 1.5 between two runs); each turn
-warms up on its first frame, then times each frame with ``time.perf_counter``. Each runner reports its best round
-(lowest mean total). Each featherpose runner's poses (first pass) are checked
+Frames are decoded once up front. In each round the runners take turns, a whole input each (their order reversed
+every other round), or every ``--chunk`` frames: then the machine's changes of speed, which come within minutes on
+these VMs, reach all of them more alike (passes of a whole input, 40-90 s each, moved the end-to-end ratio by up to
+1.5 between two runs), but each turn starts after another runtime's (benchmarks/RESULTS.md: upstream ran 1.2-1.3x
+slower with turns of 10 frames; whether from the machine or the turns was not settled). Each turn warms up on its
+first frame, then times each frame with ``time.perf_counter``. Each runner reports its best round (lowest mean
+total). Each featherpose runner's poses (first pass) are checked
 against upstream's at the same size on every frame. Then decode alone on golden network outputs
 (``golden/litepose/<sample>/output_*.npy``): featherpose's ``codec.decode`` vs upstream's upsampling + parse,
 alternating calls.
@@ -338,8 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="rounds of passes; best round reported (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before a runner's first chunk of an input "
                    "(default 3; 1 before each later chunk)")
-    p.add_argument("--chunk", type=int, default=10, help="frames a runner runs before the next takes its turn "
-                   "(default 10)")
+    p.add_argument("--chunk", type=int, default=0, help="frames a runner runs before the next takes its turn "
+                   "(default 0: a whole input; see the module docstring)")
     p.add_argument("--threads", type=int, default=2, help="threads for every runtime (default 2)")
     p.add_argument("--backend", default="auto", help="featherpose's backend (default auto: the fastest measured "
                    "here, featherpose's default)")
@@ -353,10 +355,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-reference", action="store_true", help="time featherpose only (no upstream rows)")
     p.add_argument("--out", type=Path, help="also write the markdown to this file (atomically)")
     args = p.parse_args(argv)
-    if min(args.frames, args.rounds, args.decode_calls, args.threads, args.image_repeats, args.chunk) < 1 \
-            or args.warmup < 0:
-        p.error("--frames, --image-repeats, --rounds, --chunk, --decode-calls and --threads must be positive, "
-                "--warmup >= 0")
+    if min(args.frames, args.rounds, args.decode_calls, args.threads, args.image_repeats) < 1 \
+            or min(args.warmup, args.chunk) < 0:
+        p.error("--frames, --image-repeats, --rounds, --decode-calls and --threads must be positive, "
+                "--warmup and --chunk >= 0")
     return args
 
 
@@ -398,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in inputs}
     poses: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in inputs}
-    chunks = {name: [range(i, min(i + args.chunk, len(frames))) for i in range(0, len(frames), args.chunk)]
-              for name, frames in inputs.items()}
+    chunks = {name: [range(i, min(i + (args.chunk or len(frames)), len(frames)))
+                     for i in range(0, len(frames), args.chunk or len(frames))] for name, frames in inputs.items()}
     with tqdm(total=args.rounds * len(runners) * sum(map(len, chunks.values())), unit="chunk", file=sys.stderr,
               dynamic_ncols=True) as bar:
         for rnd in range(args.rounds):
@@ -430,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
             f"- inputs: first {len(inputs['vtest.avi'])} frames of vtest.avi ({vtest.shape[1]}x{vtest.shape[0]}: "
             f"448x640 at 448, 256x384 at 256), and messi5.jpg ({image.shape[1]}x{image.shape[0]}: 448x768 / "
             f"256x448) timed {args.image_repeats} times per pass",
-            f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns every "
-            f"{args.chunk} frames (order reversed in alternate rounds), each turn after untimed warm-up calls on its "
-            f"first frame ({args.warmup} at an input's first chunk, else 1); each runner's best round (lowest mean "
-            f"total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Upstream: "
+            f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns "
+            f"{f'every {args.chunk} frames' if args.chunk else 'a whole input each'} (order reversed in alternate "
+            f"rounds), each turn after untimed warm-up calls on its first frame ({args.warmup} at an input's first "
+            f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Upstream: "
             f"`valid.py`'s loop without flip, split at its model call (decode = upsampling + aggregate + "
             f"`HeatmapParser.parse` + `get_final_preds`), network = upstream's `LitePose` on the same weights, "
             f"torch eager under no_grad."]

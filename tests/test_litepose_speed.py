@@ -73,7 +73,7 @@ def test_graphs_script_times_every_graph_with_the_same_heads(graphs_bench, tmp_p
 
 
 def test_bad_arguments_are_one_line_errors(bench, capsys):
-    for bad in (["--frames", "0"], ["--chunk", "0"]):
+    for bad in (["--frames", "0"], ["--chunk", "-1"]):
         with pytest.raises(SystemExit):
             bench.parse_args(bad)
         assert "must be positive" in capsys.readouterr().err
