@@ -342,16 +342,21 @@ def _unpickle_plan(name, codec_cls, settings, input_hw, num_keypoints, arrays, s
 CACHED_PLANS = 32
 
 
+def _contents_digest(path: Path) -> str | None:
+    """blake2b of the file's contents (a file rewritten in place can keep its size, inode and mtime; 8-20 ms for the
+    bundled files), or None when it cannot be read."""
+    with contextlib.suppress(OSError), open(path, "rb") as f:
+        return hashlib.file_digest(f, "blake2b").hexdigest()
+    return None
+
+
 def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     """The model's :class:`Plan` and its network as a :class:`~featherpose.runtime.export.LazyNetwork` (named by the
     same key): read from the cache, or made by :func:`build` (then the network is built already)."""
     path, _ = resolve_weights(model)
     identity = None  # an IR is read as it is, each time; a path that cannot be read: build() says what is wrong
-    if not is_openvino_ir(model):
-        # the file's contents (a file rewritten in place can keep its size, inode and mtime): blake2b, 8-20 ms for
-        # the bundled files
-        with contextlib.suppress(OSError), open(path, "rb") as f:
-            identity = (str(path.resolve()), hashlib.file_digest(f, "blake2b").hexdigest())
+    if not is_openvino_ir(model) and (digest := _contents_digest(path)) is not None:
+        identity = (str(path.resolve()), digest)
     size = (input_size, input_size) if isinstance(input_size, int) else input_size  # 320, (320, 320), [320, 320]
     size = tuple(size) if isinstance(size, (tuple, list)) else size
     key = hashlib.sha256(source_digest() + repr((torch_version(), str(model), identity, size, skeleton))
@@ -359,10 +364,7 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     file = cache_dir("loads") / f"{key}.pickle"
 
     def rebuild():  # later (est.network, an export no longer cached): from the same file, or a one-line error
-        if identity is not None:
-            with contextlib.suppress(OSError), open(path, "rb") as f:
-                if hashlib.file_digest(f, "blake2b").hexdigest() == identity[1]:
-                    return build(model, input_size, skeleton)[1]
+        if identity is not None and _contents_digest(path) != identity[1]:
             raise ValueError(f"{path}: the weight file changed (or went) since the model was loaded; load it again")
         return build(model, input_size, skeleton)[1]
 
