@@ -34,7 +34,7 @@ every other round), or every ``--chunk`` frames: then the machine's changes of s
 these VMs, reach all of them more alike (passes of a whole input, 40-90 s each, moved the end-to-end ratio by up to
 1.5 between two runs), but each turn starts after another runtime's (benchmarks/RESULTS.md: upstream ran 1.2-1.3x
 slower with turns of 10 frames; whether from the machine or the turns was not settled). Each turn warms up on its
-first frame, then times each frame with ``time.perf_counter``. Each runner reports its best round (lowest mean
+first frames, then times each frame with ``time.perf_counter``. Each runner reports its best round (lowest mean
 total). Each featherpose runner's poses (first pass) are checked
 against upstream's at the same size on every frame. Then decode alone on golden network outputs
 (``golden/litepose/<sample>/output_*.npy``): featherpose's ``codec.decode`` vs upstream's upsampling + parse,
@@ -414,10 +414,9 @@ def main(argv: list[str] | None = None) -> int:
                 for c, idx in enumerate(chunks[name]):
                     for runner in order:
                         bar.set_postfix_str(f"round {rnd + 1} {name} frames {idx.start}-{idx.stop - 1}")
-                        warm = [frames[i] for i in idx[:1]] * (args.warmup if c == 0 else 1)
-                        part, got = time_pass(runner, warm + [frames[i] for i in idx], len(warm))
-                        ms[runner.key][idx.start:idx.stop] = part[len(warm):]
-                        found[runner.key][idx.start:idx.stop] = got[len(warm):]
+                        part, got = time_pass(runner, frames[idx.start:idx.stop], args.warmup if c == 0 else 1)
+                        ms[runner.key][idx.start:idx.stop] = part
+                        found[runner.key][idx.start:idx.stop] = got
                         bar.update()
                 for runner in runners:
                     results[name].setdefault(runner.key, []).append(ms[runner.key])
@@ -434,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             f"256x448) timed {args.image_repeats} times per pass",
             f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns "
             f"{f'every {args.chunk} frames' if args.chunk else 'a whole input each'} (order reversed in alternate "
-            f"rounds), each turn after untimed warm-up calls on its first frame ({args.warmup} at an input's first "
+            f"rounds), each turn after untimed warm-up calls on its first frames ({args.warmup} at an input's first "
             f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Upstream: "
             f"`valid.py`'s loop without flip, split at its model call (decode = upsampling + aggregate + "
             f"`HeatmapParser.parse` + `get_final_preds`), network = upstream's `LitePose` on the same weights, "
