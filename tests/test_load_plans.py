@@ -99,6 +99,23 @@ def test_a_damaged_plan_is_made_again(cache):
     assert plan.read_bytes() != b"not a plan"  # written anew
 
 
+def test_a_damaged_cached_export_is_made_again(cache):
+    """One byte changed inside a cached ONNX export (a disk's fault, say): the next load exports anew, it does not
+    hand onnxruntime a broken graph; the file written again passes its checksum."""
+    from featherpose.fileio import read_cached
+
+    expected = featherpose.load("movenet-thunder", backend="onnxruntime")(SAMPLE).keypoints
+    (export,) = (cache.parent / "onnx").glob("*.onnx")
+    raw = bytearray(export.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    export.write_bytes(bytes(raw))
+    assert read_cached(export) is None and not export.exists()  # found damaged and removed
+    export.write_bytes(bytes(raw))
+    est = featherpose.load("movenet-thunder", backend="onnxruntime")
+    np.testing.assert_array_equal(est(SAMPLE).keypoints, expected)
+    assert read_cached(export) is not None  # written anew, whole
+
+
 def test_a_lazy_network_is_built_only_when_its_export_is_missing(tmp_path, monkeypatch):
     """Exports of a LazyNetwork are cached under its key: the same key reads the export back without building the
     network, another key exports anew."""
