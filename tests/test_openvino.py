@@ -5,6 +5,7 @@ reproduces the golden int8 outputs as closely as a different CPU's int8 kernels 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -324,3 +325,31 @@ def test_compiles_go_through_openvinos_model_cache(ov, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
     est = featherpose.load("movenet-lightning", backend="openvino", threads=1)  # compiles, no error
     np.testing.assert_array_equal(est(image, min_score=0).keypoints, first(image, min_score=0).keypoints)
+
+
+def test_openvinos_cache_keeps_the_blobs_used_last(ov, tmp_path, monkeypatch):
+    """A blob read back (a cache hit) counts as used: with room for two, the blob compiled first but loaded again
+    stays, the one compiled after it and not used since goes (its file's access time; skipped where the file
+    system does not keep it)."""
+    from featherpose.runtime import openvino as fov
+
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    os.utime(probe, (1e9, 1e9))
+    probe.read_bytes()
+    if probe.stat().st_atime <= 1e9:
+        pytest.skip("this file system does not renew access times (noatime)")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(fov, "CACHED_COMPILES", 2)
+    folder = tmp_path / "featherpose" / "openvino"
+    featherpose.load("movenet-lightning", backend="openvino", threads=1)
+    (lightning,) = folder.glob("*.blob")
+    featherpose.load("movenet-thunder", backend="openvino", threads=1)
+    (thunder,) = set(folder.glob("*.blob")) - {lightning}
+    os.utime(lightning, (1e9, 1e9))  # compiled long ago, before Thunder
+    os.utime(thunder, (1.5e9, 1.5e9))
+    again = featherpose.load("movenet-lightning", backend="openvino", threads=1)
+    assert again.backend.compiled.get_property("LOADED_FROM_CACHE")
+    featherpose.load("movenet-multipose", backend="openvino", threads=1)  # a third blob: two are kept
+    kept = set(folder.glob("*.blob"))
+    assert lightning in kept and thunder not in kept and len(kept) == 2

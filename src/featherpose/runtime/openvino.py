@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "backend='openvino' needs OpenVINO: pip install featherpose[openvino] (or: pip install openvino)"
 #: Intel's ``human-pose-estimation-0001`` IR outputs -> the Lightweight OpenPose codec's heads (weights README).
 LWOP_IR_HEADS = {"Mconv7_stage2_L2": "heatmaps", "Mconv7_stage2_L1": "pafs"}
-#: compiled models kept in OpenVINO's model cache, ``~/.cache/featherpose/openvino`` (the most recently written; a
+#: compiled models kept in OpenVINO's model cache, ``~/.cache/featherpose/openvino`` (the most recently used; a
 #: blob holds the weights: 4.8-25 MB for the bundled models)
 CACHED_COMPILES = 8
 
@@ -82,8 +82,9 @@ def compile_cpu(core, model, config: dict):
     """``core.compile_model(model, "CPU", config)`` through OpenVINO's model cache in ``~/.cache/featherpose/openvino``:
     a model this machine compiled before is read back (Lightning: 0.17-0.18 against 0.33-0.42 s a start here). OpenVINO
     compiles again over a blob it cannot read (a truncated or foreign file); a cache that cannot be written only
-    costs the compile. The :data:`CACHED_COMPILES` most recently written blobs are kept (a hit does not
-    renew a blob's date)."""
+    costs the compile. The :data:`CACHED_COMPILES` most recently used blobs are kept: a blob's last use is its write or
+    its last read (the file's access time, which OpenVINO's read renews where the file system keeps it: Linux's
+    default ``relatime`` does at least once a day; where it does not, its write)."""
     folder = cache_dir("openvino")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,8 @@ def compile_cpu(core, model, config: dict):
     dated = []
     for blob in folder.glob("*.blob"):
         with contextlib.suppress(OSError):  # one that another process removed meanwhile
-            dated.append((blob.stat().st_mtime, blob))
+            st = blob.stat()
+            dated.append((max(st.st_mtime, st.st_atime), blob))
     for _, old in sorted(dated, reverse=True)[CACHED_COMPILES:]:
         with contextlib.suppress(OSError):  # removed or held open by another process: the next prune
             old.unlink(missing_ok=True)
