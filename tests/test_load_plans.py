@@ -17,7 +17,10 @@ from featherpose import zoo
 from featherpose.runtime.export import LazyNetwork
 from featherpose.weights_io import load_weights, save_weights
 
+from conftest import SHARED
+
 SAMPLE = str(zoo.Path(featherpose.__file__).parent / "assets" / "messi5.jpg")
+IR_XML = SHARED / "weights" / "lwop" / "human-pose-estimation-0001.xml"
 
 PROCESS = """
 import json, sys
@@ -41,6 +44,8 @@ def _new_process(model: str, backend: str, cache) -> dict:
     ("litepose-m-crowdpose", "onnxruntime"),  # dynamic size, its own preprocessing
     pytest.param("movenet-lightning", "openvino", marks=pytest.mark.skipif(
         importlib.util.find_spec("openvino") is None, reason="OpenVINO not installed")),  # the in-graph letterbox
+    pytest.param(str(IR_XML), "openvino", marks=pytest.mark.skipif(  # Intel's IR: its plan keyed by .xml and .bin
+        importlib.util.find_spec("openvino") is None, reason="OpenVINO not installed"), id="intel-ir-openvino"),
 ])
 def test_a_later_process_loads_the_model_without_torch(model, backend, tmp_path):
     first = _new_process(model, backend, tmp_path)

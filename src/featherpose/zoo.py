@@ -343,19 +343,24 @@ CACHED_PLANS = 32
 
 
 def _contents_digest(path: Path) -> str | None:
-    """blake2b of the file's contents (a file rewritten in place can keep its size, inode and mtime; 8-20 ms for the
-    bundled files), or None when it cannot be read."""
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        return hashlib.file_digest(f, "blake2b").hexdigest()
-    return None
+    """blake2b of the model file's contents (a file rewritten in place can keep its size, inode and mtime; 8-20 ms for
+    the bundled files), an OpenVINO IR's ``.xml`` and ``.bin`` together, or None when one cannot be read."""
+    digests = []
+    try:
+        for part in [path, path.with_suffix(".bin")] if is_openvino_ir(path) else [path]:
+            with open(part, "rb") as f:
+                digests.append(hashlib.file_digest(f, "blake2b").hexdigest())
+    except OSError:
+        return None
+    return "".join(digests)
 
 
 def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
     """The model's :class:`Plan` and its network as a :class:`~featherpose.runtime.export.LazyNetwork` (named by the
     same key): read from the cache, or made by :func:`build` (then the network is built already)."""
     path, _ = resolve_weights(model)
-    identity = None  # an IR is read as it is, each time; a path that cannot be read: build() says what is wrong
-    if not is_openvino_ir(model) and (digest := _contents_digest(path)) is not None:
+    identity = None  # a path that cannot be read: build() says what is wrong
+    if (digest := _contents_digest(path)) is not None:
         identity = (str(path.resolve()), digest)
     size = (input_size, input_size) if isinstance(input_size, int) else input_size  # 320, (320, 320), [320, 320]
     size = tuple(size) if isinstance(size, (tuple, list)) else size
