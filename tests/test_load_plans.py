@@ -109,14 +109,14 @@ def test_a_damaged_cached_export_is_made_again(cache):
     hand onnxruntime a broken graph; the file written again passes its checksum."""
     from featherpose.fileio import read_cached
 
-    expected = featherpose.load("movenet-thunder", backend="onnxruntime")(SAMPLE).keypoints
+    expected = featherpose.load("movenet-lightning", backend="onnxruntime")(SAMPLE).keypoints
     (export,) = (cache.parent / "onnx").glob("*.onnx")
     raw = bytearray(export.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     export.write_bytes(bytes(raw))
     assert read_cached(export) is None and not export.exists()  # found damaged and removed
     export.write_bytes(bytes(raw))
-    est = featherpose.load("movenet-thunder", backend="onnxruntime")
+    est = featherpose.load("movenet-lightning", backend="onnxruntime")
     np.testing.assert_array_equal(est(SAMPLE).keypoints, expected)
     assert read_cached(export) is not None  # written anew, whole
 
