@@ -8,7 +8,6 @@ of any featherpose weight file (e.g. one written by ``featherpose convert``), an
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import fnmatch
 import functools
