@@ -216,6 +216,39 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     assert "dry run: one batch" in capsys.readouterr().out
 
 
+def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypatch):
+    """A budget under the teacher's widths at every size is said before the super-network trains (the latency table
+    comes first), and a search whose candidates all score AP 0 says that its network is not a useful one (printed
+    and in search.json). Latency is a stand-in here (the sum of a candidate's widths), the scores are 0."""
+    from featherpose.nas import search as search_mod
+
+    monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: None)
+    monkeypatch.setattr(LatencyTable, "check", lambda self, *a, **k: [])
+    monkeypatch.setattr(LatencyTable, "predict", lambda self, a: float(a.stem + sum(a.stages) + sum(a.deconv)))
+    monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 1.0)
+    monkeypatch.setattr(search_mod.Scorer, "__call__", lambda self, arch: 0.0)
+    said_before_training = []
+
+    def train(*args, **kwargs):
+        said_before_training.append(capsys.readouterr().err)
+        return [1.0]
+
+    monkeypatch.setattr(search_mod, "train_supernet", train)
+    cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI)],
+           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 1,
+           "space": {"sizes": [96]}, "train": {"steps": 1, "batch_size": 1},
+           "latency": {"budget_ms": 300, "cache": str(tmp_path / "cache")},  # the teacher's widths: 416
+           "evolution": {"population": 2, "generations": 1}, "out": str(tmp_path / "out")}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(tmp_path / "search.yaml"), "--quiet"]) == 0
+    assert "predicted at 416.0 ms here (input 96), over the budget of 300 ms" in said_before_training[0]
+    err = capsys.readouterr().err
+    assert "no candidate under the budget of 300 ms found anyone (AP 0 for all" in err
+    report = json.loads((tmp_path / "out" / "search.json").read_text())
+    assert len(report["warnings"]) == 1 and "raise latency.budget_ms (the teacher's widths at input 96: 416.0 ms" \
+        in report["warnings"][0]
+
+
 def test_unreadable_frames_are_reported_and_skipped(tmp_path, capsys):
     from featherpose.nas.search import read_frames
 

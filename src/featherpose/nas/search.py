@@ -15,7 +15,9 @@ Steps (each with a progress bar):
    after writing it) and a CPU searches it.
 2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): the parts of candidates (stem, blocks, fusion
    levels) measured with the default backend, a candidate's prediction the sum of its parts, checked against
-   ``latency.check`` fresh random candidates measured whole (the error is reported).
+   ``latency.check`` fresh random candidates measured whole (the error is reported). Measured before the training,
+   which it does not need: where the teacher's widths are over the budget at every input size, a warning says so
+   before the training's minutes are spent.
 3. **Evolution** (upstream's ``EvolutionFinder``): a population of candidates under the budget (predicted; the
    teacher's widths at each input size, then random ones), each scored by OKS AP on the validation set with the shared evaluator; the best quarter are parents, half the
    children are mutations and half crossovers, for ``evolution.generations`` generations.
@@ -26,7 +28,8 @@ scored with the statistics they were trained with. With large batches (``batchno
 GPUs) shared statistics fit no single candidate: set ``calibration_frames`` to recalibrate each candidate on frames
 before scoring (upstream's ``calibrate_test.py``; measured here, 16 vtest frames shift Auto-M's own statistics enough
 to lose every person on coco_mini: calibrate on frames like the validation images).
-4. **Outputs** in ``out``: ``search.json`` (every candidate scored: AP, predicted ms; the latency check; the choice),
+4. **Outputs** in ``out``: ``search.json`` (every candidate scored: AP, predicted ms; the latency check; the choice;
+   ``warnings``: one when no candidate found anyone, AP 0, printed too),
    ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` (metadata: space, keypoints, teacher,
    steps, device, minutes, first / last loss; ``--supernet-only`` writes only it) and the chosen candidate with its
    inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
@@ -450,6 +453,10 @@ def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[st
     return meta
 
 
+def _warn(message: str) -> None:
+    print(f"featherpose search: warning: {message}", file=sys.stderr, flush=True)
+
+
 def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False) -> dict:
     """Run the whole search (see the module docstring); returns what ``search.json`` holds. ``supernet_only``: stop
     after writing ``supernet.safetensors``; returns the training's summary (steps, minutes, losses, device)."""
@@ -488,6 +495,28 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames] \
         if cfg.calibration_frames else []
 
+    if not supernet_only:  # the latency table first (it needs no training): a budget out of reach is said now
+        table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
+        table.prefill(space, cfg.latency.samples, rng, progress)
+        check = table.check(space, cfg.latency.check, rng, progress)
+        predicted: dict[str, float] = {}
+
+        def latency(arch: Arch) -> float:
+            if arch.key not in predicted:
+                predicted[arch.key] = table.predict(arch)
+            return predicted[arch.key]
+
+        # the teacher's widths at every input size start the population: after a short CPU training of the
+        # super-network most random candidates are still far from any good network
+        seeds = [dataclasses.replace(start_arch, input_size=s) for s in space.slots["input_size"]
+                 if space.contains(dataclasses.replace(start_arch, input_size=s))]
+        fastest_seed = min(seeds, key=latency, default=None)
+        if fastest_seed is not None and latency(fastest_seed) > cfg.latency.budget_ms:
+            _warn(f"the teacher's widths are predicted at {latency(fastest_seed):.1f} ms here (input "
+                  f"{fastest_seed.input_size}), over the budget of {cfg.latency.budget_ms:g} ms: only narrower "
+                  "candidates will be searched, and a short super-network training leaves them far from the teacher "
+                  "(raise latency.budget_ms, or train longer: train.steps)")
+
     teacher.to(device)
     supernet.to(device)
     trained = time.perf_counter()
@@ -515,26 +544,19 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     if supernet_only:
         return summary
 
-    table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
-    table.prefill(space, cfg.latency.samples, rng, progress)
-    check = table.check(space, cfg.latency.check, rng, progress)
     errors = [abs(p - m) / m for _, p, m in check]
-
     scorer = Scorer(supernet, codec, skeleton, calibration, cfg.val, cfg.val_images, cfg.train.threads, out,
                     cfg.latency.backend)
-    predicted: dict[str, float] = {}
-
-    def latency(arch: Arch) -> float:
-        if arch.key not in predicted:
-            predicted[arch.key] = table.predict(arch)
-        return predicted[arch.key]
-
-    # the teacher's widths at every input size start the population: after a short CPU training of the
-    # super-network most random candidates are still far from any good network
-    seeds = [dataclasses.replace(start_arch, input_size=s) for s in space.slots["input_size"]
-             if space.contains(dataclasses.replace(start_arch, input_size=s))]
     ranked = evolve(space, scorer, latency, cfg.latency.budget_ms, cfg.evolution, rng, progress, seeds)
     best_ap, best = ranked[0]
+    warnings = []
+    if best_ap <= 0:
+        teacher_ms = "" if fastest_seed is None else \
+            f" (the teacher's widths at input {fastest_seed.input_size}: {latency(fastest_seed):.1f} ms here)"
+        warnings.append(f"no candidate under the budget of {cfg.latency.budget_ms:g} ms found anyone (AP 0 for all "
+                        f"{len(ranked)} scored): searched.safetensors is not a useful network; raise "
+                        f"latency.budget_ms{teacher_ms}, or train the super-network longer (train.steps)")
+        _warn(warnings[-1])
     model, best_codec = scorer.model(best)
     config = best.config(k)
     save_weights(out / "searched.safetensors", model.state_dict(), name="litepose-searched", architecture="litepose",
@@ -553,7 +575,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "latency_check_mean_error": float(np.mean(errors)) if errors else None,
         "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": table.ms(best),
                    "weights": str(out / "searched.safetensors")},
-        "candidates": rows, "minutes": (time.perf_counter() - started) / 60,
+        "candidates": rows, "minutes": (time.perf_counter() - started) / 60, "warnings": warnings,
     }
     plot_population(rows, cfg.latency.budget_ms, out / "search.png")
     with atomic_path(out / "search.json") as tmp:
