@@ -2,6 +2,7 @@
 
 1. ``--nncf MODEL ...``: int8 by NNCF for OpenVINO (``nncf.quantize`` on the model's ONNX export read by OpenVINO,
    default settings, calibrated on the bundled calibration frames) against OpenVINO fp32 and bf16;
+   ``--nncf-keep-float REGEX ...`` (repeatable) adds an int8 row with the matching nodes left in float32;
 2. ``--litert-int8 MODEL ...`` (fixed-size models): int8 by Google's ai-edge-quantizer for LiteRT (static int8,
    per-channel weights; convolutions, additions and resizes; every one, or all but the heads') on the network
    converted by litert-torch, run by LiteRT's interpreter (XNNPACK), against the same conversion in fp32. Calibrated
@@ -36,7 +37,8 @@ from _common import SHARED, emit, machine_lines, median_ms, read_frames  # noqa:
 import featherpose  # noqa: E402
 from featherpose.evaluation import evaluate  # noqa: E402
 from featherpose.runtime.export import export_onnx  # noqa: E402
-from featherpose.runtime.openvino import OpenVinoBackend, import_openvino, openvino_backend  # noqa: E402
+from featherpose.runtime.openvino import (OpenVinoBackend, check_bf16, import_openvino,  # noqa: E402
+                                          openvino_backend)
 from featherpose.runtime.quantize import calibration_frames  # noqa: E402
 from featherpose.families import family_of  # noqa: E402
 
@@ -52,7 +54,10 @@ def measure(est, frames: list[np.ndarray], what: str) -> str:
     return f"| {what} | {ms:.2f} | " + " | ".join(f"{ap:.4f}" for ap in aps) + " |"
 
 
-def nncf_rows(name: str, frames, threads: int) -> list[str]:
+def nncf_rows(name: str, frames, threads: int, keep_float: list[list[str]] = ()) -> list[str]:
+    """OpenVINO fp32, bf16 and NNCF int8 rows of ``name``, and one more int8 row per list of node-name patterns in
+    ``keep_float`` (regular expressions on the ONNX export's node names, e.g. ``/model/stem/.*``: NNCF's
+    ``IgnoredScope``, those nodes stay float32)."""
     import nncf
 
     logging.getLogger("nncf").setLevel(logging.ERROR)
@@ -63,10 +68,18 @@ def nncf_rows(name: str, frames, threads: int) -> list[str]:
                        runtime="openvino")
     calib = nncf.Dataset([est.network_input(f)[0] for f in calibration_frames(None)])
     rows = []
-    for what, precision, quantize in (("fp32", "fp32", False), ("bf16 (whole network)", "bf16", False),
-                                      ("int8 (NNCF)", "fp32", True)):
+    try:
+        check_bf16()
+        bf16 = [("bf16 (whole network)", "bf16", None)]
+    except ValueError:  # a CPU without bf16 arithmetic would run the bf16 hint in float32
+        bf16 = []
+    configs = [("fp32", "fp32", None), *bf16, ("int8 (NNCF)", "fp32", [])]
+    configs += [(f"int8 (NNCF), {' '.join(p)} kept float32", "fp32", p) for p in keep_float]
+    for what, precision, ignore in configs:
         model = ov.Core().read_model(onnx, b"")
-        est.backend = OpenVinoBackend(nncf.quantize(model, calib) if quantize else model, threads, precision=precision)
+        if ignore is not None:
+            model = nncf.quantize(model, calib, ignored_scope=nncf.IgnoredScope(patterns=ignore) if ignore else None)
+        est.backend = OpenVinoBackend(model, threads, precision=precision)
         rows.append(measure(est, frames, f"{name}, OpenVINO {what}"))
         print(rows[-1], flush=True)
     return rows
@@ -128,6 +141,8 @@ def split_rows(ks: list[int], frames, threads: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nncf", nargs="*", default=[], metavar="MODEL")
+    ap.add_argument("--nncf-keep-float", nargs="+", action="append", default=[], metavar="REGEX",
+                    help="with --nncf: one more int8 row with these ONNX node-name patterns kept float32 (repeatable)")
     ap.add_argument("--litert-int8", nargs="*", default=[], metavar="MODEL")
     ap.add_argument("--split", nargs="*", type=int, default=[], metavar="K")
     ap.add_argument("--threads", type=int, default=2)
@@ -135,7 +150,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     frames = [np.ascontiguousarray(f[:, :, ::-1]) for f in read_frames(SHARED / "media/vtest.avi", 20)]  # RGB
-    rows = [row for name in args.nncf for row in nncf_rows(name, frames, args.threads)]
+    rows = [row for name in args.nncf for row in nncf_rows(name, frames, args.threads, args.nncf_keep_float)]
     with tempfile.TemporaryDirectory() as folder:
         rows += [row for name in args.litert_int8 for row in litert_int8_rows(name, frames, args.threads, Path(folder))]
     if args.split:
