@@ -45,7 +45,8 @@ def _new_process(model: str, backend: str, cache) -> dict:
     pytest.param("movenet-lightning", "openvino", marks=pytest.mark.skipif(
         importlib.util.find_spec("openvino") is None, reason="OpenVINO not installed")),  # the in-graph letterbox
     pytest.param(str(IR_XML), "openvino", marks=pytest.mark.skipif(  # Intel's IR: its plan keyed by .xml and .bin
-        importlib.util.find_spec("openvino") is None, reason="OpenVINO not installed"), id="intel-ir-openvino"),
+        importlib.util.find_spec("openvino") is None or not IR_XML.is_file(), reason="OpenVINO or the IR missing"),
+        id="intel-ir-openvino"),
 ])
 def test_a_later_process_loads_the_model_without_torch(model, backend, tmp_path):
     first = _new_process(model, backend, tmp_path)
