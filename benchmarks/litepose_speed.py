@@ -35,10 +35,9 @@ these VMs, reach all of them more alike (passes of a whole input, 40-90 s each, 
 1.5 between two runs), but each turn starts after another runtime's (benchmarks/RESULTS.md: upstream ran 1.2-1.3x
 slower with turns of 10 frames; whether from the machine or the turns was not settled). Each turn warms up on its
 first frames, then times each frame with ``time.perf_counter``. Each runner reports its best round (lowest mean
-total). Each featherpose runner's poses (first pass) are checked
-against upstream's at the same size on every frame. Then decode alone on golden network outputs
-(``golden/litepose/<sample>/output_*.npy``): featherpose's ``codec.decode`` vs upstream's upsampling + parse,
-alternating calls.
+total). Each featherpose runner's poses (first pass) are checked against upstream's at the same size on every
+frame. Then decode alone on golden network outputs (``golden/litepose/<sample>/output_*.npy``): featherpose's
+``codec.decode`` vs upstream's upsampling + parse, alternating calls.
 
 Usage::
 
@@ -434,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns "
             f"{f'every {args.chunk} frames' if args.chunk else 'a whole input each'} (order reversed in alternate "
             f"rounds), each turn after untimed warm-up calls on its first frames ({args.warmup} at an input's first "
-            f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Upstream: "
+            f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (BGR -> RGB "
+            f"included) / est.infer / est.postprocess. Upstream: "
             f"`valid.py`'s loop without flip, split at its model call (decode = upsampling + aggregate + "
             f"`HeatmapParser.parse` + `get_final_preds`), network = upstream's `LitePose` on the same weights, "
             f"torch eager under no_grad."]

@@ -26,6 +26,7 @@ import itertools
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def measure(est, frames: list[np.ndarray], what: str) -> str:
     return f"| {what} | {ms:.2f} | " + " | ".join(f"{ap:.4f}" for ap in aps) + " |"
 
 
-def nncf_rows(name: str, frames, threads: int, keep_float: list[list[str]] = ()) -> list[str]:
+def nncf_rows(name: str, frames, threads: int, keep_float: Sequence[list[str]] = ()) -> list[str]:
     """OpenVINO fp32, bf16 and NNCF int8 rows of ``name``, and one more int8 row per list of node-name patterns in
     ``keep_float`` (regular expressions on the ONNX export's node names, e.g. ``/model/stem/.*``: NNCF's
     ``IgnoredScope``, those nodes stay float32)."""
