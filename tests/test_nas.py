@@ -96,6 +96,27 @@ def test_a_narrower_candidate_inherits_most_of_the_accuracy(auto_m, tmp_path):
     assert score(full) > 0.3 and score(narrow) >= 0.8 * score(full), (score(full), score(narrow))
 
 
+def test_candidates_are_scored_without_timing_every_runtime(auto_m, tmp_path, monkeypatch):
+    """The search scores each candidate with the latency table's backend: backend "auto" would time every installed
+    runtime on every new candidate (most of the search's minutes on the 2-core Xeon) and cache an entry for each."""
+    from featherpose.nas.search import Scorer
+    from featherpose.runtime import autoselect
+
+    monkeypatch.delenv(autoselect.ENV, raising=False)  # the suite pins auto to onnxruntime; a user's run does not
+
+    def timed(*args, **kwargs):
+        raise AssertionError("backend auto timed the runtimes for a search candidate")
+
+    monkeypatch.setattr(autoselect, "fastest_backend", timed)
+    _, _, codec, skeleton = zoo.build("litepose-m-crowdpose")
+    space = SearchSpace(sizes=(128,), width_multipliers=(0.25,))
+    supernet = Supernet(space, 14, cover=arch_of(auto_m.config))
+    score = Scorer(supernet, codec, skeleton, [], str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"),
+                   1, 2, tmp_path, backend="auto")
+    assert score.backend == "onnxruntime"
+    assert score(space.smallest()) >= 0.0
+
+
 def test_a_candidate_trains_its_slices_of_the_shared_tensors():
     torch.manual_seed(0)
     space, rng = SearchSpace(), random.Random(1)

@@ -52,7 +52,7 @@ import yaml
 
 from ..fileio import atomic_path, check_writable
 from ..models.litepose import LitePose
-from .latency import LatencyTable
+from .latency import LatencyTable, resolve_backend
 from .space import Arch, SearchSpace, arch_of
 from .supernet import Supernet
 
@@ -311,7 +311,10 @@ class Scorer:
         from ..evaluation.coco import load_coco
 
         self.supernet, self.codec, self.skeleton, self.frames, self.threads = supernet, codec, skeleton, frames, threads
-        self.backend = backend  # the default (onnxruntime) runs these 7x7 depthwise networks ~10x faster than eager torch
+        # a named backend: "auto" would time every runtime on each new candidate (a minute of torch per candidate on
+        # the 2-core Xeon) and keep an entry per candidate in its cache; the default (onnxruntime) runs these 7x7
+        # depthwise networks ~10x faster than eager torch
+        self.backend = resolve_backend(backend)
         self.val = val
         if val_images:  # the first N images of the json (and their people)
             data = load_coco(val)
