@@ -338,10 +338,10 @@ def test_a_supernet_of_another_space_is_one_clear_error(tmp_path, capsys):
     assert main(["search", str(_tiny_search(tmp_path, "first")), "--supernet-only", "--quiet"]) == 0
     capsys.readouterr()
     other = _tiny_search(tmp_path, "other", supernet=str(tmp_path / "first" / "supernet.safetensors"),
-                         space={"sizes": [96], "width_multipliers": [0.5, 0.25]}, train={"steps": 0})
+                         space={"sizes": [96, 128], "width_multipliers": [0.5]}, train={"steps": 0})
     assert main(["search", str(other), "--supernet-only"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "does not match" in err and "'sizes': [96, 128]" in err and "supernet:" in err
+    assert err.count("\n") == 0 and "does not match" in err and "[0.5, 0.25]" in err and "supernet:" in err
     assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())
     no_supernet = _tiny_search(tmp_path, "zero", train={"steps": 0})
     assert main(["search", str(no_supernet)]) == 2
@@ -349,6 +349,22 @@ def test_a_supernet_of_another_space_is_one_clear_error(tmp_path, capsys):
     bad_device = _tiny_search(tmp_path, "dev", train={"device": "gpu"})
     assert main(["search", str(bad_device)]) == 2
     assert "train.device 'gpu' is not one of auto, cpu, cuda" in capsys.readouterr().err
+
+
+def test_a_supernet_searches_input_sizes_it_was_not_trained_at(tmp_path, capsys):
+    """The input sizes shape no tensor: a super-network trained at 96 / 128 is searched at 64 too, with a warning
+    naming the untrained size; the supernet.safetensors written again still says where it trained."""
+    from safetensors import safe_open
+
+    assert main(["search", str(_tiny_search(tmp_path, "first")), "--supernet-only", "--quiet"]) == 0
+    capsys.readouterr()
+    wider = _tiny_search(tmp_path, "wider", supernet=str(tmp_path / "first" / "supernet.safetensors"),
+                         space={"sizes": [64, 96, 128]}, train={"steps": 0})
+    assert main(["search", str(wider), "--supernet-only", "--quiet"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not trained at input sizes [64]" in err
+    with safe_open(str(tmp_path / "wider" / "supernet.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["space"])["sizes"] == [96, 128]
 
 
 def test_train_minutes_stops_after_the_step_that_spends_them(tmp_path, capsys):

@@ -441,6 +441,9 @@ def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[st
         raise ValueError(f"supernet {path} has no space / num_keypoints metadata: not a supernet.safetensors that "
                          "featherpose search wrote")
     theirs, ours = json.loads(meta["space"]), dataclasses.asdict(space)
+    # the input sizes shape no tensor: a search may score sizes the super-network was not trained at (said below)
+    untrained = sorted(set(ours.get("sizes", ())) - set(theirs.get("sizes", ())))
+    theirs, ours = ({k: v for k, v in d.items() if k != "sizes"} for d in (theirs, ours))
     k = supernet.num_keypoints
     if theirs != ours or int(meta["num_keypoints"]) != k:
         what = (f"space {theirs}, this config's space {ours}" if theirs != ours else
@@ -453,6 +456,10 @@ def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[st
         first = str(exc).replace("\n", " ")[:300]
         raise ValueError(f"supernet {path} does not fit this search's super-network ({first}); use the teacher "
                          "of the search that wrote it, or remove supernet:") from None
+    if untrained:
+        _warn(f"the super-network {path} was not trained at input sizes {untrained} (it was at "
+              f"{json.loads(meta['space']).get('sizes')}): candidates of those sizes use its weights as they are "
+              "(train.steps > 0 trains them too)")
     return meta
 
 
@@ -537,7 +544,10 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "started_from": cfg.supernet or name,
         "total_steps": len(losses) + int(earlier.get("total_steps", 0)),
     }
-    meta = {"space": json.dumps(dataclasses.asdict(cfg.space)), "num_keypoints": str(k), "teacher": name,
+    space_meta = dataclasses.asdict(cfg.space)  # the input sizes it has trained at: an earlier run's and this run's
+    earlier_sizes = json.loads(earlier["space"]).get("sizes", []) if earlier else []
+    space_meta["sizes"] = sorted(set(earlier_sizes) | (set(cfg.space.sizes) if losses or not earlier else set()))
+    meta = {"space": json.dumps(space_meta), "num_keypoints": str(k), "teacher": name,
             "steps": str(summary["steps"]), "total_steps": str(summary["total_steps"]),
             "batch_size": str(cfg.train.batch_size), "device": str(device), "train_minutes": f"{train_minutes:.2f}",
             "loss_first_last": json.dumps(summary["supernet_loss_first_last"]),
