@@ -222,6 +222,12 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     out = tmp_path / "out"
     report = json.loads((out / "search.json").read_text())
     assert report["candidates"] and all(c["predicted_ms"] <= 1000 for c in report["candidates"])
+    # the latency check measures each of its candidates twice and keeps the faster; the passes' spread is reported
+    (checked,) = report["latency_check"]
+    assert len(checked["passes_ms"]) == 2 and checked["measured_ms"] == min(checked["passes_ms"]) > 0
+    a, b = checked["passes_ms"]
+    assert report["latency_check_repeat_error"] == pytest.approx(abs(a - b) / min(a, b))
+    assert "each measured twice" in printed
     assert report["candidates"][0]["AP"] == max(c["AP"] for c in report["candidates"])
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     est = featherpose.load(str(out / "searched.safetensors"), backend="torch")
