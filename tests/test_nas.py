@@ -185,6 +185,24 @@ def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
     assert again.predict(space.largest()) == table.predict(space.largest())
 
 
+def test_latency_predictions_are_scaled_to_whole_networks(tmp_path, monkeypatch):
+    """A part timed alone pays a runtime call of its own: predictions are the parts' sum times the median ratio of
+    whole to sum over calibration candidates measured whole; the calibration is cached with the table."""
+    space = SearchSpace(sizes=(64, 96))
+    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
+    assert table.scale == 1.0 and table.predict(space.largest()) == table.parts_sum(space.largest())
+    table.calibrate(space, 3, random.Random(0), progress=False)
+    assert len(table.calibration) == 3
+    ratios = [whole / total for total, whole in table.calibration.values()]
+    assert all(whole == table.measured[key] for key, (_, whole) in table.calibration.items())
+    assert table.scale == pytest.approx(float(np.median(ratios))) and table.scale != 1.0
+    assert table.predict(space.smallest()) == pytest.approx(table.scale * table.parts_sum(space.smallest()))
+    monkeypatch.setattr(latency_mod, "_fastest_ms", lambda *a, **k: pytest.fail("measured again"))
+    again = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
+    again.calibrate(space, len(table.calibration), random.Random(1), progress=False)  # enough cached: none measured
+    assert again.scale == table.scale
+
+
 def test_latency_parts_are_timed_as_the_backend_runs_them(monkeypatch):
     """A fusion level's part is exported as the network's onnxruntime graph writes it (phase convolutions, no 4x4
     ConvTranspose): a part timed in another graph than the whole network's would mispredict. The table's key names
@@ -212,7 +230,8 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],
            "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2, "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
            "train": {"steps": 2, "batch_size": 1, "subnets": 2},
-           "latency": {"budget_ms": 1000, "samples": 1, "check": 1, "runs": 1, "cache": str(tmp_path / "cache")},
+           "latency": {"budget_ms": 1000, "samples": 1, "calibrate": 1, "check": 1, "runs": 1,
+                       "cache": str(tmp_path / "cache")},
            "evolution": {"population": 2, "generations": 1}, "out": str(tmp_path / "out")}
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -228,6 +247,8 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     a, b = checked["passes_ms"]
     assert report["latency_check_repeat_error"] == pytest.approx(abs(a - b) / min(a, b))
     assert "each measured twice" in printed
+    assert len(report["latency_calibration"]) == 1 and report["latency_scale"] == pytest.approx(
+        report["latency_calibration"][0]["measured_ms"] / report["latency_calibration"][0]["parts_sum_ms"])
     assert report["candidates"][0]["AP"] == max(c["AP"] for c in report["candidates"])
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     est = featherpose.load(str(out / "searched.safetensors"), backend="torch")

@@ -11,7 +11,10 @@ keyed by this machine, the backend and its version and the thread count; a candi
 parts. Same session, same 10 fresh candidates: mean error 6.0 %, max 12.3 % (onnxruntime, 2 threads). Parts a
 candidate needs that are not in the table are measured when it is first predicted (a fraction of a second each).
 :meth:`LatencyTable.check` measures whole fresh candidates against the sums. The parts leave out what only the
-whole graph has: its input conversion (int32 NHWC to float NCHW) and the hand-over between parts' outputs and inputs.
+whole graph has: its input conversion (int32 NHWC to float NCHW) and the hand-over between parts' outputs and inputs;
+and each part timed alone pays a runtime call of its own. On the 2-core Xeon the sums came out 1-40 % over the whole
+networks (all 10 checked over, median 14 %), so :meth:`LatencyTable.calibrate` measures a few random candidates whole
+and a prediction is the sum times their median ratio (:attr:`LatencyTable.scale`).
 
 Latency is the network's, on the input a 4:3 frame gets (vtest.avi's 768x576: short side at the candidate's size,
 the long side following, as ``featherpose.load`` feeds Lite Pose), batch 1, the fastest of the timed runs.
@@ -211,19 +214,29 @@ class LatencyTable:
         self.path = folder / f"litepose-parts-k{num_keypoints}-{hash_text(self.key):016x}.json"
         self.parts: dict[str, float] = {}  # part key -> ms
         self.measured: dict[str, float] = {}  # whole candidates (checks): arch key -> ms
+        self.calibration: dict[str, tuple[float, float]] = {}  # arch key -> (sum of its parts, whole) ms
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
                 if data.get("machine") == self.key:
                     self.parts = {k: float(v) for k, v in data["parts"].items()}
                     self.measured = {k: float(v) for k, v in data["networks"].items()}
+                    self.calibration = {k: (float(a), float(b)) for k, (a, b) in data.get("calibration", {}).items()}
             except (ValueError, KeyError, TypeError, AttributeError):
-                self.parts, self.measured = {}, {}  # a damaged cache is measured again
+                self.parts, self.measured, self.calibration = {}, {}, {}  # a damaged cache is measured again
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps({"machine": self.key, "parts": self.parts, "networks": self.measured}, indent=1))
+            tmp.write_text(json.dumps({"machine": self.key, "parts": self.parts, "networks": self.measured,
+                                       "calibration": self.calibration}, indent=1))
+
+    @property
+    def scale(self) -> float:
+        """Whole network / sum of its parts, the median over the calibration candidates (1 before any)."""
+        if not self.calibration:
+            return 1.0
+        return float(np.median([whole / total for total, whole in self.calibration.values()]))
 
     def missing(self, arch: Arch) -> list[str]:
         """Keys of the candidate's parts not measured yet."""
@@ -242,10 +255,14 @@ class LatencyTable:
             torch.set_num_threads(threads)  # the torch backend sets its own
         self._save()
 
-    def predict(self, arch: Arch) -> float:
-        """Predicted milliseconds: the sum of the candidate's parts (measuring the ones not in the table)."""
+    def parts_sum(self, arch: Arch) -> float:
+        """The sum of the candidate's parts in milliseconds (measuring the ones not in the table)."""
         self._measure_parts(arch)
         return float(sum(self.parts[key] for key, _, _ in parts(arch, self.num_keypoints)))
+
+    def predict(self, arch: Arch) -> float:
+        """Predicted milliseconds: the sum of the candidate's parts times :attr:`scale`."""
+        return self.scale * self.parts_sum(arch)
 
     def prefill(self, space: SearchSpace, samples: int, rng: random.Random, progress: bool = True) -> None:
         """Measure the parts of the largest, the smallest and ``samples`` random candidates up front (cached parts
@@ -264,26 +281,37 @@ class LatencyTable:
             self._save()
         return self.measured[arch.key]
 
+    def _measure_twice(self, archs: list[Arch], desc: str, progress: bool) -> dict[str, tuple[float, float]]:
+        """Each candidate measured whole twice, once in a pass over all of them and again in a second pass (their
+        parts first); the faster of the two is kept as its latency. How far the two disagree is this machine's own
+        noise, which no prediction beats."""
+        from tqdm import tqdm
+
+        runs, first = {}, {}
+        for arch in tqdm(archs, desc=desc, unit="net", disable=not progress):
+            self.parts_sum(arch)
+            runs[arch.key] = _whole(arch, self.num_keypoints, self.backend, self.threads)
+            first[arch.key] = _fastest_ms(runs[arch.key], self.runs)
+        passes = {key: (ms, _fastest_ms(runs[key], self.runs)) for key, ms in first.items()}
+        self.measured.update({key: min(ms) for key, ms in passes.items()})
+        self._save()
+        return passes
+
+    def calibrate(self, space: SearchSpace, count: int, rng: random.Random, progress: bool = True) -> None:
+        """Fit :attr:`scale` on ``count`` random candidates measured whole (cached: those measured before count)."""
+        archs = [space.sample(rng) for _ in range(max(0, count - len(self.calibration)))]
+        passes = self._measure_twice(archs, "latency calibration", progress)
+        for arch in archs:
+            self.calibration[arch.key] = (self.parts_sum(arch), min(passes[arch.key]))
+        self._save()
+
     def check(self, space: SearchSpace, count: int, rng: random.Random, progress: bool = True
               ) -> list[tuple[str, float, tuple[float, float]]]:
         """(arch key, predicted ms, (first, second) measured ms) for ``count`` fresh random candidates, each measured
-        whole twice: once in a pass over all of them, again in a second pass. The faster of the two is kept as the
-        candidate's latency; how far the two disagree is this machine's own noise, which no prediction beats."""
-        from tqdm import tqdm
-
+        whole twice (:meth:`_measure_twice`)."""
         archs = [space.sample(rng) for _ in range(count)]
-        runs, first = {}, {}
-        for arch in tqdm(archs, desc="latency check", unit="net", disable=not progress):
-            self.predict(arch)
-            runs[arch.key] = _whole(arch, self.num_keypoints, self.backend, self.threads)
-            first[arch.key] = _fastest_ms(runs[arch.key], self.runs)
-        rows = []
-        for arch in archs:
-            passes = (first[arch.key], _fastest_ms(runs[arch.key], self.runs))
-            self.measured[arch.key] = min(passes)
-            rows.append((arch.key, self.predict(arch), passes))
-        self._save()
-        return rows
+        passes = self._measure_twice(archs, "latency check", progress)
+        return [(arch.key, self.predict(arch), passes[arch.key]) for arch in archs]
 
 
 def hash_text(text: str) -> int:
