@@ -271,6 +271,7 @@ def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypat
     from featherpose.nas import search as search_mod
 
     monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: None)
+    monkeypatch.setattr(LatencyTable, "calibrate", lambda self, *a, **k: None)
     monkeypatch.setattr(LatencyTable, "check", lambda self, *a, **k: [])
     monkeypatch.setattr(LatencyTable, "predict", lambda self, a: float(a.stem + sum(a.stages) + sum(a.deconv)))
     monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 1.0)
