@@ -267,14 +267,15 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
 def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypatch):
     """A budget under the teacher's widths at every size is said before the super-network trains (the latency table
     comes first), and a search whose candidates all score AP 0 says that its network is not a useful one (printed
-    and in search.json). Latency is a stand-in here (the sum of a candidate's widths), the scores are 0."""
+    and in search.json), as does a chosen network measured over the budget. Latency is a stand-in here (the sum of a
+    candidate's widths; 400 ms measured), the scores are 0."""
     from featherpose.nas import search as search_mod
 
     monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: None)
     monkeypatch.setattr(LatencyTable, "calibrate", lambda self, *a, **k: None)
     monkeypatch.setattr(LatencyTable, "check", lambda self, *a, **k: [])
     monkeypatch.setattr(LatencyTable, "predict", lambda self, a: float(a.stem + sum(a.stages) + sum(a.deconv)))
-    monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 1.0)
+    monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 400.0)  # the chosen one, measured: over the budget
     monkeypatch.setattr(search_mod.Scorer, "__call__", lambda self, arch: 0.0)
     said_before_training = []
 
@@ -294,8 +295,10 @@ def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err
     assert "no candidate under the budget of 300 ms found anyone (AP 0 for all" in err
     report = json.loads((tmp_path / "out" / "search.json").read_text())
-    assert len(report["warnings"]) == 1 and "raise latency.budget_ms (the teacher's widths at input 96: 416.0 ms" \
+    assert len(report["warnings"]) == 2 and "raise latency.budget_ms (the teacher's widths at input 96: 416.0 ms" \
         in report["warnings"][0]
+    assert report["warnings"][1].startswith("the chosen network measured 400.0 ms, over the budget of 300 ms")
+    assert report["warnings"][1] in err and report["chosen"]["measured_ms"] == 400.0
 
 
 def test_unreadable_frames_are_reported_and_skipped(tmp_path, capsys):

@@ -575,6 +575,13 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
                         f"{len(ranked)} scored): searched.safetensors is not a useful network; raise "
                         f"latency.budget_ms{teacher_ms}, or train the super-network longer (train.steps)")
         _warn(warnings[-1])
+    measured = table.ms(best)
+    if measured > 1.1 * cfg.latency.budget_ms:  # over the budget by more than the 10 % a prediction may miss
+        warnings.append(f"the chosen network measured {measured:.1f} ms, over the budget of {cfg.latency.budget_ms:g} "
+                        f"ms (predicted {latency(best):.1f}): the table mispredicts it here, or this machine's speed "
+                        "changed since the table was measured (see the latency check); time it with "
+                        "benchmarks/speed.py, or lower latency.budget_ms")
+        _warn(warnings[-1])
     model, best_codec = scorer.model(best)
     config = best.config(k)
     save_weights(out / "searched.safetensors", model.state_dict(), name="litepose-searched", architecture="litepose",
@@ -596,7 +603,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "latency_scale": table.scale,  # predicted = the parts' sum x this (fitted on the calibration candidates)
         "latency_calibration": [{"key": key, "parts_sum_ms": total, "measured_ms": whole}
                                 for key, (total, whole) in table.calibration.items()],
-        "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": table.ms(best),
+        "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": measured,
                    "weights": str(out / "searched.safetensors")},
         "candidates": rows, "minutes": (time.perf_counter() - started) / 60, "warnings": warnings,
     }
