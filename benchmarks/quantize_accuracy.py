@@ -94,7 +94,8 @@ def main() -> None:
             print(f"bf16 left out: {exc}", file=sys.stderr)
             precisions.remove("bf16")
     lines = [f"## {' and '.join(precisions[1:])} vs fp32", "", f"- int8 quantiser options: {DEFAULT_OPTIONS}",
-             f"- int8-openvino: NNCF for OpenVINO, {NNCF_SETTINGS}",
+             f"- int8-openvino: NNCF for OpenVINO, {NNCF_SETTINGS}; float32: an in-graph letterbox and decoder, "
+             "and the heads' own layers where the model's ZOO row says int8_float_heads",
              "- bf16: OpenVINO's CPU plugin, INFERENCE_PRECISION_HINT=bf16 (a family's bf16_split front in f32: "
              "Lite Pose)", *machine_lines(args.threads), "",
              f"| model | precision | {' | '.join(sets)} | LSP test PCK@0.2 ({args.lsp} images) | network ms / vtest "

@@ -59,6 +59,8 @@ class ModelInfo:
             :data:`ACCURATE_AP_LOSS`, bf16 is the model's default precision where the CPU has it.
         int8_ap_loss: the same for int8 on OpenVINO (NNCF's quantisation); at most :data:`ACCURATE_AP_LOSS`, it is the
             default where bf16 is not.
+        int8_float_heads: NNCF leaves the heads' own layers in float32 (what ``int8_ap_loss`` was measured with;
+            :func:`~featherpose.runtime.quantize.float_nodes`).
     """
 
     name: str
@@ -70,6 +72,7 @@ class ModelInfo:
     paper: str
     bf16_ap_loss: float | None = None
     int8_ap_loss: float | None = None
+    int8_float_heads: bool = False
 
 
 #: A faster precision that loses at most this much OKS AP is accurate enough to be a model's default (issue 14).
@@ -82,7 +85,7 @@ ZOO: dict[str, ModelInfo] = {
     "movenet-lightning": ModelInfo(
         "movenet-lightning", "movenet-lightning.safetensors", False, (192, 192),
         "Google MoveNet SinglePose Lightning v4 (MobileNetV2 1.0 + FPN), imported; fastest, one person",
-        _MOVENET_LICENSE, _MOVENET_PAPER, bf16_ap_loss=0.0018),
+        _MOVENET_LICENSE, _MOVENET_PAPER, bf16_ap_loss=0.0018, int8_ap_loss=0.0073, int8_float_heads=True),
     "movenet-thunder": ModelInfo(
         "movenet-thunder", "movenet-thunder.safetensors", False, (256, 256),
         "Google MoveNet SinglePose Thunder v4 (MobileNetV2 1.75 + FPN), imported; most accurate, one person",
@@ -431,8 +434,9 @@ def _accurate(ap_loss: float | None) -> bool:
 
 def _int8_backend(plan: Plan, network: LazyNetwork, threads, calib, backend="auto"):
     """The int8 model of ``network`` (quantised once, cached), calibrated through the model's own preprocessing: on
-    OpenVINO for ``backend="openvino"`` (NNCF's quantisation; the heads decoded in NumPy), else onnxruntime's."""
-    from .image import resize_with_pad
+    OpenVINO for ``backend="openvino"`` (NNCF's quantisation of the graph OpenVINO runs in float32: TF's letterbox
+    and the codec's decoder inside where the model has them, left float32 with the heads), else onnxruntime's."""
+    from .image import letterbox_frame, resize_with_pad
     from .runtime import OnnxBackend, check_threads
     from .runtime.export import export_onnx
     from .runtime.quantize import quantized_model
@@ -450,9 +454,19 @@ def _int8_backend(plan: Plan, network: LazyNetwork, threads, calib, backend="aut
         from .runtime.quantize import openvino_int8_model
 
         import_openvino()  # the one-line install hint before any export work
-        onnx_fp32 = export_onnx(network, codec.input_hw, dynamic_size=plan.dynamic_size, runtime="openvino")
-        xml = openvino_int8_model(tag, onnx_fp32, preprocess, calib)
-        built = OpenVinoBackend.from_file(xml, int(threads) if threads else None)
+        letterbox = plan.preprocess is None  # TF's letterbox, in the graph as OpenVINO's float32 runs it
+
+        def graph_inputs(image):  # what the exported graph takes
+            if not letterbox:
+                return preprocess(image)
+            frame, geometry = letterbox_frame(image, codec.input_hw)
+            return [frame.frame, *frame.tables], geometry
+
+        onnx_fp32 = export_onnx(network, codec.input_hw, decoder=graph_decoder(codec, network),
+                                dynamic_size=plan.dynamic_size, letterbox=letterbox, runtime="openvino")
+        float_heads = plan.name in ZOO and ZOO[plan.name].int8_float_heads
+        xml = openvino_int8_model(tag, onnx_fp32, graph_inputs, calib, float_heads=float_heads)
+        built = OpenVinoBackend.from_file(xml, int(threads) if threads else None, letterbox=letterbox)
         built.name = "openvino-int8"
         return built
     onnx_fp32 = export_onnx(network, codec.input_hw, decoder=graph_decoder(codec, network),

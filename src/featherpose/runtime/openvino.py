@@ -208,9 +208,11 @@ class OpenVinoBackend:
         return cls(ov.Core().read_model(onnx_model, b""), threads, precision=precision, letterbox=letterbox)
 
     @classmethod
-    def from_file(cls, xml_path: str | Path, threads: int | None = None) -> "OpenVinoBackend":
-        """From an IR written from a featherpose export (e.g. its int8 quantisation by NNCF: same input and heads)."""
-        return cls(import_openvino().Core().read_model(str(xml_path)), threads)
+    def from_file(cls, xml_path: str | Path, threads: int | None = None, letterbox: bool = False
+                  ) -> "OpenVinoBackend":
+        """From an IR written from a featherpose export (e.g. its int8 quantisation by NNCF: same inputs and
+        outputs; ``letterbox``: exported with it, see :meth:`from_onnx`)."""
+        return cls(import_openvino().Core().read_model(str(xml_path)), threads, letterbox=letterbox)
 
     @classmethod
     def from_ir(cls, xml_path: str | Path, threads: int | None = None,

@@ -165,6 +165,43 @@ def after_heads(model) -> list[str]:
     return sorted(found)
 
 
+def float_nodes(model, heads: bool = False) -> list[str]:
+    """Names of the nodes an int8 quantisation by NNCF leaves in float32: an in-graph letterbox (every node upstream
+    of the graph's :data:`~featherpose.runtime.export.LETTERBOXED` output), an in-graph decoder (:func:`after_heads`
+    of a graph with a ``decoded`` output) and, with ``heads``, the heads' own branches (from each of
+    :func:`head_convs` back to where its branch leaves the features the heads share). Keeping its heads float held
+    MoveNet Lightning's AP within 0.01, where quantising them lost 0.018; Lite Pose lost more with any node kept
+    float (benchmarks/RESULTS.md, "OpenVINO int8 with the heads float")."""
+    from .export import LETTERBOXED
+
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+
+    def upstream(names: list[str], stop) -> set[str]:
+        """These nodes and their producers, walked back through every input tensor but those ``stop`` names."""
+        found, todo = set(), list(names)
+        while todo:
+            node = nodes[todo.pop()]
+            if node.name in found:
+                continue
+            found.add(node.name)
+            todo += [producer[i].name for i in node.input
+                     if i in producer and producer[i].op_type != "Constant" and not stop(i)]
+        return found
+
+    outputs = {o.name for o in model.graph.output}
+    found = set(after_heads(model)) if "decoded" in outputs else set()  # the export names a decoder's output so
+    letterboxed = [producer[LETTERBOXED].name] if LETTERBOXED in outputs and LETTERBOXED in producer else []
+    found |= upstream(letterboxed, lambda tensor: False)
+    if heads:  # a branch ends where a tensor feeds more than its own head
+        found |= upstream(head_convs(model), lambda tensor: consumers.get(tensor, 0) != 1)
+    return sorted(found)
+
+
 class FrameReader:
     """onnxruntime ``CalibrationDataReader``: each frame through ``preprocess`` (the Estimator's), fed as ``image``."""
 
@@ -259,16 +296,18 @@ NNCF_INSTALL_HINT = "pip install 'featherpose[openvino]' (precision int8 on Open
 
 
 def openvino_int8_model(name: str, fp32_onnx: bytes, preprocess, calib: str | Path | None = None,
-                        cache: str | Path | None = None) -> Path:
+                        cache: str | Path | None = None, float_heads: bool = False) -> Path:
     """The cached OpenVINO int8 IR of ``fp32_onnx`` (built now if missing): ``<cache>/<name>-<hash>.xml`` and its
     ``.bin``. Quantised by NNCF (``nncf.quantize``, :data:`NNCF_SETTINGS`: per-channel int8 weights, int8
-    activations where OpenVINO's CPU plugin runs them in int8) on OpenVINO's reading of the export, calibrated on
-    the same frames as :func:`quantized_model`, preprocessed by ``preprocess``.
+    activations where OpenVINO's CPU plugin runs them in int8; :func:`float_nodes` left in float32, the heads'
+    branches too with ``float_heads``) on OpenVINO's reading of the export, calibrated on the same frames as
+    :func:`quantized_model`, each made into the export's inputs by ``preprocess`` (image -> (the input array, or a
+    list of them in the graph's order; anything)).
 
     Raises:
         ImportError: NNCF is not installed (one line: :data:`NNCF_INSTALL_HINT`).
     """
-    xml = _cached(name, fp32_onnx, NNCF_SETTINGS, calib, cache, ".xml")
+    xml = _cached(name, fp32_onnx, dict(NNCF_SETTINGS, float_heads=float_heads), calib, cache, ".xml")
     if xml.is_file():  # the .xml is written after its .bin
         return xml
     try:
@@ -280,9 +319,21 @@ def openvino_int8_model(name: str, fp32_onnx: bytes, preprocess, calib: str | Pa
     ov = import_openvino()
     frames = calibration_frames(calib)
     logging.getLogger("nncf").setLevel(logging.ERROR)  # its advice; its progress bar stays
+    import re
+
+    import onnx
+
+    graph = onnx.load_from_string(fp32_onnx)
+    names = float_nodes(graph, float_heads)
+    producer = {o: n.name for n in graph.graph.node for o in n.output}
+    outputs = [o.name for o in graph.graph.output if producer.get(o.name) in names]
+    # OpenVINO names its ops after the ONNX nodes, with suffixes (a Conv's convolution is ".../Conv/WithoutBiases",
+    # ".../Conv" its bias), and a graph output's producer after the output
+    keep = nncf.IgnoredScope(patterns=[f"^{re.escape(n)}(/.*)?$" for n in names] +
+                             [f"^{re.escape(o)}$" for o in outputs], validate=False) if names else None
     model = nncf.quantize(ov.Core().read_model(fp32_onnx, b""), nncf.Dataset([preprocess(f)[0] for f in frames]),
                           preset=getattr(nncf.QuantizationPreset, NNCF_SETTINGS["preset"].upper()),
-                          subset_size=len(frames))
+                          subset_size=len(frames), ignored_scope=keep)
     xml.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml.parent) as tmp:
         ov.save_model(model, str(Path(tmp) / "model.xml"), compress_to_fp16=False)
