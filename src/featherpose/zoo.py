@@ -399,8 +399,8 @@ def default_precision(model: str | Path, backend="auto") -> str:
     """What ``precision="auto"`` means for ``model``: ``bf16`` for a zoo model whose measured bf16 AP loss is at most
     :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or ``openvino``, OpenVINO is installed and the CPU has
     bf16 arithmetic; else ``int8`` (OpenVINO's, by NNCF) for a zoo model whose measured int8 AP loss is at most
-    that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and NNCF are installed (Lightweight OpenPose on a
-    CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
+    that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and NNCF are installed (Lightweight OpenPose and
+    MoveNet Lightning on a CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
     the golden parity tests hold to the reference runtimes)."""
     import os
 
