@@ -400,8 +400,8 @@ def default_precision(model: str | Path, backend="auto") -> str:
     :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or ``openvino``, OpenVINO is installed and the CPU has
     bf16 arithmetic; else ``int8`` (OpenVINO's, by NNCF) for a zoo model whose measured int8 AP loss is at most
     that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and NNCF are installed (Lightweight OpenPose and
-    MoveNet Lightning on a CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite pins fp32, whose outputs
-    the golden parity tests hold to the reference runtimes)."""
+    MoveNet Lightning on a CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite
+    pins fp32, whose outputs the golden parity tests hold to the reference runtimes)."""
     import os
 
     pinned = os.environ.get("FEATHERPOSE_PRECISION")
@@ -435,7 +435,8 @@ def _accurate(ap_loss: float | None) -> bool:
 def _int8_backend(plan: Plan, network: LazyNetwork, threads, calib, backend="auto"):
     """The int8 model of ``network`` (quantised once, cached), calibrated through the model's own preprocessing: on
     OpenVINO for ``backend="openvino"`` (NNCF's quantisation of the graph OpenVINO runs in float32: TF's letterbox
-    and the codec's decoder inside where the model has them, left float32 with the heads), else onnxruntime's."""
+    and the codec's decoder inside where the model has them, left float32, as are the heads' own layers where its
+    ZOO row says ``int8_float_heads``), else onnxruntime's."""
     from .image import letterbox_frame, resize_with_pad
     from .runtime import OnnxBackend, check_threads
     from .runtime.export import export_onnx
