@@ -445,7 +445,8 @@ def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[st
                          "featherpose search wrote")
     theirs, ours = json.loads(meta["space"]), dataclasses.asdict(space)
     # the input sizes shape no tensor: a search may score sizes the super-network was not trained at (said below)
-    untrained = sorted(set(ours.get("sizes", ())) - set(theirs.get("sizes", ())))
+    trained = theirs.get("sizes", [])
+    untrained = sorted(set(ours.get("sizes", ())) - set(trained))
     theirs, ours = ({k: v for k, v in d.items() if k != "sizes"} for d in (theirs, ours))
     k = supernet.num_keypoints
     if theirs != ours or int(meta["num_keypoints"]) != k:
@@ -461,7 +462,7 @@ def load_supernet(supernet: Supernet, path: str, space: SpaceSection) -> dict[st
                          "of the search that wrote it, or remove supernet:") from None
     if untrained:
         _warn(f"the super-network {path} was not trained at input sizes {untrained} (it was at "
-              f"{json.loads(meta['space']).get('sizes')}): candidates of those sizes use its weights as they are "
+              f"{trained}): candidates of those sizes use its weights as they are "
               "(train.steps > 0 trains them too)")
     return meta
 
@@ -548,9 +549,11 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "started_from": cfg.supernet or name,
         "total_steps": len(losses) + int(earlier.get("total_steps", 0)),
     }
-    space_meta = dataclasses.asdict(cfg.space)  # the input sizes it has trained at: an earlier run's and this run's
-    earlier_sizes = json.loads(earlier["space"]).get("sizes", []) if earlier else []
-    space_meta["sizes"] = sorted(set(earlier_sizes) | (set(cfg.space.sizes) if losses or not earlier else set()))
+    # the input sizes it has trained at: an earlier run's, and this run's if it trained
+    trained = set(json.loads(earlier["space"]).get("sizes", [])) if earlier else set(cfg.space.sizes)
+    if losses:
+        trained |= set(cfg.space.sizes)
+    space_meta = dict(dataclasses.asdict(cfg.space), sizes=sorted(trained))
     meta = {"space": json.dumps(space_meta), "num_keypoints": str(k), "teacher": name,
             "steps": str(summary["steps"]), "total_steps": str(summary["total_steps"]),
             "batch_size": str(cfg.train.batch_size), "device": str(device), "train_minutes": f"{train_minutes:.2f}",
