@@ -112,7 +112,7 @@ ZOO: dict[str, ModelInfo] = {
         "unstated: upstream's code is MIT (mit-han-lab/litepose), the weights' source has no licence file; see "
         "weights/NOTICE",
         "Wang, Li, Cai, Chen, Han, 'Lite Pose: Efficient Architecture Design for 2D Human Pose Estimation' (CVPR 2022, "
-        "arXiv:2205.01271)", bf16_ap_loss=0.0003),  # its first layers in float32 (family row); all bf16: 0.0201
+        "arXiv:2205.01271)", bf16_ap_loss=0.0023),  # its first layers in float32 (family row); all bf16: 0.0201
 }
 
 

@@ -147,7 +147,8 @@ def _litepose_import(source, out_dir) -> list:
 #: bf16 lost 0.0201 OKS AP. Chosen by measurement (benchmarks/precision_probe.py --split, RESULTS.md "Precision
 #: probe"; AP loss, the larger of coco_mini val and labeled_dev / network ms at 448x640): the stem alone in float32
 #: 0.0166 / 39.31, stem + 1 block 0.0003 / 40.52, + 2 blocks 0.0036 / 40.90, + 6 blocks (stage 1) 0.0064 / 44.48,
-#: against float32's 60.21 ms in the same run.
+#: against float32's 60.21 ms in the same run. With the hand-over channels-last (runtime/openvino.py ``_nhwc``) the
+#: 1-block split loses 0.0023 (coco_mini val 0.4108 -> 0.4086; labeled_dev 0.8082 -> 0.8079), 32.67 ms against 49.47.
 BF16_FP32_BLOCKS = 1
 
 
