@@ -73,7 +73,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     from .models import complexity
     from .weights_io import load_weights
-    from .zoo import build_network, default_precision, load, model_info, models, weights_path
+    from .zoo import accurate_precisions, build_network, load, model_info, models, weights_path
 
     names = models(args.pattern)
     if not names:
@@ -93,8 +93,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
                                                              ("int8 (OpenVINO, NNCF)", info.int8_ap_loss))
                     if loss is not None]
             if lost:
+                auto = accurate_precisions(name)
                 print(f"    OKS AP lost against fp32 (the larger of coco_mini val and labeled_dev): {', '.join(lost)}; "
-                      f"precision auto here: {default_precision(name)}")
+                      f"precision auto here: {' or '.join(auto)}"
+                      f"{' (the faster, timed at the first load)' if len(auto) > 1 else ''}")
     if args.detail:
         from .zoo import TRAINABLE  # its networks' configs import torch: only for --detail
 

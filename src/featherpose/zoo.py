@@ -232,8 +232,9 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         skeleton: the keypoint set of the Poses (a name in :data:`~featherpose.skeletons.SKELETONS`), where the
             model offers more than one; None: its default. Lightweight OpenPose: COCO-17 by default (the neck
             dropped), ``"openpose18"`` its own 18 keypoints, neck included.
-        precision: ``auto`` (default: :func:`default_precision`, bf16 where it is accurate and the CPU has it, else
-            int8 on OpenVINO where that is accurate, else fp32), ``fp32``, ``int8``: the ONNX export quantised by
+        precision: ``auto`` (default: :func:`accurate_precisions`, bf16 where it is accurate and the CPU has it,
+            int8 on OpenVINO where that is accurate, the faster of the two where both are (timed on a frame once,
+            cached like ``backend="auto"``), else fp32), ``fp32``, ``int8``: the ONNX export quantised by
             onnxruntime's static quantiser (backend ``auto`` or ``onnxruntime``) or, with backend ``openvino``, by
             NNCF for OpenVINO (:mod:`featherpose.runtime.quantize`), built once and cached under
             ``~/.cache/featherpose/int8/``, or ``bf16``: OpenVINO's CPU plugin in bfloat16 (backend ``auto`` or
@@ -247,8 +248,10 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     from .runtime.quantize import check_precision
 
     check_precision(precision, backend)
+    choices = ["fp32"]
     if precision == "auto":
-        precision = default_precision(model, backend)
+        choices = accurate_precisions(model, backend)
+        precision = choices[0]
         if precision == "int8":  # the int8 a default picks is OpenVINO's, whose AP ZOO's int8_ap_loss records
             backend = "openvino"
     if precision != "fp32" and is_openvino_ir(model):
@@ -265,6 +268,11 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 
         import_openvino()  # the one-line install hint before any import work
     plan, network = _plan(model, input_size, skeleton)
+    if choices == ["bf16", "int8"]:  # both accurate: the faster here, measured once (_faster_of_bf16_and_int8)
+        from .runtime.autoselect import cached_choice
+
+        if cached_choice(_precision_key(plan, threads)) == "openvino-int8":
+            choices, precision, backend = ["int8"], "int8", "openvino"
     if is_openvino_ir(model):
         from .runtime import check_threads
         from .runtime.openvino import OpenVinoBackend
@@ -286,8 +294,33 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
         backend = openvino_backend(network, plan.codec.input_hw, int(threads) if threads else None,
                                    graph_decoder(plan.codec, network), dynamic_size=plan.dynamic_size,
                                    precision="bf16", bf16_split=split, letterbox=plan.preprocess is None)
-    return Estimator(plan.name, network, plan.codec, plan.skeleton, backend, threads, preprocess=plan.preprocess,
-                     dynamic_size=plan.dynamic_size)
+    est = Estimator(plan.name, network, plan.codec, plan.skeleton, backend, threads, preprocess=plan.preprocess,
+                    dynamic_size=plan.dynamic_size)
+    if choices == ["bf16", "int8"]:
+        _faster_of_bf16_and_int8(est, lambda: _int8_backend(plan, network, threads, None, "openvino"),
+                                 _precision_key(plan, threads))
+    return est
+
+
+def _precision_key(plan: Plan, threads) -> str:
+    """The autoselect cache's key for ``precision="auto"``'s measured choice between bf16 and int8."""
+    return f"{plan.name}, precision auto (bf16 or int8), input {plan.codec.input_hw}, threads {threads or 'default'}"
+
+
+def _faster_of_bf16_and_int8(est: Estimator, build_int8: Callable[[], object], key: str) -> None:
+    """Give ``est`` (built in bf16) OpenVINO's int8 backend instead where that runs a frame faster on this machine
+    (:func:`~featherpose.runtime.autoselect.fastest_backend`, cached per machine and model). Which is faster depends on
+    the CPU: on a 2-core AMD EPYC (AVX512-BF16 and VNNI) Lightweight OpenPose's int8 network took 8.25 ms against
+    12.84 in bf16, Lightning's 1.47 against 1.39 (benchmarks/RESULTS.md, "Speed")."""
+    from .image import load_image
+    from .runtime.autoselect import fastest_backend
+    from .runtime.quantize import bundled_calibration_files
+
+    bf16 = est.backend
+    sample = functools.cache(lambda: load_image(bundled_calibration_files()[0]))
+    built = {"openvino-bf16": lambda: bf16, "openvino-int8": build_int8}
+    est.backend = fastest_backend(key, lambda name: built[name](), lambda b: b(est._backend_input(sample(), b)[0]),
+                                  candidates=list(built), env=None)
 
 
 def _families():
@@ -396,12 +429,18 @@ def _plan(model: str | Path, input_size, skeleton) -> tuple[Plan, LazyNetwork]:
 
 
 def default_precision(model: str | Path, backend="auto") -> str:
-    """What ``precision="auto"`` means for ``model``: ``bf16`` for a zoo model whose measured bf16 AP loss is at most
-    :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or ``openvino``, OpenVINO is installed and the CPU has
-    bf16 arithmetic; else ``int8`` (OpenVINO's, by NNCF) for a zoo model whose measured int8 AP loss is at most
-    that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and NNCF are installed (Lightweight OpenPose and
-    MoveNet Lightning on a CPU without bf16); otherwise ``fp32``. ``FEATHERPOSE_PRECISION`` pins it (the test suite
-    pins fp32, whose outputs the golden parity tests hold to the reference runtimes)."""
+    """What ``precision="auto"`` means for ``model``, before any measurement: the first of
+    :func:`accurate_precisions` (where bf16 and int8 are both accurate, ``load`` measures which is faster)."""
+    return accurate_precisions(model, backend)[0]
+
+
+def accurate_precisions(model: str | Path, backend="auto") -> list[str]:
+    """The precisions ``precision="auto"`` chooses among for ``model``, in order of preference: ``bf16`` for a zoo
+    model whose measured bf16 AP loss is at most :data:`ACCURATE_AP_LOSS`, when ``backend`` is ``auto`` or
+    ``openvino``, OpenVINO is installed and the CPU has bf16 arithmetic; ``int8`` (OpenVINO's, by NNCF) for a zoo
+    model whose measured int8 AP loss is at most that, when ``backend`` is ``auto`` or ``openvino`` and OpenVINO and
+    NNCF are installed (Lightweight OpenPose and MoveNet Lightning); else ``fp32`` alone. ``FEATHERPOSE_PRECISION``
+    pins it (the test suite pins fp32, whose outputs the golden parity tests hold to the reference runtimes)."""
     import os
 
     pinned = os.environ.get("FEATHERPOSE_PRECISION")
@@ -411,21 +450,22 @@ def default_precision(model: str | Path, backend="auto") -> str:
         if pinned == "auto":
             raise ValueError("FEATHERPOSE_PRECISION=auto pins nothing; set fp32, int8 or bf16, or unset it")
         check_precision(pinned, backend)  # a pinned precision the backend cannot run is refused, in one line
-        return pinned
+        return [pinned]
     info = ZOO.get(str(model))
     if info is None or backend not in ("auto", "openvino"):
-        return "fp32"
+        return ["fp32"]
+    found = []
     if _accurate(info.bf16_ap_loss):
         try:
             from .runtime.openvino import check_bf16
 
             check_bf16()
-            return "bf16"
+            found.append("bf16")
         except Exception:  # noqa: BLE001 - no OpenVINO, no bf16 on this CPU, or a plugin that cannot say
             pass
     if _accurate(info.int8_ap_loss) and all(importlib.util.find_spec(m) for m in ("openvino", "nncf")):
-        return "int8"
-    return "fp32"
+        found.append("int8")
+    return found or ["fp32"]
 
 
 def _accurate(ap_loss: float | None) -> bool:

@@ -111,7 +111,17 @@ def time_backends(backends: dict[str, Callable], frame: Callable[[Callable], obj
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
-def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[[Callable], object]):
+def cached_choice(key: str) -> str | None:
+    """The backend measured fastest for ``key`` on this machine, where the cache holds it (else None)."""
+    try:
+        entry = json.loads(cache_path().read_text()).get(machine_key(), {}).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return entry.get("backend") if isinstance(entry, dict) else None
+
+
+def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[[Callable], object],
+                    candidates: list[str] | None = None, env: str | None = ENV):
     """The built backend ``auto`` means for the model described by ``key``.
 
     Args:
@@ -119,8 +129,10 @@ def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[
         build: backend name -> that backend built for the model.
         frame: runs one sample frame through a built backend: the preprocessing that backend takes, then the
             call (called only when measuring).
+        candidates: the names ``build`` takes, to choose among (None: :func:`installed_backends`).
+        env: the environment variable that pins the choice (None: nothing pins it).
     """
-    pinned = os.environ.get(ENV)
+    pinned = os.environ.get(env) if env else None
     if pinned:
         return build(pinned)
     path, machine = cache_path(), machine_key()
@@ -129,7 +141,7 @@ def fastest_backend(key: str, build: Callable[[str], Callable], frame: Callable[
     except (OSError, ValueError):
         cache = {}
     entry = cache.get(machine, {}).get(key)
-    candidates = installed_backends()
+    candidates = installed_backends() if candidates is None else list(candidates)
     if entry and entry.get("backend") in candidates:
         try:
             return build(entry["backend"])
