@@ -154,8 +154,8 @@ def test_bf16_keypoints_near_fp32_on_messi5(pair):
 @pytest.mark.skipif(not _has_bf16(), reason="needs OpenVINO and a CPU with bf16 arithmetic")
 def test_litepose_bf16_keeps_its_first_layers_float32():
     """Lite Pose's bf16 is two compiled models (families/litepose.py: all-bf16 lost 0.0201 AP, this split 0.0023):
-    the stem and first block in f32, the rest in bf16, the features between them channels-last; on messi5 the same one person as fp32, keypoints within
-    1 px (measured 0.38 px)."""
+    the stem and first block in f32, the rest in bf16, the features between them channels-last; on messi5 the same
+    one person as fp32, keypoints within 1 px (measured 0.38 px)."""
     from featherpose.runtime.openvino import SplitOpenVinoBackend
 
     fp32 = featherpose.load("litepose-m-crowdpose", threads=1, precision="fp32", backend="openvino")
@@ -207,7 +207,6 @@ def test_auto_precision_is_bf16_only_where_accurate(model, backend, bf16, monkey
     assert default_precision("some/file.safetensors", backend) == "fp32"  # not measured: fp32
     if want == "bf16" and model == "movenet-lightning":  # bf16, or its int8 (accurate too) where measured faster
         assert featherpose.load(model, backend=backend, threads=1).backend.name in ("openvino-bf16", "openvino-int8")
-
 
 
 @pytest.mark.skipif(not _has_bf16(), reason="needs OpenVINO and a CPU with bf16 arithmetic")

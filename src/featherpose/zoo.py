@@ -311,7 +311,7 @@ def _faster_of_bf16_and_int8(est: Estimator, build_int8: Callable[[], object], k
     """Give ``est`` (built in bf16) OpenVINO's int8 backend instead where that runs a frame faster on this machine
     (:func:`~featherpose.runtime.autoselect.fastest_backend`, cached per machine and model). Which is faster depends on
     the CPU: on a 2-core AMD EPYC (AVX512-BF16 and VNNI) Lightweight OpenPose's int8 network took 8.25 ms against
-    12.84 in bf16, Lightning's 1.47 against 1.39 (benchmarks/RESULTS.md, "Speed")."""
+    12.84 in bf16, Lightning's 1.55 against 1.37 (benchmarks/RESULTS.md, "Speed")."""
     from .image import load_image
     from .runtime.autoselect import fastest_backend
     from .runtime.quantize import bundled_calibration_files
