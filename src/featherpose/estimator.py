@@ -92,15 +92,6 @@ class Estimator:
                                   letterbox=preprocess is None)
 
         if isinstance(backend, str) and backend == "auto":  # measured once per machine and model, then cached
-            from .runtime.autoselect import fastest_backend
-            from .runtime.quantize import bundled_calibration_files
-
-            # a 768x576 street frame, as video users run; read only when measuring
-            sample = functools.cache(lambda: load_image(bundled_calibration_files()[0]))
-
-            def frame(backend):  # what a frame costs with that backend: its preprocessing, then the network
-                return backend(self._backend_input(sample(), backend)[0])
-
             # a model whose size follows the image is keyed by its input size too (input_size=256 or 448 of Lite
             # Pose): the runtimes' ranking can change with the size
             size = f"{self.input_hw[0]}x{self.input_hw[1]}" + (" (dynamic)" if dynamic_size else "")
@@ -109,9 +100,23 @@ class Estimator:
             # "timed with preprocessing": entries cached before auto timed whole frames are measured again
             key = (f"{name} ({params} parameters), input {size}, threads {threads or 'default'}, "
                    "timed with preprocessing")
-            self.backend = fastest_backend(key, build, frame)
+            self.backend = self.fastest_backend(key, build)
         else:
             self.backend = build(backend)
+
+    def fastest_backend(self, key: str, build: Callable[[str], Callable], **options):
+        """:func:`~featherpose.runtime.autoselect.fastest_backend` for this model: each backend timed on a 768x576
+        street frame (as video users run; read only when measuring) with the preprocessing it takes, then the
+        network. ``options``: that function's ``candidates`` and ``env``."""
+        from .runtime.autoselect import fastest_backend
+        from .runtime.quantize import bundled_calibration_files
+
+        sample = functools.cache(lambda: load_image(bundled_calibration_files()[0]))
+
+        def frame(backend):  # what a frame costs with that backend: its preprocessing, then the network
+            return backend(self._backend_input(sample(), backend)[0])
+
+        return fastest_backend(key, build, frame, **options)
 
     @property
     def network(self) -> nn.Module:

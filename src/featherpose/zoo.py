@@ -248,10 +248,10 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
     from .runtime.quantize import check_precision
 
     check_precision(precision, backend)
-    choices = ["fp32"]
+    timed = False  # bf16 and OpenVINO's int8 both accurate: the faster here, timed once and cached
     if precision == "auto":
         choices = accurate_precisions(model, backend)
-        precision = choices[0]
+        precision, timed = choices[0], choices == ["bf16", "int8"]
         if precision == "int8":  # the int8 a default picks is OpenVINO's, whose AP ZOO's int8_ap_loss records
             backend = "openvino"
     if precision != "fp32" and is_openvino_ir(model):
@@ -268,11 +268,11 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
 
         import_openvino()  # the one-line install hint before any import work
     plan, network = _plan(model, input_size, skeleton)
-    if choices == ["bf16", "int8"]:  # both accurate: the faster here, measured once (_faster_of_bf16_and_int8)
+    if timed:
         from .runtime.autoselect import cached_choice
 
-        if cached_choice(_precision_key(plan, threads)) == "openvino-int8":
-            choices, precision, backend = ["int8"], "int8", "openvino"
+        if cached_choice(_precision_key(plan, threads)) == "openvino-int8":  # timed before: build only int8
+            timed, precision, backend = False, "int8", "openvino"
     if is_openvino_ir(model):
         from .runtime import check_threads
         from .runtime.openvino import OpenVinoBackend
@@ -296,7 +296,7 @@ def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads
                                    precision="bf16", bf16_split=split, letterbox=plan.preprocess is None)
     est = Estimator(plan.name, network, plan.codec, plan.skeleton, backend, threads, preprocess=plan.preprocess,
                     dynamic_size=plan.dynamic_size)
-    if choices == ["bf16", "int8"]:
+    if timed:
         _faster_of_bf16_and_int8(est, lambda: _int8_backend(plan, network, threads, None, "openvino"),
                                  _precision_key(plan, threads))
     return est
@@ -309,18 +309,12 @@ def _precision_key(plan: Plan, threads) -> str:
 
 def _faster_of_bf16_and_int8(est: Estimator, build_int8: Callable[[], object], key: str) -> None:
     """Give ``est`` (built in bf16) OpenVINO's int8 backend instead where that runs a frame faster on this machine
-    (:func:`~featherpose.runtime.autoselect.fastest_backend`, cached per machine and model). Which is faster depends on
+    (:meth:`~featherpose.estimator.Estimator.fastest_backend`, cached per machine and model). Which is faster depends on
     the CPU: on a 2-core AMD EPYC (AVX512-BF16 and VNNI) Lightweight OpenPose's int8 network took 8.25 ms against
     12.84 in bf16, Lightning's 1.55 against 1.37 (benchmarks/RESULTS.md, "Speed")."""
-    from .image import load_image
-    from .runtime.autoselect import fastest_backend
-    from .runtime.quantize import bundled_calibration_files
-
     bf16 = est.backend
-    sample = functools.cache(lambda: load_image(bundled_calibration_files()[0]))
     built = {"openvino-bf16": lambda: bf16, "openvino-int8": build_int8}
-    est.backend = fastest_backend(key, lambda name: built[name](), lambda b: b(est._backend_input(sample(), b)[0]),
-                                  candidates=list(built), env=None)
+    est.backend = est.fastest_backend(key, lambda name: built[name](), candidates=list(built), env=None)
 
 
 def _families():
