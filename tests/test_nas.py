@@ -139,16 +139,13 @@ def test_a_candidate_trains_its_slices_of_the_shared_tensors():
 
 
 def test_parts_are_the_whole_network():
-    """The latency table's parts of random candidates take every parameter of the network once, and each part's
-    input shapes are the ones the whole network feeds it (forward hooks on the meta device)."""
+    """The latency table's parts of random candidates are the network's stem, blocks and fusion levels with their
+    heads, each with the input shapes the whole network feeds it (forward hooks on the meta device)."""
     space, rng = SearchSpace(kernels=(3, 5, 7)), random.Random(2)
     for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(4)]:
         with torch.device("meta"):
             net = LitePose(arch.config(17))
-        cut = latency_mod.parts(arch, 17, net)
-        assert [key for key, _, _ in cut] == [key for key, _, _ in latency_mod.parts(arch, 17)]
-        owned = [id(p) for _, _, module in cut for p in module.parameters()]
-        assert sorted(owned) == sorted(id(p) for p in net.parameters()), arch.key
+        cut = latency_mod.parts(arch, 17)
         seen = {}
 
         def record(name):
@@ -167,7 +164,42 @@ def test_parts_are_the_whole_network():
         net(torch.empty(1, 3, *input_hw(arch), device="meta"))
         blocks = [seen[("block", i, j)][0] for i, stage in enumerate(net.stages) for j in range(len(stage))]
         levels = [seen[("fusion", 0)]] + [seen[("fusion", lv)] + seen[("head", lv - 1)] for lv in (1, 2)]
-        assert [shapes for _, shapes, _ in cut] == [seen["stem"]] + [[b] for b in blocks] + levels, arch.key
+        assert [shapes for _, shapes in cut] == [seen["stem"]] + [[b] for b in blocks] + levels, arch.key
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_every_part_is_timed_from_its_own_nodes(backend):
+    """A real profile of a candidate as the backend runs it: the nodes' names carry their parts' modules
+    (:func:`node_part`) but for a few (the input's conversion, layout reorders), and every part gets time. The parts' indices follow the module paths: a node of stage 3's second block goes to that block."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    arch = SearchSpace(sizes=(64,)).sample(random.Random(3))
+    table = LatencyTable(14, backend, 1, runs=1)
+    runs = latency_mod._profiled_runs(table._export(arch), input_hw(arch), backend, 1, 2)
+    assert len(runs) == 2 and all(len(nodes) == len(runs[0]) > 100 for nodes in runs)
+    names = [name for name, _ in runs[0]]
+    found = {latency_mod.node_part(n) for n in names} - {None}
+    assert found == set(range(len(latency_mod.parts(arch, 14))))
+    orphans = [n for n in names if latency_mod.node_part(n) is None]
+    assert 0 < len(orphans) <= len(names) // 10, orphans  # the input's conversion, layout reorders
+    assert latency_mod.node_part("/model/stages.2.1/expand/expand.0/Conv") == 1 + 6 + 8 + 1
+    assert latency_mod.node_part("/model/head_skip.0/pointwise/Conv") == latency_mod.node_part("/model/fusion.1/Conv")
+    shares = latency_mod.part_shares(runs, len(latency_mod.parts(arch, 14)))
+    assert (shares > 0).all() and shares.sum() == pytest.approx(1.0)
+
+
+def test_donors_hold_every_part_of_the_candidate():
+    """The latency check's donors: three candidates of the space, none the candidate where the space has other
+    widths, whose parts together include all of the candidate's."""
+    space, rng = SearchSpace(), random.Random(4)
+    for _ in range(20):
+        arch = space.sample(rng)
+        donors = space.donors(arch, rng)
+        assert len(donors) == 3 and all(space.contains(d) and d != arch for d in donors)
+        held = {key for d in donors for key, _ in latency_mod.parts(d, 14)}
+        assert {key for key, _ in latency_mod.parts(arch, 14)} <= held
+    narrow = SearchSpace(width_multipliers=(1.0,), sizes=(256,))  # one network: it is its own donor
+    assert narrow.donors(narrow.largest(), rng) == [narrow.largest()] * 3
 
 
 def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
@@ -175,53 +207,38 @@ def test_latency_table_measures_parts_once_and_caches(tmp_path, monkeypatch):
     table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
     table.prefill(space, 2, random.Random(0), progress=False)
     assert table.parts and all(v > 0 for v in table.parts.values())
-    assert table.predict(space.largest()) > table.predict(space.smallest()) > 0
-    measured = table.ms(space.largest())
-    assert measured > 0
+    # a profiled network's parts add up to its measured latency (the parts' shares of its profile x its latency)
+    largest = space.largest()
+    assert table.predict(largest) == pytest.approx(table.measured[largest.key])
+    assert table.predict(largest) > table.predict(space.smallest()) > 0
+    measured = table.ms(largest)
     monkeypatch.setattr(latency_mod, "_fastest_ms", lambda *a, **k: pytest.fail("measured again"))
+    monkeypatch.setattr(latency_mod, "_profiled_runs", lambda *a, **k: pytest.fail("profiled again"))
     again = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
-    assert again.parts == table.parts and again.ms(space.largest()) == measured
+    assert again.parts == table.parts and again.ms(largest) == measured
     again.prefill(space, 2, random.Random(0), progress=False)  # the same candidates: all from the cache
-    assert again.predict(space.largest()) == table.predict(space.largest())
+    assert again.predict(largest) == table.predict(largest)
 
 
-def test_latency_predictions_are_scaled_to_whole_networks(tmp_path, monkeypatch):
-    """A part timed alone pays a runtime call of its own: predictions are the parts' sum times the median ratio of
-    whole to sum over calibration candidates measured whole; the calibration is cached with the table."""
+def test_the_latency_check_predicts_from_other_networks(tmp_path, monkeypatch):
+    """A checked candidate is never profiled itself: its parts come from donors, profiled, and it is measured whole
+    in the same passes as they are (each pass once per network)."""
     space = SearchSpace(sizes=(64,), width_multipliers=(0.5, 0.25))
-    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
-    assert table.scale == 1.0 and table.predict(space.smallest()) == table.parts_sum(space.smallest())
-    table.calibration = {"a": (10.0, 8.0), "b": (20.0, 13.0), "c": (10.0, 9.5)}  # the median ratio: 0.8
-    assert table.scale == pytest.approx(0.8)
-    assert table.predict(space.smallest()) == pytest.approx(0.8 * table.parts_sum(space.smallest()))
-    table.calibration = {}
-    table.calibrate(space, 2, random.Random(0), progress=False)  # measured: each candidate whole, and its parts
-    assert len(table.calibration) == 2  # two distinct draws (seed 0)
-    assert all(whole == table.measured[key] for key, (_, whole) in table.calibration.items())
-    assert table.scale != 1.0
-    monkeypatch.setattr(latency_mod, "_fastest_ms", lambda *a, **k: pytest.fail("measured again"))
-    again = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=2)
-    again.calibrate(space, len(table.calibration), random.Random(1), progress=False)  # enough cached: none measured
-    assert again.scale == table.scale
-
-
-def test_latency_parts_are_timed_as_the_backend_runs_them(monkeypatch):
-    """A fusion level's part is exported as the network's onnxruntime graph writes it (phase convolutions, no 4x4
-    ConvTranspose): a part timed in another graph than the whole network's would mispredict. The table's key names
-    the graphs' version."""
-    import onnx
-
-    import featherpose.runtime
-
-    arch = SearchSpace(sizes=(64,)).smallest()
-    net = LitePose(arch.config(14)).eval()
-    ((_, shapes, level),) = [part for part in latency_mod.parts(arch, 14, net) if part[0].startswith("fuse ")]
-    exported = []
-    monkeypatch.setattr(featherpose.runtime, "onnx_session", lambda data, threads: exported.append(data))
-    latency_mod._runner(level, shapes, "onnxruntime", 1)
-    kernels = [next(a.ints[0] for a in n.attribute if a.name == "kernel_shape")
-               for n in onnx.load_from_string(exported[0]).graph.node if n.op_type == "ConvTranspose"]
-    assert kernels == [2]
+    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=1)
+    profiled, timed = [], []
+    real_profile, real_compiled = latency_mod._profiled_runs, latency_mod._compiled
+    monkeypatch.setattr(latency_mod, "_profiled_runs", lambda onnx, *a: profiled.append(onnx) or real_profile(onnx, *a))
+    monkeypatch.setattr(latency_mod, "_compiled", lambda onnx, *a: (len(a) == 3 and timed.append(onnx)) or real_compiled(onnx, *a))  # not profiling
+    exports = {}
+    real_export = LatencyTable._export
+    monkeypatch.setattr(LatencyTable, "_export", lambda self, arch: exports.setdefault(arch, real_export(self, arch)))
+    (key, predicted, passes), = table.check(space, 1, random.Random(5), progress=False)
+    arch = next(a for a in exports if a.key == key)
+    assert exports[arch] not in profiled and len(profiled) == 3 and not table.missing(arch)
+    assert len(passes) == latency_mod.PASSES and table.measured[key] == min(passes) > 0 and predicted > 0
+    assert len(timed) == latency_mod.PASSES * len(exports) and len(exports) == 4
+    with pytest.raises(ValueError, match="set latency.backend to one of them"):
+        LatencyTable(14, "torch", 1, tmp_path)
     assert f"graphs {latency_mod.GRAPHS}" in latency_mod.machine_key("onnxruntime", 1)
 
 
@@ -232,7 +249,7 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],
            "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 2, "space": {"sizes": [96, 128], "width_multipliers": [0.5, 0.25]},
            "train": {"steps": 2, "batch_size": 1, "subnets": 2},
-           "latency": {"budget_ms": 1000, "samples": 1, "calibrate": 1, "check": 1, "runs": 1,
+           "latency": {"budget_ms": 1000, "samples": 1, "check": 1, "runs": 1,
                        "cache": str(tmp_path / "cache")},
            "evolution": {"population": 2, "generations": 1}, "out": str(tmp_path / "out")}
     path = tmp_path / "search.yaml"
@@ -249,8 +266,6 @@ def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     a, b = checked["passes_ms"]
     assert report["latency_check_repeat_error"] == pytest.approx(abs(a - b) / min(a, b))
     assert "each measured twice" in printed
-    assert len(report["latency_calibration"]) == 1 and report["latency_scale"] == pytest.approx(
-        report["latency_calibration"][0]["measured_ms"] / report["latency_calibration"][0]["parts_sum_ms"])
     assert report["candidates"][0]["AP"] == max(c["AP"] for c in report["candidates"])
     assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     est = featherpose.load(str(out / "searched.safetensors"), backend="torch")
@@ -274,7 +289,6 @@ def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypat
     from featherpose.nas import search as search_mod
 
     monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: None)
-    monkeypatch.setattr(LatencyTable, "calibrate", lambda self, *a, **k: None)
     monkeypatch.setattr(LatencyTable, "check", lambda self, *a, **k: [])
     monkeypatch.setattr(LatencyTable, "predict", lambda self, a: float(a.stem + sum(a.stages) + sum(a.deconv)))
     monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 400.0)  # the chosen one, measured: over the budget

@@ -156,9 +156,6 @@ def _cmd_search(args: argparse.Namespace) -> int:
              f"{100 * report['latency_check_mean_error']:.1f} %, max {100 * report['latency_check_max_error']:.1f} %; "
              f"each measured twice, the two differ by {100 * report['latency_check_repeat_error']:.1f} % on average"
              if report["latency_check"] else "")
-    if report["latency_calibration"]:
-        check += (f"; predicted = the parts' sum x {report['latency_scale']:.3f}, fitted on "
-                  f"{len(report['latency_calibration'])} candidates measured whole")
     print(f"searched {len(report['candidates'])} candidates in {report['minutes']:.1f} min under "
           f"{report['budget_ms']:g} ms: chose {chosen['key']} (input size-stem-stages-kernels-fusion), AP "
           f"{chosen['AP']:.3f}, {chosen['measured_ms']:.1f} ms measured ({chosen['predicted_ms']:.1f} predicted{check})")

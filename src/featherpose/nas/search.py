@@ -14,9 +14,9 @@ Steps (each with a progress bar):
    so a GPU trains the super-network (``featherpose search configs/litepose_search_gpu.yaml --supernet-only``: stop
    after writing it) and a CPU searches it.
 2. **Latency table** (:class:`~featherpose.nas.latency.LatencyTable`): the parts of candidates (stem, blocks, fusion
-   levels) measured with the default backend, a candidate's prediction the sum of its parts times a scale fitted on
-   ``latency.calibrate`` random candidates measured whole, checked against ``latency.check`` fresh random candidates
-   measured whole, twice each (the error and the two passes' spread are reported). Measured before the training,
+   levels) timed inside whole networks by the default backend's profiler, a candidate's prediction the sum of its
+   parts, checked against ``latency.check`` fresh random candidates measured whole, twice each, their parts taken
+   from other networks (the error and the two passes' spread are reported). Measured before the training,
    which it does not need: where the teacher's widths are over the budget at every input size, a warning says so
    before the training's minutes are spent.
 3. **Evolution** (upstream's ``EvolutionFinder``): a population of candidates under the budget (predicted; the
@@ -83,7 +83,6 @@ class LatencySection:
     backend: str = "auto"
     threads: int = 2
     samples: int = 24         # random candidates whose parts are measured up front (plus the largest and smallest)
-    calibrate: int = 5        # random candidates measured whole to scale the parts' sums (0: the sums as they are)
     check: int = 10           # fresh random candidates measured to check the predictions
     runs: int = 10            # timed runs per measurement (the fastest counts)
     cache: str = ""           # the latency table's folder (default: ~/.cache/featherpose/latency)
@@ -161,8 +160,7 @@ def load_search_config(path: str | Path) -> SearchConfig:
     if cfg.train.batchnorm not in ("frozen", "batch"):
         raise ValueError(f"{path.name}: train.batchnorm must be frozen or batch, got {cfg.train.batchnorm!r}")
     negative = [f"{k} = {v}" for k, v in {"calibration_frames": cfg.calibration_frames, "val_images": cfg.val_images,
-                "latency.samples": cfg.latency.samples, "latency.calibrate": cfg.latency.calibrate,
-                "latency.check": cfg.latency.check,
+                "latency.samples": cfg.latency.samples, "latency.check": cfg.latency.check,
                 "evolution.generations": cfg.evolution.generations}.items() if v < 0]
     if negative or cfg.latency.runs < 1:
         raise ValueError(f"{path.name}: {', '.join(negative) or f'latency.runs = {cfg.latency.runs}'} must be "
@@ -512,7 +510,6 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     if not supernet_only:  # the latency table first (it needs no training): a budget out of reach is said now
         table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
         table.prefill(space, cfg.latency.samples, rng, progress)
-        table.calibrate(space, cfg.latency.calibrate, rng, progress)
         check = table.check(space, cfg.latency.check, rng, progress)
         predicted: dict[str, float] = {}
 
@@ -603,9 +600,6 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "latency_check_max_error": max(errors) if errors else None,
         "latency_check_mean_error": float(np.mean(errors)) if errors else None,
         "latency_check_repeat_error": float(np.mean(repeat)) if repeat else None,
-        "latency_scale": table.scale,  # predicted = the parts' sum x this (fitted on the calibration candidates)
-        "latency_calibration": [{"key": key, "parts_sum_ms": total, "measured_ms": whole}
-                                for key, (total, whole) in table.calibration.items()],
         "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": measured,
                    "weights": str(out / "searched.safetensors")},
         "candidates": rows, "minutes": (time.perf_counter() - started) / 60, "warnings": warnings,

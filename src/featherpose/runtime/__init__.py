@@ -140,15 +140,18 @@ class StaticCompiles:
         return self.compiled[shape]
 
 
-def onnx_session(onnx_model: bytes | str, threads: int | None = None, sizes: dict[str, int] | None = None):
+def onnx_session(onnx_model: bytes | str, threads: int | None = None, sizes: dict[str, int] | None = None,
+                 profile: str | None = None):
     """An onnxruntime CPU session on ``onnx_model`` with every graph optimisation, ``threads`` intra-op threads
     (None: onnxruntime's default) and one inter-op thread; ``sizes`` fixes named dynamic dimensions (name ->
-    size)."""
+    size); ``profile``: onnxruntime's profiler on, its JSON written under this path prefix (``end_profiling()``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if profile:
+        opts.enable_profiling, opts.profile_file_prefix = True, profile
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

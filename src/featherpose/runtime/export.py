@@ -164,7 +164,7 @@ def _spatial_axes(names: list[str]) -> dict[str, dict[int, str]]:
 
 def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path: str | Path | None = None,
                 decoder: nn.Module | LazyNetwork | None = None, dynamic_size: bool = False,
-                letterbox: bool = False, runtime: str = "onnxruntime") -> bytes | Path:
+                letterbox: bool = False, runtime: str = "onnxruntime", cache: bool = True) -> bytes | Path:
     """Export ``model`` for a fixed input size (H, W), or for any size (traced at ``input_hw``).
 
     The graph takes ``image`` (1, H, W, 3) int32 RGB and outputs the raw heads (1, C, h, w) by name.
@@ -177,6 +177,8 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
             width; Lite Pose: the long side); it is traced at ``input_hw``.
         decoder: an in-graph decoder (a codec's ``graph_decoder()``, see :class:`featherpose.codecs.base.Codec`); when
             given, the graph outputs the decoded keypoints as ``decoded`` instead of the raw heads.
+        cache: read and write the export in the cache of exports (False: a network exported once, e.g. a search's
+            random candidate, which would only push the bundled models' exports out).
         letterbox: TF's letterbox to the fixed ``input_hw`` in the graph (:class:`.graphs.LetterboxedNetwork`): the
             inputs are :data:`LETTERBOX_INPUTS`, the frame (1, H, W, 3) uint8 of any size and its tables, and the network input
             the letterbox made is the last output, :data:`LETTERBOXED`. Not with ``dynamic_size``.
@@ -205,7 +207,8 @@ def export_onnx(model: nn.Module | LazyNetwork, input_hw: tuple[int, int], path:
         return _export(NHWCInput(net, dec), (torch.zeros(1, *input_hw, 3, dtype=torch.int32),), ["image"],
                        names, axes if dynamic_size else None, runtime)
 
-    data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox, runtime), export)
+    data = _cached((model, decoder), ("network", tuple(input_hw), dynamic_size, letterbox, runtime), export) \
+        if cache else export()
     if path is None:
         return data
     with atomic_path(path) as tmp:
