@@ -17,8 +17,14 @@ of 12.8-33.9 % over 10 fresh ones. Now a network is profiled by its runtime (onn
 per-node counters): each node's time goes to the part whose module path its name carries (:func:`node_part`; a node
 of no module, a layout conversion, to the part before it), and each part's share of the profiled time
 (:func:`part_shares`) times the network's own latency unprofiled is the part's (the profiler's cost per node is not
-counted). Whole networks are measured in :data:`PASSES` passes over a batch of them, each pass the fastest of
-``runs`` calls, the fastest pass kept: a slow spell of the machine in one pass does not stay in the table.
+counted).
+
+This machine's speed also swings by 20-40 % from one minute to the next (2-core cloud VMs; in one check run every
+network took 25 % longer than while the table was filled a minute before). So latencies are kept relative to a
+:data:`REFERENCE` network timed in turn with each network measured whole, call by call (:func:`_fastest_pair`), over
+:data:`PASSES` passes over a batch of networks (the median ratio kept), and read out in milliseconds at the
+reference's fastest time so far (:attr:`LatencyTable.reference_ms`): the latency at this machine's own best speed.
+In the run above the raw predictions missed by up to 30.2 % and the relative ones by 7.3 %.
 
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
@@ -38,7 +44,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -53,8 +59,11 @@ FRAME_HW = (576, 768)
 GRAPHS = 3
 #: The runtimes whose profilers give each node's time.
 PROFILED = ("onnxruntime", "openvino")
-#: Calls before the timed ones; passes over a batch of networks measured whole (the fastest pass counts).
+#: Calls before the timed ones; passes over a batch of networks measured whole.
 WARMUP, PASSES = 2, 2
+#: The network timed in turn with every network measured whole (:meth:`LatencyTable.measure`): a small Lite Pose
+#: (5 ms on a vtest frame on the 2-core AMD EPYC).
+REFERENCE = Arch(192, 16, (16, 32, 48, 80), (7, 7, 7, 7), (32, 24, 16))
 #: A node's part, from the module path in its name (see :func:`node_part`).
 _NODE_PART = re.compile(r"/model/(?:(stem)|stages\.(\d+)\.(\d+)|fusion\.(\d+)|head_(?:deep|skip)\.(\d+))/")
 
@@ -184,6 +193,21 @@ def _fastest_ms(run: Callable[[], object], runs: int) -> float:
     return 1e3 * min(times)
 
 
+def _fastest_pair(run: Callable[[], object], reference: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Milliseconds of the fastest of ``runs`` calls of ``run`` and of ``reference``, the two called in turn (after
+    :data:`WARMUP` calls each): both timed in the same second, at the same speed of the machine."""
+    for _ in range(WARMUP):
+        run()
+        reference()
+    best = [float("inf"), float("inf")]
+    for _ in range(runs):
+        for i, f in enumerate((run, reference)):
+            t = time.perf_counter()
+            f()
+            best[i] = min(best[i], time.perf_counter() - t)
+    return 1e3 * best[0], 1e3 * best[1]
+
+
 def machine_key(backend: str, threads: int | None) -> str:
     """What a latency depends on besides the network: CPU, cores, backend and its version, threads, and the graphs
     featherpose exports (:data:`GRAPHS`)."""
@@ -224,21 +248,26 @@ class LatencyTable:
         folder = Path(cache) if cache else cache_dir("latency")
         # K in the name: whole candidates are keyed by their architecture alone, and the heads' width follows K
         self.path = folder / f"litepose-parts-k{num_keypoints}-{hash_text(self.key):016x}.json"
-        self.parts: dict[str, float] = {}  # part key -> ms
-        self.measured: dict[str, float] = {}  # whole networks: arch key -> ms
+        # latencies in units of the reference network's time measured in turn with them; ms = units x reference_ms
+        self.parts: dict[str, float] = {}  # part key -> units
+        self.measured: dict[str, float] = {}  # whole networks: arch key -> units
+        self.reference_ms = float("inf")  # the reference network's fastest time so far
+        self._reference: Callable[[], object] | None = None
         if self.path.is_file():
             try:
                 data = json.loads(self.path.read_text())
                 if data.get("machine") == self.key:
                     self.parts = {k: float(v) for k, v in data["parts"].items()}
                     self.measured = {k: float(v) for k, v in data["networks"].items()}
+                    self.reference_ms = float(data["reference_ms"])
             except (ValueError, KeyError, TypeError, AttributeError):
                 self.parts, self.measured = {}, {}  # a damaged cache is measured again
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps({"machine": self.key, "parts": self.parts, "networks": self.measured}, indent=1))
+            tmp.write_text(json.dumps({"machine": self.key, "reference_ms": self.reference_ms, "parts": self.parts,
+                                       "networks": self.measured}, indent=1))
 
     def _export(self, arch: Arch) -> bytes:
         """The candidate (random weights) as the backend runs it: ``featherpose.load``'s export for that runtime."""
@@ -249,10 +278,11 @@ class LatencyTable:
                            runtime=self.backend, cache=False)
 
     def measure(self, archs: list[Arch], profile: list[Arch] = (), desc: str = "latency", progress: bool = True
-                ) -> dict[str, list[float]]:
-        """Measure ``archs`` whole, in :data:`PASSES` passes over them all, each the fastest of ``runs`` calls (the
-        fastest pass is kept in :attr:`measured`); those also in ``profile`` are profiled first and their parts enter
-        the table (a part already there keeps its time). Returns each candidate's passes (ms)."""
+                ) -> dict[str, list[tuple[float, float]]]:
+        """Measure ``archs`` whole in :data:`PASSES` passes over them all: in each, a network and the reference
+        called in turn, the fastest of ``runs`` calls of each (:func:`_fastest_pair`); the median ratio over the passes
+        goes to :attr:`measured`. Those also in ``profile`` are profiled first, and their parts enter the table (a part
+        already there keeps its time). Returns each network's passes: (its ms, the reference's ms)."""
         from tqdm import tqdm
 
         archs = list(dict.fromkeys(archs))
@@ -265,20 +295,24 @@ class LatencyTable:
                 runs = _profiled_runs(graphs[arch], input_hw(arch), self.backend, self.threads, self.runs)
                 shares[arch] = part_shares(runs, len(parts(arch, self.num_keypoints)))
                 bar.update()
-            passes: dict[Arch, list[float]] = {a: [] for a in archs}
+            if self._reference is None:
+                self._reference = _compiled(self._export(REFERENCE), input_hw(REFERENCE), self.backend,
+                                            self.threads)[1]
+            passes: dict[Arch, list[tuple[float, float]]] = {a: [] for a in archs}
             for _ in range(PASSES):
                 for arch in archs:
                     _, run = _compiled(graphs[arch], input_hw(arch), self.backend, self.threads)
-                    passes[arch].append(_fastest_ms(run, self.runs))
+                    passes[arch].append(_fastest_pair(run, self._reference, self.runs))
+                    self.reference_ms = min(self.reference_ms, passes[arch][-1][1])
                     bar.update()
         for arch, ms in passes.items():
-            self.measured[arch.key] = min(ms)
+            self.measured[arch.key] = float(np.median([t / ref for t, ref in ms]))
         for arch, share in shares.items():
             own: dict[str, list[float]] = {}  # a network's identical blocks: their mean
             for (key, _), s in zip(parts(arch, self.num_keypoints), share):
                 own.setdefault(key, []).append(float(s) * self.measured[arch.key])
-            for key, ms in own.items():
-                self.parts.setdefault(key, float(np.mean(ms)))
+            for key, units in own.items():
+                self.parts.setdefault(key, float(np.mean(units)))
         self._save()
         return {arch.key: ms for arch, ms in passes.items()}
 
@@ -291,7 +325,7 @@ class LatencyTable:
         is profiled itself first)."""
         if self.missing(arch):
             self.measure([arch], [arch], progress=False)
-        return float(sum(self.parts[key] for key, _ in parts(arch, self.num_keypoints)))
+        return self.reference_ms * float(sum(self.parts[key] for key, _ in parts(arch, self.num_keypoints)))
 
     def prefill(self, space: SearchSpace, samples: int, rng: random.Random, progress: bool = True) -> None:
         """Profile the largest, the smallest and ``samples`` random candidates up front (those whose parts are all in
@@ -305,17 +339,38 @@ class LatencyTable:
         """The whole candidate's measured latency (measured now unless cached)."""
         if arch.key not in self.measured:
             self.measure([arch], progress=False)
-        return self.measured[arch.key]
+        return self.reference_ms * self.measured[arch.key]
 
-    def check(self, space: SearchSpace, count: int, rng: random.Random, progress: bool = True
-              ) -> list[tuple[str, float, tuple[float, ...]]]:
-        """(arch key, predicted ms, measured ms per pass) for ``count`` fresh random candidates. A candidate's parts
+    def check(self, space: SearchSpace, count: int, rng: random.Random, progress: bool = True) -> list[Checked]:
+        """``count`` fresh random candidates predicted and measured whole (:class:`Checked`). A candidate's parts
         missing from the table are taken from other networks that hold them (:meth:`SearchSpace.donors`, profiled),
-        never from its own profile, and it is measured whole in the same passes as they are."""
+        never from its own profile, and it is measured in the same passes as they are."""
         archs = [space.sample(rng) for _ in range(count)]
         donors = [d for a in archs if self.missing(a) for d in space.donors(a, rng) if d not in archs]
         passes = self.measure(archs + donors, donors, "latency check", progress)
-        return [(arch.key, self.predict(arch), tuple(passes[arch.key])) for arch in archs]
+        return [Checked(arch.key, self.predict(arch), self.ms(arch), tuple(t for t, _ in passes[arch.key]),
+                        tuple(ref for _, ref in passes[arch.key])) for arch in archs]
+
+
+class Checked(NamedTuple):
+    """A candidate of :meth:`LatencyTable.check`: its prediction and its measured latency (both at the reference's
+    fastest, see the module's notes); each pass's own milliseconds, of the candidate and of the reference timed in
+    turn with it (how far the passes differ is this machine's own noise)."""
+    key: str
+    predicted_ms: float
+    measured_ms: float
+    passes_ms: tuple[float, ...]
+    reference_passes_ms: tuple[float, ...]
+
+    @property
+    def error(self) -> float:
+        """|predicted - measured| / measured."""
+        return abs(self.predicted_ms - self.measured_ms) / self.measured_ms
+
+    @property
+    def raw_error(self) -> float:
+        """The same against the fastest pass's own milliseconds (not relative to the reference)."""
+        return abs(self.predicted_ms - min(self.passes_ms)) / min(self.passes_ms)
 
 
 def hash_text(text: str) -> int:

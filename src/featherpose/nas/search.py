@@ -561,8 +561,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     if supernet_only:
         return summary
 
-    errors = [abs(p - min(m)) / min(m) for _, p, m in check]
-    repeat = [abs(a - b) / min(a, b) for _, _, (a, b) in check]  # the machine's own: the same network measured twice
+    repeat = [(max(c.passes_ms) - min(c.passes_ms)) / min(c.passes_ms) for c in check]  # the machine's own noise
     scorer = Scorer(supernet, codec, skeleton, calibration, cfg.val, cfg.val_images, cfg.train.threads, out,
                     cfg.latency.backend)
     ranked = evolve(space, scorer, latency, cfg.latency.budget_ms, cfg.evolution, rng, progress, seeds)
@@ -595,10 +594,12 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         "teacher": name, "start": start_arch.key, "budget_ms": cfg.latency.budget_ms, "machine": table.key,
         "supernet_loss_first_last": [losses[0], losses[-1]] if losses else [],
         "supernet_steps": len(losses), "supernet_device": str(device), "supernet_started_from": summary["started_from"],
-        "latency_check": [{"key": key, "predicted_ms": p, "measured_ms": min(m), "passes_ms": list(m)}
-                          for key, p, m in check],
-        "latency_check_max_error": max(errors) if errors else None,
-        "latency_check_mean_error": float(np.mean(errors)) if errors else None,
+        # latencies at the reference network's fastest (latency.py); passes_ms: each pass's own milliseconds
+        "latency_reference_ms": table.reference_ms,
+        "latency_check": [c._asdict() for c in check],
+        "latency_check_max_error": max(c.error for c in check) if check else None,
+        "latency_check_mean_error": float(np.mean([c.error for c in check])) if check else None,
+        "latency_check_raw_max_error": max(c.raw_error for c in check) if check else None,
         "latency_check_repeat_error": float(np.mean(repeat)) if repeat else None,
         "chosen": {"key": best.key, "AP": best_ap, "predicted_ms": latency(best), "measured_ms": measured,
                    "weights": str(out / "searched.safetensors")},
