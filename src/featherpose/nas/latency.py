@@ -21,10 +21,11 @@ counted).
 
 This machine's speed also swings by 20-40 % from one minute to the next (2-core cloud VMs; in one check run every
 network took 25 % longer than while the table was filled a minute before). So latencies are kept relative to a
-:data:`REFERENCE` network timed in turn with each network measured whole, call by call (:func:`_fastest_pair`), over
-:data:`PASSES` passes over a batch of networks (the median ratio kept), and read out in milliseconds at the
-reference's fastest time so far (:attr:`LatencyTable.reference_ms`): the latency at this machine's own best speed.
-In the run above the raw predictions missed by up to 30.2 % and the relative ones by 7.3 %.
+:data:`REFERENCE` network timed in turn with each network measured whole, call by call (:func:`_fastest_pair`), in
+:data:`PASSES` passes over a batch of networks (the ratio of the pass whose reference ran fastest kept), and read out
+in milliseconds at the reference's fastest time so far (:attr:`LatencyTable.reference_ms`): the latency at this
+machine's own best speed. In the run above the raw predictions missed by up to 30.2 %, the relative ones by 7.3 %;
+in the noisiest runs neither came within 10 % (benchmarks/RESULTS.md, "latency parts timed inside whole networks").
 
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
@@ -128,7 +129,8 @@ def part_shares(runs: list[list[tuple[str, float]]], count: int) -> np.ndarray:
     for nodes in runs:
         t, part = np.zeros(count), 0
         for name, ms in nodes:
-            part = node_part(name) if node_part(name) is not None else part
+            owner = node_part(name)
+            part = part if owner is None else owner
             t[part] += ms
         best = np.minimum(best, t)
     if not runs or not (best > 0).all():
@@ -178,19 +180,6 @@ def _profiled_runs(onnx: bytes, hw: tuple[int, int], backend: str, threads: int 
             out.append([(p.node_name, p.real_time.total_seconds() * 1e3) for p in request.request.profiling_info
                         if p.status == p.Status.EXECUTED])
     return out
-
-
-def _fastest_ms(run: Callable[[], object], runs: int) -> float:
-    """Milliseconds of the fastest of ``runs`` calls after :data:`WARMUP` calls (the least disturbed by other
-    work)."""
-    for _ in range(WARMUP):
-        run()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return 1e3 * min(times)
 
 
 def _fastest_pair(run: Callable[[], object], reference: Callable[[], object], runs: int) -> tuple[float, float]:
@@ -280,8 +269,8 @@ class LatencyTable:
     def measure(self, archs: list[Arch], profile: list[Arch] = (), desc: str = "latency", progress: bool = True
                 ) -> dict[str, list[tuple[float, float]]]:
         """Measure ``archs`` whole in :data:`PASSES` passes over them all: in each, a network and the reference
-        called in turn, the fastest of ``runs`` calls of each (:func:`_fastest_pair`); the median ratio over the passes
-        goes to :attr:`measured`. Those also in ``profile`` are profiled first, and their parts enter the table (a part
+        called in turn, the fastest of ``runs`` calls of each (:func:`_fastest_pair`); the ratio of the pass whose
+        reference ran fastest goes to :attr:`measured`. Those also in ``profile`` are profiled first, and their parts enter the table (a part
         already there keeps its time). Returns each network's passes: (its ms, the reference's ms)."""
         from tqdm import tqdm
 
@@ -306,7 +295,8 @@ class LatencyTable:
                     self.reference_ms = min(self.reference_ms, passes[arch][-1][1])
                     bar.update()
         for arch, ms in passes.items():
-            self.measured[arch.key] = float(np.median([t / ref for t, ref in ms]))
+            t, ref = min(ms, key=lambda pair: pair[1])  # the pass at the machine's best speed: the fastest reference
+            self.measured[arch.key] = t / ref
         for arch, share in shares.items():
             own: dict[str, list[float]] = {}  # a network's identical blocks: their mean
             for (key, _), s in zip(parts(arch, self.num_keypoints), share):
