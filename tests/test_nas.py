@@ -170,7 +170,8 @@ def test_parts_are_the_whole_network():
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_every_part_is_timed_from_its_own_nodes(backend):
     """A real profile of a candidate as the backend runs it: the nodes' names carry their parts' modules
-    (:func:`node_part`) but for a few (the input's conversion, layout reorders), and every part gets time. The parts' indices follow the module paths: a node of stage 3's second block goes to that block."""
+    (:func:`node_part`) but for a few (the input's conversion, layout reorders), and every part gets time. The parts'
+    indices follow the module paths: a node of stage 3's second block goes to that block."""
     if backend == "openvino":
         pytest.importorskip("openvino")
     arch = SearchSpace(sizes=(64,)).sample(random.Random(3))

@@ -270,8 +270,9 @@ class LatencyTable:
                 ) -> dict[str, list[tuple[float, float]]]:
         """Measure ``archs`` whole in :data:`PASSES` passes over them all: in each, a network and the reference
         called in turn, the fastest of ``runs`` calls of each (:func:`_fastest_pair`); the ratio of the pass whose
-        reference ran fastest goes to :attr:`measured`. Those also in ``profile`` are profiled first, and their parts enter the table (a part
-        already there keeps its time). Returns each network's passes: (its ms, the reference's ms)."""
+        reference ran fastest goes to :attr:`measured`. Those also in ``profile`` are profiled first, and their parts
+        enter the table (a part already there keeps its time). Returns each network's passes: (its ms, the
+        reference's ms)."""
         from tqdm import tqdm
 
         archs = list(dict.fromkeys(archs))
