@@ -31,16 +31,17 @@ def pair(cache):
 
 
 def test_int8_keypoints_near_fp32_on_messi5(pair):
-    """Measured on messi5 (548x342, Percentile calibration on the bundled frames): median distance 5.0 px, 12.3 px
-    the largest among keypoints fp32 scores >= 0.5 (1 network input pixel = 2.85 image pixels); scores within
-    0.21. (A low-scoring ankle moves 45 px: int8 is approximate.)"""
+    """Measured on messi5 (548x342, Percentile calibration on the bundled frames): median distance 3.75 px, 15.2 px
+    the largest among keypoints fp32 scores >= 0.5 (1 network input pixel = 2.85 image pixels; a knee one grid cell
+    off); scores within 0.23. (A low-scoring ankle moves 47 px: int8 is approximate.) Since the regress and offset
+    heads run inside the in-graph decoder (float), was 5.0 / 12.3 px / 0.21."""
     fp32, int8 = pair
     assert int8.backend.name == "onnxruntime-int8" and "int8" in repr(int8)
     image = load_image(MEDIA / "messi5.jpg")
     a, b = fp32(image, min_score=0).keypoints[0], int8(image, min_score=0).keypoints[0]
     dist = np.linalg.norm(a[:, :2] - b[:, :2], axis=1)
     assert np.median(dist) < 6.0
-    assert dist[a[:, 2] >= 0.5].max() < 14.0
+    assert dist[a[:, 2] >= 0.5].max() < 17.0
     assert np.abs(a[:, 2] - b[:, 2]).max() < 0.25
     assert not np.array_equal(a, b)  # it is another network, not the fp32 one
 

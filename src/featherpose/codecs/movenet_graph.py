@@ -13,6 +13,8 @@ import torch
 from .ops import soft_sigmoid_torch
 
 f32 = np.float32
+#: the heads :func:`decode_single_pose_torch` reads at K + 1 cells, not whole (:func:`at_cells`)
+SPARSE_HEADS = ("regress", "offset")
 
 
 def first_argmax(x: torch.Tensor, dim: int) -> torch.Tensor:
@@ -25,21 +27,31 @@ def first_argmax(x: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.where(x == x.amax(dim, keepdim=True), index, n - 1).amin(dim)
 
 
-def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor, distance_bias: float,
+def at_cells(head, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """A head's values at grid cells (ys[i], xs[i]), (N, C): from its map (1, C, h, w), or from the network's head
+    itself where it came as a function of cells (``MoveNet.forward(..., sparse=...)``, not computed elsewhere)."""
+    if isinstance(head, torch.Tensor):
+        c, w = head.shape[1], head.shape[3]
+        return head[0].reshape(c, -1).index_select(1, ys.reshape(-1) * w + xs.reshape(-1)).transpose(0, 1)
+    return head(ys, xs)
+
+
+def decode_single_pose_torch(heads: dict, prior: torch.Tensor, distance_bias: float,
                              grid_scale: torch.Tensor, activation: str = "sigmoid") -> torch.Tensor:
     """:func:`.movenet.decode_single_pose` in torch ops, batch 1, for export into the ONNX graph (as Google's has it).
 
     Same steps and float32 operation order as the NumPy version; returns (1, 1, K, 3) y, x, score
-    normalised. The tests check it against the NumPy decoder on the golden samples. When any head
-    holds NaN/inf the whole output is NaN, so the caller (the Estimator's one ``isfinite`` check)
-    sees that the network failed even where the decoding steps would have hidden it.
+    normalised. The tests check it against the NumPy decoder on the golden samples. ``regress`` and ``offset``
+    are read at K + 1 cells only, so they may come as functions of cells (:func:`at_cells`, :data:`SPARSE_HEADS`).
+    When any head value it reads holds NaN/inf the whole output is NaN, so the caller (the Estimator's one
+    ``isfinite`` check) sees that the network failed even where the decoding steps would have hidden it.
     """
-    heatmap, center, regress, offset = heads["heatmap"][0], heads["center"][0, 0], heads["regress"][0], heads["offset"][0]
+    heatmap, center = heads["heatmap"][0], heads["center"][0, 0]
     k, h, w = heatmap.shape
     act = torch.sigmoid if activation == "sigmoid" else soft_sigmoid_torch
     c = first_argmax((act(center) * prior).reshape(-1), 0)
     cy, cx = c // w, c % w
-    reg = regress[:, cy, cx].reshape(k, 2)
+    reg = at_cells(heads["regress"], cy, cx).reshape(k, 2)
     ky0 = cy.to(torch.float32) + reg[:, 0]
     kx0 = cx.to(torch.float32) + reg[:, 1]
     rows = torch.arange(h, dtype=torch.float32).reshape(1, h, 1)
@@ -48,13 +60,16 @@ def decode_single_pose_torch(heads: dict[str, torch.Tensor], prior: torch.Tensor
     heat = act(heatmap).reshape(k, h * w)
     best = first_argmax(heat / dist.reshape(k, h * w), 1)
     ky, kx = best // w, best % w
-    off = torch.gather(offset.reshape(k, 2, h * w), 2, best.reshape(k, 1, 1).expand(k, 2, 1)).reshape(k, 2)
+    own = torch.arange(k)
+    off = at_cells(heads["offset"], ky, kx).reshape(k, k, 2)[own, own]  # keypoint i's (y, x) at its own cell
     y = (ky.to(torch.float32) + off[:, 0]) * grid_scale[0]
     x = (kx.to(torch.float32) + off[:, 1]) * grid_scale[1]
     score = torch.gather(heat, 1, best.reshape(k, 1)).reshape(k)
     out = torch.stack([y, x, score], dim=1).reshape(1, 1, k, 3)
-    # 0 when every head value is finite (x * 0 = 0), NaN when any is NaN/inf: two cheap nodes a head, exactly
-    poison = sum((v * 0).sum() for v in (heatmap, center, regress, offset))
+    # 0 when every head value is finite (x * 0 = 0), NaN when any is NaN/inf: two cheap nodes a tensor, exactly. A
+    # head given as a function of cells is checked where it was read; the full heatmap covers the features it reads.
+    maps = [heads[name] for name in SPARSE_HEADS if isinstance(heads[name], torch.Tensor)]
+    poison = sum((v * 0).sum() for v in (heatmap, center, reg, off, *maps))
     return out + poison
 
 
@@ -73,5 +88,8 @@ class SinglePoseDecoder(torch.nn.Module):
         self.distance_bias = float(distance_bias)
         self.activation = activation
 
-    def forward(self, heads: dict[str, torch.Tensor]) -> torch.Tensor:
+    #: heads read at a few cells only: a network may give them as functions of cells (``MoveNet.forward``'s ``sparse``)
+    sparse_heads = SPARSE_HEADS
+
+    def forward(self, heads: dict) -> torch.Tensor:
         return decode_single_pose_torch(heads, self.prior, self.distance_bias, self.grid_scale, self.activation)

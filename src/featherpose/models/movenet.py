@@ -2,7 +2,7 @@
 
 Shapes (batch B, keypoints K, input [H, W], grid [h, w] = [H/4, W/4]):
     input   (B, 3, H, W) float RGB in 0..255 (normalised inside, as Google's graph does)
-    output  dict of raw head tensors, NCHW, no activation:
+    output  dict of raw head tensors, NCHW, no activation (those named in ``sparse``: functions of grid cells):
         heatmap (B, K, h, w)   keypoint logits
         center  (B, 1, h, w)   person-centre logits
         regress (B, 2K, h, w)  centre -> keypoint displacement in grid cells, (y, x) interleaved
@@ -16,6 +16,8 @@ reproduce Google's outputs. H and W must be multiples of 32.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -192,6 +194,19 @@ class Head(nn.Sequential):
     def __init__(self, cin: int, cout: int, batch_norm: bool = False):
         super().__init__(SeparableConv(cin, HEAD_CHANNELS, batch_norm), ConvAct(HEAD_CHANNELS, cout, act=None))
 
+    def at(self, feats: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """The head at N grid cells only (batch 1): (N, cout), ``self(feats)[0, :, ys, xs].T`` without the rest of
+        the map. Each cell's zero-padded 3x3 neighbourhood is gathered as a (N, C, 3, 3) batch; the depthwise conv's
+        centre output goes through the two 1x1 convs (eval mode)."""
+        c, h, w = feats.shape[1:]
+        padded = F.pad(feats[0], (1, 1, 1, 1)).reshape(c, (h + 2) * (w + 2))
+        window = torch.tensor([dy * (w + 2) + dx for dy in range(3) for dx in range(3)])
+        cells = (ys.reshape(-1, 1) * (w + 2) + xs.reshape(-1, 1) + window).reshape(-1)  # (N * 9,) top-left based
+        patches = padded.index_select(1, cells).reshape(c, -1, 3, 3).transpose(0, 1)  # (N, C, 3, 3)
+        separable, out = self
+        centre = separable[0](patches)[:, :, 1:2, 1:2]
+        return out(separable[1](centre)).reshape(centre.shape[0], -1)
+
 
 class MoveNet(nn.Module):
     """MoveNet: backbone + FPN + heads; ``forward`` returns raw head tensors (see module docstring)."""
@@ -214,6 +229,9 @@ class MoveNet(nn.Module):
         """FPN features (B, 24, H/4, W/4) of an image batch in 0..255."""
         return self.fpn(self.backbone(image * self.input_scale - 1.0))
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, sparse: tuple[str, ...] = ()) -> dict[str, torch.Tensor | Callable]:
+        """Raw heads by name; a head named in ``sparse`` comes as a function of grid cells instead, ``(ys, xs) ->
+        (N, C)`` (:meth:`Head.at`), for an in-graph decoder that reads it at a few cells only (batch 1)."""
         feats = self.features(image)
-        return {name: head(feats) for name, head in self.heads.items()}
+        return {name: functools.partial(head.at, feats) if name in sparse else head(feats)
+                for name, head in self.heads.items()}

@@ -9,7 +9,9 @@ from torch import nn
 
 class NHWCInput(nn.Module):
     """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces,
-    optionally followed by an in-graph decoder (heads dict -> one ``decoded`` tensor)."""
+    optionally followed by an in-graph decoder (heads dict -> one ``decoded`` tensor). A decoder with a
+    ``sparse_heads`` attribute gets those heads as functions of grid cells (the network's ``forward(image,
+    sparse=...)``), so the graph computes them only where it reads them."""
 
     def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
         super().__init__()
@@ -17,8 +19,12 @@ class NHWCInput(nn.Module):
         self.decoder = decoder
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        heads = self.model(image.permute(0, 3, 1, 2).float())
-        return (self.decoder(heads),) if self.decoder is not None else tuple(heads.values())
+        image = image.permute(0, 3, 1, 2).float()
+        if self.decoder is None:
+            return tuple(self.model(image).values())
+        # a decoder that reads some heads at a few cells only names them; the network then computes just those cells
+        sparse = getattr(self.decoder, "sparse_heads", ())
+        return (self.decoder(self.model(image, sparse=sparse) if sparse else self.model(image)),)
 
 
 class GraphLetterbox(nn.Module):
