@@ -147,12 +147,13 @@ class Runner:
 
 
 def featherpose_runner(key: str, est) -> Runner:
-    """featherpose's Estimator, its three public steps timed apart (BGR -> RGB counted in preprocess)."""
+    """featherpose's Estimator, its three public steps timed apart, given the frame as OpenCV decodes it (BGR;
+    ``preprocess(frame, bgr=True)``: converted to RGB in preprocess, or read reversed by a graph's letterbox)."""
     clock = time.perf_counter
 
     def run(bgr: np.ndarray):
         t0 = clock()
-        x, letterbox = est.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        x, letterbox = est.preprocess(bgr, bgr=True)
         t1 = clock()
         heads = est.infer(x)
         t2 = clock()

@@ -8,7 +8,7 @@ thread count, for these runners:
                                    precision=P)`` (B: ``--backend``, default auto: featherpose's default, the fastest
                                    backend measured here; P: ``--precision``, default auto: featherpose's default,
                                    bf16 with the first layers in float32 on CPUs with bf16, else fp32):
-                                   est.preprocess (after BGR -> RGB), est.infer, est.postprocess
+                                   est.preprocess(frame, bgr=True) (BGR -> RGB), est.infer, est.postprocess
                                    (AECodec.decode + the inverse affine + Poses)
     upstream (torch eager)         mit-han-lab/litepose at the pinned commit, exported outside this tree and put on
                                    sys.path at run time: its ``LitePose`` network built from ``search-M.json`` and
@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             f"- method: frames decoded up front; {args.rounds} rounds; in each, the runners take turns "
             f"{f'every {args.chunk} frames' if args.chunk else 'a whole input each'} (order reversed in alternate "
             f"rounds), each turn after untimed warm-up calls on its first frames ({args.warmup} at an input's first "
-            f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (BGR -> RGB "
-            f"included) / est.infer / est.postprocess. Upstream: "
+            f"turn, else 1); each runner's best round (lowest mean total). featherpose: est.preprocess (the BGR "
+            f"frame, converted) / est.infer / est.postprocess. Upstream: "
             f"`valid.py`'s loop without flip, split at its model call (decode = upsampling + aggregate + "
             f"`HeatmapParser.parse` + `get_final_preds`), network = upstream's `LitePose` on the same weights, "
             f"torch eager under no_grad."]

@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{HEIGHT} -> network input {HEIGHT}x{width}",
             f"- method: frames decoded up front; {args.warmup} warm-up frames per pass; {args.rounds} rounds, the "
             f"runners back to back (order reversed in alternate rounds); each runner's best round (lowest mean "
-            f"total). featherpose: est.preprocess (BGR -> RGB included) / est.infer / est.postprocess. Reference "
+            f"total). featherpose: est.preprocess (the BGR frame, converted) / est.infer / est.postprocess. Reference "
             f"runners: the reference's unmodified `demo.infer_fast` split at its net call (decode = its x4 cubic "
             f"upsampling + 18 `extract_keypoints` + `group_keypoints` + the demo's mapping to image pixels). Its "
             f"torch network is featherpose's bundled module with Intel's weights in float32, called eagerly as "

@@ -9,7 +9,8 @@ interpreter (XNNPACK); its graph contains Google's decoder, so its stages are:
     network     set_tensor + invoke + get_tensor (includes Google's in-graph decoding)
     decode      normalised output -> image pixels
 
-and featherpose's are ``est.preprocess`` (after the same BGR -> RGB), ``est.infer`` and
+and featherpose's are ``est.preprocess(frame, bgr=True)`` (the BGR frame as decoded: converted to RGB, or read
+reversed by the letterbox in OpenVINO's graph), ``est.infer`` and
 ``est.postprocess`` (codec.decode + undo letterbox + Poses). Totals compare end to end.
 
 Frames are decoded once up front. Every pass (one runner on one input) warms up, then times
@@ -83,8 +84,8 @@ def featherpose_runner(model: str, backend: str, threads: int) -> Runner:
 
     est = featherpose.load(model, backend=backend, threads=threads)
 
-    def preprocess(bgr: np.ndarray):
-        return est.preprocess(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    def preprocess(bgr: np.ndarray):  # OpenCV's frame as decoded (see _common.featherpose_runner)
+        return est.preprocess(bgr, bgr=True)
 
     return Runner(model, backend, preprocess, est.infer, est.postprocess)
 
@@ -320,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     out += [f"- load average at end: {load}",
-            f"- method: frames decoded up front; BGR -> RGB conversion counted in preprocess for every runner; "
+            f"- method: frames decoded up front (BGR); each runner's preprocess takes them so (the peer converts to RGB, "
+            f"featherpose's `preprocess(frame, bgr=True)` converts or lets its graph's letterbox read BGR); "
             f"{args.warmup} warm-up frames per pass; {args.rounds} rounds, each timing every runner of a model "
             f"back to back (order reversed in alternate rounds); each runner's best round (lowest mean total) "
             f"is reported. TFLite network = set_tensor + invoke + get_tensor (its graph includes Google's "

@@ -17,7 +17,8 @@ plus the fp32 compute bound of this CPU: torch's float32 matmul peak at the same
 and each featherpose network's FLOPs (torch's FlopCounterMode) at its vtest input, so the network column can be
 read as a multiple of the least time the arithmetic needs.
 
-Method: frames decoded up front; each pass (one runner over one input) warms up, then times every frame; the
+Method: frames decoded up front (BGR, as OpenCV gives them: each runner's preprocess takes them so; a peer
+converts to RGB, featherpose's ``preprocess(frame, bgr=True)`` converts, or its graph's letterbox reads BGR); each pass (one runner over one input) warms up, then times every frame; the
 runners of a model run back to back in rounds, their order reversed every other round, and each reports its best
 round (lowest mean total): a peer and featherpose always see the same machine. Targets (issue 14): for every
 model the default configuration is faster end to end than its fastest peer on both inputs (ratio >= 1.0), and an
@@ -245,7 +246,8 @@ def main(argv=None) -> int:
                                         "ai-edge-litert"))
     out += [f"- input: the first {len(inputs['vtest.avi'])} frames of vtest.avi (768x576), messi5.jpg (548x342) "
             f"repeated as often; {args.warmup} warm-up frames per pass, {args.rounds} rounds (order reversed every "
-            f"other round), best round per runner",
+            f"other round), best round per runner; frames handed over as OpenCV decodes them (BGR): featherpose "
+            f"takes them with `preprocess(frame, bgr=True)`",
             f"- fp32 compute bound: torch float32 matmul at {args.threads} threads peaks at {peak:.1f} GFLOP/s here; "
             f"`bound` = the network's FLOPs at its vtest input / that peak"]
     notes: list[str] = []

@@ -92,6 +92,37 @@ def test_graph_letterbox_is_resize_with_pad_on_any_shape(hw):
         assert set(np.unique(tables.row_weights)) <= {0, 1} and set(np.unique(tables.element_weights)) <= {0, 1}
 
 
+@pytest.mark.parametrize("hw", [(576, 768), (1, 1), (97, 61)])
+def test_graph_letterbox_reads_a_bgr_frame_as_rgb(hw):
+    """With ``bgr`` the tables read each pixel's channels reversed: a BGR frame, not converted, gives the RGB
+    frame's network input exactly."""
+    rgb = np.random.default_rng(sum(hw)).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    frame, _ = letterbox_frame(bgr, (192, 192), bgr=True)
+    assert np.shares_memory(frame.frame, bgr)
+    with torch.no_grad():
+        got = GraphLetterbox()(torch.from_numpy(frame.frame), *(torch.from_numpy(t.copy()) for t in frame.tables))
+    np.testing.assert_array_equal(got.numpy(), graph_letterbox(rgb, (192, 192)))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_estimators_take_bgr_frames(backend):
+    """``est(frame, bgr=True)`` on OpenCV's frame gives the poses of the RGB image: the letterbox in OpenVINO's graph
+    reads the frame as it is; onnxruntime's input is converted. A file with ``bgr`` is refused in one line."""
+    pytest.importorskip(backend)
+    import cv2
+
+    est = featherpose.load("movenet-lightning", backend=backend, threads=1)
+    bgr = cv2.imread(str(SHARED / "media" / "messi5.jpg"))
+    if backend == "openvino":
+        assert np.shares_memory(est.preprocess(bgr, bgr=True)[0].frame, bgr)
+    np.testing.assert_array_equal(est(bgr, min_score=0, bgr=True).keypoints,
+                                  est(bgr[:, :, ::-1].copy(), min_score=0).keypoints)
+    assert not np.array_equal(est(bgr, min_score=0).keypoints, est(bgr, min_score=0, bgr=True).keypoints)
+    with pytest.raises(ValueError, match="bgr=True describes an array"):
+        est(SHARED / "media" / "messi5.jpg", bgr=True)
+
+
 @pytest.mark.parametrize("hw", [(576, 768), (1000, 301), (256, 256), (1, 1), (1, 999), (97, 61)])
 @pytest.mark.parametrize("input_hw", [(192, 192), (256, 256), (35, 200)])
 def test_compiled_letterbox_equals_numpy_reference(hw, input_hw):

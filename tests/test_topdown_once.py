@@ -68,6 +68,10 @@ def test_estimator_and_topdown_share_one_call_shape(lightning):
                                   lightning(image, min_score=0).keypoints)
     td = TopDown(lightning, boxes={"a.jpg": np.array([[10, 20, 80, 160, 1.0]], np.float32)})
     assert len(td(image, min_score=0, name="a.jpg")) == 1 and len(td(image, min_score=0, name="b.jpg")) == 0
+    bgr = np.ascontiguousarray(image[:, :, ::-1])  # both take OpenCV's channel order on request
+    np.testing.assert_array_equal(td(bgr, min_score=0, name="a.jpg", bgr=True).keypoints,
+                                  td(image, min_score=0, name="a.jpg").keypoints)
+    np.testing.assert_array_equal(lightning(bgr, min_score=0, bgr=True).keypoints, lightning(image, min_score=0).keypoints)
 
 
 def test_topdown_and_image_do_not_import_evaluation():

@@ -227,6 +227,19 @@ class Letterbox:
         return (xy_image / self._scale() + np.array([self.left, self.top], f32)).astype(f32)
 
 
+def load_frame(source, bgr: bool = False) -> np.ndarray:
+    """:func:`load_image`; with ``bgr``, ``source`` is an array in OpenCV's channel order (``cv2.imread``,
+    ``VideoCapture.read``), checked like any array and returned in that order.
+
+    Raises:
+        ValueError: ``bgr`` with a file or PIL image (those are read as RGB); else as :func:`load_image`.
+    """
+    if bgr and not isinstance(source, np.ndarray):
+        raise ValueError("bgr=True describes an array's channel order; a file or PIL image is read as RGB: "
+                         "pass it without bgr")
+    return load_image(source)
+
+
 def _axis(out_n: int, in_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weights of a half-pixel bilinear resize along one axis, in TF's float32 arithmetic."""
     x = (np.arange(out_n, dtype=f32) + f32(0.5)) * (f32(in_n) / f32(out_n)) - f32(0.5)
@@ -324,9 +337,10 @@ class LetterboxedFrame(NamedTuple):
 
 
 @lru_cache(maxsize=16)
-def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> LetterboxTables:
+def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int], bgr: bool = False) -> LetterboxTables:
     """The :class:`LetterboxTables` of :func:`resize_with_pad` for an image of ``image_hw`` (read-only, cached). An
-    image of ``input_hw`` itself gets the identity (every weight 0 or 1)."""
+    image of ``input_hw`` itself gets the identity (every weight 0 or 1). ``bgr``: the frame's channels are in
+    OpenCV's order; the tables read them reversed, so the network still gets RGB (no conversion of the frame)."""
     box, (y0, y1, wy), (x0, x1, wx) = _resize_plan(*image_hw, *input_hw)
     oh, ow = box.resized_hw
     rows, row_weights = np.zeros((2, input_hw[0]), np.int32), np.zeros((2, input_hw[0], 1), f32)
@@ -335,8 +349,9 @@ def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Le
     row_weights[0, inside, 0], row_weights[1, inside] = wy, 1
     elements, element_weights = np.zeros((2, 3 * input_hw[1]), np.int32), np.zeros((2, 1, 3 * input_hw[1]), f32)
     inside = slice(3 * box.left, 3 * (box.left + ow))  # x * 3 + channel
-    elements[0, inside] = (x0[:, None] * 3 + np.arange(3)).ravel()
-    elements[1, inside] = (x1[:, None] * 3 + np.arange(3)).ravel()
+    channels = np.arange(3)[::-1] if bgr else np.arange(3)  # the frame's element of each RGB channel
+    elements[0, inside] = (x0[:, None] * 3 + channels).ravel()
+    elements[1, inside] = (x1[:, None] * 3 + channels).ravel()
     element_weights[0, 0, inside], element_weights[1, 0, inside] = np.repeat(wx, 3), 1
     tables = LetterboxTables(rows, elements, row_weights, element_weights)
     for a in tables:
@@ -344,11 +359,12 @@ def letterbox_tables(image_hw: tuple[int, int], input_hw: tuple[int, int]) -> Le
     return tables
 
 
-def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int]) -> tuple[LetterboxedFrame, Letterbox]:
-    """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image as a :class:`LetterboxedFrame`, and the
-    letterbox geometry."""
+def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int], bgr: bool = False
+                    ) -> tuple[LetterboxedFrame, Letterbox]:
+    """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image (RGB, or ``bgr``: OpenCV's order, read
+    reversed by the tables) as a :class:`LetterboxedFrame`, and the letterbox geometry."""
     h, w = image.shape[:2]
-    frame = LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw)))
+    frame = LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw), bgr))
     return frame, letterbox((h, w), input_hw)
 
 

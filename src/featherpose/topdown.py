@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .estimator import DEFAULT_MIN_SCORE, Estimator, check_min_score
 from .fileio import read_json
-from .image import CROP_EXPAND, MAX_IMAGE_PIXELS, crop_square, load_image, square_around
+from .image import CROP_EXPAND, MAX_IMAGE_PIXELS, crop_square, load_frame, square_around
 from .poses import Poses
 
 f32 = np.float32
@@ -102,14 +103,17 @@ class TopDown:
         return boxes[boxes[:, 4] >= self.min_box_score].astype(f32)
 
     def __call__(self, image: str | Path | np.ndarray, min_score: float = DEFAULT_MIN_SCORE, *,
-                 name: str | None = None) -> Poses:
+                 name: str | None = None, bgr: bool = False) -> Poses:
         """Poses of every boxed person scoring at least ``min_score`` (box score x mean keypoint score; 0: all),
-        in image pixels; ``name`` (the image's file name) selects given boxes. The call shape of
-        :meth:`Estimator.__call__ <featherpose.estimator.Estimator.__call__>`, so callers need not tell them apart."""
+        in image pixels; ``name`` (the image's file name) selects given boxes; ``bgr``: the array is in OpenCV's
+        channel order. The call shape of :meth:`Estimator.__call__ <featherpose.estimator.Estimator.__call__>`, so
+        callers need not tell them apart."""
         min_score = check_min_score(min_score)
         if isinstance(image, (str, Path)):
             name = name or Path(image).name
-        image = load_image(image)
+        image = load_frame(image, bgr)
+        if bgr:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         poses = self.on_boxes(image, self.person_boxes(image, name), name)
         return poses.filter(min_score) if min_score > 0 else poses
 
