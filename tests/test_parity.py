@@ -1,6 +1,8 @@
 """Imported MoveNet reproduces Google's TensorFlow outputs on every golden sample."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -177,10 +179,26 @@ def test_in_graph_decoder_matches_numpy(estimators, variant):
                 assert np.abs(got - ref).max() <= 1e-6, sample
 
 
-def test_a_head_at_cells_equals_its_map_there(estimators):
+def movenet_variant(estimators, variant: str):
+    """Lightning with Google's weights, or a randomly initialised ShuffleNetV2 MoveNet / one with BatchNorm (its
+    statistics randomised too), in eval mode."""
+    from featherpose.models.movenet import MoveNet
+
+    if variant == "lightning":
+        return estimators["lightning"].network
+    torch.manual_seed(0)
+    net = MoveNet(backbone="shufflenetv2", batch_norm=True) if variant == "shufflenet" else MoveNet(batch_norm=True)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    return net.eval()
+
+
+@pytest.mark.parametrize("variant", ["lightning", "shufflenet", "batch_norm"])
+def test_a_head_at_cells_equals_its_map_there(estimators, variant):
     """``Head.at`` (a head at a few cells, its 3x3 neighbourhood zero-padded) equals the full map at those cells,
-    the corners and edges included, for every head of Lightning on a real image."""
-    net = estimators["lightning"].network
+    the corners and edges included, for every head, on a real image; in training mode it refuses."""
+    net = movenet_variant(estimators, variant)
     x = torch.from_numpy(golden_input("messi5", 192)).permute(0, 3, 1, 2).float()
     with torch.no_grad():
         feats = net.features(x)
@@ -190,6 +208,53 @@ def test_a_head_at_cells_equals_its_map_there(estimators):
         for name, head in net.heads.items():
             dense = head(feats)[0][:, ys, xs].T
             assert torch.allclose(head.at(feats, ys, xs), dense, atol=1e-5, rtol=1e-5), name
+    with pytest.raises(ValueError, match="eval mode"):
+        net.heads["offset"].train().at(feats, ys, xs)
+    net.eval()
+
+
+def test_sparse_heads_carry_nan_features_into_the_output(estimators):
+    """A NaN in the features reaches the decoded output through the heads read at cells too (the Estimator's one
+    ``isfinite`` check then reports it): at the centre's own cell, which only the sparse regress head reads there."""
+    from featherpose.codecs.movenet_graph import SPARSE_HEADS, decode_single_pose_torch
+
+    net, codec = estimators["lightning"].network, estimators["lightning"].codec
+    x = torch.from_numpy(golden_input("messi5", 192)).permute(0, 3, 1, 2).float()
+    args = torch.from_numpy(codec.prior), float(codec.distance_bias), torch.from_numpy(codec.grid_scale)
+    with torch.no_grad():
+        feats = net.features(x)
+        bad = feats.clone()
+        heads = net(x, sparse=SPARSE_HEADS)
+        assert torch.isfinite(decode_single_pose_torch(heads, *args)).all()
+        c = int(torch.argmax(torch.sigmoid(heads["center"][0, 0]) * args[0]))  # the centre's cell (no tie here)
+        bad[0, 3, c // 48, c % 48] = float("nan")  # the heatmap and centre maps stay those of the clean features
+        heads.update({name: functools.partial(net.heads[name].at, bad) for name in SPARSE_HEADS})
+        assert torch.isnan(decode_single_pose_torch(heads, *args)).all()
+
+
+def test_a_network_without_sparse_heads_exports_with_whole_maps(estimators):
+    """A network whose ``forward`` does not take ``sparse`` (a wrapper, a custom student) still exports with the
+    single-pose decoder: its heads come whole, and the graph decodes them to the same keypoints."""
+    import onnxruntime as ort
+
+    from featherpose.runtime.export import export_onnx
+
+    est = estimators["lightning"]
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image):
+            return self.net(image)
+
+    x = golden_input("messi5", 192)
+    outs = []
+    for net in (est.network, Wrapped(est.network)):
+        session = ort.InferenceSession(export_onnx(net, est.input_hw, decoder=est.codec.graph_decoder(), cache=False))
+        outs.append(session.run(None, {"image": x})[0])
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
 
 
 def test_in_graph_decoder_reads_regress_and_offset_at_its_cells_only():
@@ -205,7 +270,7 @@ def test_in_graph_decoder_reads_regress_and_offset_at_its_cells_only():
     convs = [n.name for n in graph.graph.node if n.op_type == "Conv"]
     for head in ("regress", "offset"):
         assert not [n for n in convs if n.startswith(f"/model/{head}/")]
-        assert len([n for n in convs if n.startswith(f"/decoder/{head}")]) == 3  # depthwise, pointwise, output
+    assert len([n for n in convs if n.startswith("/decoder/")]) == 6  # each: depthwise, pointwise, output
     assert len([n for n in convs if n.startswith("/model/heatmap/")]) == 3
 
 

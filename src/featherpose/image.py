@@ -364,7 +364,7 @@ def letterbox_frame(image: np.ndarray, input_hw: tuple[int, int], bgr: bool = Fa
     """:func:`resize_with_pad` left to the graph: the HxWx3 uint8 image (RGB, or ``bgr``: OpenCV's order, read
     reversed by the tables) as a :class:`LetterboxedFrame`, and the letterbox geometry."""
     h, w = image.shape[:2]
-    frame = LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw), bgr))
+    frame = LetterboxedFrame(np.ascontiguousarray(image)[None], letterbox_tables((h, w), tuple(input_hw), bool(bgr)))
     return frame, letterbox((h, w), input_hw)
 
 

@@ -195,17 +195,20 @@ class Head(nn.Sequential):
         super().__init__(SeparableConv(cin, HEAD_CHANNELS, batch_norm), ConvAct(HEAD_CHANNELS, cout, act=None))
 
     def at(self, feats: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
-        """The head at N grid cells only (batch 1): (N, cout), ``self(feats)[0, :, ys, xs].T`` without the rest of
-        the map. Each cell's zero-padded 3x3 neighbourhood is gathered as a (N, C, 3, 3) batch; the depthwise conv's
-        centre output goes through the two 1x1 convs (eval mode)."""
+        """The head at N grid cells only: (N, cout), ``self(feats)[0, :, ys, xs].T`` without the rest of the map
+        (batch 1, eval mode: for an in-graph decoder). Each cell's zero-padded 3x3 neighbourhood is gathered as a
+        (N, C, 3, 3) batch; the depthwise kernel applied without padding gives the cell's value, which goes through
+        the two 1x1 convs."""
+        if feats.shape[0] != 1 or self.training:
+            raise ValueError("Head.at evaluates one image's features in eval mode (an in-graph decoder's export)")
         c, h, w = feats.shape[1:]
         padded = F.pad(feats[0], (1, 1, 1, 1)).reshape(c, (h + 2) * (w + 2))
         window = torch.tensor([dy * (w + 2) + dx for dy in range(3) for dx in range(3)])
         cells = (ys.reshape(-1, 1) * (w + 2) + xs.reshape(-1, 1) + window).reshape(-1)  # (N * 9,) top-left based
         patches = padded.index_select(1, cells).reshape(c, -1, 3, 3).transpose(0, 1)  # (N, C, 3, 3)
-        separable, out = self
-        centre = separable[0](patches)[:, :, 1:2, 1:2]
-        return out(separable[1](centre)).reshape(centre.shape[0], -1)
+        (depthwise, pointwise), out = self
+        cell = F.conv2d(patches, depthwise.conv.weight, depthwise.conv.bias, groups=depthwise.conv.groups)
+        return out(pointwise(cell)).flatten(1)  # (N, cout, 1, 1) -> (N, cout)
 
 
 class MoveNet(nn.Module):

@@ -3,6 +3,8 @@ and optional in-graph decoder, TF's letterbox as a graph in front, the back half
 :mod:`.export` only when it exports (a process whose exports are cached never imports torch)."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -10,8 +12,8 @@ from torch import nn
 class NHWCInput(nn.Module):
     """Wraps a network so it takes the (B, H, W, 3) integer image batch the preprocessing produces,
     optionally followed by an in-graph decoder (heads dict -> one ``decoded`` tensor). A decoder with a
-    ``sparse_heads`` attribute gets those heads as functions of grid cells (the network's ``forward(image,
-    sparse=...)``), so the graph computes them only where it reads them."""
+    ``sparse_heads`` attribute gets those heads as functions of grid cells where the network's ``forward`` takes
+    ``sparse`` (MoveNet's), so the graph computes them only where it reads them; other networks give whole maps."""
 
     def __init__(self, model: nn.Module, decoder: nn.Module | None = None):
         super().__init__()
@@ -22,9 +24,12 @@ class NHWCInput(nn.Module):
         image = image.permute(0, 3, 1, 2).float()
         if self.decoder is None:
             return tuple(self.model(image).values())
-        # a decoder that reads some heads at a few cells only names them; the network then computes just those cells
+        # a decoder that reads some heads at a few cells only names them; a network that can (its forward takes
+        # ``sparse``) then computes just those cells
         sparse = getattr(self.decoder, "sparse_heads", ())
-        return (self.decoder(self.model(image, sparse=sparse) if sparse else self.model(image)),)
+        if sparse and "sparse" in inspect.signature(self.model.forward).parameters:
+            return (self.decoder(self.model(image, sparse=sparse)),)
+        return (self.decoder(self.model(image)),)
 
 
 class GraphLetterbox(nn.Module):

@@ -149,7 +149,10 @@ def _quiet():
 
 def after_heads(model) -> list[str]:
     """Names of the nodes downstream of the head convolutions (:func:`head_convs`): an in-graph decoder's (its
-    constants are named ``/decoder/...`` by the export, :class:`~featherpose.runtime.export.NHWCInput`)."""
+    constants are named ``/decoder/...`` by the export, :class:`~featherpose.runtime.export.NHWCInput`). Heads the
+    decoder computes at a few cells (MoveNet's regress and offset, ``sparse_heads``) are among them: they run after the
+    centre's argmax, so every int8 quantisation leaves them in float32 whatever ``exclude_heads`` or
+    ``int8_float_heads`` say (since 2fd3bfc; benchmarks/RESULTS.md, 2026-11-29, gives the AP that moved)."""
     heads = set(head_convs(model))
     consumers = {}
     for n in model.graph.node:
