@@ -250,6 +250,24 @@ def test_the_latency_check_predicts_from_other_networks(tmp_path, monkeypatch):
     assert f"graphs {latency_mod.GRAPHS}" in latency_mod.machine_key("onnxruntime", 1)
 
 
+def test_the_latency_check_never_checks_a_network_it_profiled(tmp_path):
+    """Candidates measured (perhaps profiled) before the check are drawn again, and so would be one that is its own
+    donor or another's: each checked prediction comes from other networks. A space with one network has none to
+    check: one line."""
+    space = SearchSpace(sizes=(64,), width_multipliers=(0.5, 0.25))
+    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=1)
+    table.prefill(space, 2, random.Random(0), progress=False)
+    before = set(table.measured)
+    checked = table.check(space, 2, random.Random(1), progress=False)
+    assert len(checked) == 2 and not {c.key for c in checked} & before
+    assert all(c.predicted_ms > 0 and c.measured_ms > 0 for c in checked)
+    single = SearchSpace(width_multipliers=(1.0,), sizes=(64,))
+    with pytest.raises(ValueError, match="the search space is too small"):
+        LatencyTable(14, "onnxruntime", 1, tmp_path / "single", runs=1).check(single, 3, random.Random(0),
+                                                                              progress=False)
+    assert f"reference {latency_mod.REFERENCE.key}" in latency_mod.machine_key("onnxruntime", 1)
+
+
 @pytest.mark.slow
 def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,

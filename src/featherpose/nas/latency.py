@@ -198,15 +198,16 @@ def _fastest_pair(run: Callable[[], object], reference: Callable[[], object], ru
 
 
 def machine_key(backend: str, threads: int | None) -> str:
-    """What a latency depends on besides the network: CPU, cores, backend and its version, threads, and the graphs
-    featherpose exports (:data:`GRAPHS`)."""
+    """What a latency depends on besides the network: CPU, cores, backend and its version, threads, the graphs
+    featherpose exports (:data:`GRAPHS`) and the :data:`REFERENCE` network the table's latencies are relative to."""
     name = resolve_backend(backend)
     version = "?"
     try:
         version = __import__(name).__version__
     except (ImportError, AttributeError):
         pass
-    return f"{cpu_name()} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'} | graphs {GRAPHS}"
+    return (f"{cpu_name()} x{os.cpu_count()} | {name} {version} | threads {threads or 'default'} | graphs {GRAPHS} "
+            f"| reference {REFERENCE.key}")
 
 
 def resolve_backend(backend: str) -> str:
@@ -335,9 +336,26 @@ class LatencyTable:
     def check(self, space: SearchSpace, count: int, rng: random.Random, progress: bool = True) -> list[Checked]:
         """``count`` fresh random candidates predicted and measured whole (:class:`Checked`). A candidate's parts
         missing from the table are taken from other networks that hold them (:meth:`SearchSpace.donors`, profiled),
-        never from its own profile, and it is measured in the same passes as they are."""
-        archs = [space.sample(rng) for _ in range(count)]
-        donors = [d for a in archs if self.missing(a) for d in space.donors(a, rng) if d not in archs]
+        never from its own profile, and it is measured in the same passes as they are. So a candidate measured before
+        (perhaps profiled), or one that is its own donor or another's, is drawn again; a space too small to give
+        ``count`` such candidates in ``20 x count`` draws gives fewer, and none is a one-line ValueError."""
+        archs: list[Arch] = []
+        donors: list[Arch] = []
+        for _ in range(20 * count):
+            if len(archs) == count:
+                break
+            arch = space.sample(rng)
+            if arch in archs or arch in donors or arch.key in self.measured:
+                continue
+            own = space.donors(arch, rng) if self.missing(arch) else []
+            if arch in own or any(d in archs for d in own):
+                continue
+            archs.append(arch)
+            donors += [d for d in own if d not in donors]
+        if count and not archs:
+            raise ValueError(f"the latency check found no candidate it can predict from other networks in "
+                             f"{20 * count} draws: the search space is too small (add sizes or widths, or set "
+                             "latency.check: 0)")
         passes = self.measure(archs + donors, donors, "latency check", progress)
         return [Checked(arch.key, self.predict(arch), self.ms(arch), tuple(t for t, _ in passes[arch.key]),
                         tuple(ref for _, ref in passes[arch.key])) for arch in archs]
