@@ -268,6 +268,26 @@ def test_the_latency_check_never_checks_a_network_it_profiled(tmp_path):
     assert f"reference {latency_mod.REFERENCE.key}" in latency_mod.machine_key("onnxruntime", 1)
 
 
+def test_latency_sessions_do_not_spin_between_calls(tmp_path):
+    """The table times onnxruntime sessions whose threads sleep when a call ends: spinning on, the session called
+    last slowed the next one on a 2-core machine (the check's passes 28.5 % apart, its error up to 33 %; without,
+    1.2 % and 4.1 %: benchmarks/RESULTS.md). featherpose.load's own sessions keep spinning."""
+    from featherpose.runtime import OnnxBackend
+
+    table = LatencyTable(14, "onnxruntime", 1, tmp_path, runs=1)
+    arch = latency_mod.REFERENCE
+    session, run = latency_mod._compiled(table._export(arch), latency_mod.input_hw(arch), "onnxruntime", 1)
+    run()
+    key = "session.intra_op.allow_spinning"
+    assert session.get_session_options().get_session_config_entry(key) == "0"
+    spinning = OnnxBackend(table._export(arch), 1).session.get_session_options()
+    try:
+        value = spinning.get_session_config_entry(key)
+    except Exception:  # noqa: BLE001 - onnxruntime raises for an entry never set (its default: spinning)
+        value = None
+    assert value != "0"
+
+
 @pytest.mark.slow
 def test_search_runs_end_to_end_and_its_network_loads(tmp_path, capsys):
     """`featherpose search` on a tiny space and budget: outputs written, every scored candidate under the budget,

@@ -27,6 +27,15 @@ in milliseconds at the reference's fastest time so far (:attr:`LatencyTable.refe
 machine's own best speed. In the run above the raw predictions missed by up to 30.2 %, the relative ones by 7.3 %;
 in the noisiest runs neither came within 10 % (benchmarks/RESULTS.md, "latency parts timed inside whole networks").
 
+The swings were mostly of the measurement's own making. onnxruntime's threads spin on after a call, so the session
+that ran last kept two spinning threads busy on this 2-core machine while the next one ran: the reference network
+and each measured one, called in turn, slowed each other by turns. The table's onnxruntime sessions now let their
+threads sleep when a call ends (``onnx_session(..., spinning=False)``). With that, the passes of one check agreed
+within 1.2 % on average (28.5 % before), and the check's error fell from 15.6 / 33.1 % (mean / max) to 2.0 / 4.1 %
+(benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads' wake-up, so the latencies are those of a
+session that does not spin (the reference 6.0 ms against 4.5 spinning): a budget in these milliseconds errs on the
+safe side for ``featherpose.load``'s spinning sessions.
+
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
 a fresh candidate's missing parts come from three other networks that together hold them
@@ -55,9 +64,9 @@ from .space import BLOCKS, Arch, SearchSpace
 
 #: The frame a latency is measured for (vtest.avi's size, H x W).
 FRAME_HW = (576, 768)
-#: The version of how parts are timed, in the table's key: 3 since they are timed inside whole networks (2: alone,
-#: the fusion levels as onnxruntime's phase convolutions).
-GRAPHS = 3
+#: The version of how parts are timed, in the table's key: 4 since onnxruntime's threads do not spin between calls
+#: (3: they did; parts timed inside whole networks since 3; 2: alone, the fusion levels as phase convolutions).
+GRAPHS = 4
 #: The runtimes whose profilers give each node's time.
 PROFILED = ("onnxruntime", "openvino")
 #: Calls before the timed ones; passes over a batch of networks measured whole.
@@ -146,7 +155,7 @@ def _compiled(onnx: bytes, hw: tuple[int, int], backend: str, threads: int | Non
     if backend == "onnxruntime":
         from ..runtime import onnx_session
 
-        session = onnx_session(onnx, threads, {"height": hw[0], "width": hw[1]}, profile)
+        session = onnx_session(onnx, threads, {"height": hw[0], "width": hw[1]}, profile, spinning=False)
         name = session.get_inputs()[0].name
         return session, lambda: session.run(None, {name: x})
     from ..runtime.openvino import Request, cpu_config, import_openvino, reshaped

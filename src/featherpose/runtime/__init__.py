@@ -141,10 +141,12 @@ class StaticCompiles:
 
 
 def onnx_session(onnx_model: bytes | str, threads: int | None = None, sizes: dict[str, int] | None = None,
-                 profile: str | None = None):
+                 profile: str | None = None, spinning: bool = True):
     """An onnxruntime CPU session on ``onnx_model`` with every graph optimisation, ``threads`` intra-op threads
     (None: onnxruntime's default) and one inter-op thread; ``sizes`` fixes named dynamic dimensions (name ->
-    size); ``profile``: onnxruntime's profiler on, its JSON written under this path prefix (``end_profiling()``)."""
+    size); ``profile``: onnxruntime's profiler on, its JSON written under this path prefix (``end_profiling()``).
+    ``spinning=False``: its threads sleep as soon as a call ends instead of spinning on, where another session runs
+    next (the latency table's timing: see :mod:`featherpose.nas.latency`)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -157,6 +159,8 @@ def onnx_session(onnx_model: bytes | str, threads: int | None = None, sizes: dic
         opts.inter_op_num_threads = 1
     for name, size in (sizes or {}).items():
         opts.add_free_dimension_override_by_name(name, size)
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_model, opts, providers=["CPUExecutionProvider"])
 
 
