@@ -31,8 +31,8 @@ The swings were mostly of the measurement's own making. onnxruntime's threads sp
 that ran last kept two spinning threads busy on this 2-core machine while the next one ran: the reference network
 and each measured one, called in turn, slowed each other by turns. The table's onnxruntime sessions now let their
 threads sleep when a call ends (``onnx_session(..., spinning=False)``). With that, the passes of one check agreed
-within 1.2 % on average (28.5 % before), and the check's error fell from 15.6 / 33.1 % (mean / max) to 2.0 / 4.1 %
-(benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads' wake-up, so the latencies are those of a
+within 1.2-1.4 % on average in calm spells (28.5 % before), and the check's error fell from 15.6 / 33.1 % (mean /
+max) to 2.0-2.3 / 4.1-6.3 % in three runs (benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads' wake-up, so the latencies are those of a
 session that does not spin (the reference 6.0 ms against 4.5 spinning): a budget in these milliseconds errs on the
 safe side for ``featherpose.load``'s spinning sessions.
 
