@@ -190,7 +190,8 @@ def movenet_variant(estimators, variant: str):
     net = MoveNet(backbone="shufflenetv2", batch_norm=True) if variant == "shufflenet" else MoveNet(batch_norm=True)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
     return net.eval()
 
 
@@ -226,8 +227,9 @@ def test_sparse_heads_carry_nan_features_into_the_output(estimators):
         bad = feats.clone()
         heads = net(x, sparse=SPARSE_HEADS)
         assert torch.isfinite(decode_single_pose_torch(heads, *args)).all()
+        w = heads["center"].shape[-1]
         c = int(torch.argmax(torch.sigmoid(heads["center"][0, 0]) * args[0]))  # the centre's cell (no tie here)
-        bad[0, 3, c // 48, c % 48] = float("nan")  # the heatmap and centre maps stay those of the clean features
+        bad[0, 3, c // w, c % w] = float("nan")  # the heatmap and centre maps stay those of the clean features
         heads.update({name: functools.partial(net.heads[name].at, bad) for name in SPARSE_HEADS})
         assert torch.isnan(decode_single_pose_torch(heads, *args)).all()
 

@@ -71,7 +71,8 @@ def test_estimator_and_topdown_share_one_call_shape(lightning):
     bgr = np.ascontiguousarray(image[:, :, ::-1])  # both take OpenCV's channel order on request
     np.testing.assert_array_equal(td(bgr, min_score=0, name="a.jpg", bgr=True).keypoints,
                                   td(image, min_score=0, name="a.jpg").keypoints)
-    np.testing.assert_array_equal(lightning(bgr, min_score=0, bgr=True).keypoints, lightning(image, min_score=0).keypoints)
+    np.testing.assert_array_equal(lightning(bgr, min_score=0, bgr=True).keypoints,
+                                  lightning(image, min_score=0).keypoints)
 
 
 def test_topdown_and_image_do_not_import_evaluation():

@@ -32,9 +32,9 @@ that ran last kept two spinning threads busy on this 2-core machine while the ne
 and each measured one, called in turn, slowed each other by turns. The table's onnxruntime sessions now let their
 threads sleep when a call ends (``onnx_session(..., spinning=False)``). With that, the passes of one check agreed
 within 1.2-1.4 % on average in calm spells (28.5 % before), and the check's error fell from 15.6 / 33.1 % (mean /
-max) to 2.0-2.3 / 4.1-6.3 % in three runs (benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads' wake-up, so the latencies are those of a
-session that does not spin (the reference 6.0 ms against 4.5 spinning): a budget in these milliseconds errs on the
-safe side for ``featherpose.load``'s spinning sessions.
+max) to 2.0-2.3 / 4.1-6.3 % in three runs (benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads'
+wake-up, so the latencies are those of a session that does not spin (the reference 6.0 ms against 4.5 spinning): a
+budget in these milliseconds errs on the safe side for ``featherpose.load``'s spinning sessions.
 
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
