@@ -364,6 +364,46 @@ def test_search_says_when_its_budget_is_out_of_reach(tmp_path, capsys, monkeypat
     assert report["warnings"][1] in err and report["chosen"]["measured_ms"] == 400.0
 
 
+def test_search_predictions_follow_the_reference_time_as_it_falls(tmp_path, monkeypatch):
+    """Every prediction is scaled by the latency table's reference time, which falls when a candidate is profiled in
+    the middle of the search (stood in for here by each scoring): search.json's predictions are all at the final
+    reference time, none kept from before it fell."""
+    from featherpose.nas import search as search_mod
+    from featherpose.nas.space import Arch
+
+    tables = []
+    init = LatencyTable.__init__
+
+    def remember(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        tables.append(self)
+
+    def score(self, arch):
+        tables[0].reference_ms *= 0.5
+        return 0.5
+
+    units = lambda a: float(a.stem + sum(a.stages) + sum(a.deconv))  # noqa: E731 - a stand-in for the parts' sum
+    monkeypatch.setattr(LatencyTable, "__init__", remember)
+    monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: setattr(self, "reference_ms", 1.0))
+    monkeypatch.setattr(LatencyTable, "check", lambda self, *a, **k: [])
+    monkeypatch.setattr(LatencyTable, "predict", lambda self, a: self.reference_ms * units(a))
+    monkeypatch.setattr(LatencyTable, "ms", lambda self, a: 1.0)
+    monkeypatch.setattr(search_mod.Scorer, "__call__", score)
+    monkeypatch.setattr(search_mod, "train_supernet", lambda *args, **kwargs: [1.0])
+    cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI)],
+           "val": str(SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json"), "val_images": 1,
+           "space": {"sizes": [96]}, "train": {"steps": 1, "batch_size": 1},
+           "latency": {"budget_ms": 10000, "cache": str(tmp_path / "cache")},
+           "evolution": {"population": 2, "generations": 2}, "out": str(tmp_path / "out")}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["search", str(tmp_path / "search.yaml"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "search.json").read_text())
+    final = report["latency_reference_ms"]
+    assert final <= 0.5 ** 4  # it fell while the candidates were scored
+    for row in report["candidates"]:
+        assert row["predicted_ms"] == pytest.approx(final * units(Arch.from_dict(row["arch"])))
+
+
 def test_unreadable_frames_are_reported_and_skipped(tmp_path, capsys):
     from featherpose.nas.search import read_frames
 

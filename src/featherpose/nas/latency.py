@@ -322,11 +322,13 @@ class LatencyTable:
         return [key for key, _ in parts(arch, self.num_keypoints) if key not in self.parts]
 
     def predict(self, arch: Arch) -> float:
-        """Predicted milliseconds: the sum of the candidate's parts (a candidate with parts missing from the table
-        is profiled itself first)."""
-        if self.missing(arch):
+        """Predicted milliseconds: the sum of the candidate's parts at the reference's fastest time so far (a
+        candidate with parts missing from the table is profiled itself first, which can lower that time: predictions
+        made at different moments are compared by calling this again, not by keeping its earlier results)."""
+        keys = [key for key, _ in parts(arch, self.num_keypoints)]
+        if any(key not in self.parts for key in keys):
             self.measure([arch], [arch], progress=False)
-        return self.reference_ms * float(sum(self.parts[key] for key, _ in parts(arch, self.num_keypoints)))
+        return self.reference_ms * float(sum(self.parts[key] for key in keys))
 
     def prefill(self, space: SearchSpace, samples: int, rng: random.Random, progress: bool = True) -> None:
         """Profile the largest, the smallest and ``samples`` random candidates up front (those whose parts are all in

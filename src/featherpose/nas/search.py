@@ -511,12 +511,9 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
         table.prefill(space, cfg.latency.samples, rng, progress)
         check = table.check(space, cfg.latency.check, rng, progress)
-        predicted: dict[str, float] = {}
-
-        def latency(arch: Arch) -> float:
-            if arch.key not in predicted:
-                predicted[arch.key] = table.predict(arch)
-            return predicted[arch.key]
+        # not cached: a candidate with parts missing from the table is profiled, which can lower the reference's time
+        # that every prediction is scaled by; called afresh, all predictions are on the same scale
+        latency = table.predict
 
         # the teacher's widths at every input size start the population: after a short CPU training of the
         # super-network most random candidates are still far from any good network
