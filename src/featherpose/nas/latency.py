@@ -38,7 +38,7 @@ budget in these milliseconds errs on the safe side for ``featherpose.load``'s sp
 
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
-a fresh candidate's missing parts come from three other networks that together hold them
+a fresh candidate's missing parts come from two other networks that together hold them
 (:meth:`~featherpose.nas.space.SearchSpace.donors`), measured in the same passes as the candidate.
 
 Latency is the network's, on the input a 4:3 frame gets (vtest.avi's 768x576: short side at the candidate's size,

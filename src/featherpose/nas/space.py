@@ -116,22 +116,20 @@ class SearchSpace:
                     tuple(map(pick, a.deconv, b.deconv)))
 
     def donors(self, arch: Arch, rng: random.Random) -> list[Arch]:
-        """Three other candidates that together hold every part of ``arch`` (:func:`~featherpose.nas.latency.parts`),
+        """Two other candidates that together hold every part of ``arch`` (:func:`~featherpose.nas.latency.parts`),
         for checking a latency table on networks it did not time. A part depends on the input size and the widths
         next to it: the stem, stage 1's and stage 2's blocks on the stem's and those stages' widths; stage 3's and
         4's blocks and the first fusion level on stages 2-4 and fusion width 1; the other two fusion levels with
-        their heads on the stem, stages 1-2 and the fusion widths. Each donor keeps what its parts depend on and
-        takes other widths elsewhere (the same where a slot has no other choice)."""
+        their heads on the stem, stages 1-2 and the fusion widths. So one donor takes other widths for stages 3 and 4
+        only (it holds the stem, stages 1-2 and fusion levels 2-3), the other for the stem, stage 1 and fusion levels
+        2-3 (it holds stages 3-4 and fusion level 1); the same width where a slot has no other choice."""
         s = self.slots
         other = lambda current, choices: rng.choice([c for c in choices if c != current] or [current])  # noqa: E731
         (c0, c1, c2, c3), (d0, d1, d2) = arch.stages, arch.deconv
-        deep = (other(c2, s["stages"][2]), other(c3, s["stages"][3]))
         return [
-            dataclasses.replace(arch, stages=(c0, c1, *deep),
-                                deconv=tuple(other(d, c) for d, c in zip(arch.deconv, s["deconv"]))),
+            dataclasses.replace(arch, stages=(c0, c1, other(c2, s["stages"][2]), other(c3, s["stages"][3]))),
             dataclasses.replace(arch, stem=other(arch.stem, s["stem"]), stages=(other(c0, s["stages"][0]), c1, c2, c3),
                                 deconv=(d0, other(d1, s["deconv"][1]), other(d2, s["deconv"][2]))),
-            dataclasses.replace(arch, stages=(c0, c1, other(c2, s["stages"][2]), other(c3, s["stages"][3]))),
         ]
 
     def contains(self, arch: Arch) -> bool:
