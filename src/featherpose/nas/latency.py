@@ -33,8 +33,10 @@ and each measured one, called in turn, slowed each other by turns. The table's o
 threads sleep when a call ends (``onnx_session(..., spinning=False)``). With that, the passes of one check agreed
 within 1.2-1.4 % on average in calm spells (28.5 % before), and the check's error fell from 15.6 / 33.1 % (mean /
 max) to 2.0-2.3 / 4.1-6.3 % in three runs (benchmarks/RESULTS.md, 2026-11-29). Each call then pays its threads'
-wake-up, so the latencies are those of a session that does not spin (the reference 6.0 ms against 4.5 spinning): a
-budget in these milliseconds errs on the safe side for ``featherpose.load``'s spinning sessions.
+wake-up (the reference 6.0 ms against 4.5 spinning). Read out at the reference's fastest time, a latency is still
+the network's at the fastest the machine ran while the table was measured, not at its usual speed: the search of
+2026-11-29 measured its chosen network at 23.2 ms, which ``featherpose.load``'s session ran in 27.1-28.6 ms later that
+hour (benchmarks/RESULTS.md, "the searched network end to end"). Leave room in a budget for that.
 
 A candidate whose parts are all in the table is predicted without running it; one with a part missing is profiled
 itself, which makes its prediction its own measured latency. :meth:`LatencyTable.check` keeps the predictions honest:
