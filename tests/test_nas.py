@@ -429,6 +429,78 @@ def test_search_config_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "latency.check = -1" in err
 
 
+def test_search_config_values_are_checked_with_their_field(tmp_path, capsys):
+    """Values the search would trip over later (torch's own errors, a type error) are one line naming the field."""
+    for over, said in (({"train": {"lr": -1}}, "train.lr = -1"), ({"train": {"threads": 0}}, "train.threads = 0"),
+                       ({"space": {"width_multipliers": ["half"]}}, "space.width_multipliers must be a list of numbers"),
+                       ({"space": {"sizes": [100]}}, "space.sizes must be multiples of 32"),
+                       ({"latency": {"budget_ms": -5}}, "latency.budget_ms = -5.0 must be positive")):
+        assert main(["search", str(_tiny_search(tmp_path, "bad", **over))]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and said in err and "bad.yaml" in err and "subnets" not in err, err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_search_checks_its_outputs_and_validation_set_before_any_work(tmp_path, capsys, monkeypatch):
+    """Before the latency table and the training: no output may replace an input (the supernet:, the val: file), nor
+    an earlier search's outputs, nor land inside a frames: folder; out must be a writable folder; the val json must
+    be readable and its images found. Each is one line, and nothing is written."""
+    from featherpose.nas import search as search_mod
+
+    monkeypatch.setattr(LatencyTable, "prefill", lambda *a, **k: pytest.fail("the latency table was measured"))
+    monkeypatch.setattr(search_mod, "train_supernet", lambda *a, **k: pytest.fail("the super-network trained"))
+
+    def refused(path, said, *args):
+        assert main(["search", str(path), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and said in err, err
+
+    (tmp_path / "sn").mkdir()
+    (tmp_path / "sn" / "supernet.safetensors").write_bytes(b"an earlier search's")
+    refused(_tiny_search(tmp_path, "sn", supernet="sn/supernet.safetensors", train={"steps": 0}),
+            "would overwrite the supernet: file")
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "search.json").write_text("{}")
+    refused(_tiny_search(tmp_path, "done"), "holds an earlier search's search.json; choose another out")
+    (tmp_path / "vs").mkdir()
+    val = tmp_path / "vs" / "val_subset.json"
+    val.write_text((SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json").read_text())
+    refused(_tiny_search(tmp_path, "vs", val=str(val)), "would overwrite the val: file")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "messi5.jpg").write_bytes(MESSI.read_bytes())
+    refused(_tiny_search(tmp_path, "inside", frames=[str(frames)], out=str(frames / "out")), "inside the frames: folder")
+    (tmp_path / "afile").write_text("")
+    refused(_tiny_search(tmp_path, "file"), "is a file, not a folder", "--out", str(tmp_path / "afile"))
+    (tmp_path / "bad.json").write_text("{")
+    refused(_tiny_search(tmp_path, "badval", val=str(tmp_path / "bad.json")), "not valid JSON")
+    moved = tmp_path / "moved.json"  # the json without its images
+    moved.write_text((SHARED / "data" / "coco_mini" / "person_keypoints_val2017.json").read_text())
+    refused(_tiny_search(tmp_path, "noimages", val=str(moved)), f"{moved}: none of the 2 images scored on was found")
+    assert not any((tmp_path / n).exists() for n in ("badval", "noimages", "inside"))
+    assert [p.name for p in (tmp_path / "sn").iterdir()] == ["supernet.safetensors"]
+    assert (tmp_path / "sn" / "supernet.safetensors").read_bytes() == b"an earlier search's"
+
+
+def test_search_stops_before_training_when_no_candidate_fits_the_budget(tmp_path, capsys, monkeypatch):
+    """The smallest candidate's prediction is known once the latency table is: a budget under it stops the search
+    there, before the super-network trains. A latency check that finds nothing fresh to measure (a small space
+    the table has measured whole) is a warning, not the end of the search."""
+    from featherpose.nas import search as search_mod
+
+    def no_check(self, *args, **kwargs):
+        raise ValueError("the latency check found no candidate it can predict from other networks in 20 draws")
+
+    monkeypatch.setattr(LatencyTable, "prefill", lambda self, *a, **k: None)
+    monkeypatch.setattr(LatencyTable, "check", no_check)
+    monkeypatch.setattr(LatencyTable, "predict", lambda self, a: float(a.stem + sum(a.stages) + sum(a.deconv)))
+    monkeypatch.setattr(search_mod, "train_supernet", lambda *a, **k: pytest.fail("the super-network trained"))
+    assert main(["search", str(_tiny_search(tmp_path, "tight", latency={"budget_ms": 50})), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "found no candidate it can predict" in err and "the search goes on without the check" in err
+    assert "no candidate found under the latency budget of 50 ms (the smallest candidate is predicted at" in err
+
+
 def _tiny_search(tmp_path, name, **over):
     """A tiny search recipe (two photos, inputs 96 / 128, widths 0.5 / 0.25) with ``over`` merged per section."""
     cfg = {"teacher": "litepose-m-crowdpose", "frames": [str(MESSI), str(SHARED / "media" / "basketball1.png")],

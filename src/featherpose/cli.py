@@ -147,8 +147,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
                    f"{done['train_minutes']:.1f} min ({done['images_per_second']:.1f} images/s), loss "
                    f"{loss[0]:.4g} -> {loss[-1]:.4g}" if done["steps"] else "no training (train.steps: 0)")
         print(f"super-network from {done['started_from']}: {trained}")
-        print(f"wrote {done['supernet']} (a search starts from it with supernet: {done['supernet']} and "
-              "train.steps: 0)")
+        supernet = Path(done["supernet"]).resolve()
+        print(f"wrote {done['supernet']} (a search starts from it with supernet: {supernet} and train.steps: 0, "
+              "writing into another out)")
         return 0
     report = search(cfg, progress=not args.quiet)
     chosen, out = report["chosen"], Path(cfg.out)

@@ -34,7 +34,9 @@ to lose every person on coco_mini: calibrate on frames like the validation image
    ``search.png`` (latency vs AP of the population), ``supernet.safetensors`` (metadata: space, keypoints, teacher,
    steps, device, minutes, first / last loss; ``--supernet-only`` writes only it) and the chosen candidate with its
    inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
-   and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``).
+   and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``); with
+   ``val_images``, ``val_subset.json`` (the images scored on). Checked before any work (:func:`check_outputs`): ``out``
+   is a writable folder holding no earlier search's outputs, outside every ``frames:`` folder, and no output is an input.
 """
 from __future__ import annotations
 
@@ -156,6 +158,8 @@ def load_search_config(path: str | Path) -> SearchConfig:
                 "latency.budget_ms": cfg.latency.budget_ms, "frames_per_video": cfg.frames_per_video}
     if cfg.train.steps != 0:  # 0 with supernet: (checked above)
         positive = {"train.steps": cfg.train.steps, **positive}
+    positive.update({"train.lr": cfg.train.lr, "train.threads": cfg.train.threads,
+                     "latency.threads": cfg.latency.threads})
     bad = [f"{k} = {v}" for k, v in positive.items() if not v > 0]
     if cfg.train.batchnorm not in ("frozen", "batch"):
         raise ValueError(f"{path.name}: train.batchnorm must be frozen or batch, got {cfg.train.batchnorm!r}")
@@ -165,9 +169,22 @@ def load_search_config(path: str | Path) -> SearchConfig:
     if negative or cfg.latency.runs < 1:
         raise ValueError(f"{path.name}: {', '.join(negative) or f'latency.runs = {cfg.latency.runs}'} must be "
                          ">= 0 (latency.runs >= 1)")
-    if cfg.train.subnets < 2 or bad:
-        raise ValueError(f"{path.name}: {', '.join(bad) or f'train.subnets = {cfg.train.subnets}'} must be "
-                         f"positive (train.subnets >= 2: the largest and the smallest)")
+    if bad:
+        raise ValueError(f"{path.name}: {', '.join(bad)} must be positive")
+    if cfg.train.subnets < 2:
+        raise ValueError(f"{path.name}: train.subnets = {cfg.train.subnets} must be >= 2 (each step trains the "
+                         "largest and the smallest candidate)")
+    space = cfg.space
+    for key, values in (("width_multipliers", space.width_multipliers), ("sizes", space.sizes),
+                        ("kernels", space.kernels)):
+        whole = key != "width_multipliers"
+        if not all(isinstance(v, int if whole else (int, float)) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{path.name}: space.{key} must be a list of {'whole ' if whole else ''}numbers, got "
+                             f"{values}")
+    try:
+        SearchSpace(tuple(space.width_multipliers), tuple(space.sizes), tuple(space.kernels))
+    except ValueError as exc:
+        raise ValueError(f"{path.name}: space.{exc}") from None
     return cfg
 
 
@@ -304,13 +321,72 @@ def recalibrate(model: torch.nn.Module, frames: list[np.ndarray], size: int) -> 
     model.eval()
 
 
+#: what a search writes in its ``out`` folder (``--supernet-only``: the supernet alone; the val subset with val_images)
+OUTPUTS = ("search.json", "search.png", "searched.safetensors", "supernet.safetensors")
+VAL_SUBSET = "val_subset.json"
+
+
+def check_outputs(cfg: SearchConfig, supernet_only: bool = False) -> Path:
+    """``cfg.out`` checked before any work: writable (one-line OSError), holding no earlier search's outputs, not
+    inside a folder of frames (a later search would read its outputs as frames), and no output the same file as an
+    input (one-line ValueError). Creates nothing; returns the folder."""
+    from ..fileio import refuse_overwrite, same_file
+
+    out = Path(cfg.out)
+    check_writable(out, "search out folder", folder=True)
+    names = ("supernet.safetensors",) if supernet_only else OUTPUTS + ((VAL_SUBSET,) if cfg.val_images else ())
+    earlier = [n for n in names if (out / n).exists()]
+    inputs = {same_file(p): f"the {key} file {p}" for key, p in
+              (("supernet:", cfg.supernet), ("teacher:", cfg.teacher if cfg.teacher.endswith(".safetensors") else ""),
+               ("val:", cfg.val), *(("frames:", f) for f in cfg.frames)) if p}
+    for name in names:
+        refuse_overwrite(out / name, inputs, f"search output {out / name}", "choose another out")
+    if earlier:
+        raise ValueError(f"{out} holds an earlier search's {', '.join(earlier)}; choose another out, or delete "
+                         "them first")
+    for folder in (Path(f).resolve() for f in cfg.frames if Path(f).is_dir()):
+        if folder == out.resolve() or folder in out.resolve().parents:
+            raise ValueError(f"out {out} is inside the frames: folder {folder}: a later search would read its "
+                             "outputs as frames; choose an out outside it")
+    for name in names:
+        check_writable(out / name, "search output")
+    return out
+
+
+def val_subset(val: str, val_images: int) -> dict:
+    """The validation json's first ``val_images`` images (0: all) and their people, file names made absolute;
+    checked before any long work: a missing or malformed json, or no image found, is a one-line error (missing
+    images among others are reported, and the evaluator leaves them out)."""
+    from ..evaluation.coco import load_coco
+
+    data = load_coco(val)
+    images = [im for im in data["images"] if isinstance(im, dict)]
+    if val_images:
+        images = images[:val_images]
+    keep = {im.get("id") for im in images}
+    data = dict(data, images=images, annotations=[a for a in data["annotations"]
+                                                   if isinstance(a, dict) and a.get("image_id") in keep])
+    root = Path(val).parent
+    missing = []
+    for im in images:
+        if isinstance(im.get("file_name"), str):
+            im["file_name"] = str((root / im["file_name"]).resolve())
+            if not Path(im["file_name"]).is_file():
+                missing.append(im["file_name"])
+    if images and len(missing) == len(images):
+        raise FileNotFoundError(f"{val}: none of the {len(images)} images scored on was found (e.g. {missing[0]}); "
+                                "file_name is relative to the json's folder: give the json where its images are")
+    if missing:
+        _warn(f"{val}: {len(missing)} of {len(images)} images not found (e.g. {missing[0]}); candidates are scored "
+              "without them")
+    return data
+
+
 class Scorer:
     """OKS AP of candidates on the validation set (the shared evaluator), cached by candidate."""
 
     def __init__(self, supernet: Supernet, codec, skeleton, frames: list[np.ndarray], val: str, val_images: int,
                  threads: int, work: Path, backend: str = "auto"):
-        from ..evaluation.coco import load_coco
-
         self.supernet, self.codec, self.skeleton, self.frames, self.threads = supernet, codec, skeleton, frames, threads
         # a named backend: "auto" would time every runtime on each new candidate (a minute of torch per candidate on
         # the 2-core Xeon) and keep an entry per candidate in its cache; the default (onnxruntime) runs these 7x7
@@ -318,16 +394,9 @@ class Scorer:
         self.backend = resolve_backend(backend)
         self.val = val
         if val_images:  # the first N images of the json (and their people)
-            data = load_coco(val)
-            keep = {im["id"] for im in data["images"][:val_images]}
-            data = dict(data, images=[im for im in data["images"] if im["id"] in keep],
-                        annotations=[a for a in data["annotations"] if a["image_id"] in keep])
-            root = Path(val).parent
-            for im in data["images"]:
-                im["file_name"] = str((root / im["file_name"]).resolve())
-            self.val = str(work / "val_subset.json")
+            self.val = str(work / VAL_SUBSET)
             with atomic_path(self.val) as tmp:
-                tmp.write_text(json.dumps(data))
+                tmp.write_text(json.dumps(val_subset(val, val_images)))
         self.scores: dict[str, float] = {}
 
     def model(self, arch: Arch):
@@ -353,6 +422,11 @@ class Scorer:
         return self.scores[arch.key]
 
 
+def no_candidate_under(budget: float, smallest_ms: float) -> str:
+    return (f"no candidate found under the latency budget of {budget:g} ms (the smallest candidate is predicted at "
+            f"{smallest_ms:.1f} ms); raise latency.budget_ms or add smaller sizes / widths to the space")
+
+
 def evolve(space: SearchSpace, score, latency, budget: float, cfg: EvolutionSection, rng: random.Random,
            progress: bool = True, seeds: list[Arch] = ()) -> list[tuple[float, Arch]]:
     """Upstream's regularised evolution under ``latency(arch) <= budget``; every (AP, arch) scored, best first.
@@ -364,9 +438,7 @@ def evolve(space: SearchSpace, score, latency, budget: float, cfg: EvolutionSect
             arch = propose()
             if latency(arch) <= budget:
                 return arch
-        raise ValueError(f"no candidate found under the latency budget of {budget:g} ms (the smallest candidate is "
-                         f"predicted at {latency(space.smallest()):.1f} ms); raise latency.budget_ms or add smaller "
-                         "sizes / widths to the space")
+        raise ValueError(no_candidate_under(budget, latency(space.smallest())))
 
     pop_size = cfg.population
     parents_n = max(1, round(cfg.parent_ratio * pop_size))
@@ -478,12 +550,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     from ..skeletons import skeleton_to_json
     from ..weights_io import save_weights
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = ("supernet.safetensors",) if supernet_only else \
-        ("search.json", "search.png", "searched.safetensors", "supernet.safetensors")
-    for name in names:
-        check_writable(out / name, "search output")
+    out = check_outputs(cfg, supernet_only)
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -492,7 +559,11 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
 
     name, teacher, codec, skeleton = zoo.build(cfg.teacher)
     if not isinstance(teacher, LitePose):
-        raise ValueError(f"teacher {cfg.teacher} is not a Lite Pose model; the search space is Lite Pose's")
+        raise ValueError(f"teacher {cfg.teacher} is not a Lite Pose model; the search space is Lite Pose's: give "
+                         "litepose-m-crowdpose or a Lite Pose .safetensors")
+    if not supernet_only:  # the validation set, before any long work
+        val_subset(cfg.val, cfg.val_images)
+    out.mkdir(parents=True, exist_ok=True)
     space = SearchSpace(tuple(cfg.space.width_multipliers), tuple(cfg.space.sizes), tuple(cfg.space.kernels))
     k = teacher.config.num_keypoints
     start_arch = arch_of(teacher.config)
@@ -510,7 +581,11 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     if not supernet_only:  # the latency table first (it needs no training): a budget out of reach is said now
         table = LatencyTable(k, cfg.latency.backend, cfg.latency.threads, cfg.latency.cache or None, cfg.latency.runs)
         table.prefill(space, cfg.latency.samples, rng, progress)
-        check = table.check(space, cfg.latency.check, rng, progress)
+        try:
+            check = table.check(space, cfg.latency.check, rng, progress)
+        except ValueError as exc:  # a small space whose networks the table has all measured: nothing fresh to check
+            _warn(f"{exc}; the search goes on without the check")
+            check = []
         # not cached: a candidate with parts missing from the table is profiled, which can lower the reference's time
         # that every prediction is scaled by; called afresh, all predictions are on the same scale
         latency = table.predict
@@ -520,6 +595,8 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         seeds = [dataclasses.replace(start_arch, input_size=s) for s in space.slots["input_size"]
                  if space.contains(dataclasses.replace(start_arch, input_size=s))]
         fastest_seed = min(seeds, key=latency, default=None)
+        if latency(space.smallest()) > cfg.latency.budget_ms:  # before the training: no candidate can be under it
+            raise ValueError(no_candidate_under(cfg.latency.budget_ms, latency(space.smallest())))
         if fastest_seed is not None and latency(fastest_seed) > cfg.latency.budget_ms:
             _warn(f"the teacher's widths are predicted at {latency(fastest_seed):.1f} ms here (input "
                   f"{fastest_seed.input_size}), over the budget of {cfg.latency.budget_ms:g} ms: only narrower "
@@ -565,11 +642,13 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     best_ap, best = ranked[0]
     warnings = []
     if best_ap <= 0:
-        teacher_ms = "" if fastest_seed is None else \
-            f" (the teacher's widths at input {fastest_seed.input_size}: {latency(fastest_seed):.1f} ms here)"
+        fits = fastest_seed is not None and latency(fastest_seed) <= cfg.latency.budget_ms
+        fix = "train the super-network longer (train.steps)" if fits else \
+            "raise latency.budget_ms" + ("" if fastest_seed is None else f" (the teacher's widths at input "
+                                          f"{fastest_seed.input_size}: {latency(fastest_seed):.1f} ms here)") + \
+            ", or train the super-network longer (train.steps)"
         warnings.append(f"no candidate under the budget of {cfg.latency.budget_ms:g} ms found anyone (AP 0 for all "
-                        f"{len(ranked)} scored): searched.safetensors is not a useful network; raise "
-                        f"latency.budget_ms{teacher_ms}, or train the super-network longer (train.steps)")
+                        f"{len(ranked)} scored): searched.safetensors is not a useful network; {fix}")
         _warn(warnings[-1])
     measured = table.ms(best)
     if measured > 1.1 * cfg.latency.budget_ms:  # over the budget by more than the 10 % a prediction may miss
