@@ -573,6 +573,30 @@ def test_a_supernet_searches_input_sizes_it_was_not_trained_at(tmp_path, capsys)
         assert json.loads(f.metadata()["space"])["sizes"] == [96, 128]
 
 
+def test_an_interrupted_training_keeps_its_steps(tmp_path, capsys, monkeypatch):
+    """Ctrl-C while the super-network trains: the steps done are written to supernet.safetensors (its metadata says
+    how many), the message says where, and the run still ends as interrupted (exit 130)."""
+    from safetensors import safe_open
+
+    from featherpose.nas import search as search_mod
+
+    real_batch, calls = search_mod.random_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # two steps done, the third not begun
+            raise KeyboardInterrupt
+        return real_batch(*args, **kwargs)
+
+    monkeypatch.setattr(search_mod, "random_batch", batch)
+    path = _tiny_search(tmp_path, "cut", train={"steps": 50})
+    assert main(["search", str(path), "--supernet-only", "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 2 training steps: wrote" in err and "featherpose: interrupted" in err
+    with safe_open(str(tmp_path / "cut" / "supernet.safetensors"), "pt") as f:
+        assert f.metadata()["steps"] == "2"
+
+
 def test_train_minutes_stops_after_the_step_that_spends_them(tmp_path, capsys):
     path = _tiny_search(tmp_path, "timed", train={"steps": 50, "minutes": 1e-6})
     assert main(["search", str(path), "--supernet-only", "--quiet"]) == 0

@@ -37,6 +37,7 @@ to lose every person on coco_mini: calibrate on frames like the validation image
    and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``); with
    ``val_images``, ``val_subset.json`` (the images scored on). Checked before any work (:func:`check_outputs`): ``out``
    is a writable folder holding no earlier search's outputs, outside every ``frames:`` folder, and no output is an input.
+   Ctrl-C while the super-network trains writes the steps done to ``supernet.safetensors`` (``supernet:`` resumes).
 """
 from __future__ import annotations
 
@@ -249,11 +250,20 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`train_supernet`: ``losses`` of the steps it completed (the super-network holds them)."""
+
+    def __init__(self, losses: list[float]):
+        super().__init__()
+        self.losses = losses
+
+
 def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np.ndarray], cfg: TrainSection,
                    rng: random.Random, progress: bool = True, device: torch.device | str = "cpu") -> list[float]:
     """Sandwich-rule distillation of the teacher's raw heads into the super-network; the loss per step (as many as
     ran: ``cfg.steps``, or fewer when ``cfg.minutes`` is spent first). Both networks must already be on ``device``;
-    fp32 there (on a GPU TF32 matmuls and convolutions are allowed)."""
+    fp32 there (on a GPU TF32 matmuls and convolutions are allowed). Ctrl-C raises :class:`TrainingInterrupted`
+    with the completed steps' losses."""
     from tqdm import tqdm
 
     device = torch.device(device)
@@ -280,22 +290,31 @@ def train_supernet(supernet: Supernet, teacher: torch.nn.Module, frames: list[np
     started = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc="super-network", unit="step", disable=not progress,
                mininterval=0.1 if sys.stderr.isatty() else 10)
-    for _ in bar:
-        size = rng.choice(space.slots["input_size"])
-        images = random_batch(frames, size, cfg.batch_size, rng, device)
-        flush()
-        with torch.no_grad():
-            target = teacher(images)
-        optimizer.zero_grad(set_to_none=True)
-        for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(cfg.subnets - 2)]:
-            arch = dataclasses.replace(arch, input_size=size)
-            out = supernet(images, arch)
-            loss = sum(torch.nn.functional.mse_loss(out[k], target[k]) for k in target)
-            loss.backward()
-            pending.append(loss.detach())
-        optimizer.step()
-        if cfg.minutes and time.perf_counter() - started >= 60 * cfg.minutes:
-            break
+    steps = 0  # completed: the optimizer stepped
+    try:
+        for _ in bar:
+            size = rng.choice(space.slots["input_size"])
+            images = random_batch(frames, size, cfg.batch_size, rng, device)
+            flush()
+            with torch.no_grad():
+                target = teacher(images)
+            optimizer.zero_grad(set_to_none=True)
+            for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(cfg.subnets - 2)]:
+                arch = dataclasses.replace(arch, input_size=size)
+                out = supernet(images, arch)
+                loss = sum(torch.nn.functional.mse_loss(out[k], target[k]) for k in target)
+                loss.backward()
+                pending.append(loss.detach())
+            optimizer.step()
+            steps += 1
+            if cfg.minutes and time.perf_counter() - started >= 60 * cfg.minutes:
+                break
+    except KeyboardInterrupt:
+        if steps > len(losses):  # the last completed step's losses are pending; else pending is a step cut short
+            flush()
+        bar.close()
+        supernet.eval()
+        raise TrainingInterrupted(losses) from None
     flush()
     bar.close()
     supernet.eval()
@@ -606,7 +625,11 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     teacher.to(device)
     supernet.to(device)
     trained = time.perf_counter()
-    losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress, device) if cfg.train.steps else []
+    interrupted = None
+    try:
+        losses = train_supernet(supernet, teacher, frames, cfg.train, rng, progress, device) if cfg.train.steps else []
+    except TrainingInterrupted as exc:  # the steps done are kept: written below, then the interruption goes on
+        losses, interrupted = exc.losses, exc
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_minutes = (time.perf_counter() - trained) / 60
@@ -632,6 +655,11 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
             "started_from": Path(cfg.supernet).name if cfg.supernet else name}
     with atomic_path(out / "supernet.safetensors") as tmp:
         save_file({key: t.contiguous() for key, t in supernet.net.state_dict().items()}, str(tmp), metadata=meta)
+    if interrupted is not None:
+        print(f"featherpose search: interrupted after {len(losses)} training steps: wrote {out / 'supernet.safetensors'}"
+              f" (a search starts from it with supernet: {(out / 'supernet.safetensors').resolve()}, writing into "
+              "another out)", file=sys.stderr, flush=True)
+        raise interrupted
     if supernet_only:
         return summary
 
