@@ -434,7 +434,9 @@ def test_search_config_values_are_checked_with_their_field(tmp_path, capsys):
     for over, said in (({"train": {"lr": -1}}, "train.lr = -1"), ({"train": {"threads": 0}}, "train.threads = 0"),
                        ({"space": {"width_multipliers": ["half"]}}, "space.width_multipliers must be a list of numbers"),
                        ({"space": {"sizes": [100]}}, "space.sizes must be multiples of 32"),
-                       ({"latency": {"budget_ms": -5}}, "latency.budget_ms = -5.0 must be positive")):
+                       ({"latency": {"budget_ms": -5}}, "latency.budget_ms = -5.0 must be positive"),
+                       ({"evolution": {"parent_ratio": 5}}, "evolution.parent_ratio = 5.0 must be between 0 and 1"),
+                       ({"teacher": ""}, "teacher is empty; give a Lite Pose model")):
         assert main(["search", str(_tiny_search(tmp_path, "bad", **over))]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and said in err and "bad.yaml" in err and "subnets" not in err, err

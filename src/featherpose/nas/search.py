@@ -143,6 +143,14 @@ def load_search_config(path: str | Path) -> SearchConfig:
                                 f"search wrote (relative to {path.name}'s folder) or remove supernet:")
     if not cfg.frames:
         raise ValueError(f"{path.name}: frames is required (videos, images or folders of them: no labels needed)")
+    if not cfg.teacher:
+        raise ValueError(f"{path.name}: teacher is empty; give a Lite Pose model: litepose-m-crowdpose or a Lite Pose "
+                         ".safetensors")
+    ratios = {"evolution.parent_ratio": cfg.evolution.parent_ratio,
+              "evolution.mutation_ratio": cfg.evolution.mutation_ratio, "evolution.mutate_prob": cfg.evolution.mutate_prob}
+    outside = [f"{k} = {v}" for k, v in ratios.items() if not 0 <= v <= 1]
+    if outside:
+        raise ValueError(f"{path.name}: {', '.join(outside)} must be between 0 and 1")
     for p in cfg.frames + ([cfg.val] if cfg.val else []):
         if not Path(p).exists():
             raise FileNotFoundError(f"{p} does not exist; fix the path in {path.name} (relative to its folder)")
@@ -191,9 +199,11 @@ def load_search_config(path: str | Path) -> SearchConfig:
 
 # --------------------------------------------------------------------------------------------- frames
 
-def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list[np.ndarray]:
+def read_frames(sources: list[str], per_video: int, max_side: int = 640, progress: bool = False) -> list[np.ndarray]:
     """RGB uint8 frames: ``per_video`` evenly spaced frames of each video, every image (folders searched
-    recursively), each shrunk so that its long side is at most ``max_side``."""
+    recursively), each shrunk so that its long side is at most ``max_side``; ``progress``: a bar over the files."""
+    from tqdm import tqdm
+
     from ..image import IMAGE_SUFFIXES, load_image
     from ..video.io import VIDEO_SUFFIXES, sample_frames
 
@@ -201,24 +211,24 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640) -> list
     for src in map(Path, sources):
         files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES) \
             if src.is_dir() else [src]
+    def shrunk(frame: np.ndarray) -> np.ndarray:  # each as it is read: full-size frames are not kept
+        scale = max_side / max(frame.shape[:2])
+        return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
+
     frames = []
-    for f in files:
+    for f in tqdm(files, desc="frames", unit="file", disable=not progress or len(files) < 2):
         if f.suffix.lower() in VIDEO_SUFFIXES:
             sampled = sample_frames(f, per_video)
             if not sampled:
                 print(f"featherpose: skipped {f}: no readable frame", file=sys.stderr)
-            frames += sampled
+            frames += map(shrunk, sampled)
         else:
             try:
-                frames.append(load_image(f))
+                frames.append(shrunk(load_image(f)))
             except (ValueError, OSError) as exc:  # one bad file is reported, the others are used
                 print(f"featherpose: skipped {f}: {exc}", file=sys.stderr)
     if not frames:
         raise ValueError(f"no readable frames in {', '.join(sources)}; give videos or images")
-    for i, f in enumerate(frames):
-        scale = max_side / max(f.shape[:2])
-        if scale < 1:
-            frames[i] = cv2.resize(f, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return frames
 
 
@@ -593,7 +603,7 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
         earlier = {}
         supernet.inherit(teacher)
     needs_frames = cfg.train.steps > 0 or (cfg.calibration_frames and not supernet_only)
-    frames = read_frames(cfg.frames, cfg.frames_per_video) if needs_frames else []
+    frames = read_frames(cfg.frames, cfg.frames_per_video, progress=progress) if needs_frames else []
     calibration = frames[:: max(1, len(frames) // cfg.calibration_frames)][: cfg.calibration_frames] \
         if cfg.calibration_frames else []
 
