@@ -432,7 +432,8 @@ def test_search_config_errors_are_one_line(tmp_path, capsys):
 def test_search_config_values_are_checked_with_their_field(tmp_path, capsys):
     """Values the search would trip over later (torch's own errors, a type error) are one line naming the field."""
     for over, said in (({"train": {"lr": -1}}, "train.lr = -1"), ({"train": {"threads": 0}}, "train.threads = 0"),
-                       ({"space": {"width_multipliers": ["half"]}}, "space.width_multipliers must be a list of numbers"),
+                       ({"space": {"width_multipliers": ["half"]}},
+                        "space.width_multipliers must be a list of numbers"),
                        ({"space": {"sizes": [100]}}, "space.sizes must be multiples of 32"),
                        ({"latency": {"budget_ms": -5}}, "latency.budget_ms = -5.0 must be positive"),
                        ({"evolution": {"parent_ratio": 5}}, "evolution.parent_ratio = 5.0 must be between 0 and 1"),
@@ -471,7 +472,8 @@ def test_search_checks_its_outputs_and_validation_set_before_any_work(tmp_path, 
     frames = tmp_path / "frames"
     frames.mkdir()
     (frames / "messi5.jpg").write_bytes(MESSI.read_bytes())
-    refused(_tiny_search(tmp_path, "inside", frames=[str(frames)], out=str(frames / "out")), "inside the frames: folder")
+    refused(_tiny_search(tmp_path, "inside", frames=[str(frames)], out=str(frames / "out")),
+            "inside the frames: folder")
     (tmp_path / "afile").write_text("")
     refused(_tiny_search(tmp_path, "file"), "is a file, not a folder", "--out", str(tmp_path / "afile"))
     (tmp_path / "bad.json").write_text("{")

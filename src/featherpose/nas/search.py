@@ -35,8 +35,9 @@ to lose every person on coco_mini: calibrate on frames like the validation image
    steps, device, minutes, first / last loss; ``--supernet-only`` writes only it) and the chosen candidate with its
    inherited weights, ``searched.safetensors``: ``featherpose predict ... --model out/searched.safetensors`` runs it,
    and a training recipe fine-tunes it (``model: {architecture: litepose, init: out/searched.safetensors}``); with
-   ``val_images``, ``val_subset.json`` (the images scored on). Checked before any work (:func:`check_outputs`): ``out``
-   is a writable folder holding no earlier search's outputs, outside every ``frames:`` folder, and no output is an input.
+   ``val_images``, ``val_subset.json`` (the images scored on). Checked before any work (:func:`check_outputs`):
+   ``out`` is a writable folder holding no earlier search's outputs, outside every ``frames:`` folder, and no output
+   is an input.
    Ctrl-C while the super-network trains writes the steps done to ``supernet.safetensors`` (``supernet:`` resumes).
 """
 from __future__ import annotations
@@ -146,8 +147,9 @@ def load_search_config(path: str | Path) -> SearchConfig:
     if not cfg.teacher:
         raise ValueError(f"{path.name}: teacher is empty; give a Lite Pose model: litepose-m-crowdpose or a Lite Pose "
                          ".safetensors")
-    ratios = {"evolution.parent_ratio": cfg.evolution.parent_ratio,
-              "evolution.mutation_ratio": cfg.evolution.mutation_ratio, "evolution.mutate_prob": cfg.evolution.mutate_prob}
+    evo = cfg.evolution
+    ratios = {"evolution.parent_ratio": evo.parent_ratio, "evolution.mutation_ratio": evo.mutation_ratio,
+              "evolution.mutate_prob": evo.mutate_prob}
     outside = [f"{k} = {v}" for k, v in ratios.items() if not 0 <= v <= 1]
     if outside:
         raise ValueError(f"{path.name}: {', '.join(outside)} must be between 0 and 1")
@@ -211,6 +213,7 @@ def read_frames(sources: list[str], per_video: int, max_side: int = 640, progres
     for src in map(Path, sources):
         files += sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES) \
             if src.is_dir() else [src]
+
     def shrunk(frame: np.ndarray) -> np.ndarray:  # each as it is read: full-size frames are not kept
         scale = max_side / max(frame.shape[:2])
         return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else frame
@@ -382,10 +385,10 @@ def check_outputs(cfg: SearchConfig, supernet_only: bool = False) -> Path:
     return out
 
 
-def val_subset(val: str, val_images: int) -> dict:
+def val_subset(val: str, val_images: int, quiet: bool = False) -> dict:
     """The validation json's first ``val_images`` images (0: all) and their people, file names made absolute;
     checked before any long work: a missing or malformed json, or no image found, is a one-line error (missing
-    images among others are reported, and the evaluator leaves them out)."""
+    images among others are reported unless ``quiet``, and the evaluator leaves them out)."""
     from ..evaluation.coco import load_coco
 
     data = load_coco(val)
@@ -405,7 +408,7 @@ def val_subset(val: str, val_images: int) -> dict:
     if images and len(missing) == len(images):
         raise FileNotFoundError(f"{val}: none of the {len(images)} images scored on was found (e.g. {missing[0]}); "
                                 "file_name is relative to the json's folder: give the json where its images are")
-    if missing:
+    if missing and not quiet:
         _warn(f"{val}: {len(missing)} of {len(images)} images not found (e.g. {missing[0]}); candidates are scored "
               "without them")
     return data
@@ -425,7 +428,7 @@ class Scorer:
         if val_images:  # the first N images of the json (and their people)
             self.val = str(work / VAL_SUBSET)
             with atomic_path(self.val) as tmp:
-                tmp.write_text(json.dumps(val_subset(val, val_images)))
+                tmp.write_text(json.dumps(val_subset(val, val_images, quiet=True)))  # said by search()
         self.scores: dict[str, float] = {}
 
     def model(self, arch: Arch):
@@ -452,6 +455,7 @@ class Scorer:
 
 
 def no_candidate_under(budget: float, smallest_ms: float) -> str:
+    """The error when even the smallest candidate is predicted over the budget."""
     return (f"no candidate found under the latency budget of {budget:g} ms (the smallest candidate is predicted at "
             f"{smallest_ms:.1f} ms); raise latency.budget_ms or add smaller sizes / widths to the space")
 
@@ -666,9 +670,9 @@ def search(cfg: SearchConfig, progress: bool = True, supernet_only: bool = False
     with atomic_path(out / "supernet.safetensors") as tmp:
         save_file({key: t.contiguous() for key, t in supernet.net.state_dict().items()}, str(tmp), metadata=meta)
     if interrupted is not None:
-        print(f"featherpose search: interrupted after {len(losses)} training steps: wrote {out / 'supernet.safetensors'}"
-              f" (a search starts from it with supernet: {(out / 'supernet.safetensors').resolve()}, writing into "
-              "another out)", file=sys.stderr, flush=True)
+        written = out / "supernet.safetensors"
+        print(f"featherpose search: interrupted after {len(losses)} training steps: wrote {written} (a search starts "
+              f"from it with supernet: {written.resolve()}, writing into another out)", file=sys.stderr, flush=True)
         raise interrupted
     if supernet_only:
         return summary
