@@ -393,6 +393,46 @@ def test_ctrl_c_mid_video_keeps_the_frames_done(tmp_path, capsys, monkeypatch):
     assert int(cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
+def test_a_real_ctrl_c_mid_frame_lets_the_frame_finish(tmp_path, capsys, monkeypatch):
+    """A SIGINT while frame 3 is being estimated: the frame finishes and is written, and the run stops before the
+    next one (raised mid-frame, the interrupt could land in a numba kernel and lose everything, or in a queue's lock
+    and hang). The Ctrl-C handler is Python's again afterwards."""
+    import os
+    import signal
+
+    clip = small_video(tmp_path / "clip.mp4", frames=5)
+    real, calls = featherpose.predict.load, []
+
+    class SignalOnThird:
+        def __init__(self, est):
+            self.est = est
+
+        def __getattr__(self, name):
+            return getattr(self.est, name)
+
+        def tick(self):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        def __call__(self, *args, **kwargs):
+            self.tick()
+            return self.est(*args, **kwargs)
+
+        def infer(self, x):  # a single-person video's cropper calls it itself
+            self.tick()
+            return self.est.infer(x)
+
+    monkeypatch.setattr(featherpose.predict, "load", lambda *a, **k: SignalOnThird(real(*a, **k)))
+    out, res = tmp_path / "out", tmp_path / "v.json"
+    assert main(["predict", str(clip), "--model", "movenet-lightning", "--save", str(out), "--json", str(res),
+                 *FAST]) == 130
+    assert "clip.mp4: stopped by Ctrl-C after 3 frames" in capsys.readouterr().err
+    assert [json.loads(line)["frame"] for line in res.read_text().splitlines()] == [0, 1, 2]
+    assert int(cv2.VideoCapture(str(out / "clip.mp4")).get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_video_that_cannot_be_written_late_keeps_the_keypoints(tmp_path, capsys, monkeypatch):
     clip = small_video(tmp_path / "clip.mp4", frames=3)
     monkeypatch.setattr(featherpose.video.io.cv2, "VideoWriter", NothingWriter)  # e.g. the disk filled up

@@ -361,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         print("featherpose: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug, not bad input: still one line; the traceback on request
+        if isinstance(exc, SystemError) and isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            # Ctrl-C while a numba kernel returned: "... returned a result with an exception set"
+            print("featherpose: interrupted", file=sys.stderr)
+            return 130
         if os.environ.get("FEATHERPOSE_DEBUG"):
             raise
         print(f"featherpose: internal error: {type(exc).__name__}: {exc} (a bug in featherpose: please report it; "

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -307,6 +310,34 @@ def predict(source: str | Path | int, model: str | None = None, *, multi: bool =
     return report
 
 
+@contextmanager
+def ctrl_c_between_items() -> Iterator[Callable[[], None]]:
+    """Ctrl-C while the block runs takes effect between items: the block calls the function it is given at the start
+    of each item, which raises KeyboardInterrupt once Ctrl-C was pressed. Raised mid-item, the interrupt could land in
+    a compiled kernel (numba then raises SystemError, and the work done was lost) or inside a queue's lock, leaving it
+    held (a video run hung). A second Ctrl-C raises at once. Outside the main thread Python's behaviour stays."""
+    pressed: list[bool] = []
+
+    def check() -> None:
+        if pressed:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield check
+        return
+
+    def handler(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(True)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run(est, image, name: str, min_score: float) -> Poses:
     """One image through the estimator, with its file name (a top-down one finds given boxes by it)."""
     return est(image, min_score=min_score, name=name)
@@ -326,23 +357,25 @@ def _predict_folder(est, folder: Path, files: list[Path], plan: dict[Path, Path]
     start = time.perf_counter()
     results = []
     try:
-        for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
-            try:
-                image = load_image(path)
-                poses = _run(est, image, path.name, min_score)
-            except NonFiniteOutputError:  # the weights are broken, not the image: every image would fail the same
-                raise
-            except (OSError, ValueError, FloatingPointError) as exc:  # a bad file is reported and skipped
-                report.failed.append((str(path), str(exc)))
-                log.debug("skipped %s: %s", path, exc)
-                continue
-            report.processed += 1
-            report.people += len(poses)
-            results += [{**r, "file_name": path.relative_to(folder).as_posix()} for r in poses.to_coco(image_id)]
-            if plan:  # a drawing that cannot be written loses only itself: the keypoints are kept
-                _write(report, plan[path], lambda: _save_image(plan[path], _drawn(est, poses, image)))
-            if report.processed == 1:
-                report.first_seconds = time.perf_counter() - start
+        with ctrl_c_between_items() as stop_if_pressed:
+            for image_id, path in enumerate(tqdm(files, desc="predict", unit="img", disable=not progress)):
+                stop_if_pressed()
+                try:
+                    image = load_image(path)
+                    poses = _run(est, image, path.name, min_score)
+                except NonFiniteOutputError:  # the weights are broken, not the image: every image would fail the same
+                    raise
+                except (OSError, ValueError, FloatingPointError) as exc:  # a bad file is reported and skipped
+                    report.failed.append((str(path), str(exc)))
+                    log.debug("skipped %s: %s", path, exc)
+                    continue
+                report.processed += 1
+                report.people += len(poses)
+                results += [{**r, "file_name": path.relative_to(folder).as_posix()} for r in poses.to_coco(image_id)]
+                if plan:  # a drawing that cannot be written loses only itself: the keypoints are kept
+                    _write(report, plan[path], lambda: _save_image(plan[path], _drawn(est, poses, image)))
+                if report.processed == 1:
+                    report.first_seconds = time.perf_counter() - start
     except KeyboardInterrupt:
         report.interrupted = True
         report.warnings.append(f"stopped by Ctrl-C after {report.processed + len(report.failed)} of {len(files)} "
@@ -371,32 +404,35 @@ def _predict_stream(est, source, kind, out_path: Path | None, json_path, min_sco
     def run(write=None):
         bar = tqdm(reader, total=total, desc="predict", unit="frame", disable=not progress)
         try:
-            for i, frame in enumerate(bar):
-                if max_frames is not None and i >= max_frames:
-                    break
-                poses = est(frame, min_score=min_score)
-                seconds = reader.seconds
-                if tracker is not None:
-                    poses = tracker.update(poses, seconds)
-                report.processed += 1
-                report.people += len(poses)
-                if live is not None:  # a webcam: figures on the frame shown / recorded, and in the bar
-                    stats.update(reader.latency())
-                    bar.set_postfix(stats.postfix(), refresh=False)
-                    if write or live.enabled:
-                        shown = annotate(_drawn(est, poses, frame), stats.text())
-                        if write:
-                            write(shown)
-                        if not live.show(shown):  # q, Esc or the window closed
-                            break
-                elif write:
-                    write(_drawn(est, poses, frame))
-                if lines is not None:
-                    size = {"height": poses.image_size[0], "width": poses.image_size[1]}
-                    lines.write(json.dumps({"frame": i, "time": round(seconds, 4), "model": est.name, "image_size": size,
-                                            "people": poses.summary()}, allow_nan=False) + "\n")
-                if report.processed == 1:
-                    report.first_seconds = time.perf_counter() - start
+            with ctrl_c_between_items() as stop_if_pressed:
+                for i, frame in enumerate(bar):
+                    stop_if_pressed()
+                    if max_frames is not None and i >= max_frames:
+                        break
+                    poses = est(frame, min_score=min_score)
+                    seconds = reader.seconds
+                    if tracker is not None:
+                        poses = tracker.update(poses, seconds)
+                    report.processed += 1
+                    report.people += len(poses)
+                    if live is not None:  # a webcam: figures on the frame shown / recorded, and in the bar
+                        stats.update(reader.latency())
+                        bar.set_postfix(stats.postfix(), refresh=False)
+                        if write or live.enabled:
+                            shown = annotate(_drawn(est, poses, frame), stats.text())
+                            if write:
+                                write(shown)
+                            if not live.show(shown):  # q, Esc or the window closed
+                                break
+                    elif write:
+                        write(_drawn(est, poses, frame))
+                    if lines is not None:
+                        size = {"height": poses.image_size[0], "width": poses.image_size[1]}
+                        lines.write(json.dumps({"frame": i, "time": round(seconds, 4), "model": est.name,
+                                                "image_size": size, "people": poses.summary()}, allow_nan=False)
+                                    + "\n")
+                    if report.processed == 1:
+                        report.first_seconds = time.perf_counter() - start
         except KeyboardInterrupt:  # a webcam ends this way; a video keeps the frames done so far
             log.info("stopped by Ctrl-C after %d frames", report.processed)
             if report.processed == 0:
