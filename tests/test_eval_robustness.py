@@ -261,6 +261,20 @@ def test_eval_results_location_is_checked_before_the_model_runs(tmp_path, monkey
     with pytest.raises(ValueError, match=f"would overwrite the weight file {weights}"):
         ev.evaluate(weights, data, results_path=weights, progress=False)
     assert weights.read_bytes() == b"never read"
+    # nor one of the data's images (a copy here), nor the bundled weights of a model given by name
+    own = tmp_path / "own"
+    image = json.loads(data.read_text())["images"][0]["file_name"]
+    (own / image).parent.mkdir(parents=True)
+    (own / image).write_bytes((data.parent / image).read_bytes())
+    (own / "data.json").write_text(data.read_text())
+    with pytest.raises(ValueError, match=f"would overwrite the image {image} of"):
+        ev.evaluate("movenet-lightning", own / "data.json", results_path=own / image, progress=False)
+    assert (own / image).read_bytes() == (data.parent / image).read_bytes()
+    bundled = next(iter(featherpose.zoo.weight_files("movenet-lightning")))
+    assert bundled.endswith("movenet-lightning.safetensors")
+    with pytest.raises(ValueError, match="would overwrite the weight file .* of movenet-lightning"):
+        ev.evaluate("movenet-lightning", data, results_path=bundled, progress=False)
+    assert featherpose.zoo.weight_files("no-such-model") == {}
 
 
 def test_eval_results_write_failure_keeps_the_metrics(tmp_path, lightning, monkeypatch):

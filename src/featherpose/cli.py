@@ -168,13 +168,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .fileio import check_writable, refuse_overwrite, same_file
+    from .fileio import check_writable, refuse_overwrite
     from .runtime.export import export_onnx
-    from .zoo import load
+    from .zoo import load, weight_files
 
-    if Path(args.model).is_file():
-        refuse_overwrite(args.onnx, {same_file(args.model): f"the weight file {args.model}"}, f"--onnx {args.onnx}",
-                         "choose another file name")
+    refuse_overwrite(args.onnx, weight_files(args.model), f"--onnx {args.onnx}", "choose another file name")
     check_writable(args.onnx, "--onnx file")
     if args.calib is not None and not args.int8:
         raise ValueError(f"--calib {args.calib} calibrates int8 quantisation; add --int8 or leave --calib out")

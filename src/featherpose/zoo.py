@@ -211,6 +211,19 @@ def resolve_weights(model: str | Path) -> tuple[Path, str | None]:
     return weights_path(info), info.name
 
 
+def weight_files(model: str | Path) -> dict[str, str]:
+    """A model argument's weight files as :func:`~featherpose.fileio.refuse_overwrite`'s inputs, however the model was
+    named (a zoo name: its bundled file; an IR: its .xml and .bin); an unknown name has none."""
+    from .fileio import same_file
+
+    try:
+        path, name = resolve_weights(model)
+    except (ValueError, FileNotFoundError):
+        return {}
+    paths = [path, path.with_suffix(".bin")] if is_openvino_ir(str(path)) else [path]
+    return {same_file(p): f"the weight file {p}" + (f" of {name}" if name else "") for p in paths}
+
+
 def load(model: str | Path = DEFAULT_IMAGE_MODEL, backend: str = "auto", threads: int | None = None,
          input_size: int | tuple[int, int] | None = None, skeleton: str | None = None, *,
          precision: str = "auto", calib: str | Path | None = None) -> Estimator:

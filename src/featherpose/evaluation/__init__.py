@@ -336,6 +336,18 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
     return np.array(ids, np.int64), kpts, scores, np.array(owner, np.intp), unreadable
 
 
+def _image_files(data: str | Path) -> dict[str, str]:
+    """The images a COCO json lists, as :func:`~featherpose.fileio.refuse_overwrite`'s inputs (none when the json
+    cannot be read: evaluate says why in its turn)."""
+    try:
+        images = json.loads(Path(data).read_text()).get("images", [])
+        root = Path(data).parent
+        return {same_file(root / im["file_name"]): f"the image {im['file_name']} of {data}" for im in images
+                if isinstance(im, dict) and isinstance(im.get("file_name"), str)}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int | None = None, backend: str = "auto",
              threads: int | None = None, results_path: str | Path | None = None, progress: bool = True) -> EvalReport:
     """Evaluate a model on COCO-keypoints data: OKS AP through COCOeval, and PCK / PCKh / AUC.
@@ -364,9 +376,9 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
     """
     start = time.perf_counter()
     if results_path is not None:  # before the model runs: an unwritable location fails in a second
-        inputs = {same_file(data): f"the annotation file {data}"}
-        if not isinstance(model, Estimator) and Path(model).is_file():
-            inputs[same_file(model)] = f"the weight file {model}"
+        inputs = {same_file(data): f"the annotation file {data}", **_image_files(data)}
+        if not isinstance(model, Estimator):
+            inputs.update(zoo.weight_files(model))
         refuse_overwrite(results_path, inputs, f"results file {results_path}", "give another results file")
         check_writable(results_path, "results file")
     if isinstance(model, Estimator):
