@@ -119,6 +119,36 @@ def test_to_rgb8_conversions():
         to_rgb8(np.zeros((0, 3), np.uint8))
 
 
+def test_image_files_of_every_kind_load_as_viewers_show_them(tmp_path):
+    """PNGs with alpha, 16 bits or one channel load as RGB uint8; a JPEG whose EXIF orientation says "rotate 90" (a
+    phone held upright) loads turned, as viewers and cv2.imread show it, not as stored; a dataset's image keeps the
+    orientation its json's size gives."""
+    import cv2
+    from PIL import Image
+
+    rgb = load_image(MEDIA / "messi5.jpg")
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)]),
+                                                         cv2.COLOR_RGBA2BGRA))
+    assert np.array_equal(load_image(tmp_path / "rgba.png"), rgb)
+    cv2.imwrite(str(tmp_path / "deep.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    assert np.array_equal(load_image(tmp_path / "deep.png"), rgb)
+    cv2.imwrite(str(tmp_path / "gray.png"), rgb[..., 1])
+    assert np.array_equal(load_image(tmp_path / "gray.png"), np.repeat(rgb[..., 1:2], 3, 2))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored image is turned 90 degrees clockwise for display
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    shown = load_image(tmp_path / "phone.jpg")
+    assert shown.shape == (rgb.shape[1], rgb.shape[0], 3)
+    assert np.array_equal(shown, cv2.cvtColor(cv2.imread(str(tmp_path / "phone.jpg")), cv2.COLOR_BGR2RGB))
+    assert np.abs(shown.astype(int) - np.rot90(rgb, -1)).mean() < 3  # JPEG's loss only
+    # a dataset's json says which its annotations were made on: the size as shown, or as stored
+    from featherpose.image import load_dataset_image
+
+    assert np.array_equal(load_dataset_image(tmp_path / "phone.jpg", shown.shape[:2]), shown)
+    stored = load_dataset_image(tmp_path / "phone.jpg", rgb.shape[:2])
+    assert stored.shape == rgb.shape and np.abs(stored.astype(int) - rgb).mean() < 3
+
+
 def test_estimator_on_array_and_path_agree():
     est = featherpose.load("movenet-lightning")
     a = est(MEDIA / "messi5.jpg")

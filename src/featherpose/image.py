@@ -158,7 +158,20 @@ def load_image(source) -> np.ndarray:
                 if isinstance(source, (bytes, bytearray)) else "")
         raise ImageTypeError(f"expected an image file path (str or Path), an HxWx3 RGB numpy array or a PIL image, "
                              f"got {type(source).__name__}{hint}")
-    path = Path(source)
+    return _read_file(Path(source))
+
+
+def load_dataset_image(path: str | Path, hw: tuple | None = None) -> np.ndarray:
+    """:func:`load_image` of a dataset's file whose json gives its size ``hw`` (height, width): turned by its EXIF
+    orientation as viewers show it, unless ``hw`` is the size of the pixels as stored (annotations made on those)."""
+    image = _read_file(Path(path))
+    if hw is not None and image.shape[:2] != tuple(hw) and image.shape[1::-1] == tuple(hw):
+        image = _read_file(Path(path), turn=False)
+    return image
+
+
+def _read_file(path: Path, turn: bool = True) -> np.ndarray:
+    """An image file as HxWx3 uint8 RGB (see :func:`load_image`); ``turn``: by its EXIF orientation."""
     if not path.exists():
         raise FileNotFoundError(f"image not found: {path}")
     if path.is_dir():
@@ -169,12 +182,15 @@ def load_image(source) -> np.ndarray:
     size = _header_size(data)
     if size is not None:
         check_image_size(*size, str(path))
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # any depth and colour, turned as the EXIF orientation says (a phone photo stands as viewers show it;
+    # IMREAD_UNCHANGED would ignore the tag, and keep an alpha channel that to_rgb8 drops anyway)
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+                       | (0 if turn else cv2.IMREAD_IGNORE_ORIENTATION))
     if img is None:
         raise ImageError(f"{path}: not a readable image (corrupt or unsupported format)")
     check_image_size(*img.shape[:2], str(path))
-    if img.ndim == 3:  # OpenCV decodes to BGR(A)
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGBA if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    if img.ndim == 3:  # OpenCV decodes to BGR
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     return to_rgb8(img, str(path))
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import read_json, write_text
-from ..image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_image
+from ..image import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageError, load_dataset_image
 from ..skeletons import WHOLEBODY_PARTS, Skeleton, keypoints_without_sigma, sigmas_by_name, skeleton_for
 
 logger = logging.getLogger(__name__)
@@ -562,7 +562,7 @@ class CocoKeypoints:
             FileNotFoundError, ImageError: the image cannot be read, or has another size than the json says.
         """
         rec = self.records[index]
-        image = load_image(rec.file)
+        image = load_dataset_image(rec.file, None if rec.height is None else (rec.height, rec.width))
         h, w = image.shape[:2]
         if rec.height is not None and (h, w) != (rec.height, rec.width):
             raise ImageError(f"{rec.file}: the json says {rec.width}x{rec.height}, the file is {w}x{h}")

@@ -42,7 +42,7 @@ from .. import zoo  # the module, not its load: zoo.load is looked up when calle
 from ..data.coco import CocoCheck, Problem, describe_problems, validate_coco
 from ..estimator import Estimator
 from ..fileio import check_writable, refuse_overwrite, same_file, write_text
-from ..image import CROP_EXPAND, load_image
+from ..image import CROP_EXPAND, load_dataset_image
 from ..skeletons import Skeleton, skeleton_for
 from ..topdown import TopDown
 from .coco import coco_keypoint_ap, dataset_sigmas, load_coco, oks, person_category, run_cocoeval
@@ -297,9 +297,12 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
     unreadable: dict[int, str] = {}
     k = est.skeleton.num_keypoints
 
+    sizes = {img["id"]: (img["height"], img["width"]) for img in dataset["images"]
+             if isinstance(img.get("height"), int) and isinstance(img.get("width"), int)}
+
     def read(image_id, file_name):
         try:
-            return load_image(root / file_name)
+            return load_dataset_image(root / file_name, sizes.get(image_id))
         except (OSError, ValueError) as exc:  # gone or corrupt since validation: report, skip, score the rest
             unreadable[image_id] = f"unreadable image: {exc}"
             log.warning("%s (skipped)", unreadable[image_id])
