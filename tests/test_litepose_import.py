@@ -118,6 +118,19 @@ def test_not_a_checkpoint_fails_in_one_line(tmp_path, state):
         import_litepose(small)
     with pytest.raises(FileNotFoundError, match="nothere.pth"):
         import_litepose(tmp_path / "nothere.pth")
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.pth: empty file \(0 bytes\)"):
+        import_litepose(tmp_path / "empty.pth")
+    converted = tmp_path / "w.safetensors"
+    converted.write_bytes(b"{}")
+    with pytest.raises(ValueError, match="w.safetensors is a .safetensors file, not upstream's PyTorch checkpoint"):
+        import_litepose(converted)
+    cut = tmp_path / "cut.pth"  # a truncated download: torch's first sentence only
+    torch.save(state, cut)
+    cut.write_bytes(cut.read_bytes()[:5000])
+    with pytest.raises(ValueError) as err:
+        import_litepose(cut)
+    assert "cut.pth: not a Lite Pose" in str(err.value) and "If you are seeing" not in str(err.value)
 
 
 # ------------------------------------------------------------------------------------------ parity

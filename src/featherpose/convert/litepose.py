@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -131,9 +132,16 @@ def import_litepose(path: str | Path, arch: str = "litepose-m", num_keypoints: i
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; pass the Lite Pose checkpoint (litepose-auto-m-crowdpose.pth)")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes); pass the Lite Pose checkpoint (litepose-auto-m-crowdpose.pth)")
+    if path.suffix == ".safetensors":
+        raise ValueError(f"{path} is a .safetensors file, not upstream's PyTorch checkpoint: a featherpose weight file "
+                         "runs as it is (featherpose predict --model it)")
     try:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on old pickle protocols: the error below says it all
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             raise ValueError("torch.load(weights_only=True) cannot read it (not a PyTorch file, or it holds code "
                              "objects besides tensors)") from None
@@ -151,7 +159,7 @@ def import_litepose(path: str | Path, arch: str = "litepose-m", num_keypoints: i
     except (ValueError, RuntimeError, KeyError, EOFError, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        why = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]  # torch's first sentence
         raise ValueError(f"{path}: not a Lite Pose ({arch}, {num_keypoints} keypoints) PyTorch state_dict: {why}; "
                          "pass litepose-auto-m-crowdpose.pth (upstream's LitePose, mobile_configs/search-M.json)"
                          ) from None
