@@ -73,6 +73,7 @@ CASES = {
     "export unknown model": (lambda t: ["export", "movenet-lightnin", "--onnx", str(t / "m.onnx")], "unknown model"),
     "export huge input": (lambda t: ["export", "movenet-multipose", "--input-size", "100000", "--onnx",
                                      str(t / "m.onnx")], "input size"),
+    "export onto a folder": (lambda t: ["export", "movenet-lightning", "--onnx", str(t)], "/model.onnx"),
     # eval
     "eval missing data": (lambda t: ["eval", "--model", "movenet-lightning", "--data", str(t / "d.json")],
                           "not found"),

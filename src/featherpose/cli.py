@@ -173,7 +173,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .zoo import load, weight_files
 
     refuse_overwrite(args.onnx, weight_files(args.model), f"--onnx {args.onnx}", "choose another file name")
-    check_writable(args.onnx, "--onnx file")
+    check_writable(args.onnx, "--onnx file", example="model.onnx")
     if args.calib is not None and not args.int8:
         raise ValueError(f"--calib {args.calib} calibrates int8 quantisation; add --int8 or leave --calib out")
     if args.eval is not None and not Path(args.eval).is_file():

@@ -190,7 +190,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def check_writable(path: str | Path, what: str = "output", folder: bool = False) -> Path:
+def check_writable(path: str | Path, what: str = "output", folder: bool = False, example: str = "out.json") -> Path:
     """Raise a one-line ``OSError`` now if ``path`` could not be written later; returns ``path``.
 
     Call it before long work, so an unwritable output fails in a second instead of after the work.
@@ -201,13 +201,14 @@ def check_writable(path: str | Path, what: str = "output", folder: bool = False)
     Args:
         what: how the user named the location, e.g. ``"--json file"`` or ``"--save folder"``.
         folder: ``path`` is a folder to write into (else a file to write).
+        example: a file name to suggest when ``path`` is a folder but a file is wanted.
     """
     path = Path(path)
     label = f"{what} {path}"
     if folder and path.exists() and not path.is_dir():
         raise _oserror(errno.ENOTDIR, f"{label} is a file, not a folder; give a folder")
     if not folder and path.is_dir():
-        raise _oserror(errno.EISDIR, f"{label} is a folder; give a file name, e.g. {path / 'out.json'}")
+        raise _oserror(errno.EISDIR, f"{label} is a folder; give a file name, e.g. {path / example}")
     base = path if folder else path.parent
     existing = base
     while not existing.exists() and existing != existing.parent:
