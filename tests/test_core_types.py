@@ -117,6 +117,11 @@ def test_to_rgb8_conversions():
         to_rgb8(np.zeros((2, 2, 5), np.uint8))
     with pytest.raises(ImageError, match="expected an HxW"):
         to_rgb8(np.zeros((0, 3), np.uint8))
+    assert np.array_equal(to_rgb8(np.full((2, 2, 3), 200, np.int64)), np.full((2, 2, 3), 200, np.uint8))
+    with pytest.raises(ImageError, match="int8 pixels from -56 to 0; expected 0..255"):
+        to_rgb8(np.array([[200, 0]], np.uint8).astype(np.int8))  # a uint8 image cast to int8 by mistake
+    with pytest.raises(ImageError, match="int32 pixels from 0 to 65535"):
+        to_rgb8(np.array([[0, 65535]], np.int32))
 
 
 def test_image_files_of_every_kind_load_as_viewers_show_them(tmp_path):

@@ -49,9 +49,10 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
     """Convert any 2-D / 3-D image array (gray, gray+alpha, RGB, RGBA; 8/16-bit, integer, bool or float)
     to HxWx3 uint8 RGB.
 
-    Arrays are taken as RGB(A) channel order; bool as black / white; floats as 0..1 if their largest finite value is <= 1,
-    else 0..255; NaN pixels become 0 and infinities saturate. An array without one finite pixel,
-    of another dtype, or over :data:`MAX_IMAGE_PIXELS` is an :class:`ImageError`.
+    Arrays are taken as RGB(A) channel order; bool as black / white; other integers than uint8 / uint16 as 0..255;
+    floats as 0..1 if their largest finite value is <= 1, else 0..255; NaN pixels become 0 and infinities saturate.
+    An array without one finite pixel, integers outside 0..255 (int8's negatives, say), another dtype, or over
+    :data:`MAX_IMAGE_PIXELS` is an :class:`ImageError`.
     """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 1:
@@ -75,8 +76,12 @@ def to_rgb8(image: np.ndarray, name: str = "image") -> np.ndarray:
         a *= scale
         a += 0.5
         a = np.clip(a, 0, 255, out=a).astype(np.uint8)
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:  # other integers: 0..255 (outside it, the array is something else: say so)
+        low, high = int(a.min()), int(a.max())
+        if low < 0 or high > 255:
+            raise ImageError(f"{name}: {a.dtype} pixels from {low} to {high}; expected 0..255 (or uint16, or float "
+                             "0..1): convert the array first")
+        a = a.astype(np.uint8)
     if a.ndim == 2:
         return np.repeat(a[..., None], 3, axis=2)
     if a.shape[2] == 2:  # gray + alpha
