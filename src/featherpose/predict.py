@@ -315,14 +315,16 @@ def ctrl_c_between_items() -> Iterator[Callable[[], None]]:
     """Ctrl-C while the block runs takes effect between items: the block calls the function it is given at the start
     of each item, which raises KeyboardInterrupt once Ctrl-C was pressed. Raised mid-item, the interrupt could land in
     a compiled kernel (numba then raises SystemError, and the work done was lost) or inside a queue's lock, leaving it
-    held (a video run hung). A second Ctrl-C raises at once. Outside the main thread Python's behaviour stays."""
+    held (a video run hung). A second Ctrl-C raises at once. Outside the main thread, or where SIGINT is ignored,
+    nothing changes."""
     pressed: list[bool] = []
 
     def check() -> None:
         if pressed:
             raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) in (
+            signal.SIG_IGN, None):  # no signal handlers there; or Ctrl-C ignored (a background job): left so
         yield check
         return
 
