@@ -154,7 +154,9 @@ def test_export_onnx(capsys, tmp_path):
 
 def test_bad_input_size(capsys):
     assert main(["predict", str(MEDIA / "messi5.jpg"), "--model", "movenet-multipose", "--input-size", "100"]) == 2
-    assert "multiples of 32" in capsys.readouterr().err
+    assert "multiples of 32, got 100x100; e.g. 96 or 128" in capsys.readouterr().err
+    assert main(["predict", str(MEDIA / "messi5.jpg"), "--model", "litepose-m-crowdpose", "--input-size", "0"]) == 2
+    assert "e.g. 32 or 64" in capsys.readouterr().err
 
 
 def test_weight_file_that_is_not_featherpose(capsys, tmp_path):

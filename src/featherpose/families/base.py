@@ -127,7 +127,10 @@ def input_hw(weights: WeightsFile, input_size, native, multiple: int, resizable:
         raise ValueError(f"input size must be an integer or two (height, width), got {input_size!r}")
     source = "input size" if input_size is not None else f"{where(weights)}: config input_size"
     if hw[0] % multiple or hw[1] % multiple or min(hw) < multiple:
-        raise ValueError(f"{source} must be positive multiples of {multiple}, got {hw[0]}x{hw[1]}")
+        bad = next(v for v in hw if v % multiple or v < multiple)
+        down = max(multiple, bad // multiple * multiple)
+        near = f"; e.g. {down} or {down + multiple}" if input_size is not None else ""
+        raise ValueError(f"{source} must be positive multiples of {multiple}, got {hw[0]}x{hw[1]}{near}")
     if max(hw) <= MAX_INPUT_SIZE:
         return hw
     if input_size is not None:
