@@ -487,19 +487,19 @@ def evolve(space: SearchSpace, score, latency, budget: float, cfg: EvolutionSect
         return out
 
     best = (-1.0, None)
-    first = [a for a in dict.fromkeys(seeds) if latency(a) <= budget][:pop_size]
-    population = scored(first + [under_budget(lambda: space.sample(rng)) for _ in range(pop_size - len(first))])
-    seen = list(population)
-    for _ in range(cfg.generations):
-        parents = sorted(population, key=lambda t: -t[0])[:parents_n]
-        best = max(best, parents[0], key=lambda t: t[0])
-        children = [under_budget(lambda: space.mutate(rng.choice(parents)[1], rng, cfg.mutate_prob))
-                    for _ in range(mutants_n)]
-        children += [under_budget(lambda: space.crossover(rng.choice(parents)[1], rng.choice(parents)[1], rng))
-                     for _ in range(pop_size - mutants_n)]
-        population = parents + scored(children)
-        seen += population[len(parents):]
-    bar.close()
+    with bar:  # closed before an error or Ctrl-C is printed
+        first = [a for a in dict.fromkeys(seeds) if latency(a) <= budget][:pop_size]
+        population = scored(first + [under_budget(lambda: space.sample(rng)) for _ in range(pop_size - len(first))])
+        seen = list(population)
+        for _ in range(cfg.generations):
+            parents = sorted(population, key=lambda t: -t[0])[:parents_n]
+            best = max(best, parents[0], key=lambda t: t[0])
+            children = [under_budget(lambda: space.mutate(rng.choice(parents)[1], rng, cfg.mutate_prob))
+                        for _ in range(mutants_n)]
+            children += [under_budget(lambda: space.crossover(rng.choice(parents)[1], rng.choice(parents)[1], rng))
+                         for _ in range(pop_size - mutants_n)]
+            population = parents + scored(children)
+            seen += population[len(parents):]
     unique = {a.key: (s, a) for s, a in seen}
     return sorted(unique.values(), key=lambda t: (-t[0], t[1].key))
 
