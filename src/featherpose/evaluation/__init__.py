@@ -285,8 +285,10 @@ def _reduce_dataset(dataset: dict, data_idx: np.ndarray) -> dict:
     return dict(dataset, annotations=anns, categories=cats)
 
 
-def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progress: bool):
-    """Run the model over the data.
+def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progress: bool,
+             sizes: dict[int, tuple[int, int]]):
+    """Run the model over the data; ``sizes``: image id -> the json's (height, width), which picks an image's
+    orientation (:func:`~featherpose.image.load_dataset_image`).
 
     Returns:
         image_ids (R,), keypoints (R, K_model, 3) in image pixels, instance scores (R,) (multi-person;
@@ -296,9 +298,6 @@ def _predict(est: Estimator, dataset: dict, root: Path, gt: _GroundTruth, progre
     ids, kpts, scores, owner = [], [], [], []
     unreadable: dict[int, str] = {}
     k = est.skeleton.num_keypoints
-
-    sizes = {img["id"]: (img["height"], img["width"]) for img in dataset["images"]
-             if isinstance(img.get("height"), int) and isinstance(img.get("width"), int)}
 
     def read(image_id, file_name):
         try:
@@ -403,7 +402,8 @@ def evaluate(model: str | Path | Estimator, data: str | Path, *, input_size: int
     dataset = _clean_dataset(dataset, check, cat["id"], len(data_names))
     gt = _GroundTruth.from_dataset(dataset, cat["id"], data_idx, str(path), describe_problems(problems))
 
-    ids, kpts, scores, owner, unreadable = _predict(est, dataset, path.parent, gt, progress)
+    sizes = {i: (h, w) for i, (_, h, w) in check.images.items() if h is not None}  # the json's, validated
+    ids, kpts, scores, owner, unreadable = _predict(est, dataset, path.parent, gt, progress, sizes)
     if unreadable:  # leave those images out of the ground truth as well, so every image scored was seen
         problems += [Problem(why, image_id) for image_id, why in unreadable.items()]
         keep = ~np.isin(gt.image_ids, list(unreadable))
